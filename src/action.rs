@@ -1,0 +1,214 @@
+//! Typed actions: what each step of a kernel build is, what it reads and what it needs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::arch::Arch;
+use crate::label::Label;
+
+/// Index of an action in its graph.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+pub struct ActionId(pub u32);
+
+impl ActionId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    Fetch,
+    Patch,
+    Headers,
+    Configure,
+    CheckConfig,
+    Compile,
+    Install,
+    Tool,
+    Package,
+    Tag,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Fetch => "fetch",
+            ActionKind::Patch => "patch",
+            ActionKind::Headers => "headers",
+            ActionKind::Configure => "configure",
+            ActionKind::CheckConfig => "check-config",
+            ActionKind::Compile => "compile",
+            ActionKind::Install => "install",
+            ActionKind::Tool => "tool",
+            ActionKind::Package => "package",
+            ActionKind::Tag => "tag",
+        }
+    }
+
+    /// Bumped whenever the recipe of that kind changes what it produces, so old cache entries die.
+    pub fn recipe_version(self) -> u32 {
+        1
+    }
+
+    /// Whether the action's commands run through the executor (and so depend on its toolchain).
+    pub fn uses_toolchain(self) -> bool {
+        matches!(
+            self,
+            ActionKind::Patch
+                | ActionKind::Headers
+                | ActionKind::Configure
+                | ActionKind::Compile
+                | ActionKind::Install
+                | ActionKind::Tool
+        )
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an action uses one of its dependencies; also the key under which the dependency's output
+/// digest enters the action's key, so renaming a series does not change keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Source,
+    Tree,
+    Config,
+    Check,
+    Kernel,
+    Modules,
+    Headers,
+    Tool,
+    Image,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Tree => "tree",
+            Role::Config => "config",
+            Role::Check => "check",
+            Role::Kernel => "kernel",
+            Role::Modules => "modules",
+            Role::Headers => "headers",
+            Role::Tool => "tool",
+            Role::Image => "image",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Dep {
+    pub role: Role,
+    pub id: ActionId,
+}
+
+/// The typed parameters of an action. Serialised into the action key as-is, so every field that
+/// changes the result belongs here and nothing that does not (no absolute paths).
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "recipe", rename_all = "kebab-case")]
+pub enum Recipe {
+    Fetch {
+        urls: Vec<String>,
+        sha256: String,
+        file: String,
+    },
+    /// Unpack the source and apply patches (workspace-relative, in order).
+    Patch {
+        patches: Vec<String>,
+    },
+    Headers {
+        arch: Arch,
+    },
+    Configure(ConfigSpec),
+    CheckConfig(ConfigSpec),
+    /// `build_dir` names the persistent build directory (a relative name, not a path).
+    Compile {
+        arch: Arch,
+        build_dir: String,
+        extra_outputs: Vec<String>,
+    },
+    Install {
+        arch: Arch,
+        build_dir: String,
+    },
+    Tool {
+        arch: Arch,
+        dir: String,
+        binary: String,
+    },
+    Package(PackageSpec),
+    Tag(TagSpec),
+}
+
+/// How a config is put together, shared by the configure and the check actions.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigSpec {
+    pub arch: Arch,
+    /// The committed full config or defconfig.
+    pub config: String,
+    pub fragments: Vec<String>,
+    pub force_off: Vec<String>,
+    pub localversion: String,
+    /// Whether the resolved config must equal the committed one.
+    pub exact: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PackageSpec {
+    pub builder: String,
+    pub version: String,
+    pub source_url: String,
+    pub source_sha256: String,
+    pub patches: Vec<String>,
+    /// For tool images: the binary's name under /usr/bin.
+    pub tool_binary: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TagSpec {
+    pub repository: String,
+    /// `6.6.71`, `6.6.71-dbg`: the tag up to the hash.
+    pub prefix: String,
+    pub arch: Arch,
+}
+
+/// One node of the action graph.
+#[derive(Clone, Debug)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// Unique and stable across runs: `compile //6.6.x:dbg-arm64`.
+    pub name: String,
+    pub labels: Vec<Label>,
+    pub recipe: Recipe,
+    /// Workspace-relative files whose content enters the key.
+    pub inputs: Vec<String>,
+    pub deps: Vec<Dep>,
+    /// The environment the action's commands see, exactly.
+    pub env: BTreeMap<String, String>,
+    /// The arch whose toolchain runs the action, if any.
+    pub arch: Option<Arch>,
+}
+
+impl Action {
+    pub fn inputs_of(recipe: &Recipe) -> Vec<String> {
+        match recipe {
+            Recipe::Patch { patches } => patches.clone(),
+            Recipe::Configure(spec) | Recipe::CheckConfig(spec) => {
+                std::iter::once(spec.config.clone())
+                    .chain(spec.fragments.iter().cloned())
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}

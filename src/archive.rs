@@ -1,0 +1,200 @@
+//! Tarballs: deterministic writing (sorted, fixed mtime, uid/gid 0) and safe unpacking.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("`{archive}`: {source}")]
+    Io {
+        archive: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{archive}` has an entry that escapes the tree: `{entry}`")]
+    Escape { archive: PathBuf, entry: String },
+}
+
+/// Writes the contents of `dir` as a tar at `dest` whose bytes depend only on names, contents and
+/// modes: sorted entries, mtime `epoch`, owner 0:0, no user or group names.
+pub fn write_tar(dir: &Path, dest: &Path, prefix: &str, epoch: u64) -> std::io::Result<()> {
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(File::create(dest)?));
+    builder.mode(tar::HeaderMode::Deterministic);
+    add_dir(&mut builder, dir, Path::new(prefix), epoch)?;
+    builder
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()
+}
+
+fn add_dir<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    dir: &Path,
+    rel: &Path,
+    epoch: u64,
+) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = rel.join(entry.file_name());
+        let meta = path.symlink_metadata()?;
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(epoch);
+        header.set_uid(0);
+        header.set_gid(0);
+        if meta.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            b.append_data(&mut header, &name, std::io::empty())?;
+            add_dir(b, &path, &name, epoch)?;
+        } else if meta.file_type().is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            b.append_link(&mut header, &name, std::fs::read_link(&path)?)?;
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            header.set_mode(if exec { 0o755 } else { 0o644 });
+            header.set_size(meta.len());
+            b.append_data(&mut header, &name, File::open(&path)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens a `.tar`, `.tar.gz`/`.tgz` or `.tar.xz` by its name.
+fn open(archive: &Path) -> std::io::Result<Box<dyn Read>> {
+    let file = BufReader::with_capacity(1 << 20, File::open(archive)?);
+    let name = archive.to_string_lossy();
+    Ok(if name.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new(file))
+    } else if name.ends_with(".gz") || name.ends_with(".tgz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Strips the first component and rejects anything that could land outside `dest`.
+fn safe_relative(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for (i, component) in path.components().enumerate() {
+        match component {
+            Component::Normal(part) if i > 0 => out.push(part),
+            Component::Normal(_) | Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Whether a symlink at `rel` pointing to `target` stays inside the tree.
+fn link_stays_inside(rel: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth = rel.components().count() as i64 - 1;
+    for component in target.components() {
+        match component {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Unpacks `archive` into `dest` without its top directory; returns the newest entry mtime,
+/// which is the source's date for reproducible builds.
+pub fn unpack(archive: &Path, dest: &Path) -> Result<u64, ArchiveError> {
+    let io = |source| ArchiveError::Io {
+        archive: archive.to_path_buf(),
+        source,
+    };
+    let mut tar = tar::Archive::new(open(archive).map_err(io)?);
+    tar.set_preserve_permissions(true);
+    let mut newest = 0;
+    for entry in tar.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let raw = entry.path().map_err(io)?.into_owned();
+        let escape = || ArchiveError::Escape {
+            archive: archive.to_path_buf(),
+            entry: raw.display().to_string(),
+        };
+        let rel = safe_relative(&raw).ok_or_else(escape)?;
+        if rel.as_os_str().is_empty() || entry.header().entry_type().is_pax_global_extensions() {
+            continue;
+        }
+        newest = newest.max(entry.header().mtime().unwrap_or(0));
+        let target = dest.join(&rel);
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            let link = entry
+                .link_name()
+                .map_err(io)?
+                .ok_or_else(escape)?
+                .into_owned();
+            if !link_stays_inside(&rel, &link) {
+                return Err(escape());
+            }
+        }
+        if kind.is_hard_link() {
+            let link = entry
+                .link_name()
+                .map_err(io)?
+                .ok_or_else(escape)?
+                .into_owned();
+            let source = dest.join(safe_relative(&link).ok_or_else(escape)?);
+            std::fs::hard_link(&source, &target).map_err(io)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        entry.unpack(&target).map_err(io)?;
+    }
+    Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_escapes() {
+        assert_eq!(
+            safe_relative(Path::new("linux-6.6/a/b")),
+            Some(PathBuf::from("a/b"))
+        );
+        assert_eq!(safe_relative(Path::new("linux/../../etc")), None);
+        assert_eq!(safe_relative(Path::new("/etc/passwd")), None);
+        assert!(link_stays_inside(Path::new("a/b/link"), Path::new("../c")));
+        assert!(!link_stays_inside(
+            Path::new("a/link"),
+            Path::new("../../etc")
+        ));
+        assert!(!link_stays_inside(Path::new("link"), Path::new("/etc")));
+    }
+
+    #[test]
+    fn deterministic_tar_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("in/sub")).unwrap();
+        std::fs::write(dir.path().join("in/sub/f"), b"hello").unwrap();
+        let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+        write_tar(&dir.path().join("in"), &a, "top", 7).unwrap();
+        std::fs::write(dir.path().join("in/sub/f"), b"hello").unwrap();
+        write_tar(&dir.path().join("in"), &b, "top", 7).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let out = dir.path().join("out");
+        assert_eq!(unpack(&a, &out).unwrap(), 7);
+        assert_eq!(std::fs::read(out.join("sub/f")).unwrap(), b"hello");
+    }
+}

@@ -1,0 +1,53 @@
+//! The content-addressed blob store: one read-only file per distinct content and mode.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn new(root: PathBuf) -> BlobStore {
+        BlobStore { root }
+    }
+
+    /// Executable and plain copies of the same bytes are separate blobs, because hard links
+    /// share their mode.
+    pub fn path(&self, digest: Digest, executable: bool) -> PathBuf {
+        let hex = digest.to_hex();
+        let name = if executable {
+            format!("{}.x", &hex[2..])
+        } else {
+            hex[2..].to_string()
+        };
+        self.root.join(&hex[..2]).join(name)
+    }
+
+    /// Moves `file` (already hashed to `digest`) into the store. An existing blob is kept as it
+    /// is, so that links to it elsewhere keep their inode and mtime.
+    pub fn adopt(&self, file: &Path, digest: Digest, executable: bool) -> std::io::Result<PathBuf> {
+        let dest = self.path(digest, executable);
+        if dest.exists() {
+            std::fs::remove_file(file)?;
+            return Ok(dest);
+        }
+        std::fs::create_dir_all(dest.parent().expect("blob paths have parents"))?;
+        let mode = if executable { 0o555 } else { 0o444 };
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(file, &dest)?;
+        Ok(dest)
+    }
+
+    /// Whether the blob holds the bytes its name promises.
+    pub fn verify(&self, digest: Digest, executable: bool) -> bool {
+        Digest::of_file(&self.path(digest, executable)).is_ok_and(|d| d == digest)
+    }
+
+    pub fn remove(&self, digest: Digest, executable: bool) {
+        let _ = std::fs::remove_file(self.path(digest, executable));
+    }
+}

@@ -1,0 +1,226 @@
+//! Output manifests: ingesting an action's output directory into blobs, and materialising it back.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{BlobStore, Cache, CacheError, io_err};
+use crate::digest::Digest;
+
+/// One output file, by relative path.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OutputEntry {
+    pub path: String,
+    /// Content digest; for a symlink, the digest of its target text.
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink: Option<String>,
+}
+
+/// Everything an action produced, sorted by path.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct OutputManifest {
+    pub entries: Vec<OutputEntry>,
+}
+
+/// A blob that did not hold what its manifest promised.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cache blob for `{path}` is corrupt or missing ({digest})")]
+#[diagnostic(help(
+    "kbuild evicts the entry and rebuilds it; `kbuild cache verify` checks every blob"
+))]
+pub struct Corrupt {
+    pub path: String,
+    pub digest: Digest,
+}
+
+impl OutputManifest {
+    /// The digest dependents see: it changes exactly when some output's path, mode or content does.
+    pub fn digest(&self) -> Digest {
+        Digest::of_bytes(&serde_json::to_vec(self).expect("manifests serialise"))
+    }
+
+    pub fn get(&self, path: &str) -> Option<&OutputEntry> {
+        self.entries.iter().find(|e| e.path == path)
+    }
+
+    /// Hashes every file under `dir` and moves it into the blob store. `dir` is consumed.
+    pub fn ingest(dir: &Path, blobs: &BlobStore) -> Result<OutputManifest, CacheError> {
+        let mut found = Vec::new();
+        walk(dir, "", &mut found).map_err(io_err(dir))?;
+        let mut entries = found
+            .par_iter()
+            .map(|(rel, meta)| ingest_one(dir, rel, meta, blobs))
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(OutputManifest { entries })
+    }
+
+    /// Links every output into `dest` (which must not exist), verifying each blob as it is read.
+    pub fn materialise(&self, blobs: &BlobStore, dest: &Path) -> Result<(), CacheError> {
+        std::fs::create_dir_all(dest).map_err(io_err(dest))?;
+        let dirs: std::collections::BTreeSet<PathBuf> = self
+            .entries
+            .iter()
+            .filter_map(|e| Path::new(&e.path).parent().map(|p| dest.join(p)))
+            .collect();
+        for dir in dirs {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        self.entries
+            .par_iter()
+            .try_for_each(|e| link_one(e, blobs, dest))
+    }
+}
+
+fn walk(root: &Path, rel: &str, out: &mut Vec<(String, std::fs::Metadata)>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(root.join(rel))?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let meta = entry.path().symlink_metadata()?;
+        if meta.is_dir() {
+            walk(root, &child, out)?;
+        } else {
+            out.push((child, meta));
+        }
+    }
+    Ok(())
+}
+
+fn ingest_one(
+    dir: &Path,
+    rel: &str,
+    meta: &std::fs::Metadata,
+    blobs: &BlobStore,
+) -> Result<OutputEntry, CacheError> {
+    let path = dir.join(rel);
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&path)
+            .map_err(io_err(&path))?
+            .to_string_lossy()
+            .into_owned();
+        let digest = Digest::of_bytes(target.as_bytes());
+        return Ok(OutputEntry {
+            path: rel.to_string(),
+            digest,
+            size: 0,
+            executable: false,
+            symlink: Some(target),
+        });
+    }
+    let digest = Digest::of_file(&path).map_err(io_err(&path))?;
+    let executable = meta.permissions().mode() & 0o111 != 0;
+    blobs
+        .adopt(&path, digest, executable)
+        .map_err(io_err(&path))?;
+    Ok(OutputEntry {
+        path: rel.to_string(),
+        digest,
+        size: meta.len(),
+        executable,
+        symlink: None,
+    })
+}
+
+fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), CacheError> {
+    let target = dest.join(&entry.path);
+    if let Some(link) = &entry.symlink {
+        return std::os::unix::fs::symlink(link, &target).map_err(io_err(&target));
+    }
+    if !blobs.verify(entry.digest, entry.executable) {
+        return Err(Corrupt {
+            path: entry.path.clone(),
+            digest: entry.digest,
+        }
+        .into());
+    }
+    let blob = blobs.path(entry.digest, entry.executable);
+    // A hard link shares the blob; a copy is the fallback across filesystems.
+    std::fs::hard_link(&blob, &target)
+        .or_else(|_| std::fs::copy(&blob, &target).map(|_| ()))
+        .map_err(io_err(&target))
+}
+
+impl Cache {
+    /// The outputs of a manifest as a directory: `trees/<digest>`, made once and reused.
+    /// A reused tree is checked with `stat` only: a file written since it was made is re-hashed.
+    pub fn tree(&self, manifest: &OutputManifest) -> Result<PathBuf, CacheError> {
+        let digest = manifest.digest();
+        let dest = self.dir("trees").join(digest.to_hex());
+        let stamp = self.dir("trees").join(format!("{}.done", digest.to_hex()));
+        if let Ok(made) = std::fs::metadata(&stamp).and_then(|m| m.modified()) {
+            return self.check_tree(manifest, &dest, made).map(|()| dest);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("tree-")
+            .tempdir_in(self.dir("tmp"))
+            .map_err(io_err(&dest))?;
+        let staged = tmp.path().join("t");
+        manifest.materialise(&self.blobs, &staged)?;
+        match std::fs::rename(&staged, &dest) {
+            Ok(()) => {}
+            // Another process made the same tree first; theirs is identical.
+            Err(_) if dest.is_dir() => {}
+            Err(e) => {
+                return Err(CacheError::Io {
+                    path: dest,
+                    source: e,
+                });
+            }
+        }
+        std::fs::write(&stamp, b"").map_err(io_err(&stamp))?;
+        Ok(dest)
+    }
+
+    fn check_tree(
+        &self,
+        manifest: &OutputManifest,
+        dest: &Path,
+        made: SystemTime,
+    ) -> Result<(), CacheError> {
+        manifest
+            .entries
+            .par_iter()
+            .filter(|e| e.symlink.is_none())
+            .try_for_each(|e| {
+                let path = dest.join(&e.path);
+                let fresh = std::fs::metadata(&path).is_ok_and(|m| {
+                    m.len() == e.size && m.modified().is_ok_and(|t| t <= made) && m.nlink() > 0
+                });
+                if fresh || Digest::of_file(&path).is_ok_and(|d| d == e.digest) {
+                    return Ok(());
+                }
+                Err(Corrupt {
+                    path: e.path.clone(),
+                    digest: e.digest,
+                }
+                .into())
+            })
+    }
+
+    /// Forgets a corrupt tree and the blobs behind it, so that the next build recreates them.
+    pub fn drop_tree(&self, manifest: &OutputManifest, corrupt: &Corrupt) {
+        let hex = manifest.digest().to_hex();
+        let _ = std::fs::remove_file(self.dir("trees").join(format!("{hex}.done")));
+        let _ = std::fs::remove_dir_all(self.dir("trees").join(&hex));
+        for entry in manifest
+            .entries
+            .iter()
+            .filter(|e| e.digest == corrupt.digest)
+        {
+            self.blobs.remove(entry.digest, entry.executable);
+        }
+    }
+}

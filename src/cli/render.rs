@@ -1,0 +1,204 @@
+//! Rendering plans, runs and explanations as text (for people) and JSON (for tools).
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::cache::LastRun;
+use crate::engine::Status;
+use crate::graph::Graph;
+use crate::label::all_targets;
+use crate::model::Model;
+
+pub fn list(model: &Model) -> String {
+    let targets = all_targets(model);
+    let mut out = String::new();
+    for series in &model.series {
+        let note = if series.deprecated {
+            " (deprecated)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "{} {}{note}", series.name, series.version);
+        for t in targets.iter().filter(|t| t.series == series.name) {
+            let _ = writeln!(out, "  {t}");
+        }
+    }
+    out
+}
+
+fn state_word(status: &Status) -> &'static str {
+    match status {
+        Status::Cached { .. } => "cached",
+        Status::WillRun { .. } | Status::Pending => "run",
+        Status::Executed { .. } => "executed",
+        Status::Failed { .. } => "failed",
+        Status::Skipped => "skipped",
+    }
+}
+
+pub fn plan_text(graph: &Graph, status: &[Status]) -> String {
+    let mut out = String::new();
+    let mut cached = 0;
+    for id in graph.ids() {
+        match &status[id.index()] {
+            Status::WillRun { reason, .. } => {
+                let _ = writeln!(out, "run     {}  ({reason})", graph.action(id).name);
+            }
+            Status::Cached { .. } => cached += 1,
+            other => {
+                let _ = writeln!(out, "{:<7} {}", state_word(other), graph.action(id).name);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} actions: {} to run, {cached} cached",
+        graph.len(),
+        graph.len() - cached
+    );
+    out
+}
+
+fn action_json(graph: &Graph, status: &[Status], id: crate::action::ActionId) -> serde_json::Value {
+    let action = graph.action(id);
+    let s = &status[id.index()];
+    let reason = match s {
+        Status::WillRun { reason, .. }
+        | Status::Executed { reason, .. }
+        | Status::Failed { reason, .. } => Some(reason.to_string()),
+        _ => None,
+    };
+    json!({
+        "id": id.0,
+        "name": action.name,
+        "kind": action.kind,
+        "labels": action.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+        "key": s.key().map(|k| k.to_string()),
+        "deps": action.deps.iter().map(|d| d.id.0).collect::<Vec<_>>(),
+        "state": state_word(s),
+        "reason": reason,
+    })
+}
+
+pub fn plan_json(graph: &Graph, status: &[Status]) -> String {
+    let actions: Vec<_> = graph
+        .ids()
+        .map(|id| action_json(graph, status, id))
+        .collect();
+    serde_json::to_string_pretty(&json!({ "actions": actions })).expect("json")
+}
+
+struct Totals {
+    cached: usize,
+    executed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+fn totals(status: &[Status]) -> Totals {
+    let count = |f: fn(&Status) -> bool| status.iter().filter(|s| f(s)).count();
+    Totals {
+        cached: count(|s| matches!(s, Status::Cached { .. })),
+        executed: count(|s| matches!(s, Status::Executed { .. })),
+        failed: count(|s| matches!(s, Status::Failed { .. })),
+        skipped: count(|s| {
+            matches!(
+                s,
+                Status::Skipped | Status::Pending | Status::WillRun { .. }
+            )
+        }),
+    }
+}
+
+pub fn run_json(graph: &Graph, status: &[Status], seconds: f64) -> String {
+    let t = totals(status);
+    let actions: Vec<_> = graph
+        .ids()
+        .map(|id| {
+            let mut v = action_json(graph, status, id);
+            v["outcome"] = json!(state_word(&status[id.index()]));
+            if let Status::Failed { error, log, .. } = &status[id.index()] {
+                v["error"] = json!(error);
+                v["log"] = json!(log);
+            }
+            v
+        })
+        .collect();
+    let value = json!({
+        "actions": actions,
+        "totals": { "actions": graph.len(), "cached": t.cached, "executed": t.executed, "failed": t.failed, "skipped": t.skipped, "seconds": seconds },
+    });
+    serde_json::to_string_pretty(&value).expect("json")
+}
+
+/// The last lines of a log, indented, for failure reports.
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("    | {l}\n"))
+        .collect()
+}
+
+/// Every failure with its hint and the tail of its log.
+pub fn failures(graph: &Graph, status: &[Status]) -> String {
+    let mut out = String::new();
+    for id in graph.ids() {
+        if let Status::Failed {
+            error, hint, log, ..
+        } = &status[id.index()]
+        {
+            let _ = writeln!(out, "error: `{}` failed: {error}", graph.action(id).name);
+            if let Some(hint) = hint {
+                let _ = writeln!(out, "  hint: {hint}");
+            }
+            let _ = writeln!(
+                out,
+                "  log: {} (last lines):\n{}",
+                log.display(),
+                tail(log, 20)
+            );
+        }
+    }
+    out
+}
+
+pub fn run_text(graph: &Graph, status: &[Status], seconds: f64) -> String {
+    let mut out = String::new();
+    let t = totals(status);
+    let _ = write!(
+        out,
+        "kbuild: {} actions, {} cached, {} executed, {} failed",
+        graph.len(),
+        t.cached,
+        t.executed,
+        t.failed
+    );
+    if t.skipped > 0 {
+        let _ = write!(out, ", {} not run", t.skipped);
+    }
+    let _ = writeln!(out, " in {seconds:.2}s");
+    out
+}
+
+pub fn why_text(graph: &Graph, status: &[Status], last: &LastRun) -> String {
+    let mut out = String::new();
+    for id in graph.ids() {
+        let name = &graph.action(id).name;
+        let line = match &status[id.index()] {
+            Status::WillRun { reason, .. } => format!("will run: {reason}"),
+            Status::Cached { key, .. } => match last.actions.get(name) {
+                Some(e) if e.key == *key && e.reason.is_some() => format!(
+                    "up to date; last ran because {}",
+                    e.reason.as_deref().unwrap_or("")
+                ),
+                _ => "up to date (from the cache)".to_string(),
+            },
+            other => state_word(other).to_string(),
+        };
+        let _ = writeln!(out, "{name}: {line}");
+    }
+    out
+}

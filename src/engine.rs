@@ -1,0 +1,572 @@
+//! The engine: keys every action, answers from the cache where it can, and executes the rest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::action::{Action, ActionId, Role};
+use crate::cache::{Cache, CacheError, Corrupt, LastRun, OutputManifest, RunEntry};
+use crate::digest::Digest;
+use crate::exec::{Cancel, Executor};
+use crate::explain::{Reason, explain};
+use crate::graph::Graph;
+use crate::key::{ActionKey, KeyRecord};
+use crate::recipe::{self, Ctx, DepOutput};
+use crate::schedule::{self, Owner, Ready, Worker};
+use crate::statcache::StatCache;
+
+/// Where one action stands, as plan and run report it.
+#[derive(Clone, Debug)]
+pub enum Status {
+    Pending,
+    /// Found in the cache.
+    Cached {
+        key: ActionKey,
+        output: Digest,
+    },
+    /// Would run (plan) or is running; the key is unknown while a dependency has yet to run.
+    WillRun {
+        key: Option<ActionKey>,
+        reason: Reason,
+    },
+    Executed {
+        key: ActionKey,
+        output: Digest,
+        reason: Reason,
+        seconds: f64,
+    },
+    Failed {
+        key: ActionKey,
+        reason: Reason,
+        error: String,
+        hint: Option<String>,
+        log: PathBuf,
+    },
+    /// Not run because a dependency failed or the run stopped.
+    Skipped,
+}
+
+impl Status {
+    pub fn output(&self) -> Option<Digest> {
+        match self {
+            Status::Cached { output, .. } | Status::Executed { output, .. } => Some(*output),
+            _ => None,
+        }
+    }
+
+    pub fn key(&self) -> Option<ActionKey> {
+        match self {
+            Status::Cached { key, .. }
+            | Status::Executed { key, .. }
+            | Status::Failed { key, .. } => Some(*key),
+            Status::WillRun { key, .. } => *key,
+            _ => None,
+        }
+    }
+}
+
+/// Everything a run needs besides the graph.
+pub struct Engine<'a> {
+    pub workspace: &'a Path,
+    pub cache: &'a Cache,
+    pub exec: &'a dyn Executor,
+    pub jobs: usize,
+    pub keep_going: bool,
+    pub cancel: Cancel,
+    /// Print a line per executed action to stderr.
+    pub progress: bool,
+}
+
+/// Why computing a key failed: an input file is unreadable.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot read input `{path}` of `{action}`: {source}")]
+#[diagnostic(help("the manifest refers to this file; restore it or change kernel.kdl"))]
+pub struct InputError {
+    pub action: String,
+    pub path: String,
+    source: std::io::Error,
+}
+
+/// The scheduler-thread state of a plan or run.
+struct Keys<'a> {
+    engine: &'a Engine<'a>,
+    graph: &'a Graph,
+    stat: StatCache,
+    identities: HashMap<(Vec<String>, Option<crate::arch::Arch>), String>,
+    last: LastRun,
+    status: Vec<Status>,
+    manifests: Vec<Option<Arc<OutputManifest>>>,
+    errors: Vec<InputError>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(engine: &'a Engine<'a>, graph: &'a Graph) -> Keys<'a> {
+        Keys {
+            engine,
+            graph,
+            stat: StatCache::load(engine.cache.dir("state").join("stat.json")),
+            identities: HashMap::new(),
+            last: engine.cache.load_state(engine.workspace),
+            status: vec![Status::Pending; graph.len()],
+            manifests: vec![None; graph.len()],
+            errors: Vec::new(),
+        }
+    }
+
+    fn identity(&mut self, action: &Action) -> String {
+        let tools = recipe::tools_of(action);
+        if tools.is_empty() {
+            return "kbuild".into();
+        }
+        let key = (tools, action.arch);
+        if let Some(id) = self.identities.get(&key) {
+            return id.clone();
+        }
+        let names: Vec<&str> = key.0.iter().map(String::as_str).collect();
+        let id = self
+            .engine
+            .exec
+            .identity(&names, action.arch, &mut self.stat);
+        self.identities.insert(key, id.clone());
+        id
+    }
+
+    /// The key record of `id`, or `None` while a dependency's output is unknown.
+    fn record(&mut self, id: ActionId) -> Result<Option<KeyRecord>, InputError> {
+        let action = self.graph.action(id);
+        let mut deps = BTreeMap::new();
+        for dep in &action.deps {
+            match self.status[dep.id.index()].output() {
+                Some(output) => deps.insert(dep.role.as_str().to_string(), output),
+                None => return Ok(None),
+            };
+        }
+        let mut inputs = BTreeMap::new();
+        for rel in &action.inputs {
+            let digest = self
+                .stat
+                .digest(&self.engine.workspace.join(rel))
+                .map_err(|source| InputError {
+                    action: action.name.clone(),
+                    path: rel.clone(),
+                    source,
+                })?;
+            inputs.insert(rel.clone(), digest);
+        }
+        let executor = self.identity(action);
+        Ok(Some(KeyRecord::new(action, executor, inputs, deps)))
+    }
+
+    /// The output digest cached for `key`, preferring the last run's note to reading the entry.
+    fn cached_output(&self, name: &str, key: ActionKey) -> Option<Digest> {
+        if !self.engine.cache.has_entry(key) {
+            return None;
+        }
+        match self.last.actions.get(name) {
+            Some(entry) if entry.key == key && entry.output.is_some() => entry.output,
+            _ => self.engine.cache.lookup(key).map(|m| m.digest()),
+        }
+    }
+
+    fn dep_names(&self, id: ActionId) -> BTreeMap<String, String> {
+        let action = self.graph.action(id);
+        action
+            .deps
+            .iter()
+            .map(|d| {
+                (
+                    d.role.as_str().to_string(),
+                    self.graph.action(d.id).name.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn reason(&self, id: ActionId, record: &KeyRecord) -> Reason {
+        let name = &self.graph.action(id).name;
+        let Some(last) = self.last.actions.get(name) else {
+            return Reason::NeverBuilt;
+        };
+        let old = self.engine.cache.load_record(last.key);
+        explain(old.as_ref(), record, &self.dep_names(id))
+    }
+
+    /// Decides one action without running anything: cached, or would run and why.
+    fn decide(&mut self, id: ActionId) -> Option<(KeyRecord, ActionKey)> {
+        let record = match self.record(id) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                let action = self.graph.action(id);
+                let dep = action
+                    .deps
+                    .iter()
+                    .find(|d| self.status[d.id.index()].output().is_none());
+                let dependency = dep
+                    .map(|d| self.graph.action(d.id).name.clone())
+                    .unwrap_or_default();
+                self.status[id.index()] = Status::WillRun {
+                    key: None,
+                    reason: Reason::DependencyWillRun { dependency },
+                };
+                return None;
+            }
+            Err(e) => {
+                self.errors.push(e);
+                self.status[id.index()] = Status::Skipped;
+                return None;
+            }
+        };
+        let key = record.key();
+        if let Some(output) = self.cached_output(&self.graph.action(id).name, key) {
+            self.status[id.index()] = Status::Cached { key, output };
+            return None;
+        }
+        let reason = self.reason(id, &record);
+        self.status[id.index()] = Status::WillRun {
+            key: Some(key),
+            reason,
+        };
+        Some((record, key))
+    }
+
+    /// The last-run entries for every action this pass decided.
+    fn updates(&self) -> BTreeMap<String, RunEntry> {
+        let mut out = BTreeMap::new();
+        for id in self.graph.ids() {
+            let (key, output, outcome, reason) = match &self.status[id.index()] {
+                Status::Cached { key, output } => {
+                    let previous = self.last.actions.get(&self.graph.action(id).name);
+                    let kept = previous
+                        .filter(|p| p.key == *key)
+                        .and_then(|p| p.reason.clone());
+                    let outcome = if kept.is_some() { "executed" } else { "cached" };
+                    (*key, Some(*output), outcome, kept)
+                }
+                Status::Executed {
+                    key,
+                    output,
+                    reason,
+                    ..
+                } => (*key, Some(*output), "executed", Some(reason.to_string())),
+                Status::Failed { key, reason, .. } => {
+                    (*key, None, "failed", Some(reason.to_string()))
+                }
+                _ => continue,
+            };
+            out.insert(
+                self.graph.action(id).name.clone(),
+                RunEntry {
+                    key,
+                    output,
+                    outcome: outcome.into(),
+                    reason,
+                },
+            );
+        }
+        out
+    }
+}
+
+/// What a worker needs to execute one action.
+pub struct Job {
+    key: ActionKey,
+    reason: Reason,
+    deps: Vec<(Role, ActionId, Arc<OutputManifest>)>,
+}
+
+pub enum JobResult {
+    Executed {
+        manifest: OutputManifest,
+        seconds: f64,
+    },
+    Failed {
+        error: String,
+        hint: Option<String>,
+        log: PathBuf,
+    },
+    /// A dependency's cached outputs turned out corrupt; it must be rebuilt first.
+    Corrupt { dep: ActionId, corrupt: Corrupt },
+}
+
+struct Runner<'a> {
+    engine: &'a Engine<'a>,
+    graph: &'a Graph,
+    logs: PathBuf,
+    build_root: PathBuf,
+}
+
+fn log_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Runner<'_> {
+    fn execute(&self, id: ActionId, job: Job) -> Result<JobResult, CacheError> {
+        let started = Instant::now();
+        let action = self.graph.action(id);
+        let mut deps = BTreeMap::new();
+        for (role, dep, manifest) in job.deps {
+            match self.engine.cache.tree(&manifest) {
+                Ok(dir) => deps.insert(role, DepOutput { dir, manifest }),
+                Err(CacheError::Corrupt(corrupt)) => {
+                    self.engine.cache.drop_tree(&manifest, &corrupt);
+                    return Ok(JobResult::Corrupt { dep, corrupt });
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        let scratch = self.engine.cache.scratch()?;
+        let (out, work) = (scratch.path().join("out"), scratch.path().join("work"));
+        for dir in [&out, &work] {
+            std::fs::create_dir_all(dir).map_err(crate::cache::io_err(dir))?;
+        }
+        let log_path = self.logs.join(format!("{}.log", log_name(&action.name)));
+        let log = std::fs::File::create(&log_path).map_err(crate::cache::io_err(&log_path))?;
+        let _ = writeln!(
+            &log,
+            "# {} (key {})\n# why: {}",
+            action.name, job.key, job.reason
+        );
+        let ctx = Ctx {
+            action,
+            workspace: self.engine.workspace,
+            out: &out,
+            work: &work,
+            deps: &deps,
+            exec: self.engine.exec,
+            log: &log,
+            log_path: &log_path,
+            cancel: &self.engine.cancel,
+            jobs: self.engine.jobs,
+            build_root: &self.build_root,
+            key: job.key,
+        };
+        if let Err(e) = recipe::execute(&ctx) {
+            let _ = writeln!(&log, "kbuild: {e}");
+            let hint = e.hint().map(str::to_string);
+            return Ok(JobResult::Failed {
+                error: e.to_string(),
+                hint,
+                log: log_path,
+            });
+        }
+        // Only now, with every output written, does the action enter the cache.
+        let manifest = OutputManifest::ingest(&out, &self.engine.cache.blobs)?;
+        self.engine.cache.store(job.key, &manifest)?;
+        Ok(JobResult::Executed {
+            manifest,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+impl Worker for Runner<'_> {
+    type Job = Job;
+    type Result = JobResult;
+
+    fn work(&self, id: ActionId, job: Job) -> JobResult {
+        let key = job.key;
+        let _ = key;
+        self.execute(id, job).unwrap_or_else(|e| JobResult::Failed {
+            error: e.to_string(),
+            hint: Some("check free space and permissions of the cache directory".into()),
+            log: PathBuf::new(),
+        })
+    }
+}
+
+/// The scheduler-thread side of a run.
+struct RunOwner<'a> {
+    keys: Keys<'a>,
+    /// Actions whose cached outputs were corrupt: the run goes another round for them.
+    evicted: Vec<ActionId>,
+    done: usize,
+}
+
+impl RunOwner<'_> {
+    fn dep_manifest(&mut self, id: ActionId) -> Option<Arc<OutputManifest>> {
+        if self.keys.manifests[id.index()].is_none() {
+            let key = self.keys.status[id.index()].key()?;
+            self.keys.manifests[id.index()] = self.keys.engine.cache.lookup(key).map(Arc::new);
+        }
+        self.keys.manifests[id.index()].clone()
+    }
+
+    fn progress(&self, id: ActionId, what: &str) {
+        if self.keys.engine.progress {
+            eprintln!(
+                "[{}/{}] {what} {}",
+                self.done,
+                self.keys.graph.len(),
+                self.keys.graph.action(id).name
+            );
+        }
+    }
+}
+
+impl Owner for RunOwner<'_> {
+    type Job = Job;
+    type Result = JobResult;
+
+    fn ready(&mut self, id: ActionId) -> Ready<Job> {
+        let Some((record, key)) = self.keys.decide(id) else {
+            let ok = matches!(self.keys.status[id.index()], Status::Cached { .. });
+            self.done += 1;
+            return Ready::Done(ok);
+        };
+        let _ = self.keys.engine.cache.store_record(&record);
+        let reason = match &self.keys.status[id.index()] {
+            Status::WillRun { reason, .. } => reason.clone(),
+            _ => Reason::NeverBuilt,
+        };
+        let mut deps = Vec::new();
+        for dep in self.keys.graph.action(id).deps.clone() {
+            let Some(manifest) = self.dep_manifest(dep.id) else {
+                // The entry vanished since it was found: treat it like a corrupt one.
+                self.keys.engine.cache.evict(
+                    self.keys.status[dep.id.index()]
+                        .key()
+                        .expect("a cached dep has a key"),
+                );
+                self.evicted.push(dep.id);
+                self.keys.status[id.index()] = Status::Skipped;
+                return Ready::Done(false);
+            };
+            deps.push((dep.role, dep.id, manifest));
+        }
+        Ready::Run(Job { key, reason, deps })
+    }
+
+    fn done(&mut self, id: ActionId, result: JobResult) -> bool {
+        self.done += 1;
+        let (key, reason) = match &self.keys.status[id.index()] {
+            Status::WillRun {
+                key: Some(key),
+                reason,
+            } => (*key, reason.clone()),
+            _ => unreachable!("only actions with a key are executed"),
+        };
+        match result {
+            JobResult::Executed { manifest, seconds } => {
+                let output = manifest.digest();
+                self.keys.manifests[id.index()] = Some(Arc::new(manifest));
+                self.keys.status[id.index()] = Status::Executed {
+                    key,
+                    output,
+                    reason,
+                    seconds,
+                };
+                self.progress(id, "executed");
+                true
+            }
+            JobResult::Failed { error, hint, log } => {
+                self.keys.status[id.index()] = Status::Failed {
+                    key,
+                    reason,
+                    error,
+                    hint,
+                    log,
+                };
+                self.progress(id, "FAILED");
+                false
+            }
+            JobResult::Corrupt { dep, corrupt } => {
+                eprintln!(
+                    "kbuild: {corrupt}; evicting `{}` and building it again",
+                    self.keys.graph.action(dep).name
+                );
+                if let Some(key) = self.keys.status[dep.index()].key() {
+                    self.keys.engine.cache.evict(key);
+                }
+                self.evicted.push(dep);
+                self.keys.status[id.index()] = Status::Skipped;
+                false
+            }
+        }
+    }
+
+    fn skipped(&mut self, id: ActionId) {
+        self.done += 1;
+        if matches!(self.keys.status[id.index()], Status::Pending) {
+            self.keys.status[id.index()] = Status::Skipped;
+        }
+    }
+}
+
+/// The result of a plan or run: a status per action.
+pub struct Report {
+    pub status: Vec<Status>,
+    pub errors: Vec<InputError>,
+    pub seconds: f64,
+    pub last: LastRun,
+}
+
+impl Engine<'_> {
+    /// Decides every action without running any.
+    pub fn plan(&self, graph: &Graph) -> Report {
+        let started = Instant::now();
+        let mut keys = Keys::new(self, graph);
+        for id in graph.ids() {
+            keys.decide(id);
+        }
+        keys.stat.save();
+        Report {
+            status: keys.status,
+            errors: keys.errors,
+            seconds: started.elapsed().as_secs_f64(),
+            last: keys.last,
+        }
+    }
+
+    /// Builds the graph. A corrupt cache entry found on the way is evicted and rebuilt in a
+    /// further round (at most three rounds).
+    pub fn run(&self, graph: &Graph) -> Result<Report, CacheError> {
+        let started = Instant::now();
+        let ws = Digest::of_bytes(self.workspace.as_os_str().as_encoded_bytes()).to_hex()[..16]
+            .to_string();
+        let runner = Runner {
+            engine: self,
+            graph,
+            logs: self.cache.dir("logs").join(&ws),
+            build_root: self.cache.dir("build").join(&ws),
+        };
+        std::fs::create_dir_all(&runner.logs).map_err(crate::cache::io_err(&runner.logs))?;
+        let opts = schedule::Options {
+            jobs: self.jobs,
+            keep_going: self.keep_going,
+        };
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let mut owner = RunOwner {
+                keys: Keys::new(self, graph),
+                evicted: Vec::new(),
+                done: 0,
+            };
+            schedule::run(graph, &opts, &self.cancel, &runner, &mut owner);
+            owner.keys.stat.save();
+            let updates = owner.keys.updates();
+            if !updates.is_empty() {
+                self.cache.save_state(self.workspace, &updates)?;
+            }
+            if owner.evicted.is_empty() || rounds == 3 || self.cancel.is_cancelled() {
+                let keys = owner.keys;
+                return Ok(Report {
+                    status: keys.status,
+                    errors: keys.errors,
+                    seconds: started.elapsed().as_secs_f64(),
+                    last: keys.last,
+                });
+            }
+        }
+    }
+}

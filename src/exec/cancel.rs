@@ -1,0 +1,54 @@
+//! Cooperative cancellation: Ctrl-C sets a flag and kills every running child's process group.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default, Debug)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    groups: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl Cancel {
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Marks the run cancelled and terminates every registered process group.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        for &pgid in self.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        }
+    }
+
+    pub fn register(&self, pgid: i32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pgid);
+        // A child that started after cancel() ran must not outlive it.
+        if self.is_cancelled() {
+            // SAFETY: as above.
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        }
+    }
+
+    pub fn unregister(&self, pgid: i32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pgid);
+    }
+
+    /// Installs the Ctrl-C handler for this process; later calls are ignored.
+    pub fn install_handler(&self) {
+        let me = self.clone();
+        let _ = ctrlc::set_handler(move || {
+            eprintln!("\nkbuild: interrupted, stopping running actions");
+            me.cancel();
+        });
+    }
+}

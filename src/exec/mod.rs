@@ -1,0 +1,92 @@
+//! Executors run an action's commands: on the host, or not at all (dry run) for tests.
+
+mod cancel;
+mod dry_run;
+mod host;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use cancel::Cancel;
+pub use dry_run::DryRun;
+pub use host::Host;
+
+use crate::arch::Arch;
+use crate::statcache::StatCache;
+
+/// One command, fully specified: nothing is inherited from kbuild's own environment but `PATH`.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    /// Files the command is expected to write, relative to `cwd`; a dry run creates them.
+    pub outputs: Vec<PathBuf>,
+}
+
+impl Invocation {
+    pub fn new(program: &str, cwd: impl Into<PathBuf>) -> Invocation {
+        Invocation {
+            program: program.into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: cwd.into(),
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Invocation {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Invocation {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn envs(mut self, env: &BTreeMap<String, String>) -> Invocation {
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self
+    }
+
+    pub fn output(mut self, path: impl Into<PathBuf>) -> Invocation {
+        self.outputs.push(path.into());
+        self
+    }
+
+    /// The command as a shell would show it, for logs and errors.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("`{command}` exited with {status}")]
+    Failed { command: String, status: String },
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("interrupted")]
+    Cancelled,
+}
+
+/// Runs commands. Knows nothing of actions, keys or the graph.
+pub trait Executor: Send + Sync {
+    /// What enters the key of every action this executor runs with `tools` for `arch`:
+    /// e.g. `host; make=GNU Make 4.3; gcc=aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0`.
+    fn identity(&self, tools: &[&str], arch: Option<Arch>, stat: &mut StatCache) -> String;
+
+    /// Runs `inv`, appending its output to `log`.
+    fn run(&self, inv: &Invocation, log: &std::fs::File, cancel: &Cancel) -> Result<(), ExecError>;
+
+    fn name(&self) -> &'static str;
+}

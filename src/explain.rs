@@ -1,0 +1,227 @@
+//! Why an action runs: the first difference between its last key record and the current one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::key::KeyRecord;
+
+/// A typed reason, ordered from most to least specific cause.
+#[derive(Clone, PartialEq, Debug, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Reason {
+    NeverBuilt,
+    FileChanged {
+        path: String,
+    },
+    FileAdded {
+        path: String,
+    },
+    FileRemoved {
+        path: String,
+    },
+    DependencyChanged {
+        dependency: String,
+    },
+    DependencyWillRun {
+        dependency: String,
+    },
+    ParamChanged {
+        param: String,
+        old: String,
+        new: String,
+    },
+    EnvChanged {
+        var: String,
+        old: String,
+        new: String,
+    },
+    ExecutorChanged {
+        old: String,
+        new: String,
+    },
+    RecipeChanged,
+    /// The key matches the last run, but its cache entry is gone (failed, evicted or corrupt).
+    NotInCache,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NeverBuilt => write!(f, "never built"),
+            Reason::FileChanged { path } => write!(f, "the file `{path}` changed"),
+            Reason::FileAdded { path } => write!(f, "the file `{path}` was added"),
+            Reason::FileRemoved { path } => write!(f, "the file `{path}` was removed"),
+            Reason::DependencyChanged { dependency } => {
+                write!(f, "dependency `{dependency}` produced a new output")
+            }
+            Reason::DependencyWillRun { dependency } => {
+                write!(f, "dependency `{dependency}` will run")
+            }
+            Reason::ParamChanged { param, old, new } => {
+                write!(f, "parameter `{param}` changed ({old} → {new})")
+            }
+            Reason::EnvChanged { var, old, new } => {
+                write!(f, "environment `{var}` changed ({old} → {new})")
+            }
+            Reason::ExecutorChanged { old, new } => write!(f, "executor changed ({old} → {new})"),
+            Reason::RecipeChanged => write!(f, "the recipe of this action kind changed"),
+            Reason::NotInCache => write!(
+                f,
+                "its inputs are unchanged but no cache entry exists (failed, interrupted or evicted)"
+            ),
+        }
+    }
+}
+
+/// Explains a miss. `dep_names` maps dependency roles to the action names they stand for.
+pub fn explain(
+    old: Option<&KeyRecord>,
+    new: &KeyRecord,
+    dep_names: &BTreeMap<String, String>,
+) -> Reason {
+    let Some(old) = old else {
+        return Reason::NeverBuilt;
+    };
+    if old.kind != new.kind || old.recipe_version != new.recipe_version {
+        return Reason::RecipeChanged;
+    }
+    if let Some(reason) = diff_files(&old.inputs, &new.inputs) {
+        return reason;
+    }
+    if let Some(reason) = diff_params(&old.params, &new.params, "") {
+        return reason;
+    }
+    if let Some(reason) = diff_env(&old.env, &new.env) {
+        return reason;
+    }
+    if old.executor != new.executor {
+        return Reason::ExecutorChanged {
+            old: old.executor.clone(),
+            new: new.executor.clone(),
+        };
+    }
+    for (role, digest) in &new.deps {
+        if old.deps.get(role) != Some(digest) {
+            let dependency = dep_names.get(role).cloned().unwrap_or_else(|| role.clone());
+            return Reason::DependencyChanged { dependency };
+        }
+    }
+    Reason::NotInCache
+}
+
+fn diff_files(old: &BTreeMap<String, Digest>, new: &BTreeMap<String, Digest>) -> Option<Reason> {
+    for (path, digest) in new {
+        match old.get(path) {
+            None => return Some(Reason::FileAdded { path: path.clone() }),
+            Some(d) if d != digest => return Some(Reason::FileChanged { path: path.clone() }),
+            Some(_) => {}
+        }
+    }
+    old.keys()
+        .find(|p| !new.contains_key(*p))
+        .map(|path| Reason::FileRemoved { path: path.clone() })
+}
+
+fn show(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None => "unset".into(),
+        Some(serde_json::Value::String(s)) => format!("`{s}`"),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Walks both parameter trees and names the first leaf that differs, e.g. `localversion`.
+fn diff_params(old: &serde_json::Value, new: &serde_json::Value, path: &str) -> Option<Reason> {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_params(x, y, &child),
+                    (x, y) => Some(Reason::ParamChanged {
+                        param: child,
+                        old: show(x),
+                        new: show(y),
+                    }),
+                }
+            })
+        }
+        _ if old == new => None,
+        _ => Some(Reason::ParamChanged {
+            param: path.to_string(),
+            old: show(Some(old)),
+            new: show(Some(new)),
+        }),
+    }
+}
+
+fn diff_env(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Option<Reason> {
+    let vars: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    vars.into_iter().find_map(|var| {
+        let (a, b) = (old.get(var), new.get(var));
+        (a != b).then(|| Reason::EnvChanged {
+            var: var.clone(),
+            old: a.cloned().unwrap_or_else(|| "unset".into()),
+            new: b.cloned().unwrap_or_else(|| "unset".into()),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> KeyRecord {
+        KeyRecord {
+            kind: "configure".into(),
+            recipe_version: 1,
+            params: serde_json::json!({"localversion": "-linuxkit", "arch": "X86_64"}),
+            env: BTreeMap::from([("ARCH".into(), "x86_64".into())]),
+            executor: "host".into(),
+            inputs: BTreeMap::from([("kernel/6.6.x/config-x86_64".into(), Digest::of_bytes(b"a"))]),
+            deps: BTreeMap::from([("tree".into(), Digest::of_bytes(b"t"))]),
+        }
+    }
+
+    #[test]
+    fn names_the_changed_file() {
+        let old = record();
+        let mut new = record();
+        new.inputs
+            .insert("kernel/6.6.x/config-x86_64".into(), Digest::of_bytes(b"b"));
+        let reason = explain(Some(&old), &new, &BTreeMap::new());
+        assert_eq!(
+            reason.to_string(),
+            "the file `kernel/6.6.x/config-x86_64` changed"
+        );
+    }
+
+    #[test]
+    fn names_the_changed_param_and_dependency() {
+        let old = record();
+        let mut new = record();
+        new.params = serde_json::json!({"localversion": "-linuxkit-dbg", "arch": "X86_64"});
+        assert_eq!(
+            explain(Some(&old), &new, &BTreeMap::new()).to_string(),
+            "parameter `localversion` changed (`-linuxkit` → `-linuxkit-dbg`)"
+        );
+        let mut new = record();
+        new.deps.insert("tree".into(), Digest::of_bytes(b"u"));
+        let names = BTreeMap::from([("tree".to_string(), "patch //6.6.x".to_string())]);
+        assert_eq!(
+            explain(Some(&old), &new, &names).to_string(),
+            "dependency `patch //6.6.x` produced a new output"
+        );
+        assert_eq!(explain(None, &new, &names), Reason::NeverBuilt);
+        assert_eq!(explain(Some(&old), &old, &names), Reason::NotInCache);
+    }
+}

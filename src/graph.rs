@@ -1,0 +1,163 @@
+//! The action graph: actions by typed id, their edges, order and cycle detection (petgraph inside).
+
+use std::collections::HashMap;
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::action::{Action, ActionId};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("the action graph has a cycle: {}", path.join(" -> "))]
+#[diagnostic(help(
+    "an action may only depend on actions lowered before it; this is a bug in kbuild's planner"
+))]
+pub struct CycleError {
+    pub path: Vec<String>,
+}
+
+#[derive(Default, Debug)]
+pub struct Graph {
+    actions: Vec<Action>,
+    by_name: HashMap<String, ActionId>,
+    edges: DiGraph<ActionId, ()>,
+    dependents: Vec<Vec<ActionId>>,
+}
+
+impl Graph {
+    /// Adds an action, or returns the existing one of the same name with `action`'s labels merged.
+    pub fn add(&mut self, action: Action) -> ActionId {
+        if let Some(&id) = self.by_name.get(&action.name) {
+            let existing = &mut self.actions[id.index()];
+            for label in action.labels {
+                if !existing.labels.contains(&label) {
+                    existing.labels.push(label);
+                }
+            }
+            return id;
+        }
+        let id = ActionId(self.actions.len() as u32);
+        let node = self.edges.add_node(id);
+        for dep in &action.deps {
+            self.edges
+                .add_edge(NodeIndex::new(dep.id.index()), node, ());
+            self.dependents[dep.id.index()].push(id);
+        }
+        self.by_name.insert(action.name.clone(), id);
+        self.actions.push(action);
+        self.dependents.push(Vec::new());
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.actions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = ActionId> + use<> {
+        (0..self.actions.len() as u32).map(ActionId)
+    }
+
+    pub fn action(&self, id: ActionId) -> &Action {
+        &self.actions[id.index()]
+    }
+
+    pub fn find(&self, name: &str) -> Option<ActionId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn dependents(&self, id: ActionId) -> &[ActionId] {
+        &self.dependents[id.index()]
+    }
+
+    /// Adds an edge after the fact; only tests use it, to build graphs the planner never makes.
+    pub fn add_edge(&mut self, from: ActionId, to: ActionId) {
+        self.edges
+            .add_edge(NodeIndex::new(from.index()), NodeIndex::new(to.index()), ());
+        self.dependents[from.index()].push(to);
+    }
+
+    /// Fails with the path of a cycle if there is one.
+    pub fn check_acyclic(&self) -> Result<(), CycleError> {
+        for scc in tarjan_scc(&self.edges) {
+            let looped = scc.len() > 1 || self.edges.contains_edge(scc[0], scc[0]);
+            if looped {
+                let mut path: Vec<String> = scc
+                    .iter()
+                    .rev()
+                    .map(|n| self.actions[n.index()].name.clone())
+                    .collect();
+                path.push(path[0].clone());
+                return Err(CycleError { path });
+            }
+        }
+        Ok(())
+    }
+
+    /// Graphviz text, for `kbuild plan --format dot`.
+    pub fn to_dot(&self, state: impl Fn(ActionId) -> &'static str) -> String {
+        let mut out = String::from("digraph kbuild {\n  rankdir=LR;\n  node [shape=box];\n");
+        for id in self.ids() {
+            let style = if state(id) == "cached" {
+                ", style=dashed"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "  a{} [label={:?}{style}];\n",
+                id.0,
+                self.action(id).name
+            ));
+        }
+        for id in self.ids() {
+            for dep in &self.action(id).deps {
+                out.push_str(&format!("  a{} -> a{};\n", dep.id.0, id.0));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{ActionKind, Recipe};
+
+    fn action(name: &str) -> Action {
+        Action {
+            kind: ActionKind::Tag,
+            name: name.into(),
+            labels: vec![],
+            recipe: Recipe::Patch { patches: vec![] },
+            inputs: vec![],
+            deps: vec![],
+            env: Default::default(),
+            arch: None,
+        }
+    }
+
+    #[test]
+    fn same_name_is_one_action() {
+        let mut g = Graph::default();
+        let a = g.add(action("a"));
+        assert_eq!(g.add(action("a")), a);
+        assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn cycle_is_named() {
+        let mut g = Graph::default();
+        let a = g.add(action("a"));
+        let b = g.add(action("b"));
+        g.add_edge(a, b);
+        g.add_edge(b, a);
+        let err = g.check_acyclic().unwrap_err();
+        assert_eq!(err.path.len(), 3);
+        assert_eq!(err.path.first(), err.path.last());
+        assert!(err.to_string().contains("a -> b -> a") || err.to_string().contains("b -> a -> b"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Kernel config files as data: parsing, overlaying fragments, and option-level comparison.
+
+use std::collections::BTreeMap;
+
+/// Symbols that record the toolchain rather than a choice; a new compiler changes them.
+const TOOLCHAIN_SYMBOLS: &[&str] = &[
+    "CONFIG_CC_VERSION_TEXT",
+    "CONFIG_CC_IS_GCC",
+    "CONFIG_GCC_VERSION",
+    "CONFIG_CC_IS_CLANG",
+    "CONFIG_CLANG_VERSION",
+    "CONFIG_AS_IS_GNU",
+    "CONFIG_AS_IS_LLVM",
+    "CONFIG_AS_VERSION",
+    "CONFIG_LD_IS_BFD",
+    "CONFIG_LD_IS_LLD",
+    "CONFIG_LD_VERSION",
+    "CONFIG_LLD_VERSION",
+    "CONFIG_RUSTC_VERSION",
+    "CONFIG_RUSTC_LLVM_VERSION",
+    "CONFIG_BINDGEN_VERSION_TEXT",
+    "CONFIG_PAHOLE_VERSION",
+    "CONFIG_GCC_ASM_GOTO_OUTPUT_BROKEN",
+];
+
+pub fn is_toolchain_symbol(symbol: &str) -> bool {
+    TOOLCHAIN_SYMBOLS.contains(&symbol)
+        || symbol.starts_with("CONFIG_CC_HAS_")
+        || symbol.starts_with("CONFIG_AS_HAS_")
+        || symbol.starts_with("CONFIG_TOOLCHAIN_HAS_")
+        || symbol.starts_with("CONFIG_LD_CAN_")
+}
+
+/// One assignment with the line it came from (1-based).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Setting {
+    /// `y`, `m`, a number, a quoted string, or `n` for `# CONFIG_X is not set`.
+    pub value: String,
+    pub line: usize,
+}
+
+/// A parsed config: the last assignment of each symbol wins, as in Kconfig.
+#[derive(Clone, Default, Debug)]
+pub struct Config {
+    pub settings: BTreeMap<String, Setting>,
+    /// Whether the file looks like a full `.config` rather than a minimal defconfig.
+    pub full: bool,
+}
+
+pub fn parse(text: &str) -> Config {
+    let mut config = Config {
+        full: text.contains("# Automatically generated file; DO NOT EDIT."),
+        ..Config::default()
+    };
+    for (i, line) in text.lines().enumerate() {
+        if let Some((symbol, value)) = parse_line(line) {
+            config.settings.insert(
+                symbol.to_string(),
+                Setting {
+                    value: value.to_string(),
+                    line: i + 1,
+                },
+            );
+        }
+    }
+    config
+}
+
+fn parse_line(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim();
+    if let Some(rest) = line.strip_prefix("# ") {
+        let symbol = rest.strip_suffix(" is not set")?;
+        return symbol.starts_with("CONFIG_").then_some((symbol, "n"));
+    }
+    let (symbol, value) = line.split_once('=')?;
+    symbol.starts_with("CONFIG_").then_some((symbol, value))
+}
+
+/// Renders one assignment as Kconfig writes it.
+pub fn render(symbol: &str, value: &str) -> String {
+    if value == "n" {
+        format!("# {symbol} is not set")
+    } else {
+        format!("{symbol}={value}")
+    }
+}
+
+/// One option whose value differs between what was asked for and what Kconfig resolved.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Mismatch {
+    pub symbol: String,
+    /// `None`: the option is absent on that side.
+    pub wanted: Option<String>,
+    pub got: Option<String>,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "absent".into());
+        write!(
+            f,
+            "{}: wanted {}, resolved {}",
+            self.symbol,
+            show(&self.wanted),
+            show(&self.got)
+        )
+    }
+}
+
+/// Option-by-option differences, ignoring toolchain symbols.
+pub fn diff(wanted: &Config, got: &Config) -> Vec<Mismatch> {
+    let symbols: std::collections::BTreeSet<&String> =
+        wanted.settings.keys().chain(got.settings.keys()).collect();
+    symbols
+        .into_iter()
+        .filter(|s| !is_toolchain_symbol(s))
+        .filter_map(|s| {
+            let w = wanted.settings.get(s).map(|x| x.value.clone());
+            let g = got.settings.get(s).map(|x| x.value.clone());
+            // An absent option and `is not set` mean the same thing.
+            let same = w == g
+                || (w.as_deref().unwrap_or("n") == "n" && g.as_deref().unwrap_or("n") == "n");
+            (!same).then(|| Mismatch {
+                symbol: s.clone(),
+                wanted: w,
+                got: g,
+            })
+        })
+        .collect()
+}
+
+/// The requested settings of `fragment` that `resolved` does not have.
+pub fn unmet<'a>(
+    fragment: &'a Config,
+    resolved: &Config,
+) -> Vec<(&'a String, &'a Setting, Option<String>)> {
+    fragment
+        .settings
+        .iter()
+        .filter(|(s, _)| !is_toolchain_symbol(s))
+        .filter_map(|(symbol, want)| {
+            let got = resolved.settings.get(symbol).map(|x| x.value.clone());
+            let ok = got.as_deref().unwrap_or("n") == want.value;
+            (!ok).then_some((symbol, want, got))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_forms_of_assignment() {
+        let c = parse("# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S=\"x\"\nCONFIG_A=m\n");
+        assert_eq!(
+            c.settings["CONFIG_A"],
+            Setting {
+                value: "m".into(),
+                line: 5
+            }
+        );
+        assert_eq!(c.settings["CONFIG_B"].value, "n");
+        assert!(!c.full);
+    }
+
+    #[test]
+    fn diff_ignores_toolchain_and_absent_equals_not_set() {
+        let a = parse("CONFIG_CC_VERSION_TEXT=\"gcc 12\"\nCONFIG_A=y\n# CONFIG_B is not set\n");
+        let b = parse("CONFIG_CC_VERSION_TEXT=\"gcc 13\"\nCONFIG_A=m\n");
+        let d = diff(&a, &b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].to_string(), "CONFIG_A: wanted y, resolved m");
+    }
+
+    #[test]
+    fn unmet_names_missing_requests() {
+        let frag = parse("CONFIG_X=y\n# CONFIG_Y is not set\n");
+        let resolved = parse("CONFIG_Y=y\n");
+        let u = unmet(&frag, &resolved);
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[0].0, "CONFIG_X");
+        assert_eq!(u[0].1.line, 1);
+    }
+}

@@ -1,0 +1,69 @@
+//! Action keys: blake3 over a stable encoding of everything that decides an action's result.
+//!
+//! See `doc/keys.md` for the table of fields and why each is (or is not) there.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::Action;
+use crate::digest::Digest;
+
+/// The key under which an action's outputs are cached.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActionKey(pub Digest);
+
+impl fmt::Display for ActionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Everything that enters a key, kept whole beside the key so that a miss can be explained.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The action kind, e.g. `compile`.
+    pub kind: String,
+    /// The recipe version of that kind; bumped when the recipe's behaviour changes.
+    pub recipe_version: u32,
+    /// The typed recipe parameters (arch, fragments by name, LOCALVERSION, URLs …).
+    pub params: serde_json::Value,
+    /// The exact environment of the action's commands.
+    pub env: BTreeMap<String, String>,
+    /// Who runs the commands: the host toolchain's identity, later a builder image digest.
+    pub executor: String,
+    /// Workspace-relative input files and their content digests.
+    pub inputs: BTreeMap<String, Digest>,
+    /// Dependency role and the digest of that dependency's output manifest.
+    pub deps: BTreeMap<String, Digest>,
+}
+
+impl KeyRecord {
+    pub fn new(
+        action: &Action,
+        executor: String,
+        inputs: BTreeMap<String, Digest>,
+        deps: BTreeMap<String, Digest>,
+    ) -> KeyRecord {
+        KeyRecord {
+            kind: action.kind.as_str().to_string(),
+            recipe_version: action.kind.recipe_version(),
+            params: serde_json::to_value(&action.recipe).expect("recipes serialise"),
+            env: action.env.clone(),
+            executor,
+            inputs,
+            deps,
+        }
+    }
+
+    /// serde_json writes struct fields in declaration order and maps sorted, so the bytes are stable.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("key records serialise")
+    }
+
+    pub fn key(&self) -> ActionKey {
+        ActionKey(Digest::of_bytes(&self.encode()))
+    }
+}

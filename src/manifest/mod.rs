@@ -1,0 +1,56 @@
+//! Reading `kernel.kdl` (KDL v2) into the validated [`Model`], with spanned diagnostics.
+
+mod diag;
+mod nodes;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{Diagnostic, NamedSource};
+
+pub use diag::{ManifestError, Problem, closest};
+
+use crate::model::Model;
+
+pub const MANIFEST_FILE: &str = "kernel.kdl";
+
+/// Why a manifest could not be loaded.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum LoadError {
+    #[error("cannot read `{path}`: {source}")]
+    #[diagnostic(help("run kbuild in a directory holding kernel.kdl, or pass `-C DIR`"))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{name}` is not valid KDL v2")]
+    #[diagnostic(help(
+        "see doc/manifest.md for the syntax; KDL v2 writes booleans as #true and #false"
+    ))]
+    Syntax {
+        name: String,
+        #[related]
+        parse: Vec<kdl::KdlDiagnostic>,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(#[from] ManifestError),
+}
+
+/// Loads and validates the manifest of the workspace at `root`.
+pub fn load(root: &Path) -> Result<Model, LoadError> {
+    let path = root.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
+    parse(root, MANIFEST_FILE, text)
+}
+
+/// Parses manifest text; `root` is where relative paths in it are checked.
+pub fn parse(root: &Path, name: &str, text: String) -> Result<Model, LoadError> {
+    let doc = kdl::KdlDocument::parse_v2(&text).map_err(|e| LoadError::Syntax {
+        name: name.to_string(),
+        parse: e.diagnostics,
+    })?;
+    let source = Arc::new(NamedSource::new(name, text));
+    schema::read(root, &doc).map_err(|problems| ManifestError::new(source, problems).into())
+}

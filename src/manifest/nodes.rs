@@ -1,0 +1,144 @@
+//! Small readers over KDL nodes that turn shape errors into spanned problems.
+
+use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+use miette::SourceSpan;
+
+use super::diag::Problem;
+
+/// A string value with where it was written.
+#[derive(Debug, Clone)]
+pub struct Spanned {
+    pub value: String,
+    pub span: SourceSpan,
+}
+
+pub fn name(node: &KdlNode) -> &str {
+    node.name().value()
+}
+
+pub fn children(node: &KdlNode) -> &[KdlNode] {
+    node.children().map(KdlDocument::nodes).unwrap_or(&[])
+}
+
+fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {
+    node.entries().iter().filter(|e| e.name().is_none())
+}
+
+/// Rejects properties other than `allowed`.
+pub fn check_props(node: &KdlNode, allowed: &[&str], problems: &mut Vec<Problem>) {
+    for entry in node.entries() {
+        let Some(key) = entry.name() else { continue };
+        if !allowed.contains(&key.value()) {
+            let problem = Problem::new(
+                format!("unknown property `{}` on `{}`", key.value(), name(node)),
+                key.span(),
+                "not a property of this node",
+            );
+            problems.push(problem.suggest(key.value(), allowed.iter().copied()));
+        }
+    }
+}
+
+pub fn prop<'a>(node: &'a KdlNode, key: &str) -> Option<&'a KdlEntry> {
+    node.entries()
+        .iter()
+        .find(|e| e.name().is_some_and(|n| n.value() == key))
+}
+
+fn as_string(entry: &KdlEntry, what: &str) -> Result<Spanned, Problem> {
+    match entry.value() {
+        KdlValue::String(s) => Ok(Spanned {
+            value: s.clone(),
+            span: entry.span(),
+        }),
+        _ => Err(Problem::new(
+            format!("{what} must be a string"),
+            entry.span(),
+            "not a string",
+        )
+        .help("write it in double quotes")),
+    }
+}
+
+/// All positional arguments as strings; at least one is required.
+pub fn strings(node: &KdlNode) -> Result<Vec<Spanned>, Problem> {
+    let what = format!("`{}`", name(node));
+    let values = args(node)
+        .map(|e| as_string(e, &what))
+        .collect::<Result<Vec<_>, _>>()?;
+    if values.is_empty() {
+        let message = format!("`{}` needs at least one value", name(node));
+        return Err(Problem::new(message, node.span(), "no value given"));
+    }
+    Ok(values)
+}
+
+/// Exactly one positional string argument.
+pub fn string(node: &KdlNode) -> Result<Spanned, Problem> {
+    let mut values = strings(node)?;
+    if values.len() > 1 {
+        let message = format!("`{}` takes exactly one value", name(node));
+        return Err(Problem::new(
+            message,
+            values[1].span,
+            "unexpected extra value",
+        ));
+    }
+    Ok(values.remove(0))
+}
+
+/// A string property, if present.
+pub fn string_prop(node: &KdlNode, key: &str) -> Result<Option<Spanned>, Problem> {
+    prop(node, key)
+        .map(|e| as_string(e, &format!("`{key}`")))
+        .transpose()
+}
+
+/// One boolean argument; a bare node means `#true`.
+pub fn boolean(node: &KdlNode) -> Result<bool, Problem> {
+    let mut it = args(node);
+    match (it.next(), it.next()) {
+        (None, _) => Ok(true),
+        (Some(entry), None) => entry.value().as_bool().ok_or_else(|| {
+            Problem::new(
+                format!("`{}` must be #true or #false", name(node)),
+                entry.span(),
+                "not a boolean",
+            )
+        }),
+        (Some(_), Some(extra)) => Err(Problem::new(
+            format!("`{}` takes one value", name(node)),
+            extra.span(),
+            "unexpected extra value",
+        )),
+    }
+}
+
+/// One non-negative integer argument.
+pub fn integer(node: &KdlNode) -> Result<u64, Problem> {
+    let entry = args(node).next().ok_or_else(|| {
+        Problem::new(
+            format!("`{}` needs a number", name(node)),
+            node.span(),
+            "no value given",
+        )
+    })?;
+    entry
+        .value()
+        .as_integer()
+        .and_then(|i| u64::try_from(i).ok())
+        .ok_or_else(|| {
+            Problem::new(
+                format!("`{}` must be a whole number", name(node)),
+                entry.span(),
+                "not a number",
+            )
+        })
+}
+
+/// Reports a child node that is not one of `known`.
+pub fn unknown_node(node: &KdlNode, parent: &str, known: &[&str]) -> Problem {
+    let message = format!("unknown node `{}` in {parent}", name(node));
+    Problem::new(message, node.name().span(), "not understood here")
+        .suggest(name(node), known.iter().copied())
+}

@@ -1,0 +1,566 @@
+//! The manifest schema: top-level nodes, their children, defaults and cross-references.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kdl::{KdlDocument, KdlNode};
+
+use super::diag::Problem;
+use super::nodes::{self, Spanned, name};
+use crate::arch::Arch;
+use crate::digest::Sha256;
+use crate::model::{Defaults, Model, Series, Source, Tool, Variant, VariantSet, expand};
+
+const TOP: &[&str] = &["defaults", "variant", "tool", "series"];
+const DEFAULTS: &[&str] = &[
+    "org",
+    "image",
+    "arches",
+    "builder",
+    "localversion",
+    "cross-compile",
+];
+const VARIANT: &[&str] = &[
+    "fragment",
+    "force-off",
+    "localversion",
+    "outputs",
+    "exact-config",
+    "patches",
+];
+const TOOL: &[&str] = &["dir", "binary", "headers"];
+const SERIES: &[&str] = &[
+    "version",
+    "source",
+    "arches",
+    "builder",
+    "variants",
+    "tools",
+    "deprecated",
+    "config",
+    "patches",
+    "source-date-epoch",
+];
+
+/// Reads the whole document, collecting every problem rather than stopping at the first.
+pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut model = Model {
+        root: root.to_path_buf(),
+        defaults: Defaults {
+            org: "linuxkit".into(),
+            image: "kernel".into(),
+            arches: Arch::ALL.to_vec(),
+            builder: "linuxkit/alpine:latest".into(),
+            localversion: "-linuxkit".into(),
+            cross_compile: BTreeMap::new(),
+        },
+        variants: Vec::new(),
+        tools: Vec::new(),
+        series: Vec::new(),
+    };
+    // Defaults first: series inherit from them wherever they appear in the file.
+    for node in doc.nodes().iter().filter(|n| name(n) == "defaults") {
+        read_defaults(node, &mut model.defaults, &mut problems);
+    }
+    for node in doc.nodes() {
+        match name(node) {
+            "defaults" => {}
+            "variant" => collect(
+                read_variant(node, &model, &mut problems),
+                &mut model.variants,
+                &mut problems,
+            ),
+            "tool" => collect(
+                read_tool(node, &model, &mut problems),
+                &mut model.tools,
+                &mut problems,
+            ),
+            "series" => {}
+            _ => problems.push(nodes::unknown_node(node, "kernel.kdl", TOP)),
+        }
+    }
+    for node in doc.nodes().iter().filter(|n| name(n) == "series") {
+        let series = read_series(root, node, &model, &mut problems);
+        collect(series, &mut model.series, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        Err(problems)
+    }
+}
+
+fn collect<T>(item: Result<T, Problem>, into: &mut Vec<T>, problems: &mut Vec<Problem>) {
+    match item {
+        Ok(item) => into.push(item),
+        Err(problem) => problems.push(problem),
+    }
+}
+
+/// Runs `f`, recording its problem instead of propagating it.
+fn record<T>(problems: &mut Vec<Problem>, result: Result<T, Problem>) -> Option<T> {
+    result.map_err(|p| problems.push(p)).ok()
+}
+
+fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) {
+    for child in nodes::children(node) {
+        let ok = match name(child) {
+            "org" => nodes::string(child).map(|s| d.org = s.value),
+            "image" => nodes::string(child).map(|s| d.image = s.value),
+            "builder" => nodes::string(child).map(|s| d.builder = s.value),
+            "localversion" => nodes::string(child).map(|s| d.localversion = s.value),
+            "arches" => read_arches(child).map(|a| d.arches = a),
+            "cross-compile" => read_cross(child).map(|c| d.cross_compile = c),
+            _ => Err(nodes::unknown_node(child, "`defaults`", DEFAULTS)),
+        };
+        record(problems, ok);
+    }
+}
+
+fn read_arches(node: &KdlNode) -> Result<Vec<Arch>, Problem> {
+    let mut arches = Vec::new();
+    for s in nodes::strings(node)? {
+        let arch = parse_arch(&s)?;
+        if !arches.contains(&arch) {
+            arches.push(arch);
+        }
+    }
+    Ok(arches)
+}
+
+fn parse_arch(s: &Spanned) -> Result<Arch, Problem> {
+    s.value.parse().map_err(|()| {
+        Problem::new(
+            format!("unknown architecture `{}`", s.value),
+            s.span,
+            "not an architecture",
+        )
+        .suggest(&s.value, Arch::spellings().iter().copied())
+    })
+}
+
+/// `cross-compile aarch64="aarch64-linux-gnu-"`: properties keyed by arch.
+fn read_cross(node: &KdlNode) -> Result<BTreeMap<Arch, String>, Problem> {
+    let mut map = BTreeMap::new();
+    for entry in node.entries() {
+        let Some(key) = entry.name() else {
+            return Err(Problem::new(
+                "`cross-compile` takes arch=prefix properties",
+                entry.span(),
+                "positional value",
+            )
+            .help("write e.g. cross-compile aarch64=\"aarch64-linux-gnu-\""));
+        };
+        let arch = parse_arch(&Spanned {
+            value: key.value().to_string(),
+            span: key.span(),
+        })?;
+        let prefix = entry.value().as_string().ok_or_else(|| {
+            Problem::new(
+                "a cross prefix must be a string",
+                entry.span(),
+                "not a string",
+            )
+        })?;
+        map.insert(arch, prefix.to_string());
+    }
+    Ok(map)
+}
+
+fn read_variant(
+    node: &KdlNode,
+    model: &Model,
+    problems: &mut Vec<Problem>,
+) -> Result<Variant, Problem> {
+    let id = nodes::string(node)?;
+    check_simple_name(&id, "variant")?;
+    if model.variant(&id.value).is_some() {
+        return Err(Problem::new(
+            format!("variant `{}` is declared twice", id.value),
+            id.span,
+            "second declaration",
+        ));
+    }
+    let mut v = Variant {
+        name: id.value,
+        fragments: Vec::new(),
+        force_off: Vec::new(),
+        localversion_suffix: String::new(),
+        outputs: Vec::new(),
+        exact_config: false,
+        patches: None,
+    };
+    for child in nodes::children(node) {
+        let ok = match name(child) {
+            "fragment" => {
+                nodes::strings(child).map(|s| v.fragments.extend(s.into_iter().map(|s| s.value)))
+            }
+            "force-off" => read_options(child).map(|o| v.force_off.extend(o)),
+            "localversion" => nodes::string(child).map(|s| v.localversion_suffix = s.value),
+            "outputs" => {
+                nodes::strings(child).map(|s| v.outputs.extend(s.into_iter().map(|s| s.value)))
+            }
+            "exact-config" => nodes::boolean(child).map(|b| v.exact_config = b),
+            "patches" => nodes::string(child).map(|s| v.patches = Some(s.value)),
+            _ => Err(nodes::unknown_node(child, "a `variant`", VARIANT)),
+        };
+        record(problems, ok);
+    }
+    Ok(v)
+}
+
+/// Kconfig symbols, written with or without the `CONFIG_` prefix.
+fn read_options(node: &KdlNode) -> Result<Vec<String>, Problem> {
+    let mut out = Vec::new();
+    for s in nodes::strings(node)? {
+        let symbol = s.value.strip_prefix("CONFIG_").unwrap_or(&s.value);
+        if symbol.is_empty()
+            || !symbol
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(Problem::new(
+                format!("`{}` is not a Kconfig symbol", s.value),
+                s.span,
+                "not a symbol",
+            )
+            .help("write the option as CONFIG_NAME"));
+        }
+        out.push(format!("CONFIG_{symbol}"));
+    }
+    Ok(out)
+}
+
+/// Variant and tool names appear inside labels, where `-` separates parts.
+fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
+    let ok = !id.value.is_empty()
+        && id
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let is_arch = id.value.parse::<Arch>().is_ok();
+    if ok && !is_arch {
+        return Ok(());
+    }
+    Err(Problem::new(
+        format!("`{}` is not a valid {what} name", id.value),
+        id.span,
+        "invalid name",
+    )
+    .help("use lowercase letters and digits only, and not an architecture name"))
+}
+
+fn read_tool(node: &KdlNode, model: &Model, problems: &mut Vec<Problem>) -> Result<Tool, Problem> {
+    let id = nodes::string(node)?;
+    check_simple_name(&id, "tool")?;
+    if model.tool(&id.value).is_some() || model.variant(&id.value).is_some() {
+        return Err(Problem::new(
+            format!("`{}` is declared twice", id.value),
+            id.span,
+            "second declaration",
+        )
+        .help("tool and variant names share one namespace in labels"));
+    }
+    let mut tool = Tool {
+        dir: format!("tools/{}", id.value),
+        binary: id.value.clone(),
+        name: id.value,
+        needs_headers: false,
+    };
+    for child in nodes::children(node) {
+        let ok = match name(child) {
+            "dir" => nodes::string(child).map(|s| tool.dir = s.value),
+            "binary" => nodes::string(child).map(|s| tool.binary = s.value),
+            "headers" => nodes::boolean(child).map(|b| tool.needs_headers = b),
+            _ => Err(nodes::unknown_node(child, "a `tool`", TOOL)),
+        };
+        record(problems, ok);
+    }
+    Ok(tool)
+}
+
+/// What a series node says before defaults and conventions are applied.
+#[derive(Default)]
+struct RawSeries {
+    version: Option<Spanned>,
+    source: Option<(Source, Spanned)>,
+    arches: Option<Vec<Arch>>,
+    builder: Option<String>,
+    variants: Vec<Spanned>,
+    tools: Vec<Spanned>,
+    deprecated: bool,
+    config: Option<Spanned>,
+    patches: Option<String>,
+    epoch: Option<u64>,
+}
+
+fn read_series(
+    root: &Path,
+    node: &KdlNode,
+    model: &Model,
+    problems: &mut Vec<Problem>,
+) -> Result<Series, Problem> {
+    let id = nodes::string(node)?;
+    let (major, minor) = parse_series_name(&id)?;
+    if model.series(&id.value).is_some() {
+        return Err(Problem::new(
+            format!("series `{}` is declared twice", id.value),
+            id.span,
+            "second declaration",
+        )
+        .help("each series appears once; bump its `version` instead"));
+    }
+    let mut raw = RawSeries::default();
+    for child in nodes::children(node) {
+        let ok = read_series_child(child, &mut raw);
+        record(problems, ok);
+    }
+    let version = version_of(&raw, &id, major, minor)?;
+    let (source, _) = raw.source.take().ok_or_else(|| {
+        Problem::new(format!("series `{}` has no `source`", id.value), id.span, "declared here")
+            .help("add: source \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-X.Y.Z.tar.xz\" sha256=\"…\"")
+    })?;
+    let series = Series {
+        version,
+        source,
+        arches: raw.arches.unwrap_or_else(|| model.defaults.arches.clone()),
+        builder: raw
+            .builder
+            .unwrap_or_else(|| model.defaults.builder.clone()),
+        variants: resolve_variants(&raw.variants, model, problems),
+        tools: resolve_tools(&raw.tools, model, problems),
+        deprecated: raw.deprecated,
+        config: raw
+            .config
+            .as_ref()
+            .map_or("kernel/{series}/config-{arch}".into(), |c| c.value.clone()),
+        patches: raw
+            .patches
+            .unwrap_or_else(|| "kernel/{series}/patches".into()),
+        source_date_epoch: raw.epoch,
+        name: id.value.clone(),
+    };
+    check_files(
+        root,
+        &series,
+        model,
+        raw.config.as_ref().map_or(id.span, |c| c.span),
+        problems,
+    );
+    Ok(series)
+}
+
+fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem> {
+    match name(child) {
+        "version" => nodes::string(child).map(|s| raw.version = Some(s)),
+        "source" => read_source(child).map(|s| raw.source = Some(s)),
+        "arches" => read_arches(child).map(|a| raw.arches = Some(a)),
+        "builder" => nodes::string(child).map(|s| raw.builder = Some(s.value)),
+        "variants" => nodes::strings(child).map(|s| raw.variants.extend(s)),
+        "tools" => nodes::strings(child).map(|s| raw.tools.extend(s)),
+        "deprecated" => nodes::boolean(child).map(|b| raw.deprecated = b),
+        "config" => nodes::string(child).map(|s| raw.config = Some(s)),
+        "patches" => nodes::string(child).map(|s| raw.patches = Some(s.value)),
+        "source-date-epoch" => nodes::integer(child).map(|n| raw.epoch = Some(n)),
+        _ => Err(nodes::unknown_node(child, "a `series`", SERIES)),
+    }
+}
+
+/// `6.6.x` names a series; the version must belong to it.
+fn parse_series_name(id: &Spanned) -> Result<(u64, u64), Problem> {
+    let parts: Vec<&str> = id.value.split('.').collect();
+    if let [major, minor, "x"] = parts.as_slice()
+        && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
+    {
+        return Ok((major, minor));
+    }
+    Err(Problem::new(
+        format!("`{}` is not a series name", id.value),
+        id.span,
+        "expected MAJOR.MINOR.x",
+    )
+    .help("name a series by its major and minor version, e.g. \"6.6.x\""))
+}
+
+fn version_of(
+    raw: &RawSeries,
+    id: &Spanned,
+    major: u64,
+    minor: u64,
+) -> Result<semver::Version, Problem> {
+    let v = raw.version.as_ref().ok_or_else(|| {
+        Problem::new(
+            format!("series `{}` has no `version`", id.value),
+            id.span,
+            "declared here",
+        )
+        .help(format!(
+            "add: version \"{major}.{minor}.1\" (the full kernel release)"
+        ))
+    })?;
+    let version = semver::Version::parse(&v.value).map_err(|e| {
+        Problem::new(
+            format!("`{}` is not a kernel version: {e}", v.value),
+            v.span,
+            "not MAJOR.MINOR.PATCH",
+        )
+        .help(format!(
+            "write the full release, e.g. \"{major}.{minor}.1\""
+        ))
+    })?;
+    if version.major != major || version.minor != minor {
+        let message = format!(
+            "version `{}` does not belong to series `{}`",
+            v.value, id.value
+        );
+        return Err(Problem::new(message, v.span, "wrong series").help(format!(
+            "a `{}` version starts with {major}.{minor}.",
+            id.value
+        )));
+    }
+    Ok(version)
+}
+
+/// `source "URL" "MIRROR"… sha256="HEX"`.
+fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
+    let mut unknown = Vec::new();
+    nodes::check_props(node, &["sha256"], &mut unknown);
+    if let Some(problem) = unknown.pop() {
+        return Err(problem);
+    }
+    let urls = nodes::strings(node)?;
+    for url in &urls {
+        let scheme_ok = ["https://", "http://", "file://"]
+            .iter()
+            .any(|s| url.value.starts_with(s));
+        if !scheme_ok {
+            return Err(Problem::new(
+                format!("`{}` is not a supported URL", url.value),
+                url.span,
+                "bad URL",
+            )
+            .help("use an https://, http:// or file:// URL"));
+        }
+    }
+    let sha = nodes::string_prop(node, "sha256")?.ok_or_else(|| {
+        Problem::new("`source` needs a pinned sha256", node.span(), "no sha256=")
+            .help("add sha256=\"<64 hex digits>\" as published in the release's sha256sums.asc")
+    })?;
+    let sha256 = Sha256::parse(&sha.value).ok_or_else(|| {
+        Problem::new(
+            "sha256 must be 64 hexadecimal digits",
+            sha.span,
+            "not a sha256",
+        )
+    })?;
+    let first = urls[0].clone();
+    Ok((
+        Source {
+            urls: urls.into_iter().map(|u| u.value).collect(),
+            sha256,
+        },
+        first,
+    ))
+}
+
+/// Parses `rt-dbg`-style sets; each part must be a declared variant, used once.
+fn resolve_variants(
+    given: &[Spanned],
+    model: &Model,
+    problems: &mut Vec<Problem>,
+) -> Vec<VariantSet> {
+    let known: Vec<&str> = model.variants.iter().map(|v| v.name.as_str()).collect();
+    let mut sets: Vec<VariantSet> = Vec::new();
+    for s in given {
+        let Some(set) = record(problems, variant_set(s, model, &known)) else {
+            continue;
+        };
+        if !sets.contains(&set) {
+            sets.push(set);
+        }
+    }
+    sets
+}
+
+fn variant_set(s: &Spanned, model: &Model, known: &[&str]) -> Result<VariantSet, Problem> {
+    let mut parts: Vec<String> = Vec::new();
+    for part in s.value.split('-') {
+        if model.variant(part).is_none() {
+            return Err(
+                Problem::new(format!("unknown variant `{part}`"), s.span, "not declared")
+                    .suggest(part, known.iter().copied()),
+            );
+        }
+        if parts.iter().any(|p| p == part) {
+            return Err(Problem::new(
+                format!("variant `{part}` appears twice in `{}`", s.value),
+                s.span,
+                "repeated",
+            ));
+        }
+        parts.push(part.to_string());
+    }
+    // Canonical order is declaration order, so `dbg-rt` and `rt-dbg` are one set.
+    parts.sort_by_key(|p| known.iter().position(|k| k == p));
+    Ok(VariantSet(parts))
+}
+
+fn resolve_tools(given: &[Spanned], model: &Model, problems: &mut Vec<Problem>) -> Vec<String> {
+    let known: Vec<&str> = model.tools.iter().map(|t| t.name.as_str()).collect();
+    let mut tools = Vec::new();
+    for s in given {
+        if model.tool(&s.value).is_none() {
+            problems.push(
+                Problem::new(
+                    format!("unknown tool `{}`", s.value),
+                    s.span,
+                    "not declared",
+                )
+                .suggest(&s.value, known.iter().copied()),
+            );
+        } else if !tools.contains(&s.value) {
+            tools.push(s.value.clone());
+        }
+    }
+    tools
+}
+
+/// Every file a series needs must exist now, not halfway through a build.
+fn check_files(
+    root: &Path,
+    series: &Series,
+    model: &Model,
+    span: miette::SourceSpan,
+    problems: &mut Vec<Problem>,
+) {
+    if series.deprecated {
+        return;
+    }
+    for &arch in &series.arches {
+        let config = series.config_path(arch);
+        if !root.join(&config).is_file() {
+            problems.push(
+                Problem::new(format!("missing config `{config}` for `{}` on {arch}", series.name), span, "needed by this series")
+                    .help(format!("create `{config}` (a full .config or a savedefconfig file), or drop {arch} from `arches`")),
+            );
+        }
+        for set in &series.variants {
+            for variant in model.variants_of(set) {
+                for fragment in &variant.fragments {
+                    let path = expand(fragment, &series.name, Some(arch));
+                    if !root.join(&path).is_file() {
+                        let message =
+                            format!("missing fragment `{path}` of variant `{}`", variant.name);
+                        problems.push(Problem::new(message, span, "needed by this series").help(
+                            format!(
+                                "create `{path}` or remove the fragment from variant `{}`",
+                                variant.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The validated workspace model that the manifest parser produces and the planner lowers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::arch::Arch;
+use crate::digest::Sha256;
+
+/// Everything `kernel.kdl` declares, checked and with conventions filled in.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The directory holding `kernel.kdl`; every path in the model is relative to it.
+    pub root: PathBuf,
+    pub defaults: Defaults,
+    /// In declaration order, which is also the order in which composed variants apply.
+    pub variants: Vec<Variant>,
+    pub tools: Vec<Tool>,
+    pub series: Vec<Series>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub org: String,
+    pub image: String,
+    pub arches: Vec<Arch>,
+    pub builder: String,
+    pub localversion: String,
+    /// Cross prefixes per arch, overriding the GNU defaults.
+    pub cross_compile: BTreeMap<Arch, String>,
+}
+
+/// A variant such as `dbg` or `rt`: what it adds on top of the plain kernel.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: String,
+    /// Config fragments; `{series}` and `{arch}` are substituted.
+    pub fragments: Vec<String>,
+    pub force_off: Vec<String>,
+    pub localversion_suffix: String,
+    /// Extra files the image carries, such as `vmlinux`.
+    pub outputs: Vec<String>,
+    /// Whether the resolved config must equal the committed one (the defconfig check).
+    pub exact_config: bool,
+    /// A patch directory applied before the series patches; `{series}` is substituted.
+    pub patches: Option<String>,
+}
+
+/// A tool image such as `perf`, built from the kernel tree.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub name: String,
+    /// The directory in the kernel tree that `make -C` builds.
+    pub dir: String,
+    /// The file the tool's make leaves in its output directory.
+    pub binary: String,
+    /// Whether the tool builds against the kernel's UAPI headers.
+    pub needs_headers: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Mirrors, tried in order.
+    pub urls: Vec<String>,
+    pub sha256: Sha256,
+}
+
+impl Source {
+    /// The file name the tarball is stored under, taken from the first URL.
+    pub fn file_name(&self) -> &str {
+        let url = &self.urls[0];
+        url.rsplit('/').next().unwrap_or(url)
+    }
+}
+
+/// A set of composed variants, e.g. `rt-dbg`; empty for the plain kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct VariantSet(pub Vec<String>);
+
+impl VariantSet {
+    pub fn is_plain(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `rt-dbg`, or the empty string for plain.
+    pub fn name(&self) -> String {
+        self.0.join("-")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub version: semver::Version,
+    pub source: Source,
+    pub arches: Vec<Arch>,
+    pub builder: String,
+    /// The variant sets built besides plain.
+    pub variants: Vec<VariantSet>,
+    pub tools: Vec<String>,
+    pub deprecated: bool,
+    /// Per-arch full config, `{arch}` substituted, relative to the root.
+    pub config: String,
+    /// The series patch directory, relative to the root; may be absent on disk.
+    pub patches: String,
+    /// Seconds since the epoch used for KBUILD_BUILD_TIMESTAMP.
+    pub source_date_epoch: Option<u64>,
+}
+
+impl Series {
+    pub fn config_path(&self, arch: Arch) -> String {
+        expand(&self.config, &self.name, Some(arch))
+    }
+}
+
+impl Model {
+    pub fn variant(&self, name: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
+    pub fn series(&self, name: &str) -> Option<&Series> {
+        self.series.iter().find(|s| s.name == name)
+    }
+
+    pub fn variants_of<'a>(&'a self, set: &'a VariantSet) -> impl Iterator<Item = &'a Variant> {
+        set.0.iter().filter_map(|name| self.variant(name))
+    }
+
+    pub fn cross_compile(&self, arch: Arch) -> String {
+        match self.defaults.cross_compile.get(&arch) {
+            Some(prefix) => prefix.clone(),
+            None => arch.default_cross_compile().to_string(),
+        }
+    }
+}
+
+/// Substitutes `{series}` and `{arch}` (the kernel spelling) in a path template.
+pub fn expand(template: &str, series: &str, arch: Option<Arch>) -> String {
+    let out = template.replace("{series}", series);
+    match arch {
+        Some(arch) => out.replace("{arch}", arch.kernel_name()),
+        None => out,
+    }
+}

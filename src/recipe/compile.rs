@@ -1,0 +1,195 @@
+//! Compile, install, headers and tools: the kernel's own make, out of tree, in a kept build dir.
+
+use std::path::{Path, PathBuf};
+
+use super::build_dir::BuildDir;
+use super::{Ctx, RecipeError, io};
+use crate::action::Role;
+use crate::arch::Arch;
+use crate::archive::write_tar;
+use crate::exec::Invocation;
+
+/// The state a build directory is in: which tree and which config it was built from.
+fn stamp_of(ctx: &Ctx) -> String {
+    format!(
+        "{} {}",
+        ctx.dep_output(Role::Tree).digest(),
+        ctx.dep_output(Role::Config).digest()
+    )
+}
+
+/// Make with the flags every kernel build gets: reproducible timestamps and no build paths.
+fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Invocation {
+    let mut inv = ctx.make(&bd.src(), &bd.obj()).arg(format!(
+        "KCFLAGS=-ffile-prefix-map={}/=",
+        bd.root().display()
+    ));
+    if !ctx.action.env.contains_key("KBUILD_BUILD_TIMESTAMP") {
+        let date = ctx.source_date();
+        inv.env
+            .insert("KBUILD_BUILD_TIMESTAMP".into(), format!("@{date}"));
+        inv.env.insert("SOURCE_DATE_EPOCH".into(), date.to_string());
+    }
+    inv
+}
+
+/// Brings the build dir to this action's tree and config and runs `make all` there.
+fn build(ctx: &Ctx, bd: &BuildDir) -> Result<(), RecipeError> {
+    bd.prepare(
+        ctx.dep_output(Role::Tree),
+        &ctx.dep(Role::Config).join("config"),
+    )?;
+    ctx.run(kernel_make(ctx, bd).arg("all"))?;
+    bd.set_stamp(&stamp_of(ctx))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
+    std::fs::copy(from, to).map(|_| ()).map_err(|e| {
+        RecipeError::failed(
+            format!("the build did not produce `{}`: {e}", from.display()),
+            "check the config: the image target or option that makes this file may be off",
+        )
+    })
+}
+
+pub fn compile(
+    ctx: &Ctx,
+    arch: Arch,
+    build_dir: &str,
+    extra: &[String],
+) -> Result<(), RecipeError> {
+    let bd = BuildDir::open(ctx, build_dir)?;
+    build(ctx, &bd)?;
+    let obj = bd.obj();
+    copy(&obj.join(arch.image_target().1), &ctx.out.join("kernel"))?;
+    copy(&obj.join("System.map"), &ctx.out.join("System.map"))?;
+    copy(
+        &obj.join("include/config/kernel.release"),
+        &ctx.out.join("kernel.release"),
+    )?;
+    for name in extra {
+        copy(&obj.join(name), &ctx.out.join(name))?;
+    }
+    Ok(())
+}
+
+pub fn install(ctx: &Ctx, arch: Arch, build_dir: &str) -> Result<(), RecipeError> {
+    let bd = BuildDir::open(ctx, build_dir)?;
+    // Another variant may have used the directory since compile ran; make brings it back.
+    if bd.stamp().as_deref() != Some(stamp_of(ctx).as_str()) {
+        build(ctx, &bd)?;
+    }
+    let mods = ctx.work.join("modules");
+    std::fs::create_dir_all(&mods).map_err(io("creating the modules directory"))?;
+    ctx.run(
+        kernel_make(ctx, &bd)
+            .arg(format!("INSTALL_MOD_PATH={}", mods.display()))
+            .arg("modules_install"),
+    )?;
+    if arch == Arch::Aarch64 {
+        let dtb = mods.join("boot/dtb");
+        ctx.run(
+            kernel_make(ctx, &bd)
+                .arg(format!("INSTALL_DTBS_PATH={}", dtb.display()))
+                .arg("dtbs_install"),
+        )?;
+    }
+    let epoch = ctx.source_date();
+    write_tar(&mods, &ctx.out.join("kernel.tar"), "", epoch).map_err(io("writing kernel.tar"))?;
+    let release = std::fs::read_to_string(bd.obj().join("include/config/kernel.release"))
+        .map_err(io("reading kernel.release"))?;
+    let dev = ctx.work.join("dev");
+    stage_dev_tree(&bd, arch, &dev).map_err(io("collecting the kernel-dev tree"))?;
+    let prefix = format!("usr/src/linux-headers-{}", release.trim());
+    write_tar(&dev, &ctx.out.join("kernel-dev.tar"), &prefix, epoch)
+        .map_err(io("writing kernel-dev.tar"))
+}
+
+/// What an out-of-tree module build needs, merged from the source and object trees into one
+/// in-tree-looking directory (the object tree's files win).
+fn stage_dev_tree(bd: &BuildDir, arch: Arch, dest: &Path) -> std::io::Result<()> {
+    let a = arch.src_arch();
+    let from_src = [
+        "Makefile",
+        "include",
+        "scripts",
+        &format!("arch/{a}/include"),
+        &format!("arch/{a}/Makefile"),
+    ]
+    .map(String::from);
+    let from_obj = [
+        ".config",
+        "Module.symvers",
+        "include",
+        "scripts",
+        &format!("arch/{a}/include"),
+        &format!("arch/{a}/lib"),
+    ]
+    .map(String::from);
+    for (root, parts) in [(bd.src(), &from_src[..]), (bd.obj(), &from_obj[..])] {
+        for part in parts {
+            copy_tree(&root.join(part), &dest.join(part))?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let Ok(meta) = from.symlink_metadata() else {
+        return Ok(());
+    };
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if meta.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if meta.file_type().is_symlink() {
+        let _ = std::fs::remove_file(to);
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
+    } else if !to.exists() || meta.len() > 0 {
+        let _ = std::fs::remove_file(to);
+        std::fs::copy(from, to)?;
+    }
+    Ok(())
+}
+
+/// UAPI headers do not read `.config`, so every variant of a tree and arch shares them.
+pub fn headers(ctx: &Ctx, _arch: Arch) -> Result<(), RecipeError> {
+    let tree = ctx.dep(Role::Tree).join("tree");
+    let obj = ctx.work.join("obj");
+    let dest: PathBuf = ctx.work.join("hdr");
+    std::fs::create_dir_all(&obj).map_err(io("creating the headers build directory"))?;
+    let inv = ctx
+        .make(&tree, &obj)
+        .arg(format!("INSTALL_HDR_PATH={}/usr", dest.display()))
+        .arg("headers_install");
+    ctx.run(inv)?;
+    write_tar(
+        &dest,
+        &ctx.out.join("kernel-headers.tar"),
+        "",
+        ctx.source_date(),
+    )
+    .map_err(io("writing kernel-headers.tar"))
+}
+
+pub fn tool(ctx: &Ctx, _arch: Arch, dir: &str, binary: &str) -> Result<(), RecipeError> {
+    let tree = ctx.dep(Role::Tree).join("tree");
+    let obj = ctx.work.join("tool");
+    std::fs::create_dir_all(&obj).map_err(io("creating the tool build directory"))?;
+    let mut inv = Invocation::new("make", tree.join(dir))
+        .arg(format!("O={}", obj.display()))
+        .arg(format!("-j{}", ctx.jobs));
+    if let Some(headers) = ctx.deps.get(&Role::Headers) {
+        inv = inv.arg(format!(
+            "KERNEL_HEADERS_TAR={}",
+            headers.dir.join("kernel-headers.tar").display()
+        ));
+    }
+    ctx.run(inv.output(obj.join(binary)))?;
+    copy(&obj.join(binary), &ctx.out.join(binary))
+}

@@ -1,0 +1,160 @@
+//! Configure and check: resolve a config with the kernel's own Kconfig, then hold it to account.
+
+use std::fmt::Write as _;
+
+use super::{Ctx, RecipeError, io};
+use crate::action::{ConfigSpec, Role};
+use crate::kconfig::{self, Config};
+
+/// The requested config: the committed file, then fragments, then what the variant forces.
+fn requested_text(ctx: &Ctx, spec: &ConfigSpec) -> Result<String, RecipeError> {
+    let mut text = std::fs::read_to_string(ctx.input(&spec.config))
+        .map_err(io(format!("reading {}", spec.config)))?;
+    for fragment in &spec.fragments {
+        text.push('\n');
+        text.push_str(
+            &std::fs::read_to_string(ctx.input(fragment))
+                .map_err(io(format!("reading {fragment}")))?,
+        );
+    }
+    text.push('\n');
+    text.push_str(&overrides(spec));
+    Ok(text)
+}
+
+/// The settings kbuild itself imposes; later lines win in Kconfig.
+fn overrides(spec: &ConfigSpec) -> String {
+    let mut text = String::new();
+    for symbol in &spec.force_off {
+        let _ = writeln!(text, "{}", kconfig::render(symbol, "n"));
+    }
+    let _ = writeln!(text, "CONFIG_LOCALVERSION=\"{}\"", spec.localversion);
+    let _ = writeln!(text, "# CONFIG_LOCALVERSION_AUTO is not set");
+    text
+}
+
+pub fn configure(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
+    let obj = ctx.work.join("obj");
+    std::fs::create_dir_all(&obj).map_err(io("creating the config directory"))?;
+    std::fs::write(obj.join(".config"), requested_text(ctx, spec)?)
+        .map_err(io("writing .config"))?;
+    let tree = ctx.dep(Role::Tree).join("tree");
+    ctx.run(
+        ctx.make(&tree, &obj)
+            .arg("olddefconfig")
+            .output(obj.join(".config")),
+    )?;
+    std::fs::copy(obj.join(".config"), ctx.out.join("config"))
+        .map_err(io("saving the resolved config"))?;
+    Ok(())
+}
+
+pub fn check(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
+    let resolved_path = ctx.dep(Role::Config).join("config");
+    let resolved = kconfig::parse(
+        &std::fs::read_to_string(&resolved_path).map_err(io("reading the resolved config"))?,
+    );
+    let committed = kconfig::parse(
+        &std::fs::read_to_string(ctx.input(&spec.config))
+            .map_err(io(format!("reading {}", spec.config)))?,
+    );
+    let mut report = String::new();
+    if spec.exact && committed.full {
+        exact_check(spec, &committed, &resolved, &resolved_path)?;
+        let _ = writeln!(report, "exact: {} matches option by option", spec.config);
+    }
+    // Requests, in the order they apply: a minimal defconfig is a list of requests too; a full
+    // config is not (it records every default), so only the exact check judges it.
+    let mut sources: Vec<(String, Config)> = Vec::new();
+    if !committed.full {
+        sources.push((spec.config.clone(), committed));
+    }
+    for fragment in &spec.fragments {
+        let text = std::fs::read_to_string(ctx.input(fragment))
+            .map_err(io(format!("reading {fragment}")))?;
+        sources.push((fragment.clone(), kconfig::parse(&text)));
+    }
+    for i in 0..sources.len() {
+        let mut own = sources[i].1.clone();
+        // A request that a later source overrides is not this source's to answer for.
+        own.settings.retain(|symbol, _| {
+            sources[i + 1..]
+                .iter()
+                .all(|(_, later)| !later.settings.contains_key(symbol))
+        });
+        own.settings.retain(|symbol, _| {
+            !spec.force_off.contains(symbol) && symbol != "CONFIG_LOCALVERSION"
+        });
+        fragment_check(&sources[i].0, &own, &resolved)?;
+        let _ = writeln!(report, "{}: every request resolved", sources[i].0);
+    }
+    std::fs::write(ctx.out.join("report"), report).map_err(io("writing the check report"))
+}
+
+/// The resolved config must equal the committed one plus kbuild's own overrides.
+fn exact_check(
+    spec: &ConfigSpec,
+    committed: &Config,
+    resolved: &Config,
+    resolved_path: &std::path::Path,
+) -> Result<(), RecipeError> {
+    let mut wanted = committed.clone();
+    for (symbol, setting) in kconfig::parse(&overrides(spec)).settings {
+        wanted.settings.insert(symbol, setting);
+    }
+    let mismatches = kconfig::diff(&wanted, resolved);
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = mismatches
+        .iter()
+        .take(40)
+        .map(|m| format!("  {m}"))
+        .collect();
+    let more = mismatches.len().saturating_sub(40);
+    let more = if more > 0 {
+        format!("\n  … and {more} more")
+    } else {
+        String::new()
+    };
+    Err(RecipeError::failed(
+        format!(
+            "`{}` is not what Kconfig resolves ({} options differ):\n{}{more}",
+            spec.config,
+            mismatches.len(),
+            lines.join("\n")
+        ),
+        format!(
+            "if the resolved values are what you want, write them back: cp {} {}",
+            resolved_path.display(),
+            spec.config
+        ),
+    ))
+}
+
+/// Every value `fragment` requests must survive resolution.
+fn fragment_check(name: &str, fragment: &Config, resolved: &Config) -> Result<(), RecipeError> {
+    let unmet = kconfig::unmet(fragment, resolved);
+    if unmet.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = unmet
+        .iter()
+        .map(|(symbol, want, got)| {
+            let got = got.clone().unwrap_or_else(|| "absent".into());
+            format!(
+                "  {name}:{}: {} requested, resolved {got}",
+                want.line,
+                kconfig::render(symbol, &want.value)
+            )
+        })
+        .collect();
+    Err(RecipeError::failed(
+        format!(
+            "Kconfig dropped {} requested value(s):\n{}",
+            unmet.len(),
+            lines.join("\n")
+        ),
+        "an option whose dependencies are not met is silently dropped; enable its dependencies too (see its `depends on` in Kconfig)",
+    ))
+}

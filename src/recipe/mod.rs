@@ -1,0 +1,157 @@
+//! Recipes: what each action kind does, given its materialised dependencies and an executor.
+
+mod build_dir;
+mod compile;
+mod configure;
+mod fetch;
+mod package;
+mod patch;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::action::{Action, Recipe, Role};
+use crate::exec::{Cancel, ExecError, Executor, Invocation};
+use crate::key::ActionKey;
+
+/// A dependency's outputs, as a directory.
+#[derive(Clone, Debug)]
+pub struct DepOutput {
+    pub dir: PathBuf,
+    pub manifest: std::sync::Arc<crate::cache::OutputManifest>,
+}
+
+impl DepOutput {
+    pub fn digest(&self) -> crate::digest::Digest {
+        self.manifest.digest()
+    }
+}
+
+/// Everything a recipe may touch. Outputs go to `out`; `work` is private scratch space.
+pub struct Ctx<'a> {
+    pub action: &'a Action,
+    pub workspace: &'a Path,
+    pub out: &'a Path,
+    pub work: &'a Path,
+    pub deps: &'a BTreeMap<Role, DepOutput>,
+    pub exec: &'a dyn Executor,
+    pub log: &'a File,
+    pub log_path: &'a Path,
+    pub cancel: &'a Cancel,
+    pub jobs: usize,
+    /// Where persistent kernel build directories live.
+    pub build_root: &'a Path,
+    pub key: ActionKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{message}")]
+    Failed { message: String, hint: String },
+}
+
+impl RecipeError {
+    pub fn failed(message: impl Into<String>, hint: impl Into<String>) -> RecipeError {
+        RecipeError::Failed {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            RecipeError::Failed { hint, .. } => Some(hint),
+            RecipeError::Exec(ExecError::Failed { .. }) => {
+                Some("read the log above; fix the input and run again")
+            }
+            _ => None,
+        }
+    }
+}
+
+pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RecipeError {
+    let what = what.into();
+    move |source| RecipeError::Io { what, source }
+}
+
+impl Ctx<'_> {
+    pub fn dep(&self, role: Role) -> &Path {
+        &self.dep_output(role).dir
+    }
+
+    pub fn dep_output(&self, role: Role) -> &DepOutput {
+        self.deps
+            .get(&role)
+            .expect("the planner gives every recipe its dependencies")
+    }
+
+    /// The source date recorded by the patch action, for reproducible timestamps.
+    pub fn source_date(&self) -> u64 {
+        let path = self.dep(Role::Tree).join("source-date");
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Runs one command with the action's environment through the executor.
+    pub fn run(&self, inv: Invocation) -> Result<(), RecipeError> {
+        use std::io::Write;
+        let inv = inv.envs(&self.action.env);
+        let _ = writeln!(&*self.log, "$ {}", inv.display());
+        Ok(self.exec.run(&inv, self.log, self.cancel)?)
+    }
+
+    /// A `make` invocation against the kernel tree at `src`, building in `obj`.
+    pub fn make(&self, src: &Path, obj: &Path) -> Invocation {
+        Invocation::new("make", src)
+            .arg(format!("O={}", obj.display()))
+            .arg(format!("-j{}", self.jobs))
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.log_path
+    }
+
+    pub fn input(&self, rel: &str) -> PathBuf {
+        self.workspace.join(rel)
+    }
+}
+
+/// Runs the recipe of `ctx.action`.
+pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
+    match &ctx.action.recipe {
+        Recipe::Fetch { urls, sha256, file } => fetch::run(ctx, urls, sha256, file),
+        Recipe::Patch { patches } => patch::run(ctx, patches),
+        Recipe::Headers { arch } => compile::headers(ctx, *arch),
+        Recipe::Configure(spec) => configure::configure(ctx, spec),
+        Recipe::CheckConfig(spec) => configure::check(ctx, spec),
+        Recipe::Compile {
+            arch,
+            build_dir,
+            extra_outputs,
+        } => compile::compile(ctx, *arch, build_dir, extra_outputs),
+        Recipe::Install { arch, build_dir } => compile::install(ctx, *arch, build_dir),
+        Recipe::Tool { arch, dir, binary } => compile::tool(ctx, *arch, dir, binary),
+        Recipe::Package(spec) => package::package(ctx, spec),
+        Recipe::Tag(spec) => package::tag(ctx, spec),
+    }
+}
+
+/// The tools whose identity enters the key of an action that runs commands.
+pub fn tools_of(action: &Action) -> Vec<String> {
+    let cross = action.env.get("CROSS_COMPILE").cloned().unwrap_or_default();
+    match &action.recipe {
+        Recipe::Patch { .. } => vec!["patch".into()],
+        _ if action.kind.uses_toolchain() => vec!["make".into(), format!("{cross}gcc")],
+        _ => Vec::new(),
+    }
+}

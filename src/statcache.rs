@@ -1,0 +1,116 @@
+//! Remembered file digests and tool versions, trusted while a file's stat data is unchanged.
+//!
+//! Mtimes never enter a key; here they only decide whether a file must be hashed again, as in
+//! git's index. A file changed within the last two seconds is not remembered (a write in the same
+//! timestamp tick would otherwise go unseen).
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            ino: meta.ino(),
+        }
+    }
+
+    fn settled(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now - self.mtime_ns.max(self.ctime_ns) > 2_000_000_000
+    }
+}
+
+#[derive(Default, Debug, Serialize, Deserialize)]
+struct Stored {
+    files: HashMap<PathBuf, (Stamp, Digest)>,
+    tools: HashMap<PathBuf, (Stamp, String)>,
+}
+
+/// The stat cache of one process; loaded once, saved if anything new was learnt.
+#[derive(Debug)]
+pub struct StatCache {
+    path: PathBuf,
+    stored: Stored,
+    dirty: bool,
+}
+
+impl StatCache {
+    pub fn load(path: PathBuf) -> StatCache {
+        let stored = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        StatCache {
+            path,
+            stored,
+            dirty: false,
+        }
+    }
+
+    /// The content digest of `path`, hashing only when its stat data changed.
+    pub fn digest(&mut self, path: &Path) -> std::io::Result<Digest> {
+        let stamp = Stamp::of(&std::fs::metadata(path)?);
+        if let Some((known, digest)) = self.stored.files.get(path)
+            && *known == stamp
+        {
+            return Ok(*digest);
+        }
+        let digest = Digest::of_file(path)?;
+        if stamp.settled() {
+            self.stored
+                .files
+                .insert(path.to_path_buf(), (stamp, digest));
+            self.dirty = true;
+        }
+        Ok(digest)
+    }
+
+    /// The cached answer of `probe` for the program at `path`, rerun when the program changed.
+    pub fn tool_version(&mut self, path: &Path, probe: impl FnOnce() -> String) -> String {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return probe();
+        };
+        let stamp = Stamp::of(&meta);
+        if let Some((known, version)) = self.stored.tools.get(path)
+            && *known == stamp
+        {
+            return version.clone();
+        }
+        let version = probe();
+        self.stored
+            .tools
+            .insert(path.to_path_buf(), (stamp, version.clone()));
+        self.dirty = true;
+        version
+    }
+
+    pub fn save(&self) {
+        if !self.dirty {
+            return;
+        }
+        // Best effort: losing this file costs only re-hashing.
+        let _ = crate::cache::write_atomic(
+            &self.path,
+            &serde_json::to_vec(&self.stored).unwrap_or_default(),
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Test workspaces: a fake kernel tarball, a manifest, configs and patches in a temp directory,
+//! and the real kbuild binary run against them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const FULL_CONFIG: &str = "#
+# Automatically generated file; DO NOT EDIT.
+# Linux/x86_64 6.6.71 Kernel Configuration
+#
+CONFIG_CC_VERSION_TEXT=\"gcc (fake) 12.2.0\"
+CONFIG_LOCALVERSION=\"-linuxkit\"
+# CONFIG_LOCALVERSION_AUTO is not set
+CONFIG_PRINTK=y
+CONFIG_MODULES=y
+CONFIG_NET=y
+CONFIG_VETH=y
+CONFIG_BRIDGE=y
+CONFIG_OVERLAY_FS=y
+CONFIG_PANIC_ON_OOPS=y
+# CONFIG_DEBUG_KERNEL is not set
+# CONFIG_DEBUG_INFO is not set
+# CONFIG_KASAN is not set
+CONFIG_NR_CPUS=64
+# CONFIG_FAKE_FAIL is not set
+# CONFIG_FAKE_SLOW is not set
+";
+
+pub const DBG_FRAGMENT: &str = "CONFIG_DEBUG_KERNEL=y\nCONFIG_DEBUG_INFO=y\n";
+
+pub const PATCH: &str = "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
+From: Kernel Maintainer <maint@example.org>
+Subject: [PATCH] init: say hello
+
+Signed-off-by: Kernel Maintainer <maint@example.org>
+---
+ init/main.c | 2 +-
+ 1 file changed, 1 insertion(+), 1 deletion(-)
+
+--- a/init/main.c
++++ b/init/main.c
+@@ -1,2 +1,2 @@
+ /* Fake kernel entry point; patches in tests change this file. */
+-int start_kernel(void) { return 0; }
++int start_kernel(void) { return 1; }
+";
+
+pub fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-kernel")
+}
+
+/// Packs the fake kernel as `linux-<version>.tar` and returns its path and sha256.
+pub fn make_tarball(dir: &Path, version: &str) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let tar = dir.join(format!("linux-{version}.tar"));
+    kbuild::archive::write_tar(&fixture(), &tar, &format!("linux-{version}"), 1_700_000_000)
+        .unwrap();
+    let sha = kbuild::digest::Sha256::of_file(&tar).unwrap().to_string();
+    (tar, sha)
+}
+
+pub struct Ws {
+    pub dir: tempfile::TempDir,
+    pub cache: PathBuf,
+}
+
+impl Ws {
+    /// One series (6.6.x: amd64 and arm64, plain and dbg, perf), with one patch.
+    pub fn new() -> Ws {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Ws {
+            cache: dir.path().join("cache"),
+            dir,
+        };
+        let (tar, sha) = make_tarball(&ws.path().join("sources"), "6.6.71");
+        ws.write("kernel/6.6.x/config-x86_64", FULL_CONFIG);
+        ws.write(
+            "kernel/6.6.x/config-aarch64",
+            &FULL_CONFIG.replace("Linux/x86_64", "Linux/arm64"),
+        );
+        ws.write("kernel/common/config-dbg", DBG_FRAGMENT);
+        ws.write("kernel/6.6.x/patches/0001-init-say-hello.patch", PATCH);
+        ws.write(
+            "kernel.kdl",
+            &manifest(&format!("file://{}", tar.display()), &sha, "6.6.71"),
+        );
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    /// Rewrites a file with `from` replaced by `to`; the replacement must happen.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert!(text.contains(from), "`{from}` not in {rel}");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kbuild"));
+        cmd.arg("-C")
+            .arg(self.path())
+            .args(args)
+            .env("KBUILD_CACHE", &self.cache)
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    pub fn kbuild(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs `kbuild run --format json` and returns the report; panics unless the exit code is `code`.
+    pub fn run(&self, labels: &[&str], code: i32) -> Report {
+        let mut args = vec!["run", "--format", "json"];
+        args.extend(labels);
+        let out = self.kbuild(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Report {
+            json: serde_json::from_slice(&out.stdout).unwrap(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn why(&self, label: &str) -> String {
+        let out = self.kbuild(&["why", label]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+pub fn manifest(url: &str, sha: &str, version: &str) -> String {
+    format!(
+        r#"// A test workspace.
+defaults {{
+    org "linuxkit"
+    arches "x86_64" "aarch64"
+    builder "linuxkit/alpine:1111111111111111111111111111111111111111"
+}}
+
+variant "dbg" {{
+    fragment "kernel/common/config-dbg"
+    force-off "CONFIG_PANIC_ON_OOPS"
+    localversion "-dbg"
+    outputs "vmlinux"
+    exact-config #false
+}}
+
+tool "perf" {{
+    dir "tools/perf"
+    binary "perf"
+}}
+
+series "6.6.x" {{
+    version "{version}"
+    source "{url}" sha256="{sha}"
+    variants "dbg"
+    tools "perf"
+    source-date-epoch 1700000000
+}}
+"#
+    )
+}
+
+pub struct Report {
+    pub json: serde_json::Value,
+    pub stderr: String,
+}
+
+impl Report {
+    fn names(&self, outcome: &str) -> Vec<String> {
+        let mut names: Vec<String> = self.json["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["outcome"] == outcome)
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn executed(&self) -> Vec<String> {
+        self.names("executed")
+    }
+
+    pub fn failed(&self) -> Vec<String> {
+        self.names("failed")
+    }
+
+    pub fn total(&self, what: &str) -> u64 {
+        self.json["totals"][what].as_u64().unwrap()
+    }
+}
