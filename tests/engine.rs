@@ -1,13 +1,387 @@
-//! The engine end to end on a fake kernel: build, rebuild nothing, change one input at a time.
+//! The engine end to end on a fake kernel: build, rebuild nothing, change one input at a time
+//! and see exactly the dependent actions rerun, with `why` naming the change.
 
 mod common;
 
-use common::Ws;
+use common::{Ws, make_tarball, manifest};
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
 
 #[test]
-fn smoke() {
+fn build_then_rebuild_executes_nothing() {
     let ws = Ws::new();
+    let first = ws.run(&[], 0);
+    assert_eq!(first.total("failed"), 0);
+    assert_eq!(first.total("executed"), first.total("actions"));
+    let second = ws.run(&[], 0);
+    assert_eq!(second.executed(), Vec::<String>::new());
+    assert_eq!(second.total("cached"), second.total("actions"));
+    let image = ws.path().join("out/6.6.x/dbg-amd64");
+    for file in [
+        "kernel",
+        "System.map",
+        "vmlinux",
+        "kernel.tar",
+        "kernel-dev.tar",
+        "kernel-headers.tar",
+        "kernel-builder",
+    ] {
+        assert!(image.join(file).is_file(), "{file} missing from the image");
+    }
+    assert!(
+        !ws.path().join("out/6.6.x/amd64/vmlinux").exists(),
+        "plain images carry no vmlinux"
+    );
+    let builder = std::fs::read_to_string(image.join("kernel-builder")).unwrap();
+    assert_eq!(
+        builder,
+        "linuxkit/alpine:1111111111111111111111111111111111111111"
+    );
+}
+
+#[test]
+fn changing_a_patch_reruns_the_tree_and_what_builds_from_it() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:amd64"], 0);
+    ws.edit(
+        "kernel/6.6.x/patches/0001-init-say-hello.patch",
+        "return 1;",
+        "return 2;",
+    );
+    let r = ws.run(&["//6.6.x:amd64"], 0);
+    // configure reruns on the new tree but resolves the same config, so the check stays cached.
+    assert_eq!(
+        r.executed(),
+        sorted(&[
+            "patch //6.6.x",
+            "configure //6.6.x:amd64",
+            "compile //6.6.x:amd64",
+            "install //6.6.x:amd64",
+            "headers //6.6.x:amd64",
+            "package //6.6.x:amd64",
+            "tag //6.6.x:amd64",
+        ])
+    );
+    let why = ws.why("//6.6.x:amd64");
+    assert!(why.contains("patch //6.6.x: up to date; last ran because the file `kernel/6.6.x/patches/0001-init-say-hello.patch` changed"), "{why}");
+    assert!(why.contains("compile //6.6.x:amd64: up to date; last ran because dependency `patch //6.6.x` produced a new output"), "{why}");
+}
+
+#[test]
+fn changing_a_config_line_reruns_that_config_only() {
+    let ws = Ws::new();
+    ws.run(&[], 0);
+    ws.edit(
+        "kernel/6.6.x/config-x86_64",
+        "CONFIG_NR_CPUS=64",
+        "CONFIG_NR_CPUS=128",
+    );
+    let plan = ws.kbuild(&["plan", "//6.6.x:amd64"]);
+    let text = String::from_utf8(plan.stdout).unwrap();
+    assert!(
+        text.contains(
+            "run     configure //6.6.x:amd64  (the file `kernel/6.6.x/config-x86_64` changed)"
+        ),
+        "{text}"
+    );
     let r = ws.run(&[], 0);
-    eprintln!("{}", r.stderr);
-    eprintln!("{:?}", r.executed());
+    let mut expected = Vec::new();
+    for t in ["amd64", "dbg-amd64"] {
+        for kind in [
+            "configure",
+            "check-config",
+            "compile",
+            "install",
+            "package",
+            "tag",
+        ] {
+            expected.push(format!("{kind} //6.6.x:{t}"));
+        }
+    }
+    expected.sort();
+    assert_eq!(r.executed(), expected);
+}
+
+#[test]
+fn changing_a_fragment_reruns_dbg_only() {
+    let ws = Ws::new();
+    ws.run(&[], 0);
+    ws.write(
+        "kernel/common/config-dbg",
+        &format!("{}CONFIG_KASAN=y\n", common::DBG_FRAGMENT),
+    );
+    let r = ws.run(&[], 0);
+    let executed = r.executed();
+    assert!(executed.iter().all(|n| n.contains(":dbg-")), "{executed:?}");
+    assert_eq!(executed.len(), 12, "{executed:?}");
+    let why = ws.why("//6.6.x:dbg-arm64");
+    assert!(why.contains("configure //6.6.x:dbg-arm64: up to date; last ran because the file `kernel/common/config-dbg` changed"), "{why}");
+}
+
+#[test]
+fn a_comment_that_changes_no_option_stops_at_configure() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:dbg-amd64"], 0);
+    ws.write(
+        "kernel/common/config-dbg",
+        &format!("# debugging aids\n{}", common::DBG_FRAGMENT),
+    );
+    let r = ws.run(&["//6.6.x:dbg-amd64"], 0);
+    // The check reads the fragment too, so it reruns; compile sees identical outputs and does not.
+    assert_eq!(
+        r.executed(),
+        sorted(&[
+            "configure //6.6.x:dbg-amd64",
+            "check-config //6.6.x:dbg-amd64"
+        ])
+    );
+}
+
+#[test]
+fn changing_the_version_and_the_builder_reruns_packaging() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:arm64"], 0);
+    ws.edit(
+        "kernel.kdl",
+        "linuxkit/alpine:1111111111111111111111111111111111111111",
+        "linuxkit/alpine:2222222222222222222222222222222222222222",
+    );
+    let r = ws.run(&["//6.6.x:arm64"], 0);
+    assert_eq!(
+        r.executed(),
+        sorted(&["package //6.6.x:arm64", "tag //6.6.x:arm64"])
+    );
+    let why = ws.why("//6.6.x:arm64");
+    assert!(why.contains("parameter `builder` changed (`linuxkit/alpine:1111111111111111111111111111111111111111` → `linuxkit/alpine:2222222222222222222222222222222222222222`)"), "{why}");
+
+    // A version bump brings a new tarball: everything from the fetch on reruns.
+    let (tar, sha) = make_tarball(&ws.path().join("sources"), "6.6.72");
+    let text = manifest(&format!("file://{}", tar.display()), &sha, "6.6.72").replace(
+        "linuxkit/alpine:1111111111111111111111111111111111111111",
+        "linuxkit/alpine:2222222222222222222222222222222222222222",
+    );
+    ws.write("kernel.kdl", &text);
+    let plan = String::from_utf8(ws.kbuild(&["plan", "//6.6.x:arm64"]).stdout).unwrap();
+    assert!(plan.contains("run     fetch linux-6.6.72.tar@"), "{plan}");
+    assert!(
+        plan.contains("(never built)") || plan.contains("parameter `"),
+        "{plan}"
+    );
+    let r = ws.run(&["//6.6.x:arm64"], 0);
+    assert!(
+        r.executed()
+            .iter()
+            .any(|n| n.starts_with("fetch linux-6.6.72.tar"))
+    );
+    assert!(r.executed().contains(&"tag //6.6.x:arm64".to_string()));
+}
+
+#[test]
+fn plain_and_dbg_share_fetch_and_patch() {
+    let ws = Ws::new();
+    let out = ws.kbuild(&[
+        "plan",
+        "--format",
+        "json",
+        "//6.6.x:amd64",
+        "//6.6.x:dbg-amd64",
+    ]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions = plan["actions"].as_array().unwrap();
+    let count = |kind: &str| actions.iter().filter(|a| a["kind"] == kind).count();
+    assert_eq!(
+        (count("fetch"), count("patch"), count("headers")),
+        (1, 1, 1)
+    );
+    assert_eq!((count("configure"), count("compile")), (2, 2));
+    let patch = actions.iter().find(|a| a["kind"] == "patch").unwrap();
+    assert_eq!(patch["labels"].as_array().unwrap().len(), 2);
+    assert!(
+        actions
+            .iter()
+            .all(|a| a["state"] == "run" && a["reason"].is_string())
+    );
+    let r = ws.run(&["//6.6.x:amd64", "//6.6.x:dbg-amd64"], 0);
+    assert_eq!(
+        r.executed()
+            .iter()
+            .filter(|n| n.starts_with("patch "))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_failing_action_leaves_no_cache_entry_and_is_retried() {
+    let ws = Ws::new();
+    ws.write(
+        "kernel/common/config-dbg",
+        "CONFIG_DEBUG_KERNEL=y\nCONFIG_FAKE_FAIL=y\n",
+    );
+    let r = ws.run(&[], 1);
+    assert_eq!(
+        r.failed(),
+        sorted(&["compile //6.6.x:dbg-amd64"]),
+        "the first failure stops the run"
+    );
+    assert!(
+        r.stderr
+            .contains("error: `compile //6.6.x:dbg-amd64` failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("CONFIG_FAKE_FAIL is set"),
+        "the log tail is shown: {}",
+        r.stderr
+    );
+    let again = ws.run(&["--keep-going"], 1);
+    assert_eq!(
+        again.failed(),
+        sorted(&["compile //6.6.x:dbg-amd64", "compile //6.6.x:dbg-arm64"])
+    );
+    assert!(
+        again.executed().contains(&"tag //6.6.x:amd64".to_string()),
+        "keep-going builds the rest"
+    );
+    let why = ws.why("//6.6.x:dbg-amd64");
+    assert!(why.contains("compile //6.6.x:dbg-amd64: will run: its inputs are unchanged but no cache entry exists"), "{why}");
+    ws.write("kernel/common/config-dbg", common::DBG_FRAGMENT);
+    let fixed = ws.run(&[], 0);
+    assert_eq!(fixed.total("failed"), 0);
+}
+
+#[test]
+fn a_corrupt_blob_is_detected_and_rebuilt() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:amd64"], 0);
+    // Corrupt the blob of the patched init/main.c, which the compile reads from the tree.
+    let mut corrupted = 0;
+    for blob in walk(&ws.cache.join("blobs")) {
+        if std::fs::read_to_string(&blob).is_ok_and(|t| t.contains("return 1;")) {
+            let mut perms = std::fs::metadata(&blob).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&blob, perms).unwrap();
+            std::fs::write(&blob, "int start_kernel(void) { return 666; }\n").unwrap();
+            corrupted += 1;
+        }
+    }
+    assert_eq!(corrupted, 1);
+    ws.edit(
+        "kernel/6.6.x/config-x86_64",
+        "CONFIG_NR_CPUS=64",
+        "CONFIG_NR_CPUS=32",
+    );
+    let r = ws.run(&["//6.6.x:amd64"], 0);
+    assert!(r.stderr.contains("is corrupt or missing"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("evicting `patch //6.6.x`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.executed().contains(&"patch //6.6.x".to_string()));
+    let kernel = std::fs::read_to_string(ws.path().join("out/6.6.x/amd64/kernel")).unwrap();
+    let clean = Ws::new();
+    clean.edit(
+        "kernel/6.6.x/config-x86_64",
+        "CONFIG_NR_CPUS=64",
+        "CONFIG_NR_CPUS=32",
+    );
+    clean.run(&["//6.6.x:amd64"], 0);
+    let expected = std::fs::read_to_string(clean.path().join("out/6.6.x/amd64/kernel")).unwrap();
+    assert_eq!(
+        kernel, expected,
+        "the rebuilt kernel never saw the corrupt file"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
+}
+
+#[test]
+fn two_concurrent_runs_on_one_cache_agree() {
+    let ws = Ws::new();
+    let spawn = || {
+        ws.command(&["run", "--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let keys = |out: &[u8]| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_slice(out).unwrap();
+        v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].to_string(), a["key"].to_string()))
+            .collect()
+    };
+    assert_eq!(keys(&a.stdout), keys(&b.stdout));
+    let after = ws.run(&[], 0);
+    assert!(after.executed().is_empty());
+}
+
+#[test]
+fn identical_inputs_in_empty_caches_give_identical_outputs() {
+    let (a, b) = (Ws::new(), Ws::new());
+    a.run(&["//6.6.x:dbg-arm64"], 0);
+    b.run(&["//6.6.x:dbg-arm64"], 0);
+    for file in [
+        "kernel",
+        "kernel.tar",
+        "kernel-dev.tar",
+        "kernel-headers.tar",
+        "vmlinux",
+    ] {
+        let read =
+            |ws: &Ws| std::fs::read(ws.path().join("out/6.6.x/dbg-arm64").join(file)).unwrap();
+        assert_eq!(read(&a), read(&b), "{file} differs");
+    }
+}
+
+#[test]
+fn dry_run_executor_records_and_fakes_outputs() {
+    let ws = Ws::new();
+    let out = ws.kbuild(&["run", "--executor", "dry-run", "//6.6.x:perf-amd64"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("executed"), "{stderr}");
+}
+
+#[test]
+fn tags_name_the_image_by_content() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:dbg-amd64"], 0);
+    let tags = ws.read("out/6.6.x/dbg-amd64.tags");
+    let lines: Vec<&str> = tags.lines().collect();
+    assert_eq!(lines[0], "linuxkit/kernel:6.6.71-dbg-amd64");
+    assert!(
+        lines[1].starts_with("linuxkit/kernel:6.6.71-dbg-")
+            && lines[1].ends_with("-amd64")
+            && lines[1].len() == "linuxkit/kernel:6.6.71-dbg--amd64".len() + 40
+    );
 }

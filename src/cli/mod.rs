@@ -248,7 +248,7 @@ fn run(
     Ok(if failed { 1 } else { 0 })
 }
 
-/// Points `out/<series>/<target>` at each target's image files.
+/// Points `out/<series>/<target>` at each target's image files, and `<target>.tags` at its tags.
 fn link_outputs(
     ws: &Workspace,
     cache: &Cache,
@@ -257,19 +257,24 @@ fn link_outputs(
     status: &[Status],
 ) -> miette::Result<()> {
     for target in targets {
-        let Some(id) = graph.find(&format!("package {target}")) else {
-            continue;
-        };
-        let Some(key) = status[id.index()].key() else {
-            continue;
-        };
-        let Some(manifest) = cache.lookup(key) else {
-            continue;
-        };
-        let tree = cache.tree(&manifest)?;
-        let link = ws.root.join("out").join(&target.series).join(target.name());
-        replace_symlink(&tree, &link)
-            .map_err(|e| miette::miette!("cannot link {}: {e}", link.display()))?;
+        let dir = ws.root.join("out").join(&target.series);
+        let links = [
+            ("package", target.name(), ""),
+            ("tag", format!("{}.tags", target.name()), "tags"),
+        ];
+        for (kind, link, file) in links {
+            let Some(id) = graph.find(&format!("{kind} {target}")) else {
+                continue;
+            };
+            let key = status[id.index()].key();
+            let Some(manifest) = key.and_then(|key| cache.lookup(key)) else {
+                continue;
+            };
+            let tree = cache.tree(&manifest)?.join(file);
+            let link = dir.join(link);
+            replace_symlink(&tree, &link)
+                .map_err(|e| miette::miette!("cannot link {}: {e}", link.display()))?;
+        }
     }
     Ok(())
 }
@@ -279,7 +284,7 @@ fn replace_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(link.parent().expect("out links have parents"))?;
-    let tmp = link.with_extension("tmp-link");
+    let tmp = link.with_file_name(format!(".kbuild-link.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)?;
     std::fs::rename(&tmp, link)

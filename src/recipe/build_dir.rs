@@ -71,8 +71,7 @@ impl BuildDir {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let fresh = index.is_empty();
-        if fresh {
+        if index.is_empty() {
             let _ = std::fs::remove_dir_all(self.src());
         }
         let wanted: BTreeMap<&str, &OutputEntry> = tree
@@ -89,7 +88,7 @@ impl BuildDir {
             let dest = self.src().join(rel);
             let same = index.get(rel) == Some(&entry.digest) && dest.symlink_metadata().is_ok();
             if !same {
-                place(&tree.dir.join(&entry.path), &dest, entry, fresh)?;
+                place(&tree.dir.join(&entry.path), &dest, entry)?;
                 index.insert(rel.to_string(), entry.digest);
             }
         }
@@ -98,9 +97,9 @@ impl BuildDir {
     }
 }
 
-/// A first population links (fast, mtimes do not matter to an empty object tree); later changes
-/// are copied, so the file gets a fresh mtime even when its content existed before.
-fn place(from: &Path, dest: &Path, entry: &OutputEntry, fresh: bool) -> Result<(), RecipeError> {
+/// Copies (a reflink where the filesystem can): the file gets a fresh mtime even when its content
+/// existed before, and a build can never write through to a cache blob, nor a damaged blob into it.
+fn place(from: &Path, dest: &Path, entry: &OutputEntry) -> Result<(), RecipeError> {
     let err = io(format!("updating {}", dest.display()));
     let run = || -> std::io::Result<()> {
         if let Some(parent) = dest.parent() {
@@ -112,9 +111,6 @@ fn place(from: &Path, dest: &Path, entry: &OutputEntry, fresh: bool) -> Result<(
         }
         if let Some(link) = &entry.symlink {
             return std::os::unix::fs::symlink(link, dest);
-        }
-        if fresh && std::fs::hard_link(from, dest).is_ok() {
-            return Ok(());
         }
         std::fs::copy(from, dest).map(|_| ())
     };
