@@ -82,10 +82,6 @@ impl fmt::Display for ManifestError {
 impl std::error::Error for ManifestError {}
 
 impl Diagnostic for ManifestError {
-    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new("kbuild::manifest"))
-    }
-
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         (self.problems.len() == 1).then_some(self.source.as_ref() as &dyn miette::SourceCode)
     }

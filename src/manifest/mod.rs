@@ -24,15 +24,6 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("`{name}` is not valid KDL v2")]
-    #[diagnostic(help(
-        "see doc/manifest.md for the syntax; KDL v2 writes booleans as #true and #false"
-    ))]
-    Syntax {
-        name: String,
-        #[related]
-        parse: Vec<kdl::KdlDiagnostic>,
-    },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(#[from] ManifestError),
@@ -47,10 +38,23 @@ pub fn load(root: &Path) -> Result<Model, LoadError> {
 
 /// Parses manifest text; `root` is where relative paths in it are checked.
 pub fn parse(root: &Path, name: &str, text: String) -> Result<Model, LoadError> {
-    let doc = kdl::KdlDocument::parse_v2(&text).map_err(|e| LoadError::Syntax {
-        name: name.to_string(),
-        parse: e.diagnostics,
-    })?;
+    let parsed = kdl::KdlDocument::parse_v2(&text);
     let source = Arc::new(NamedSource::new(name, text));
+    let doc = parsed.map_err(|e| ManifestError::new(source.clone(), syntax_problems(e)))?;
     schema::read(root, &doc).map_err(|problems| ManifestError::new(source, problems).into())
+}
+
+/// KDL's own diagnostics, as problems that render against the named manifest.
+fn syntax_problems(error: kdl::KdlError) -> Vec<Problem> {
+    error
+        .diagnostics
+        .into_iter()
+        .map(|d| {
+            let message = format!("invalid KDL: {}", d.message.unwrap_or_else(|| "syntax error".into()));
+            let help = d.help.unwrap_or_else(|| {
+                "see doc/manifest.md; KDL v2 quotes strings and writes booleans as #true and #false".into()
+            });
+            Problem::new(message, d.span, d.label.unwrap_or_else(|| "here".into())).help(help)
+        })
+        .collect()
 }

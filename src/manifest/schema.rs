@@ -80,8 +80,9 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             _ => problems.push(nodes::unknown_node(node, "kernel.kdl", TOP)),
         }
     }
+    let mut seen = Vec::new();
     for node in doc.nodes().iter().filter(|n| name(n) == "series") {
-        let series = read_series(root, node, &model, &mut problems);
+        let series = read_series(root, node, &model, &mut seen, &mut problems);
         collect(series, &mut model.series, &mut problems);
     }
     if problems.is_empty() {
@@ -285,6 +286,8 @@ fn read_tool(node: &KdlNode, model: &Model, problems: &mut Vec<Problem>) -> Resu
 struct RawSeries {
     version: Option<Spanned>,
     source: Option<(Source, Spanned)>,
+    /// A `source` node was written, even if it was invalid (and reported as such).
+    source_written: bool,
     arches: Option<Vec<Arch>>,
     builder: Option<String>,
     variants: Vec<Spanned>,
@@ -299,28 +302,42 @@ fn read_series(
     root: &Path,
     node: &KdlNode,
     model: &Model,
+    seen: &mut Vec<String>,
     problems: &mut Vec<Problem>,
 ) -> Result<Series, Problem> {
     let id = nodes::string(node)?;
     let (major, minor) = parse_series_name(&id)?;
-    if model.series(&id.value).is_some() {
-        return Err(Problem::new(
-            format!("series `{}` is declared twice", id.value),
-            id.span,
-            "second declaration",
-        )
-        .help("each series appears once; bump its `version` instead"));
+    if seen.contains(&id.value) {
+        let message = format!("series `{}` is declared twice", id.value);
+        return Err(Problem::new(message, id.span, "second declaration")
+            .help("each series appears once; bump its `version` instead"));
     }
+    seen.push(id.value.clone());
     let mut raw = RawSeries::default();
     for child in nodes::children(node) {
         let ok = read_series_child(child, &mut raw);
         record(problems, ok);
     }
-    let version = version_of(&raw, &id, major, minor)?;
-    let (source, _) = raw.source.take().ok_or_else(|| {
-        Problem::new(format!("series `{}` has no `source`", id.value), id.span, "declared here")
-            .help("add: source \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-X.Y.Z.tar.xz\" sha256=\"…\"")
-    })?;
+    // Report everything that is wrong with the series before giving up on it.
+    let variants = resolve_variants(&raw.variants, model, problems);
+    let tools = resolve_tools(&raw.tools, model, problems);
+    let version = record(problems, version_of(&raw, &id, major, minor));
+    let source = raw.source.take().ok_or_else(|| {
+        Problem::new(format!("series `{}` has no `source`", id.value), id.span, "declared here").help(
+            "add: source \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-X.Y.Z.tar.xz\" sha256=\"…\"",
+        )
+    });
+    let source = if raw.source_written {
+        source.ok()
+    } else {
+        record(problems, source)
+    };
+    let (Some(version), Some((source, _))) = (version, source) else {
+        // The reasons are recorded already; report the series itself as unusable only if not.
+        return Err(problems
+            .pop()
+            .expect("a missing version or source was recorded"));
+    };
     let series = Series {
         version,
         source,
@@ -328,8 +345,8 @@ fn read_series(
         builder: raw
             .builder
             .unwrap_or_else(|| model.defaults.builder.clone()),
-        variants: resolve_variants(&raw.variants, model, problems),
-        tools: resolve_tools(&raw.tools, model, problems),
+        variants,
+        tools,
         deprecated: raw.deprecated,
         config: raw
             .config
@@ -341,20 +358,18 @@ fn read_series(
         source_date_epoch: raw.epoch,
         name: id.value.clone(),
     };
-    check_files(
-        root,
-        &series,
-        model,
-        raw.config.as_ref().map_or(id.span, |c| c.span),
-        problems,
-    );
+    let span = raw.config.as_ref().map_or(id.span, |c| c.span);
+    check_files(root, &series, model, span, problems);
     Ok(series)
 }
 
 fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem> {
     match name(child) {
         "version" => nodes::string(child).map(|s| raw.version = Some(s)),
-        "source" => read_source(child).map(|s| raw.source = Some(s)),
+        "source" => {
+            raw.source_written = true;
+            read_source(child).map(|s| raw.source = Some(s))
+        }
         "arches" => read_arches(child).map(|a| raw.arches = Some(a)),
         "builder" => nodes::string(child).map(|s| raw.builder = Some(s.value)),
         "variants" => nodes::strings(child).map(|s| raw.variants.extend(s)),

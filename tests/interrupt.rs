@@ -1,0 +1,73 @@
+//! Ctrl-C stops running children and leaves no cache entry for what did not finish.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Ws;
+
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) && !cmdline.contains("kbuild") {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+fn compile_log_started(ws: &Ws) -> bool {
+    let logs = ws.cache.join("logs");
+    let Ok(dirs) = std::fs::read_dir(&logs) else {
+        return false;
+    };
+    dirs.flatten().any(|d| {
+        std::fs::read_to_string(d.path().join("compile___6.6.x_dbg-amd64.log"))
+            .is_ok_and(|t| t.contains("$ make"))
+    })
+}
+
+#[test]
+fn ctrl_c_kills_children_and_caches_nothing_unfinished() {
+    let ws = Ws::new();
+    ws.write(
+        "kernel/common/config-dbg",
+        "CONFIG_DEBUG_KERNEL=y\nCONFIG_FAKE_SLOW=y\n",
+    );
+    let mut child = ws
+        .command(&["run", "//6.6.x:dbg-amd64"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !compile_log_started(&ws) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "compile never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the hung make was not killed"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let left = processes_mentioning(&ws.path().display().to_string());
+    assert!(left.is_empty(), "children left behind: {left:?}");
+    let plan = String::from_utf8(ws.kbuild(&["plan", "//6.6.x:dbg-amd64"]).stdout).unwrap();
+    assert!(
+        plan.contains(
+            "run     compile //6.6.x:dbg-amd64  (its inputs are unchanged but no cache entry exists"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains("run     tag //6.6.x:dbg-amd64"), "{plan}");
+}
