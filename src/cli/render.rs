@@ -75,6 +75,7 @@ fn action_json(graph: &Graph, status: &[Status], id: crate::action::ActionId) ->
         "kind": action.kind,
         "labels": action.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
         "key": s.key().map(|k| k.to_string()),
+        "inputs": action.inputs,
         "deps": action.deps.iter().map(|d| d.id.0).collect::<Vec<_>>(),
         "state": state_word(s),
         "reason": reason,

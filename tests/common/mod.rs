@@ -5,46 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const FULL_CONFIG: &str = "#
-# Automatically generated file; DO NOT EDIT.
-# Linux/x86_64 6.6.71 Kernel Configuration
-#
-CONFIG_CC_VERSION_TEXT=\"gcc (fake) 12.2.0\"
-CONFIG_LOCALVERSION=\"-linuxkit\"
-# CONFIG_LOCALVERSION_AUTO is not set
-CONFIG_PRINTK=y
-CONFIG_MODULES=y
-CONFIG_NET=y
-CONFIG_VETH=y
-CONFIG_BRIDGE=y
-CONFIG_OVERLAY_FS=y
-CONFIG_PANIC_ON_OOPS=y
-# CONFIG_DEBUG_KERNEL is not set
-# CONFIG_DEBUG_INFO is not set
-# CONFIG_KASAN is not set
-CONFIG_NR_CPUS=64
-# CONFIG_FAKE_FAIL is not set
-# CONFIG_FAKE_SLOW is not set
-";
+pub const FULL_CONFIG: &str = include_str!("../fixtures/fake-kernel.config");
 
 pub const DBG_FRAGMENT: &str = "CONFIG_DEBUG_KERNEL=y\nCONFIG_DEBUG_INFO=y\n";
 
-pub const PATCH: &str = "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
-From: Kernel Maintainer <maint@example.org>
-Subject: [PATCH] init: say hello
-
-Signed-off-by: Kernel Maintainer <maint@example.org>
----
- init/main.c | 2 +-
- 1 file changed, 1 insertion(+), 1 deletion(-)
-
---- a/init/main.c
-+++ b/init/main.c
-@@ -1,2 +1,2 @@
- /* Fake kernel entry point; patches in tests change this file. */
--int start_kernel(void) { return 0; }
-+int start_kernel(void) { return 1; }
-";
+pub const PATCH: &str = include_str!("../fixtures/0001-init-say-hello.patch");
 
 pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-kernel")
