@@ -7,7 +7,8 @@
 //! do. Also times the null build of a workspace shaped like the shipped kernel.kdl.
 //!
 //! Run: `cargo bench --bench null_build` (needs `ninja` from Debian's ninja-build).
-//! Options via env: KBUILD_BENCH_SERIES (default 50), KBUILD_BENCH_RUNS (default 15).
+//! Options via env: KBUILD_BENCH_SERIES (default 50), KBUILD_BENCH_RUNS (default 15),
+//! KBUILD_BENCH_KEEP=1 keeps the big workspace and prints where it is.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,6 +89,15 @@ fn write_ninja(root: &Path) -> usize {
     actions.len()
 }
 
+/// The benchmark workspace; kept on disk when KBUILD_BENCH_KEEP is set, for profiling.
+struct WsDir(PathBuf);
+
+impl WsDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut times: Vec<f64> = (0..runs)
         .map(|_| {
@@ -104,6 +114,11 @@ fn main() {
     let series: usize = std::env::var("KBUILD_BENCH_SERIES").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
     let runs: usize = std::env::var("KBUILD_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
     let big = tempfile::tempdir().unwrap();
+    let big = match std::env::var_os("KBUILD_BENCH_KEEP") {
+        Some(_) => tempfile::TempDir::keep(big).into(),
+        None => big.path().to_path_buf(),
+    };
+    let big = WsDir(big);
     generate(big.path(), series, &["x86_64", "aarch64", "riscv64"], &["dbg", "kasan"], &["perf"]);
     let cold = Instant::now();
     kbuild(big.path(), &["run", "-j2"]);
@@ -133,4 +148,7 @@ fn main() {
     println!("  kbuild run, all cached:          {small_null:8.1} ms  (goal < 50 ms)");
     println!("  ninja, nothing to do:            {small_ninja:8.1} ms");
     println!("medians of {runs} runs each");
+    if std::env::var_os("KBUILD_BENCH_KEEP").is_some() {
+        println!("workspace kept at {}", big.path().display());
+    }
 }

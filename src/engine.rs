@@ -255,15 +255,12 @@ impl<'a> Keys<'a> {
                 }
                 _ => continue,
             };
-            out.insert(
-                self.graph.action(id).name.clone(),
-                RunEntry {
-                    key,
-                    output,
-                    outcome: outcome.into(),
-                    reason,
-                },
-            );
+            let entry = RunEntry { key, output, outcome: outcome.into(), reason };
+            let name = &self.graph.action(id).name;
+            // A null build changes nothing and so writes nothing.
+            if self.last.actions.get(name) != Some(&entry) {
+                out.insert(name.clone(), entry);
+            }
         }
         out
     }

@@ -6,6 +6,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::action::{Action, ActionId};
+use crate::label::Label;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("the action graph has a cycle: {}", path.join(" -> "))]
@@ -47,6 +48,14 @@ impl Graph {
         self.actions.push(action);
         self.dependents.push(Vec::new());
         id
+    }
+
+    /// Records that `id` also serves `label`.
+    pub fn add_label(&mut self, id: ActionId, label: &Label) {
+        let labels = &mut self.actions[id.index()].labels;
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
     }
 
     pub fn len(&self) -> usize {

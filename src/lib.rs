@@ -15,6 +15,7 @@ pub mod digest;
 pub mod engine;
 pub mod exec;
 pub mod explain;
+pub mod fsutil;
 pub mod graph;
 pub mod kconfig;
 pub mod key;

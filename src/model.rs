@@ -3,13 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use crate::arch::Arch;
 use crate::digest::Sha256;
 
 /// Everything `kernel.kdl` declares, checked and with conventions filled in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
     /// The directory holding `kernel.kdl`; every path in the model is relative to it.
+    #[serde(skip)]
     pub root: PathBuf,
     pub defaults: Defaults,
     /// In declaration order, which is also the order in which composed variants apply.
@@ -18,7 +21,7 @@ pub struct Model {
     pub series: Vec<Series>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Defaults {
     pub org: String,
     pub image: String,
@@ -30,7 +33,7 @@ pub struct Defaults {
 }
 
 /// A variant such as `dbg` or `rt`: what it adds on top of the plain kernel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Variant {
     pub name: String,
     /// Config fragments; `{series}` and `{arch}` are substituted.
@@ -46,7 +49,7 @@ pub struct Variant {
 }
 
 /// A tool image such as `perf`, built from the kernel tree.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tool {
     pub name: String,
     /// The directory in the kernel tree that `make -C` builds.
@@ -57,7 +60,7 @@ pub struct Tool {
     pub needs_headers: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Source {
     /// Mirrors, tried in order.
     pub urls: Vec<String>,
@@ -73,7 +76,7 @@ impl Source {
 }
 
 /// A set of composed variants, e.g. `rt-dbg`; empty for the plain kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct VariantSet(pub Vec<String>);
 
 impl VariantSet {
@@ -87,7 +90,7 @@ impl VariantSet {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Series {
     pub name: String,
     pub version: semver::Version,

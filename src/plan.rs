@@ -85,6 +85,15 @@ impl Lowerer<'_> {
         self.graph.add(action)
     }
 
+    /// The action of that name if it was lowered already, with `label` added to those it serves.
+    /// Checked before building an action, so shared actions are built (and their patch
+    /// directories read) once.
+    fn existing(&mut self, name: &str, label: &Label) -> Option<ActionId> {
+        let id = self.graph.find(name)?;
+        self.graph.add_label(id, label);
+        Some(id)
+    }
+
     fn series(&self, label: &Label) -> &Series {
         self.model
             .series(&label.series)
@@ -121,9 +130,13 @@ impl Lowerer<'_> {
     }
 
     fn fetch(&mut self, label: &Label) -> ActionId {
-        let source = self.series(label).source.clone();
+        let source = &self.series(label).source;
         let file = source.file_name().to_string();
         let name = format!("fetch {file}@{}", &source.sha256.as_str()[..12]);
+        if let Some(id) = self.existing(&name, label) {
+            return id;
+        }
+        let source = self.series(label).source.clone();
         let recipe = Recipe::Fetch {
             urls: source.urls,
             sha256: source.sha256.to_string(),
@@ -143,6 +156,10 @@ impl Lowerer<'_> {
     }
 
     fn patch(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        let name = format!("patch {}", self.tree_name(label, set));
+        if let Some(id) = self.existing(&name, label) {
+            return id;
+        }
         let source = self.fetch(label);
         let series = self.series(label);
         let mut patches = Vec::new();
@@ -158,7 +175,6 @@ impl Lowerer<'_> {
             &self.model.root,
             &expand(&series.patches, &series.name, None),
         ));
-        let name = format!("patch {}", self.tree_name(label, set));
         let deps = vec![Dep {
             role: Role::Source,
             id: source,
@@ -174,10 +190,13 @@ impl Lowerer<'_> {
     }
 
     fn headers(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        let tree = self.patch(label, set);
         let tree_name = self.tree_name(label, set);
         let sep = if tree_name.contains(':') { "-" } else { ":" };
         let name = format!("headers {tree_name}{sep}{}", label.arch);
+        if let Some(id) = self.existing(&name, label) {
+            return id;
+        }
+        let tree = self.patch(label, set);
         let deps = vec![Dep {
             role: Role::Tree,
             id: tree,
@@ -217,6 +236,9 @@ impl Lowerer<'_> {
     }
 
     fn configure(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        if let Some(id) = self.existing(&format!("configure {label}"), label) {
+            return id;
+        }
         let tree = self.patch(label, set);
         let recipe = Recipe::Configure(self.config_spec(label, set));
         let deps = vec![Dep {
@@ -234,6 +256,9 @@ impl Lowerer<'_> {
     }
 
     fn check(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        if let Some(id) = self.existing(&format!("check-config {label}"), label) {
+            return id;
+        }
         let config = self.configure(label, set);
         let recipe = Recipe::CheckConfig(self.config_spec(label, set));
         let deps = vec![Dep {
@@ -255,6 +280,9 @@ impl Lowerer<'_> {
     }
 
     fn compile(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        if let Some(id) = self.existing(&format!("compile {label}"), label) {
+            return id;
+        }
         let tree = self.patch(label, set);
         let config = self.configure(label, set);
         let check = self.check(label, set);
@@ -293,6 +321,9 @@ impl Lowerer<'_> {
     }
 
     fn install(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        if let Some(id) = self.existing(&format!("install {label}"), label) {
+            return id;
+        }
         let tree = self.patch(label, set);
         let config = self.configure(label, set);
         let kernel = self.compile(label, set);
@@ -349,6 +380,9 @@ impl Lowerer<'_> {
     }
 
     fn package(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        if let Some(id) = self.existing(&format!("package {label}"), label) {
+            return id;
+        }
         let kernel = self.compile(label, set);
         let modules = self.install(label, set);
         let headers = self.headers(label, set);
@@ -392,6 +426,9 @@ impl Lowerer<'_> {
     }
 
     fn tag(&mut self, label: &Label) -> ActionId {
+        if let Some(id) = self.existing(&format!("tag {label}"), label) {
+            return id;
+        }
         let set = label.variants().cloned().unwrap_or_default();
         let image = self.package(label, &set);
         let spec = self.tag_spec(label, self.model.defaults.image.clone(), &set.name());

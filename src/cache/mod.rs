@@ -149,13 +149,5 @@ pub fn write_once(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
 
 /// Writes `bytes` to `path` atomically, replacing what was there.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let dir = path.parent().expect("cache paths have parents");
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    tmp.write_all(bytes).map_err(io_err(path))?;
-    tmp.persist(path).map_err(|e| CacheError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    crate::fsutil::write_atomic(path, bytes).map_err(io_err(path))
 }

@@ -154,6 +154,16 @@ fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), C
 }
 
 impl Cache {
+    /// Where the tree of the outputs with `digest` is (or would be) materialised.
+    pub fn tree_path(&self, digest: Digest) -> PathBuf {
+        self.dir("trees").join(digest.to_hex())
+    }
+
+    /// Whether that tree was completely materialised.
+    pub fn tree_ready(&self, digest: Digest) -> bool {
+        self.dir("trees").join(format!("{}.done", digest.to_hex())).exists()
+    }
+
     /// The outputs of a manifest as a directory: `trees/<digest>`, made once and reused.
     /// A reused tree is checked with `stat` only: a file written since it was made is re-hashed.
     pub fn tree(&self, manifest: &OutputManifest) -> Result<PathBuf, CacheError> {

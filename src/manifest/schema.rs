@@ -541,6 +541,15 @@ fn resolve_tools(given: &[Spanned], model: &Model, problems: &mut Vec<Problem>) 
     tools
 }
 
+/// Whether every file the model names exists (the span-free form of [`check_files`]).
+pub fn files_present(model: &Model) -> bool {
+    let mut problems = Vec::new();
+    for series in &model.series {
+        check_files(&model.root, series, model, miette::SourceSpan::from(0..0), &mut problems);
+    }
+    problems.is_empty()
+}
+
 /// Every file a series needs must exist now, not halfway through a build.
 fn check_files(
     root: &Path,

@@ -7,7 +7,7 @@ pub fn run(ctx: &Ctx, urls: &[String], sha256: &str, file: &str) -> Result<(), R
     let dest = ctx.out.join(file);
     let mut errors = Vec::new();
     for url in urls {
-        match fetch_one(url, &dest) {
+        match fetch_one(ctx, url, &dest) {
             Ok(()) => return verify(&dest, sha256, url),
             Err(e) => errors.push(format!("{url}: {e}")),
         }
@@ -18,9 +18,10 @@ pub fn run(ctx: &Ctx, urls: &[String], sha256: &str, file: &str) -> Result<(), R
     ))
 }
 
-fn fetch_one(url: &str, dest: &std::path::Path) -> Result<(), String> {
+fn fetch_one(ctx: &Ctx, url: &str, dest: &std::path::Path) -> Result<(), String> {
     if let Some(path) = url.strip_prefix("file://") {
-        return std::fs::copy(path, dest)
+        // `file://sources/x.tar` (no third slash) is relative to the workspace.
+        return std::fs::copy(ctx.workspace.join(path), dest)
             .map(|_| ())
             .map_err(|e| e.to_string());
     }
