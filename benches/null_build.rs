@@ -22,7 +22,10 @@ fn kbuild_bin() -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("kbuild");
     if !bin.exists() {
-        let status = Command::new(env!("CARGO")).args(["build", "--release", "--bin", "kbuild"]).status().unwrap();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--bin", "kbuild"])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
     bin
@@ -43,18 +46,42 @@ fn generate(root: &Path, series: usize, arches: &[&str], variants: &[&str], tool
     let sha = kbuild::digest::Sha256::of_file(&tar).unwrap();
     let mut kdl = format!(
         "defaults {{\n    arches {}\n}}\nvariant \"dbg\" {{\n    fragment \"kernel/common/config-dbg\"\n    force-off \"CONFIG_PANIC_ON_OOPS\"\n    localversion \"-dbg\"\n}}\nvariant \"kasan\" {{\n    fragment \"kernel/common/config-kasan\"\n    localversion \"-kasan\"\n}}\ntool \"perf\"\n",
-        arches.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(" ")
+        arches
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    write(root, "kernel/common/config-dbg", "CONFIG_DEBUG_KERNEL=y\nCONFIG_DEBUG_INFO=y\n");
-    write(root, "kernel/common/config-kasan", "CONFIG_DEBUG_KERNEL=y\nCONFIG_KASAN=y\n");
+    write(
+        root,
+        "kernel/common/config-dbg",
+        "CONFIG_DEBUG_KERNEL=y\nCONFIG_DEBUG_INFO=y\n",
+    );
+    write(
+        root,
+        "kernel/common/config-kasan",
+        "CONFIG_DEBUG_KERNEL=y\nCONFIG_KASAN=y\n",
+    );
     for i in 0..series {
         let name = format!("7.{i}.x");
         for arch in arches {
             write(root, &format!("kernel/{name}/config-{arch}"), FULL_CONFIG);
         }
-        let patch = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/0001-init-say-hello.patch")).unwrap();
-        write(root, &format!("kernel/{name}/patches/0001-init-say-hello.patch"), &patch);
-        let quoted = |v: &[&str]| v.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(" ");
+        let patch = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/0001-init-say-hello.patch"),
+        )
+        .unwrap();
+        write(
+            root,
+            &format!("kernel/{name}/patches/0001-init-say-hello.patch"),
+            &patch,
+        );
+        let quoted = |v: &[&str]| {
+            v.iter()
+                .map(|x| format!("\"{x}\""))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         kdl.push_str(&format!(
             "series \"{name}\" {{\n    version \"7.{i}.1\"\n    source \"file://{}\" sha256=\"{sha}\"\n    source-date-epoch 1700000000\n{}{}}}\n",
             tar.display(),
@@ -66,25 +93,53 @@ fn generate(root: &Path, series: usize, arches: &[&str], variants: &[&str], tool
 }
 
 fn kbuild(root: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(kbuild_bin()).arg("-C").arg(root).args(args).output().unwrap();
-    assert!(out.status.success(), "kbuild {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(kbuild_bin())
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kbuild {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 /// One ninja edge per kbuild action: the same input files and dependency edges, stamp outputs.
 fn write_ninja(root: &Path) -> usize {
-    let plan: serde_json::Value = serde_json::from_slice(&kbuild(root, &["plan", "--format", "json"]).stdout).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_slice(&kbuild(root, &["plan", "--format", "json"]).stdout).unwrap();
     let actions = plan["actions"].as_array().unwrap();
     let mut text = String::from("rule stamp\n  command = touch $out\n\n");
     for a in actions {
         let id = a["id"].as_u64().unwrap();
-        let mut inputs: Vec<String> = a["inputs"].as_array().map(|v| v.iter().map(|s| s.as_str().unwrap().to_string()).collect()).unwrap_or_default();
-        inputs.extend(a["deps"].as_array().unwrap().iter().map(|d| format!("stamps/{}", d.as_u64().unwrap())));
-        text.push_str(&format!("build stamps/{id}: stamp kernel.kdl {}\n", inputs.join(" ")));
+        let mut inputs: Vec<String> = a["inputs"]
+            .as_array()
+            .map(|v| v.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        inputs.extend(
+            a["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| format!("stamps/{}", d.as_u64().unwrap())),
+        );
+        text.push_str(&format!(
+            "build stamps/{id}: stamp kernel.kdl {}\n",
+            inputs.join(" ")
+        ));
     }
     std::fs::write(root.join("build.ninja"), text).unwrap();
     std::fs::create_dir_all(root.join("stamps")).unwrap();
-    let status = Command::new("ninja").arg("-C").arg(root).arg("-j2").stdout(std::process::Stdio::null()).status().expect("ninja (apt install ninja-build)");
+    let status = Command::new("ninja")
+        .arg("-C")
+        .arg(root)
+        .arg("-j2")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("ninja (apt install ninja-build)");
     assert!(status.success());
     actions.len()
 }
@@ -111,40 +166,83 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let series: usize = std::env::var("KBUILD_BENCH_SERIES").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
-    let runs: usize = std::env::var("KBUILD_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let series: usize = std::env::var("KBUILD_BENCH_SERIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let runs: usize = std::env::var("KBUILD_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
     let big = tempfile::tempdir().unwrap();
     let big = match std::env::var_os("KBUILD_BENCH_KEEP") {
-        Some(_) => tempfile::TempDir::keep(big).into(),
+        Some(_) => tempfile::TempDir::keep(big),
         None => big.path().to_path_buf(),
     };
     let big = WsDir(big);
-    generate(big.path(), series, &["x86_64", "aarch64", "riscv64"], &["dbg", "kasan"], &["perf"]);
+    generate(
+        big.path(),
+        series,
+        &["x86_64", "aarch64", "riscv64"],
+        &["dbg", "kasan"],
+        &["perf"],
+    );
     let cold = Instant::now();
     kbuild(big.path(), &["run", "-j2"]);
     let cold = cold.elapsed().as_secs_f64();
     let actions = write_ninja(big.path());
     let plan = median_ms(runs, || drop(kbuild(big.path(), &["plan"])));
     let null = median_ms(runs, || drop(kbuild(big.path(), &["run"])));
+    // JSON output needs every action's report, so it always takes the full path.
+    let full = median_ms(runs, || {
+        drop(kbuild(big.path(), &["run", "--format", "json"]))
+    });
     let ninja = median_ms(runs, || {
-        let out = Command::new("ninja").arg("-C").arg(big.path()).output().unwrap();
+        let out = Command::new("ninja")
+            .arg("-C")
+            .arg(big.path())
+            .output()
+            .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("no work to do"));
     });
 
     let small = tempfile::tempdir().unwrap();
-    generate(small.path(), 2, &["x86_64", "aarch64", "riscv64"], &["dbg"], &["perf"]);
+    generate(
+        small.path(),
+        2,
+        &["x86_64", "aarch64", "riscv64"],
+        &["dbg"],
+        &["perf"],
+    );
     kbuild(small.path(), &["run", "-j2"]);
     let small_actions = write_ninja(small.path());
     let small_null = median_ms(runs, || drop(kbuild(small.path(), &["run"])));
-    let small_ninja = median_ms(runs, || drop(Command::new("ninja").arg("-C").arg(small.path()).output().unwrap()));
+    let small_ninja = median_ms(runs, || {
+        drop(
+            Command::new("ninja")
+                .arg("-C")
+                .arg(small.path())
+                .output()
+                .unwrap(),
+        )
+    });
 
-    println!("synthetic workspace: {series} series x 3 arches x 3 variants + perf = {actions} actions");
+    println!(
+        "synthetic workspace: {series} series x 3 arches x 3 variants + perf = {actions} actions"
+    );
     println!("  cold build (fake kernel, -j2):   {cold:8.1} s");
     println!("  kbuild plan (load + plan):       {plan:8.1} ms");
-    println!("  kbuild run, all cached:          {null:8.1} ms");
+    println!("  kbuild run, all cached:          {null:8.1} ms  (fingerprint fast path)");
+    println!("  kbuild run, all cached, keyed:   {full:8.1} ms  (full path: lower, key, look up)");
     println!("  ninja, nothing to do:            {ninja:8.1} ms");
-    println!("  ratio kbuild null / ninja null:  {:8.2}  (goal <= 1.5)", null / ninja);
-    println!("shipped-matrix-sized workspace: 2 series x 3 arches x 2 variants + perf = {small_actions} actions");
+    println!(
+        "  ratio kbuild null / ninja null:  {:8.2}  (goal <= 1.5)",
+        null / ninja
+    );
+    println!("  ratio full path / ninja null:    {:8.2}", full / ninja);
+    println!(
+        "shipped-matrix-sized workspace: 2 series x 3 arches x 2 variants + perf = {small_actions} actions"
+    );
     println!("  kbuild run, all cached:          {small_null:8.1} ms  (goal < 50 ms)");
     println!("  ninja, nothing to do:            {small_ninja:8.1} ms");
     println!("medians of {runs} runs each");

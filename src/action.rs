@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -193,8 +194,9 @@ pub struct Action {
     /// Workspace-relative files whose content enters the key.
     pub inputs: Vec<String>,
     pub deps: Vec<Dep>,
-    /// The environment the action's commands see, exactly.
-    pub env: BTreeMap<String, String>,
+    /// The environment the action's commands see, exactly; shared by the actions of one series
+    /// and arch.
+    pub env: Arc<BTreeMap<String, String>>,
     /// The arch whose toolchain runs the action, if any.
     pub arch: Option<Arch>,
 }

@@ -12,7 +12,7 @@ use crate::digest::Digest;
 use crate::exec::{Cancel, Executor};
 use crate::explain::{Reason, explain};
 use crate::graph::Graph;
-use crate::key::{ActionKey, KeyRecord};
+use crate::key::{ActionKey, KeyRecord, KeyView};
 use crate::recipe::{self, Ctx, DepOutput};
 use crate::schedule::{self, Owner, Ready, Worker};
 use crate::statcache::StatCache;
@@ -89,12 +89,21 @@ pub struct InputError {
     source: std::io::Error,
 }
 
+/// What an action's key is made of besides the action itself.
+struct KeyParts {
+    executor: String,
+    inputs: BTreeMap<String, Digest>,
+    deps: BTreeMap<String, Digest>,
+}
+
 /// The scheduler-thread state of a plan or run.
 struct Keys<'a> {
     engine: &'a Engine<'a>,
     graph: &'a Graph,
     stat: StatCache,
     identities: HashMap<(Vec<String>, Option<crate::arch::Arch>), String>,
+    /// Input digests of this pass: many actions read the same config.
+    input_digests: HashMap<String, Digest>,
     last: LastRun,
     status: Vec<Status>,
     manifests: Vec<Option<Arc<OutputManifest>>>,
@@ -108,6 +117,7 @@ impl<'a> Keys<'a> {
             graph,
             stat: StatCache::load(engine.cache.dir("state").join("stat.json")),
             identities: HashMap::new(),
+            input_digests: HashMap::new(),
             last: engine.cache.load_state(engine.workspace),
             status: vec![Status::Pending; graph.len()],
             manifests: vec![None; graph.len()],
@@ -134,7 +144,7 @@ impl<'a> Keys<'a> {
     }
 
     /// The key record of `id`, or `None` while a dependency's output is unknown.
-    fn record(&mut self, id: ActionId) -> Result<Option<KeyRecord>, InputError> {
+    fn parts(&mut self, id: ActionId) -> Result<Option<KeyParts>, InputError> {
         let action = self.graph.action(id);
         let mut deps = BTreeMap::new();
         for dep in &action.deps {
@@ -145,18 +155,27 @@ impl<'a> Keys<'a> {
         }
         let mut inputs = BTreeMap::new();
         for rel in &action.inputs {
-            let digest = self
-                .stat
-                .digest(&self.engine.workspace.join(rel))
-                .map_err(|source| InputError {
-                    action: action.name.clone(),
-                    path: rel.clone(),
-                    source,
-                })?;
+            let digest = match self.input_digests.get(rel) {
+                Some(digest) => *digest,
+                None => {
+                    let path = self.engine.workspace.join(rel);
+                    let digest = self.stat.digest(&path).map_err(|source| InputError {
+                        action: action.name.clone(),
+                        path: rel.clone(),
+                        source,
+                    })?;
+                    self.input_digests.insert(rel.clone(), digest);
+                    digest
+                }
+            };
             inputs.insert(rel.clone(), digest);
         }
         let executor = self.identity(action);
-        Ok(Some(KeyRecord::new(action, executor, inputs, deps)))
+        Ok(Some(KeyParts {
+            executor,
+            inputs,
+            deps,
+        }))
     }
 
     /// The output digest cached for `key`, preferring the last run's note to reading the entry.
@@ -195,8 +214,8 @@ impl<'a> Keys<'a> {
 
     /// Decides one action without running anything: cached, or would run and why.
     fn decide(&mut self, id: ActionId) -> Option<(KeyRecord, ActionKey)> {
-        let record = match self.record(id) {
-            Ok(Some(record)) => record,
+        let parts = match self.parts(id) {
+            Ok(Some(parts)) => parts,
             Ok(None) => {
                 let action = self.graph.action(id);
                 let dep = action
@@ -218,11 +237,14 @@ impl<'a> Keys<'a> {
                 return None;
             }
         };
-        let key = record.key();
-        if let Some(output) = self.cached_output(&self.graph.action(id).name, key) {
+        let action = self.graph.action(id);
+        let key = KeyView::new(action, &parts.executor, &parts.inputs, &parts.deps).key();
+        if let Some(output) = self.cached_output(&action.name, key) {
             self.status[id.index()] = Status::Cached { key, output };
             return None;
         }
+        // Only a miss needs the whole record: to explain it and to store it for next time.
+        let record = KeyRecord::new(action, parts.executor, parts.inputs, parts.deps);
         let reason = self.reason(id, &record);
         self.status[id.index()] = Status::WillRun {
             key: Some(key),
@@ -255,7 +277,12 @@ impl<'a> Keys<'a> {
                 }
                 _ => continue,
             };
-            let entry = RunEntry { key, output, outcome: outcome.into(), reason };
+            let entry = RunEntry {
+                key,
+                output,
+                outcome: outcome.into(),
+                reason,
+            };
             let name = &self.graph.action(id).name;
             // A null build changes nothing and so writes nothing.
             if self.last.actions.get(name) != Some(&entry) {
@@ -420,7 +447,7 @@ impl Owner for RunOwner<'_> {
             self.done += 1;
             return Ready::Done(ok);
         };
-        let _ = self.keys.engine.cache.store_record(&record);
+        let _ = self.keys.engine.cache.store_record(key, &record);
         let reason = match &self.keys.status[id.index()] {
             Status::WillRun { reason, .. } => reason.clone(),
             _ => Reason::NeverBuilt,
@@ -505,6 +532,23 @@ pub struct Report {
     pub errors: Vec<InputError>,
     pub seconds: f64,
     pub last: LastRun,
+    /// Every workspace file whose digest entered a key.
+    pub inputs: Vec<String>,
+    /// Every toolchain whose identity entered a key.
+    pub toolsets: Vec<(Vec<String>, Option<crate::arch::Arch>)>,
+}
+
+impl Keys<'_> {
+    fn into_report(self, started: Instant) -> Report {
+        Report {
+            status: self.status,
+            errors: self.errors,
+            seconds: started.elapsed().as_secs_f64(),
+            last: self.last,
+            inputs: self.input_digests.into_keys().collect(),
+            toolsets: self.identities.into_keys().collect(),
+        }
+    }
 }
 
 impl Engine<'_> {
@@ -516,12 +560,7 @@ impl Engine<'_> {
             keys.decide(id);
         }
         keys.stat.save();
-        Report {
-            status: keys.status,
-            errors: keys.errors,
-            seconds: started.elapsed().as_secs_f64(),
-            last: keys.last,
-        }
+        keys.into_report(started)
     }
 
     /// Builds the graph. A corrupt cache entry found on the way is evicted and rebuilt in a
@@ -556,13 +595,7 @@ impl Engine<'_> {
                 self.cache.save_state(self.workspace, &updates)?;
             }
             if owner.evicted.is_empty() || rounds == 3 || self.cancel.is_cancelled() {
-                let keys = owner.keys;
-                return Ok(Report {
-                    status: keys.status,
-                    errors: keys.errors,
-                    seconds: started.elapsed().as_secs_f64(),
-                    last: keys.last,
-                });
+                return Ok(owner.keys.into_report(started));
             }
         }
     }

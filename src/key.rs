@@ -40,6 +40,51 @@ pub struct KeyRecord {
     pub deps: BTreeMap<String, Digest>,
 }
 
+/// The same fields as [`KeyRecord`], borrowed, so that a key is hashed without building a record.
+/// Keys come only from this encoding; a stored record is for explanation.
+#[derive(Serialize)]
+pub struct KeyView<'a> {
+    pub kind: &'a str,
+    pub recipe_version: u32,
+    pub params: &'a crate::action::Recipe,
+    pub env: &'a BTreeMap<String, String>,
+    pub executor: &'a str,
+    pub inputs: &'a BTreeMap<String, Digest>,
+    pub deps: &'a BTreeMap<String, Digest>,
+}
+
+impl<'a> KeyView<'a> {
+    pub fn new(
+        action: &'a Action,
+        executor: &'a str,
+        inputs: &'a BTreeMap<String, Digest>,
+        deps: &'a BTreeMap<String, Digest>,
+    ) -> KeyView<'a> {
+        KeyView {
+            kind: action.kind.as_str(),
+            recipe_version: action.kind.recipe_version(),
+            params: &action.recipe,
+            env: &action.env,
+            executor,
+            inputs,
+            deps,
+        }
+    }
+
+    /// Encodes into a reused buffer and hashes it once (serde_json writes many tiny pieces,
+    /// which blake3 digests slowly one by one).
+    pub fn key(&self) -> ActionKey {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, self).expect("key views serialise");
+            ActionKey(Digest::of_bytes(buf))
+        })
+    }
+}
+
 impl KeyRecord {
     pub fn new(
         action: &Action,
@@ -51,7 +96,7 @@ impl KeyRecord {
             kind: action.kind.as_str().to_string(),
             recipe_version: action.kind.recipe_version(),
             params: serde_json::to_value(&action.recipe).expect("recipes serialise"),
-            env: action.env.clone(),
+            env: (*action.env).clone(),
             executor,
             inputs,
             deps,
@@ -61,9 +106,5 @@ impl KeyRecord {
     /// serde_json writes struct fields in declaration order and maps sorted, so the bytes are stable.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("key records serialise")
-    }
-
-    pub fn key(&self) -> ActionKey {
-        ActionKey(Digest::of_bytes(&self.encode()))
     }
 }

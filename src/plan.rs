@@ -1,7 +1,8 @@
 //! Lowering: targets of the model become a graph of shared, typed actions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::action::{
     Action, ActionId, ActionKind, ConfigSpec, Dep, PackageSpec, Recipe, Role, TagSpec,
@@ -16,6 +17,7 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
     let mut lowerer = Lowerer {
         model,
         graph: Graph::default(),
+        envs: HashMap::new(),
     };
     for label in targets {
         lowerer.target(label);
@@ -27,6 +29,8 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
 struct Lowerer<'a> {
     model: &'a Model,
     graph: Graph,
+    /// Toolchain environments by series and arch, built once and shared.
+    envs: HashMap<(String, Arch), Arc<BTreeMap<String, String>>>,
 }
 
 /// Which of a target's variants bring patches: they decide which patched tree it builds from.
@@ -36,6 +40,25 @@ fn patching_variants(model: &Model, set: &VariantSet) -> Vec<String> {
         .filter(|v| v.patches.is_some())
         .map(|v| v.name.clone())
         .collect()
+}
+
+/// Every patch directory the targets' trees are made from (present on disk or not).
+pub fn patch_dirs(model: &Model, targets: &[Label]) -> Vec<String> {
+    let mut dirs: Vec<String> = Vec::new();
+    for label in targets {
+        let Some(series) = model.series(&label.series) else {
+            continue;
+        };
+        let set = label.variants().cloned().unwrap_or_default();
+        let variant_dirs = model.variants_of(&set).filter_map(|v| v.patches.as_ref());
+        for dir in variant_dirs.chain(std::iter::once(&series.patches)) {
+            let dir = expand(dir, &series.name, None);
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    dirs
 }
 
 /// `*.patch` files of a directory in numeric-prefix order; a missing directory has none.
@@ -68,8 +91,8 @@ impl Lowerer<'_> {
         arch: Option<Arch>,
     ) -> ActionId {
         let env = match arch.filter(|_| kind.uses_toolchain()) {
-            Some(arch) => self.toolchain_env(&label.series, arch),
-            None => BTreeMap::new(),
+            Some(arch) => self.shared_env(&label.series, arch),
+            None => Arc::default(),
         };
         let inputs = Action::inputs_of(&recipe);
         let action = Action {
@@ -98,6 +121,15 @@ impl Lowerer<'_> {
         self.model
             .series(&label.series)
             .expect("labels come from the model")
+    }
+
+    fn shared_env(&mut self, series: &str, arch: Arch) -> Arc<BTreeMap<String, String>> {
+        if let Some(env) = self.envs.get(&(series.to_string(), arch)) {
+            return env.clone();
+        }
+        let env = Arc::new(self.toolchain_env(series, arch));
+        self.envs.insert((series.to_string(), arch), env.clone());
+        env
     }
 
     /// The environment of every command that runs the kernel's make: reproducible by construction.

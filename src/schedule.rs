@@ -44,51 +44,98 @@ pub struct Options {
     pub keep_going: bool,
 }
 
-/// Runs every action of `graph`, respecting dependencies.
+/// The scheduler thread's bookkeeping.
+struct State<J> {
+    waiting: Vec<usize>,
+    blocked: Vec<bool>,
+    ready: VecDeque<ActionId>,
+    queued: VecDeque<(ActionId, J)>,
+    stopping: bool,
+}
+
+impl<J> State<J> {
+    fn new(graph: &Graph) -> State<J> {
+        let waiting: Vec<usize> = graph.ids().map(|id| graph.action(id).deps.len()).collect();
+        let ready = graph.ids().filter(|id| waiting[id.index()] == 0).collect();
+        State {
+            blocked: vec![false; graph.len()],
+            waiting,
+            ready,
+            queued: VecDeque::new(),
+            stopping: false,
+        }
+    }
+
+    /// Counts `id` as finished for its dependents; a failure blocks them.
+    fn release(&mut self, graph: &Graph, id: ActionId, ok: bool) {
+        for &next in graph.dependents(id) {
+            self.blocked[next.index()] |= !ok;
+            self.waiting[next.index()] -= 1;
+            if self.waiting[next.index()] == 0 {
+                self.ready.push_back(next);
+            }
+        }
+    }
+
+    /// Decides every ready action: finished at once, skipped, or queued for a worker.
+    fn drain_ready<O: Owner<Job = J>>(
+        &mut self,
+        graph: &Graph,
+        opts: &Options,
+        cancel: &Cancel,
+        owner: &mut O,
+    ) {
+        while let Some(id) = self.ready.pop_front() {
+            self.stopping |= cancel.is_cancelled();
+            let blocked = self.blocked[id.index()];
+            let ok = if blocked || self.stopping {
+                owner.skipped(id);
+                false
+            } else {
+                match owner.ready(id) {
+                    Ready::Done(ok) => ok,
+                    Ready::Run(job) => {
+                        self.queued.push_back((id, job));
+                        continue;
+                    }
+                }
+            };
+            self.stopping |= !ok && !opts.keep_going && !blocked;
+            self.release(graph, id, ok);
+        }
+        if self.stopping {
+            while let Some((id, _)) = self.queued.pop_front() {
+                owner.skipped(id);
+                self.release(graph, id, false);
+            }
+        }
+    }
+}
+
+/// Runs every action of `graph`, respecting dependencies. The pool is made only when some
+/// action needs a worker: a null build never starts a thread.
 pub fn run<W, O>(graph: &Graph, opts: &Options, cancel: &Cancel, worker: &W, owner: &mut O)
 where
     W: Worker,
     O: Owner<Job = W::Job, Result = W::Result>,
 {
+    let mut st: State<W::Job> = State::new(graph);
+    st.drain_ready(graph, opts, cancel, owner);
+    if st.queued.is_empty() && st.ready.is_empty() {
+        return;
+    }
     let jobs = opts.jobs.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build()
         .expect("a thread pool");
-    let mut waiting: Vec<usize> = graph.ids().map(|id| graph.action(id).deps.len()).collect();
-    let mut blocked = vec![false; graph.len()];
-    let mut ready: VecDeque<ActionId> = graph.ids().filter(|id| waiting[id.index()] == 0).collect();
-    let mut queued: VecDeque<(ActionId, W::Job)> = VecDeque::new();
     let (tx, rx) = mpsc::channel::<(ActionId, W::Result)>();
     let mut running = 0;
-    let mut stopping = false;
     pool.in_place_scope(|scope| {
         loop {
-            while let Some(id) = ready.pop_front() {
-                stopping |= cancel.is_cancelled();
-                let ok = if blocked[id.index()] || stopping {
-                    owner.skipped(id);
-                    false
-                } else {
-                    match owner.ready(id) {
-                        Ready::Done(ok) => ok,
-                        Ready::Run(job) => {
-                            queued.push_back((id, job));
-                            continue;
-                        }
-                    }
-                };
-                stopping |= !ok && !opts.keep_going && !blocked[id.index()];
-                release(graph, id, ok, &mut waiting, &mut blocked, &mut ready);
-            }
-            if stopping {
-                for (id, _) in queued.drain(..) {
-                    owner.skipped(id);
-                    release(graph, id, false, &mut waiting, &mut blocked, &mut ready);
-                }
-            }
+            st.drain_ready(graph, opts, cancel, owner);
             while running < jobs {
-                let Some((id, job)) = queued.pop_front() else {
+                let Some((id, job)) = st.queued.pop_front() else {
                     break;
                 };
                 let tx = tx.clone();
@@ -99,7 +146,7 @@ where
                 });
             }
             if running == 0 {
-                if ready.is_empty() && queued.is_empty() {
+                if st.ready.is_empty() && st.queued.is_empty() {
                     break;
                 }
                 continue;
@@ -107,26 +154,8 @@ where
             let (id, result) = rx.recv().expect("workers report back");
             running -= 1;
             let ok = owner.done(id, result);
-            stopping |= (!ok && !opts.keep_going) || cancel.is_cancelled();
-            release(graph, id, ok, &mut waiting, &mut blocked, &mut ready);
+            st.stopping |= (!ok && !opts.keep_going) || cancel.is_cancelled();
+            st.release(graph, id, ok);
         }
     });
-}
-
-/// Counts `id` as finished for its dependents; a failure blocks them.
-fn release(
-    graph: &Graph,
-    id: ActionId,
-    ok: bool,
-    waiting: &mut [usize],
-    blocked: &mut [bool],
-    ready: &mut VecDeque<ActionId>,
-) {
-    for &next in graph.dependents(id) {
-        blocked[next.index()] |= !ok;
-        waiting[next.index()] -= 1;
-        if waiting[next.index()] == 0 {
-            ready.push_back(next);
-        }
-    }
 }

@@ -5,7 +5,9 @@ mod common;
 use std::path::Path;
 
 fn example(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
 }
 
 /// `examples/fake/sources/linux-6.6.71.tar` is the fake kernel fixture, packed deterministically.
@@ -18,9 +20,16 @@ fn fake_example_tarball_matches_the_fixture() {
     if std::env::var_os("KBUILD_WRITE_EXAMPLES").is_some() {
         std::fs::copy(&fresh, &shipped).unwrap();
     }
-    assert_eq!(std::fs::read(&fresh).unwrap(), std::fs::read(&shipped).unwrap(), "run with KBUILD_WRITE_EXAMPLES=1");
+    assert_eq!(
+        std::fs::read(&fresh).unwrap(),
+        std::fs::read(&shipped).unwrap(),
+        "run with KBUILD_WRITE_EXAMPLES=1"
+    );
     let kdl = std::fs::read_to_string(example("fake/kernel.kdl")).unwrap();
-    assert!(kdl.contains(&sha), "examples/fake/kernel.kdl must pin sha256 {sha}");
+    assert!(
+        kdl.contains(&sha),
+        "examples/fake/kernel.kdl must pin sha256 {sha}"
+    );
 }
 
 #[test]
@@ -33,5 +42,9 @@ fn fake_example_builds() {
         .env("KBUILD_CACHE", work.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

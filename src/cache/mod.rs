@@ -46,6 +46,8 @@ pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
 pub struct Cache {
     root: PathBuf,
     pub blobs: BlobStore,
+    /// `ac/` opened once: existence checks resolve two path components instead of the whole path.
+    ac_dir: std::sync::Arc<std::fs::File>,
 }
 
 impl Cache {
@@ -57,9 +59,12 @@ impl Cache {
             std::fs::create_dir_all(&path).map_err(io_err(&path))?;
         }
         let root = root.canonicalize().map_err(io_err(root))?;
+        let ac = root.join("ac");
+        let ac_dir = std::sync::Arc::new(std::fs::File::open(&ac).map_err(io_err(&ac))?);
         Ok(Cache {
             blobs: BlobStore::new(root.join("blobs")),
             root,
+            ac_dir,
         })
     }
 
@@ -81,16 +86,36 @@ impl Cache {
     }
 
     fn entry_path(&self, dir: &str, digest: Digest) -> PathBuf {
-        let hex = digest.to_hex();
-        self.root
-            .join(dir)
-            .join(&hex[..2])
-            .join(format!("{}.json", &hex[2..]))
+        let hex = blake3::Hash::from_bytes(*digest.as_bytes()).to_hex();
+        let mut path = String::with_capacity(self.root.as_os_str().len() + dir.len() + 72);
+        path.push_str(&self.root.to_string_lossy());
+        for part in ["/", dir, "/", &hex[..2], "/", &hex[2..], ".json"] {
+            path.push_str(part);
+        }
+        PathBuf::from(path)
     }
 
-    /// Whether an action cache entry exists for `key`: one `stat`, the null-build fast path.
+    /// Whether an action cache entry exists for `key`: one `fstatat`, the null-build fast path.
     pub fn has_entry(&self, key: ActionKey) -> bool {
-        self.entry_path("ac", key.0).is_file()
+        use std::os::fd::AsRawFd;
+        let hex = blake3::Hash::from_bytes(*key.0.as_bytes()).to_hex();
+        let mut rel = [0u8; 72];
+        rel[..2].copy_from_slice(&hex.as_bytes()[..2]);
+        rel[2] = b'/';
+        rel[3..65].copy_from_slice(&hex.as_bytes()[2..]);
+        rel[65..70].copy_from_slice(b".json");
+        // rel[70] stays 0: the C string terminator.
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `rel` is NUL-terminated, `stat` is written by the call before it is read.
+        let rc = unsafe {
+            libc::fstatat(
+                self.ac_dir.as_raw_fd(),
+                rel.as_ptr().cast(),
+                stat.as_mut_ptr(),
+                0,
+            )
+        };
+        rc == 0
     }
 
     /// The output manifest cached for `key`, or `None` when there is none or it is unreadable.
@@ -114,14 +139,13 @@ impl Cache {
         let _ = std::fs::remove_file(self.entry_path("ac", key.0));
     }
 
-    pub fn store_record(&self, record: &KeyRecord) -> Result<ActionKey, CacheError> {
-        let bytes = record.encode();
-        let key = ActionKey(Digest::of_bytes(&bytes));
+    /// Keeps the record behind `key`, so that a later miss of the same action can be explained.
+    pub fn store_record(&self, key: ActionKey, record: &KeyRecord) -> Result<(), CacheError> {
         let path = self.entry_path("keys", key.0);
         if !path.is_file() {
-            write_once(&path, &bytes)?;
+            write_once(&path, &record.encode())?;
         }
-        Ok(key)
+        Ok(())
     }
 
     pub fn load_record(&self, key: ActionKey) -> Option<KeyRecord> {

@@ -161,7 +161,9 @@ impl Cache {
 
     /// Whether that tree was completely materialised.
     pub fn tree_ready(&self, digest: Digest) -> bool {
-        self.dir("trees").join(format!("{}.done", digest.to_hex())).exists()
+        self.dir("trees")
+            .join(format!("{}.done", digest.to_hex()))
+            .exists()
     }
 
     /// The outputs of a manifest as a directory: `trees/<digest>`, made once and reused.

@@ -2,50 +2,92 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 use super::{Cache, CacheError, io_err, write_atomic};
 use crate::digest::Digest;
 use crate::key::ActionKey;
 
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug)]
 pub struct RunEntry {
     pub key: ActionKey,
     /// The output digest, when the action succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Digest>,
     /// `cached`, `executed` or `failed`.
     pub outcome: String,
     /// Why it executed, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// The last run's entries by action name. Kept in one file so a null build reads it once.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct LastRun {
     pub actions: BTreeMap<String, RunEntry>,
+}
+
+impl LastRun {
+    /// One line per action: name, key, output (or `-`), outcome, reason, separated by tabs.
+    /// A plain format because a null build reads it whole and JSON parsing dominated that.
+    fn encode(&self) -> String {
+        let mut out = String::with_capacity(self.actions.len() * 200);
+        for (name, e) in &self.actions {
+            let output = e.output.map_or_else(|| "-".to_string(), |d| d.to_hex());
+            let reason = e.reason.as_deref().unwrap_or("").replace(['\t', '\n'], " ");
+            out.push_str(&format!(
+                "{name}\t{}\t{output}\t{}\t{reason}\n",
+                e.key.0.to_hex(),
+                e.outcome
+            ));
+        }
+        out
+    }
+
+    fn decode(text: &str) -> LastRun {
+        let mut actions = BTreeMap::new();
+        for line in text.lines() {
+            let mut fields = line.split('\t');
+            let (Some(name), Some(key), Some(output), Some(outcome), Some(reason)) = (
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+            ) else {
+                continue;
+            };
+            let Some(key) = Digest::from_hex(key) else {
+                continue;
+            };
+            let entry = RunEntry {
+                key: ActionKey(key),
+                output: Digest::from_hex(output),
+                outcome: outcome.to_string(),
+                reason: (!reason.is_empty()).then(|| reason.to_string()),
+            };
+            actions.insert(name.to_string(), entry);
+        }
+        LastRun { actions }
+    }
 }
 
 impl Cache {
     /// The state file of the workspace at `root`: named by its path, which never enters a key.
     fn state_path(&self, workspace: &Path) -> PathBuf {
-        let id = crate::digest::Digest::of_bytes(workspace.as_os_str().as_encoded_bytes());
+        let id = Digest::of_bytes(workspace.as_os_str().as_encoded_bytes());
         self.dir("state")
-            .join(format!("{}.json", &id.to_hex()[..16]))
+            .join(format!("{}.last-run", &id.to_hex()[..16]))
     }
 
     pub fn load_state(&self, workspace: &Path) -> LastRun {
-        let mut text = Vec::new();
+        let mut text = String::new();
         let Ok(mut file) = std::fs::File::open(self.state_path(workspace)) else {
             return LastRun::default();
         };
-        if file.read_to_end(&mut text).is_err() {
+        if file.read_to_string(&mut text).is_err() {
             return LastRun::default();
         }
-        serde_json::from_slice(&text).unwrap_or_default()
+        LastRun::decode(&text)
     }
 
     /// Merges `updates` into the stored state under a lock, so that two concurrent runs on one
@@ -63,9 +105,40 @@ impl Cache {
         for (name, entry) in updates {
             state.actions.insert(name.clone(), entry.clone());
         }
-        write_atomic(
-            &path,
-            &serde_json::to_vec(&state).expect("state serialises"),
-        )
+        write_atomic(&path, state.encode().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips() {
+        let mut run = LastRun::default();
+        let entry = |output, reason: Option<&str>| RunEntry {
+            key: ActionKey(Digest::of_bytes(b"k")),
+            output,
+            outcome: "executed".into(),
+            reason: reason.map(String::from),
+        };
+        run.actions.insert(
+            "compile //6.6.x:amd64".into(),
+            entry(
+                Some(Digest::of_bytes(b"o")),
+                Some("the file `a\tb` changed"),
+            ),
+        );
+        run.actions
+            .insert("tag //6.6.x:amd64".into(), entry(None, None));
+        let back = LastRun::decode(&run.encode());
+        assert_eq!(
+            back.actions["tag //6.6.x:amd64"],
+            run.actions["tag //6.6.x:amd64"]
+        );
+        assert_eq!(
+            back.actions["compile //6.6.x:amd64"].reason.as_deref(),
+            Some("the file `a b` changed")
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 mod render;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -95,50 +95,70 @@ pub fn main() -> i32 {
     }
 }
 
+/// The workspace a command runs on; its manifest is loaded on first use, because a null build
+/// answered by the fingerprint never needs it.
 struct Workspace {
     root: PathBuf,
-    model: Model,
     cache_dir: PathBuf,
+    /// `check` always parses, so that it reports exactly what the file says.
+    memoize: bool,
+    model: std::cell::OnceCell<Model>,
 }
 
-fn load(cli: &Cli) -> miette::Result<Workspace> {
-    let root = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    let root = root.canonicalize().map_err(|e| {
-        miette::miette!(
-            help = "pass an existing directory to -C",
-            "cannot use `{}`: {e}",
-            root.display()
-        )
-    })?;
-    let cache_dir = cli.cache_dir.clone().unwrap_or_else(|| root.join("cache"));
-    let ws_id = crate::digest::Digest::of_bytes(root.as_os_str().as_encoded_bytes()).short();
-    let memo = cache_dir.join("state").join(format!("manifest-{ws_id}.json"));
-    let model = match cli.command {
-        // `check` always parses, so that it reports exactly what the file says.
-        Command::Check => crate::manifest::load(&root)?,
-        _ => crate::manifest::load_memoized(&root, &memo)?,
-    };
-    Ok(Workspace {
-        root,
-        model,
-        cache_dir,
-    })
+impl Workspace {
+    fn locate(cli: &Cli) -> miette::Result<Workspace> {
+        let root = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        let root = root.canonicalize().map_err(|e| {
+            miette::miette!(
+                help = "pass an existing directory to -C",
+                "cannot use `{}`: {e}",
+                root.display()
+            )
+        })?;
+        let cache_dir = cli.cache_dir.clone().unwrap_or_else(|| root.join("cache"));
+        let memoize = !matches!(cli.command, Command::Check);
+        Ok(Workspace {
+            root,
+            cache_dir,
+            memoize,
+            model: std::cell::OnceCell::new(),
+        })
+    }
+
+    fn model(&self) -> miette::Result<&Model> {
+        if let Some(model) = self.model.get() {
+            return Ok(model);
+        }
+        let model = if self.memoize {
+            let ws_id =
+                crate::digest::Digest::of_bytes(self.root.as_os_str().as_encoded_bytes()).short();
+            let memo = self
+                .cache_dir
+                .join("state")
+                .join(format!("manifest-{ws_id}.json"));
+            crate::manifest::load_memoized(&self.root, &memo)?
+        } else {
+            crate::manifest::load(&self.root)?
+        };
+        Ok(self.model.get_or_init(|| model))
+    }
 }
 
 fn dispatch(cli: Cli) -> miette::Result<i32> {
-    let ws = load(&cli)?;
+    let ws = Workspace::locate(&cli)?;
     match &cli.command {
         Command::Check => {
-            let targets = label::all_targets(&ws.model);
+            let model = ws.model()?;
+            let targets = label::all_targets(model);
             eprintln!(
                 "kernel.kdl is valid: {} series, {} targets",
-                ws.model.series.len(),
+                model.series.len(),
                 targets.len()
             );
             Ok(0)
         }
         Command::List => {
-            print!("{}", render::list(&ws.model));
+            print!("{}", render::list(ws.model()?));
             Ok(0)
         }
         Command::Plan { labels, format } => plan(&ws, labels, *format),
@@ -162,8 +182,9 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
 }
 
 fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
-    let targets = label::resolve(&ws.model, labels)?;
-    let graph = crate::plan::lower(&ws.model, &targets)?;
+    let model = ws.model()?;
+    let targets = label::resolve(model, labels)?;
+    let graph = crate::plan::lower(model, &targets)?;
     Ok((targets, graph))
 }
 
@@ -221,8 +242,21 @@ fn run(
     keep_going: bool,
     format: Format,
 ) -> miette::Result<i32> {
-    let (targets, graph) = lower(ws, labels)?;
+    let started = std::time::Instant::now();
     let cache = open_cache(ws)?;
+    // A text-mode null build needs no per-action report: try the fingerprint first.
+    let links_present = ws.root.join("out/.kbuild-links").exists();
+    if format == Format::Text
+        && links_present
+        && let Some(n) = crate::fingerprint::null_build(&ws.root, &cache, exec, labels)
+    {
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "kbuild: {n} actions, {n} cached, 0 executed, 0 failed in {seconds:.2}s (nothing changed)"
+        );
+        return Ok(0);
+    }
+    let (targets, graph) = lower(ws, labels)?;
     let mut engine = engine(ws, &cache, exec, jobs, keep_going);
     engine.progress = format == Format::Text;
     engine.cancel.install_handler();
@@ -234,8 +268,17 @@ fn run(
         .status
         .iter()
         .any(|s| matches!(s, Status::Failed { .. } | Status::Skipped));
-    if !failed {
-        link_outputs(ws, &cache, &graph, &targets, &report.status)?;
+    if failed {
+        crate::fingerprint::forget(&ws.root, &cache, labels);
+    } else {
+        crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;
+        let deps = crate::fingerprint::Dependencies {
+            patch_dirs: crate::plan::patch_dirs(ws.model()?, &targets),
+            inputs: report.inputs,
+            toolsets: report.toolsets,
+            keys: report.status.iter().filter_map(Status::key).collect(),
+        };
+        crate::fingerprint::record(&ws.root, &cache, exec, labels, &deps);
     }
     eprint!("{}", render::failures(&graph, &report.status));
     match format {
@@ -248,60 +291,15 @@ fn run(
             render::run_text(&graph, &report.status, report.seconds)
         ),
     }
-    if engine.cancel.is_cancelled() {
-        return Ok(130);
-    }
-    Ok(if failed { 1 } else { 0 })
-}
-
-/// Points `out/<series>/<target>` at each target's image files, and `<target>.tags` at its tags.
-fn link_outputs(
-    ws: &Workspace,
-    cache: &Cache,
-    graph: &Graph,
-    targets: &[Label],
-    status: &[Status],
-) -> miette::Result<()> {
-    for target in targets {
-        let dir = ws.root.join("out").join(&target.series);
-        let links = [
-            ("package", target.name(), ""),
-            ("tag", format!("{}.tags", target.name()), "tags"),
-        ];
-        for (kind, link, file) in links {
-            let Some(id) = graph.find(&format!("{kind} {target}")) else {
-                continue;
-            };
-            let Some(output) = status[id.index()].output() else {
-                continue;
-            };
-            let link = dir.join(link);
-            let tree = cache.tree_path(output).join(file);
-            // A null build finds every link in place and reads no manifest.
-            if std::fs::read_link(&link).is_ok_and(|t| t == tree) && cache.tree_ready(output) {
-                continue;
-            }
-            let key = status[id.index()].key();
-            let Some(manifest) = key.and_then(|key| cache.lookup(key)) else {
-                continue;
-            };
-            let tree = cache.tree(&manifest)?.join(file);
-            replace_symlink(&tree, &link)
-                .map_err(|e| miette::miette!("cannot link {}: {e}", link.display()))?;
-        }
-    }
-    Ok(())
-}
-
-fn replace_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    if std::fs::read_link(link).is_ok_and(|t| t == target) {
-        return Ok(());
-    }
-    std::fs::create_dir_all(link.parent().expect("out links have parents"))?;
-    let tmp = link.with_file_name(format!(".kbuild-link.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    std::fs::rename(&tmp, link)
+    let code = if engine.cancel.is_cancelled() {
+        130
+    } else {
+        i32::from(failed)
+    };
+    // The process ends next: freeing thousands of actions one by one would cost a null build
+    // more than deciding them did.
+    std::mem::forget((graph, report.status, report.last));
+    Ok(code)
 }
 
 fn why(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {

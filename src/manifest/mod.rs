@@ -49,9 +49,16 @@ struct Memo {
 pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
     let path = root.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
-    let digest = crate::digest::Digest::of_bytes(format!("{}\n{text}", env!("CARGO_PKG_VERSION")).as_bytes());
-    let remembered: Option<Memo> = std::fs::read(memo).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(Memo { digest: d, mut model }) = remembered
+    let digest = crate::digest::Digest::of_bytes(
+        format!("{}\n{text}", env!("CARGO_PKG_VERSION")).as_bytes(),
+    );
+    let remembered: Option<Memo> = std::fs::read(memo)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(Memo {
+        digest: d,
+        mut model,
+    }) = remembered
         && d == digest
     {
         model.root = root.to_path_buf();
@@ -60,7 +67,10 @@ pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
         }
     }
     let model = parse(root, MANIFEST_FILE, text)?;
-    if let Ok(bytes) = serde_json::to_vec(&Memo { digest, model: model.clone() }) {
+    if let Ok(bytes) = serde_json::to_vec(&Memo {
+        digest,
+        model: model.clone(),
+    }) {
         // Best effort: without the memo the next run parses again.
         let _ = crate::fsutil::write_atomic(memo, &bytes);
     }

@@ -545,7 +545,13 @@ fn resolve_tools(given: &[Spanned], model: &Model, problems: &mut Vec<Problem>) 
 pub fn files_present(model: &Model) -> bool {
     let mut problems = Vec::new();
     for series in &model.series {
-        check_files(&model.root, series, model, miette::SourceSpan::from(0..0), &mut problems);
+        check_files(
+            &model.root,
+            series,
+            model,
+            miette::SourceSpan::from(0..0),
+            &mut problems,
+        );
     }
     problems.is_empty()
 }

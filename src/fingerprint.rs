@@ -1,0 +1,184 @@
+//! The run fingerprint: a null build answered without parsing, lowering or keying anything.
+//!
+//! After a fully successful `kbuild run`, kbuild records a digest of everything the run's keys
+//! were computed from: its own executable, the text of `kernel.kdl`, the label patterns, the
+//! executor, the listing of every patch directory, the content of every input file and the
+//! identity of every toolchain it used, together with the key of every action. The next run with
+//! the same patterns recomputes that digest (stat-cached, so mostly `stat` calls); when it is
+//! unchanged and every recorded key still has its cache entry, every action is cached and the
+//! `out/` links are as the recorded run left them, so the run is done. Anything else, or any
+//! doubt, takes the full path. See doc/design.md.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::arch::Arch;
+use crate::cache::Cache;
+use crate::digest::Digest;
+use crate::exec::Executor;
+use crate::key::ActionKey;
+use crate::statcache::StatCache;
+
+/// What a run depended on besides the manifest text, as the full path learnt it.
+#[derive(Default, Debug)]
+pub struct Dependencies {
+    pub patch_dirs: Vec<String>,
+    pub inputs: Vec<String>,
+    pub toolsets: Vec<(Vec<String>, Option<Arch>)>,
+    pub keys: Vec<ActionKey>,
+}
+
+fn record_path(cache: &Cache, root: &Path, patterns: &[String]) -> PathBuf {
+    let id = Digest::of_bytes(format!("{}\n{}", root.display(), patterns.join("\n")).as_bytes());
+    cache
+        .dir("state")
+        .join(format!("{}.fingerprint", &id.to_hex()[..16]))
+}
+
+/// The digest of the run's world as it is now, given what the last full run depended on.
+fn digest(
+    root: &Path,
+    patterns: &[String],
+    exec: &dyn Executor,
+    deps: &Dependencies,
+    stat: &mut StatCache,
+) -> Option<Digest> {
+    let mut h = blake3::Hasher::new();
+    let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
+    h.update(
+        format!(
+            "{} {} {} {}\n",
+            env!("CARGO_PKG_VERSION"),
+            exe.len(),
+            exe.mtime(),
+            exe.mtime_nsec()
+        )
+        .as_bytes(),
+    );
+    h.update(&std::fs::read(root.join(crate::manifest::MANIFEST_FILE)).ok()?);
+    h.update(format!("\n{}\n{}\n", exec.name(), patterns.join(" ")).as_bytes());
+    for dir in &deps.patch_dirs {
+        h.update(format!("dir {dir}:").as_bytes());
+        for file in crate::plan::patch_files(root, dir) {
+            h.update(file.as_bytes());
+        }
+    }
+    for input in &deps.inputs {
+        h.update(format!("input {input} {}\n", stat.digest(&root.join(input)).ok()?).as_bytes());
+    }
+    for (tools, arch) in &deps.toolsets {
+        let names: Vec<&str> = tools.iter().map(String::as_str).collect();
+        h.update(format!("tools {}\n", exec.identity(&names, *arch, stat)).as_bytes());
+    }
+    Some(Digest::from_bytes(*h.finalize().as_bytes()))
+}
+
+fn encode(digest: Digest, deps: &Dependencies) -> String {
+    let mut out = format!("{digest}\n");
+    for dir in &deps.patch_dirs {
+        let _ = writeln!(out, "dir\t{dir}");
+    }
+    for input in &deps.inputs {
+        let _ = writeln!(out, "input\t{input}");
+    }
+    for (tools, arch) in &deps.toolsets {
+        let arch = arch.map_or("-".to_string(), |a| a.kernel_name().to_string());
+        let _ = writeln!(out, "tools\t{arch}\t{}", tools.join(","));
+    }
+    for key in &deps.keys {
+        let _ = writeln!(out, "key\t{key}");
+    }
+    out
+}
+
+fn decode(text: &str) -> Option<(Digest, Dependencies)> {
+    let mut lines = text.lines();
+    let digest = Digest::from_hex(lines.next()?)?;
+    let mut deps = Dependencies::default();
+    for line in lines {
+        let (kind, rest) = line.split_once('\t')?;
+        match kind {
+            "dir" => deps.patch_dirs.push(rest.to_string()),
+            "input" => deps.inputs.push(rest.to_string()),
+            "tools" => {
+                let (arch, tools) = rest.split_once('\t')?;
+                let arch = if arch == "-" {
+                    None
+                } else {
+                    Some(arch.parse().ok()?)
+                };
+                deps.toolsets
+                    .push((tools.split(',').map(String::from).collect(), arch));
+            }
+            "key" => deps.keys.push(ActionKey(Digest::from_hex(rest)?)),
+            _ => return None,
+        }
+    }
+    Some((digest, deps))
+}
+
+/// The number of actions, when the last full run of these patterns still holds: nothing it
+/// depended on changed and all its cache entries exist.
+pub fn null_build(
+    root: &Path,
+    cache: &Cache,
+    exec: &dyn Executor,
+    patterns: &[String],
+) -> Option<usize> {
+    let text = std::fs::read_to_string(record_path(cache, root, patterns)).ok()?;
+    let (recorded, deps) = decode(&text)?;
+    let mut stat = StatCache::load(cache.dir("state").join("stat.json"));
+    let now = digest(root, patterns, exec, &deps, &mut stat)?;
+    stat.save();
+    (now == recorded && deps.keys.iter().all(|k| cache.has_entry(*k))).then_some(deps.keys.len())
+}
+
+/// Records a fully successful run, so that the next identical one can take [`null_build`].
+pub fn record(
+    root: &Path,
+    cache: &Cache,
+    exec: &dyn Executor,
+    patterns: &[String],
+    deps: &Dependencies,
+) {
+    let mut stat = StatCache::load(cache.dir("state").join("stat.json"));
+    let Some(digest) = digest(root, patterns, exec, deps, &mut stat) else {
+        return;
+    };
+    stat.save();
+    // Best effort: without the record the next run takes the full path.
+    let _ = crate::fsutil::write_atomic(
+        &record_path(cache, root, patterns),
+        encode(digest, deps).as_bytes(),
+    );
+}
+
+/// Forgets the record, e.g. when a run failed: the next run must take the full path.
+pub fn forget(root: &Path, cache: &Cache, patterns: &[String]) {
+    let _ = std::fs::remove_file(record_path(cache, root, patterns));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips() {
+        let deps = Dependencies {
+            patch_dirs: vec!["kernel/6.6.x/patches".into()],
+            inputs: vec!["kernel/6.6.x/config-x86_64".into()],
+            toolsets: vec![
+                (vec!["make".into(), "gcc".into()], Some(Arch::X86_64)),
+                (vec!["patch".into()], None),
+            ],
+            keys: vec![ActionKey(Digest::of_bytes(b"a"))],
+        };
+        let d = Digest::of_bytes(b"d");
+        let (back_d, back) = decode(&encode(d, &deps)).unwrap();
+        assert_eq!(back_d, d);
+        assert_eq!(back.inputs, deps.inputs);
+        assert_eq!(back.toolsets, deps.toolsets);
+        assert_eq!(back.keys, deps.keys);
+    }
+}

@@ -1,0 +1,84 @@
+//! `out/`: per target, a link to its image files (`out/<series>/<target>`) and to its tags
+//! (`out/<series>/<target>.tags`), pointing into the cache's materialised trees.
+//!
+//! `out/.kbuild-links` records where each link points, so a null build checks one file instead
+//! of two syscalls per link. A link removed by hand comes back when its target's output changes,
+//! or when `out/` is removed as a whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::cache::{Cache, CacheError, io_err};
+use crate::engine::Status;
+use crate::graph::Graph;
+use crate::label::Label;
+
+const RECORD: &str = ".kbuild-links";
+
+fn load_record(out: &Path) -> BTreeMap<String, PathBuf> {
+    let text = std::fs::read_to_string(out.join(RECORD)).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(link, target)| (link.to_string(), PathBuf::from(target)))
+        .collect()
+}
+
+/// Makes the links of `targets` point at their current outputs.
+pub fn refresh(
+    root: &Path,
+    cache: &Cache,
+    graph: &Graph,
+    targets: &[Label],
+    status: &[Status],
+) -> Result<(), CacheError> {
+    let out = root.join("out");
+    let mut record = load_record(&out);
+    let mut changed = false;
+    for target in targets {
+        let links = [
+            ("package", target.name(), ""),
+            ("tag", format!("{}.tags", target.name()), "tags"),
+        ];
+        for (kind, name, file) in links {
+            let Some(id) = graph.find(&format!("{kind} {target}")) else {
+                continue;
+            };
+            let Some(output) = status[id.index()].output() else {
+                continue;
+            };
+            let rel = format!("{}/{name}", target.series);
+            let wanted = cache.tree_path(output).join(file);
+            if record.get(&rel) == Some(&wanted) {
+                continue;
+            }
+            let Some(manifest) = status[id.index()].key().and_then(|key| cache.lookup(key)) else {
+                continue;
+            };
+            let tree = cache.tree(&manifest)?.join(file);
+            let link = out.join(&rel);
+            replace_symlink(&tree, &link).map_err(io_err(&link))?;
+            record.insert(rel, tree);
+            changed = true;
+        }
+    }
+    if changed {
+        let text: String = record
+            .iter()
+            .map(|(l, t)| format!("{l}\t{}\n", t.display()))
+            .collect();
+        crate::cache::write_atomic(&out.join(RECORD), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Replaces `link` atomically; the temp name carries the pid, as two runs may link at once.
+fn replace_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    if std::fs::read_link(link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(link.parent().expect("out links have parents"))?;
+    let tmp = link.with_file_name(format!(".kbuild-link.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, link)
+}
