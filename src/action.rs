@@ -120,7 +120,8 @@ pub struct Dep {
 pub enum Recipe {
     Fetch {
         urls: Vec<String>,
-        sha256: String,
+        /// `None` until kernel.lock pins it: the first fetch records it there.
+        sha256: Option<String>,
         file: String,
     },
     /// Unpack the source and apply patches (workspace-relative, in order).

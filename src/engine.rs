@@ -77,6 +77,8 @@ pub struct Engine<'a> {
     pub cancel: Cancel,
     /// Print a line per executed action to stderr.
     pub progress: bool,
+    /// Refuse to pin sources in kernel.lock.
+    pub locked: bool,
 }
 
 /// Why computing a key failed: an input file is unreadable.
@@ -373,6 +375,7 @@ impl Runner<'_> {
             jobs: self.engine.jobs,
             build_root: &self.build_root,
             key: job.key,
+            locked: self.engine.locked,
         };
         if let Err(e) = recipe::execute(&ctx) {
             let _ = writeln!(&log, "kbuild: {e}");

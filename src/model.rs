@@ -64,7 +64,10 @@ pub struct Tool {
 pub struct Source {
     /// Mirrors, tried in order.
     pub urls: Vec<String>,
-    pub sha256: Sha256,
+    /// Pinned in kernel.kdl or kernel.lock; `None` until the first fetch pins it.
+    pub sha256: Option<Sha256>,
+    /// The source kernel.kdl names, when a local replacement (kernel.local.kdl) took its place.
+    pub replaced: Option<String>,
 }
 
 impl Source {

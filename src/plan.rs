@@ -164,14 +164,15 @@ impl Lowerer<'_> {
     fn fetch(&mut self, label: &Label) -> ActionId {
         let source = &self.series(label).source;
         let file = source.file_name().to_string();
-        let name = format!("fetch {file}@{}", &source.sha256.as_str()[..12]);
+        let pin = source.sha256.as_ref().map_or("unpinned", |sha| &sha.as_str()[..12]);
+        let name = format!("fetch {file}@{pin}");
         if let Some(id) = self.existing(&name, label) {
             return id;
         }
         let source = self.series(label).source.clone();
         let recipe = Recipe::Fetch {
             urls: source.urls,
-            sha256: source.sha256.to_string(),
+            sha256: source.sha256.as_ref().map(ToString::to_string),
             file,
         };
         self.add(ActionKind::Fetch, name, label, recipe, vec![], None)
@@ -405,7 +406,7 @@ impl Lowerer<'_> {
             builder: series.builder.clone(),
             version: series.version.to_string(),
             source_url: series.source.urls[0].clone(),
-            source_sha256: series.source.sha256.to_string(),
+            source_sha256: series.source.sha256.as_ref().map(ToString::to_string).unwrap_or_default(),
             patches,
             tool_binary,
         }

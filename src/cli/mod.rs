@@ -53,6 +53,9 @@ enum Command {
         /// Keep building what does not depend on a failure.
         #[arg(short, long)]
         keep_going: bool,
+        /// Fail instead of pinning an unpinned source in kernel.lock (for CI).
+        #[arg(long)]
+        locked: bool,
         #[arg(long, value_enum, default_value_t = ExecutorKind::Host)]
         executor: ExecutorKind,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -166,6 +169,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             labels,
             jobs,
             keep_going,
+            locked,
             executor,
             format,
         } => {
@@ -175,7 +179,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             };
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            run(&ws, labels, exec.as_ref(), jobs, *keep_going, *format)
+            run(&ws, labels, exec.as_ref(), jobs, (*keep_going, *locked), *format)
         }
         Command::Why { labels } => why(&ws, labels),
     }
@@ -207,6 +211,7 @@ fn engine<'a>(
         keep_going,
         cancel: Cancel::default(),
         progress: true,
+        locked: false,
     }
 }
 
@@ -218,7 +223,10 @@ fn plan(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32
         return Err(e.into());
     }
     match format {
-        Format::Text => print!("{}", render::plan_text(&graph, &report.status)),
+        Format::Text => {
+            print!("{}", render::replacements(ws.model()?));
+            print!("{}", render::plan_text(&graph, &report.status));
+        }
         Format::Json => println!("{}", render::plan_json(&graph, &report.status)),
         Format::Dot => print!(
             "{}",
@@ -239,7 +247,7 @@ fn run(
     labels: &[String],
     exec: &dyn Executor,
     jobs: usize,
-    keep_going: bool,
+    (keep_going, locked): (bool, bool),
     format: Format,
 ) -> miette::Result<i32> {
     let started = std::time::Instant::now();
@@ -259,6 +267,7 @@ fn run(
     let (targets, graph) = lower(ws, labels)?;
     let mut engine = engine(ws, &cache, exec, jobs, keep_going);
     engine.progress = format == Format::Text;
+    engine.locked = locked;
     engine.cancel.install_handler();
     let report = engine.run(&graph)?;
     if let Some(e) = report.errors.into_iter().next() {
@@ -309,6 +318,7 @@ fn why(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }
+    print!("{}", render::replacements(ws.model()?));
     print!("{}", render::why_text(&graph, &report.status, &report.last));
     Ok(0)
 }

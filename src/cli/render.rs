@@ -27,6 +27,17 @@ pub fn list(model: &Model) -> String {
     out
 }
 
+/// One line per series whose source kernel.local.kdl replaces.
+pub fn replacements(model: &Model) -> String {
+    let mut out = String::new();
+    for series in &model.series {
+        if let Some(original) = &series.source.replaced {
+            let _ = writeln!(out, "source of {} replaced by kernel.local.kdl: {original} → {}", series.name, series.source.urls[0]);
+        }
+    }
+    out
+}
+
 fn state_word(status: &Status) -> &'static str {
     match status {
         Status::Cached { .. } => "cached",

@@ -2,6 +2,7 @@
 
 mod diag;
 mod nodes;
+pub mod pins;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -29,36 +30,72 @@ pub enum LoadError {
     Invalid(#[from] ManifestError),
 }
 
-/// Loads and validates the manifest of the workspace at `root`.
-pub fn load(root: &Path) -> Result<Model, LoadError> {
-    let path = root.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
-    parse(root, MANIFEST_FILE, text)
+/// The files that decide the model, in the order they apply.
+pub const FILES: [&str; 3] = [MANIFEST_FILE, pins::LOCK_FILE, pins::LOCAL_FILE];
+
+/// The texts of [`FILES`]; only kernel.kdl must exist.
+struct Texts {
+    manifest: String,
+    lock: Option<String>,
+    local: Option<String>,
 }
 
-/// A parsed manifest remembered by the digest of its text (and of kbuild's version).
+impl Texts {
+    fn read(root: &Path) -> Result<Texts, LoadError> {
+        let path = root.join(MANIFEST_FILE);
+        let manifest = std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
+        let optional = |name: &str| std::fs::read_to_string(root.join(name)).ok();
+        Ok(Texts { manifest, lock: optional(pins::LOCK_FILE), local: optional(pins::LOCAL_FILE) })
+    }
+
+    fn digest(&self) -> crate::digest::Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        for text in [Some(&self.manifest), self.lock.as_ref(), self.local.as_ref()] {
+            h.update(format!("\n{}\n", text.map_or(0, |t| t.len())).as_bytes());
+            h.update(text.map_or(&b""[..], |t| t.as_bytes()));
+        }
+        crate::digest::Digest::from_bytes(*h.finalize().as_bytes())
+    }
+
+    fn parse(self, root: &Path) -> Result<Model, LoadError> {
+        let mut model = parse(root, MANIFEST_FILE, self.manifest)?;
+        let named = |name: &str, text: String| Arc::new(NamedSource::new(name, text));
+        let pins = match self.lock {
+            Some(text) => pins::read_lock(&text)
+                .map_err(|p| ManifestError::new(named(pins::LOCK_FILE, text.clone()), p))?,
+            None => Default::default(),
+        };
+        let replacements = match self.local {
+            Some(text) => pins::read_local(&text, &model)
+                .map_err(|p| ManifestError::new(named(pins::LOCAL_FILE, text.clone()), p))?,
+            None => Default::default(),
+        };
+        pins::apply(&mut model, &pins, replacements);
+        Ok(model)
+    }
+}
+
+/// Loads and validates the manifest of the workspace at `root`, with its lock and local files.
+pub fn load(root: &Path) -> Result<Model, LoadError> {
+    Texts::read(root)?.parse(root)
+}
+
+/// A parsed manifest remembered by the digest of its texts (and of kbuild's version).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Memo {
     digest: crate::digest::Digest,
     model: Model,
 }
 
-/// Like [`load`], but reuses the model parsed last time when `kernel.kdl` is unchanged, kept in
+/// Like [`load`], but reuses the model parsed last time when none of [`FILES`] changed, kept in
 /// `memo`. KDL parsing dominates a null build otherwise. The files the manifest names are checked
 /// again every time; any problem sends it down the full path, which reports with spans.
 pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
-    let path = root.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
-    let digest = crate::digest::Digest::of_bytes(
-        format!("{}\n{text}", env!("CARGO_PKG_VERSION")).as_bytes(),
-    );
-    let remembered: Option<Memo> = std::fs::read(memo)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(Memo {
-        digest: d,
-        mut model,
-    }) = remembered
+    let texts = Texts::read(root)?;
+    let digest = texts.digest();
+    let remembered: Option<Memo> = std::fs::read(memo).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(Memo { digest: d, mut model }) = remembered
         && d == digest
     {
         model.root = root.to_path_buf();
@@ -66,11 +103,8 @@ pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
             return Ok(model);
         }
     }
-    let model = parse(root, MANIFEST_FILE, text)?;
-    if let Ok(bytes) = serde_json::to_vec(&Memo {
-        digest,
-        model: model.clone(),
-    }) {
+    let model = texts.parse(root)?;
+    if let Ok(bytes) = serde_json::to_vec(&Memo { digest, model: model.clone() }) {
         // Best effort: without the memo the next run parses again.
         let _ = crate::fsutil::write_atomic(memo, &bytes);
     }
@@ -86,7 +120,7 @@ pub fn parse(root: &Path, name: &str, text: String) -> Result<Model, LoadError> 
 }
 
 /// KDL's own diagnostics, as problems that render against the named manifest.
-fn syntax_problems(error: kdl::KdlError) -> Vec<Problem> {
+pub(crate) fn syntax_problems(error: kdl::KdlError) -> Vec<Problem> {
     error
         .diagnostics
         .into_iter()

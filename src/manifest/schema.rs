@@ -437,8 +437,8 @@ fn version_of(
     Ok(version)
 }
 
-/// `source "URL" "MIRROR"… sha256="HEX"`.
-fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
+/// `source "URL" "MIRROR"… [sha256="HEX"]`.
+pub fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
     let mut unknown = Vec::new();
     nodes::check_props(node, &["sha256"], &mut unknown);
     if let Some(problem) = unknown.pop() {
@@ -458,25 +458,16 @@ fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
             .help("use an https://, http:// or file:// URL"));
         }
     }
-    let sha = nodes::string_prop(node, "sha256")?.ok_or_else(|| {
-        Problem::new("`source` needs a pinned sha256", node.span(), "no sha256=")
-            .help("add sha256=\"<64 hex digits>\" as published in the release's sha256sums.asc")
-    })?;
-    let sha256 = Sha256::parse(&sha.value).ok_or_else(|| {
-        Problem::new(
-            "sha256 must be 64 hexadecimal digits",
-            sha.span,
-            "not a sha256",
-        )
-    })?;
+    // Without sha256= the pin comes from kernel.lock, written by the first fetch.
+    let sha256 = match nodes::string_prop(node, "sha256")? {
+        Some(sha) => Some(Sha256::parse(&sha.value).ok_or_else(|| {
+            Problem::new("sha256 must be 64 hexadecimal digits", sha.span, "not a sha256")
+        })?),
+        None => None,
+    };
     let first = urls[0].clone();
-    Ok((
-        Source {
-            urls: urls.into_iter().map(|u| u.value).collect(),
-            sha256,
-        },
-        first,
-    ))
+    let source = Source { urls: urls.into_iter().map(|u| u.value).collect(), sha256, replaced: None };
+    Ok((source, first))
 }
 
 /// Parses `rt-dbg`-style sets; each part must be a declared variant, used once.

@@ -43,6 +43,8 @@ pub struct Ctx<'a> {
     /// Where persistent kernel build directories live.
     pub build_root: &'a Path,
     pub key: ActionKey,
+    /// Refuse to pin unpinned sources in kernel.lock (`--locked`, for CI).
+    pub locked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +131,7 @@ impl Ctx<'_> {
 /// Runs the recipe of `ctx.action`.
 pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
     match &ctx.action.recipe {
-        Recipe::Fetch { urls, sha256, file } => fetch::run(ctx, urls, sha256, file),
+        Recipe::Fetch { urls, sha256, file } => fetch::run(ctx, urls, sha256.as_deref(), file),
         Recipe::Patch { patches } => patch::run(ctx, patches),
         Recipe::Headers { arch } => compile::headers(ctx, *arch),
         Recipe::Configure(spec) => configure::configure(ctx, spec),

@@ -1,0 +1,106 @@
+//! The files beside kernel.kdl that decide sources: `kernel.lock` (pinned sha256 per URL,
+//! committed, as Cargo.lock) and `kernel.local.kdl` (per-machine source replacement, never
+//! committed, as Cargo's source replacement or Yocto's PREMIRRORS).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kdl::KdlDocument;
+
+use super::diag::Problem;
+use super::nodes::{self, name};
+use crate::digest::Sha256;
+use crate::model::{Model, Source};
+
+pub const LOCK_FILE: &str = "kernel.lock";
+pub const LOCAL_FILE: &str = "kernel.local.kdl";
+
+/// URL → pinned sha256, from kernel.lock.
+pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
+    let doc = KdlDocument::parse_v2(text).map_err(super::syntax_problems)?;
+    let mut pins = BTreeMap::new();
+    let mut problems = Vec::new();
+    for node in doc.nodes() {
+        if name(node) != "source" {
+            problems.push(nodes::unknown_node(node, LOCK_FILE, &["source"]));
+            continue;
+        }
+        match super::schema::read_source(node) {
+            Ok((source, _)) => match source.sha256 {
+                Some(sha) => drop(pins.insert(source.urls[0].clone(), sha)),
+                None => problems.push(Problem::new("a lock entry needs sha256=", node.span(), "unpinned")),
+            },
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() { Ok(pins) } else { Err(problems) }
+}
+
+/// Series name → replacement source, from kernel.local.kdl: `replace "6.12.x" "URL" sha256="…"`.
+pub fn read_local(text: &str, model: &Model) -> Result<BTreeMap<String, Source>, Vec<Problem>> {
+    let doc = KdlDocument::parse_v2(text).map_err(super::syntax_problems)?;
+    let mut replacements = BTreeMap::new();
+    let mut problems = Vec::new();
+    for node in doc.nodes() {
+        if name(node) != "replace" {
+            problems.push(nodes::unknown_node(node, LOCAL_FILE, &["replace"]));
+            continue;
+        }
+        match read_replace(node, model) {
+            Ok((series, source)) => drop(replacements.insert(series, source)),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() { Ok(replacements) } else { Err(problems) }
+}
+
+fn read_replace(node: &kdl::KdlNode, model: &Model) -> Result<(String, Source), Problem> {
+    let mut values = nodes::strings(node)?;
+    if values.len() < 2 {
+        return Err(Problem::new("`replace` takes a series and a URL", node.span(), "incomplete")
+            .help("write: replace \"6.12.x\" \"file:///usr/src/linux-source-6.12.tar.xz\" sha256=\"…\""));
+    }
+    let series = values.remove(0);
+    if model.series(&series.value).is_none() {
+        let known = model.series.iter().map(|s| s.name.as_str());
+        return Err(Problem::new(format!("no series `{}` to replace", series.value), series.span, "not in kernel.kdl")
+            .suggest(&series.value, known));
+    }
+    let mut node = node.clone();
+    node.entries_mut().remove(0);
+    let (source, _) = super::schema::read_source(&node)?;
+    Ok((series.value, source))
+}
+
+/// Applies replacements, then lock pins to every source that has no sha256 of its own.
+pub fn apply(model: &mut Model, pins: &BTreeMap<String, Sha256>, replacements: BTreeMap<String, Source>) {
+    for series in &mut model.series {
+        if let Some(mut replacement) = replacements.get(&series.name).cloned() {
+            replacement.replaced = Some(series.source.urls[0].clone());
+            series.source = replacement;
+        }
+        if series.source.sha256.is_none() {
+            series.source.sha256 = pins.get(&series.source.urls[0]).cloned();
+        }
+    }
+}
+
+/// Records the sha256 of a fetched, unpinned URL in kernel.lock, keeping what is there.
+pub fn pin(root: &Path, url: &str, sha256: &Sha256) -> std::io::Result<()> {
+    let path = root.join(LOCK_FILE);
+    // kernel.lock itself is replaced by rename, so the lock is taken on a file beside it.
+    let lock_path = root.join(".kernel.lock.lock");
+    let guard = std::fs::File::create(&lock_path)?;
+    guard.lock()?;
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        "// Pinned sha256 of every source kernel.kdl names without one. Written by kbuild; commit it.\n".to_string()
+    });
+    if !text.contains(&format!("\"{url}\"")) {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("source \"{url}\" sha256=\"{sha256}\"\n"));
+        crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
