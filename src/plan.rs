@@ -164,7 +164,10 @@ impl Lowerer<'_> {
     fn fetch(&mut self, label: &Label) -> ActionId {
         let source = &self.series(label).source;
         let file = source.file_name().to_string();
-        let pin = source.sha256.as_ref().map_or("unpinned", |sha| &sha.as_str()[..12]);
+        let pin = source
+            .sha256
+            .as_ref()
+            .map_or("unpinned", |sha| &sha.as_str()[..12]);
         let name = format!("fetch {file}@{pin}");
         if let Some(id) = self.existing(&name, label) {
             return id;
@@ -406,7 +409,12 @@ impl Lowerer<'_> {
             builder: series.builder.clone(),
             version: series.version.to_string(),
             source_url: series.source.urls[0].clone(),
-            source_sha256: series.source.sha256.as_ref().map(ToString::to_string).unwrap_or_default(),
+            source_sha256: series
+                .source
+                .sha256
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             patches,
             tool_binary,
         }

@@ -18,10 +18,16 @@ fn unpinned() -> Ws {
 fn the_first_fetch_pins_the_source_in_kernel_lock() {
     let ws = unpinned();
     let plan = String::from_utf8(ws.kbuild(&["plan"]).stdout).unwrap();
-    assert!(plan.contains("run     fetch linux-6.6.71.tar@unpinned"), "{plan}");
+    assert!(
+        plan.contains("run     fetch linux-6.6.71.tar@unpinned"),
+        "{plan}"
+    );
     let locked = ws.kbuild(&["run", "--locked", "//6.6.x:amd64"]);
     assert_eq!(locked.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&locked.stderr).contains("is not pinned and --locked forbids pinning it"));
+    assert!(
+        String::from_utf8_lossy(&locked.stderr)
+            .contains("is not pinned and --locked forbids pinning it")
+    );
     assert!(!ws.path().join("kernel.lock").exists());
 
     ws.run(&["//6.6.x:amd64"], 0);
@@ -34,17 +40,36 @@ fn the_first_fetch_pins_the_source_in_kernel_lock() {
     let executed = r.executed();
     assert_eq!(executed.len(), 3, "{executed:?}");
     assert!(executed[0].starts_with(&format!("fetch linux-6.6.71.tar@{}", &sha.as_str()[..12])));
-    assert_eq!(executed[1..], ["package //6.6.x:amd64".to_string(), "tag //6.6.x:amd64".to_string()]);
+    assert_eq!(
+        executed[1..],
+        [
+            "package //6.6.x:amd64".to_string(),
+            "tag //6.6.x:amd64".to_string()
+        ]
+    );
 }
 
 #[test]
 fn a_pin_that_does_not_match_fails_and_stores_nothing() {
     let ws = unpinned();
-    let url = ws.read("kernel.kdl").lines().find(|l| l.contains("source \"")).unwrap().trim().to_string();
-    ws.write("kernel.lock", &format!("{url} sha256=\"{}\"\n", "0".repeat(64)));
+    let url = ws
+        .read("kernel.kdl")
+        .lines()
+        .find(|l| l.contains("source \""))
+        .unwrap()
+        .trim()
+        .to_string();
+    ws.write(
+        "kernel.lock",
+        &format!("{url} sha256=\"{}\"\n", "0".repeat(64)),
+    );
     let r = ws.run(&["//6.6.x:amd64"], 1);
     assert!(r.stderr.contains("sha256 mismatch"), "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("expected {}", "0".repeat(64))), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("expected {}", "0".repeat(64))),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("actual   "), "{}", r.stderr);
     let again = ws.run(&["//6.6.x:amd64"], 1);
     assert_eq!(again.failed().len(), 1, "the failed fetch was not cached");
@@ -56,18 +81,47 @@ fn kernel_local_kdl_replaces_a_source_and_plan_says_so() {
     ws.run(&["//6.6.x:amd64"], 0);
     // The same tree under another name, e.g. a distribution's source package.
     let (other, sha) = make_tarball(&ws.path().join("mirror"), "6.6.71-local");
-    ws.write("kernel.local.kdl", &format!("replace \"6.6.x\" \"file://{}\" sha256=\"{sha}\"\n", other.display()));
+    ws.write(
+        "kernel.local.kdl",
+        &format!(
+            "replace \"6.6.x\" \"file://{}\" sha256=\"{sha}\"\n",
+            other.display()
+        ),
+    );
     let plan = String::from_utf8(ws.kbuild(&["plan", "//6.6.x:amd64"]).stdout).unwrap();
-    assert!(plan.contains("source of 6.6.x replaced by kernel.local.kdl: file://"), "{plan}");
-    assert!(plan.contains("run     fetch linux-6.6.71-local.tar@"), "{plan}");
+    assert!(
+        plan.contains("source of 6.6.x replaced by kernel.local.kdl: file://"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("run     fetch linux-6.6.71-local.tar@"),
+        "{plan}"
+    );
     let why = String::from_utf8(ws.kbuild(&["why", "//6.6.x:amd64"]).stdout).unwrap();
     assert!(why.contains("replaced by kernel.local.kdl"), "{why}");
     let r = ws.run(&["//6.6.x:amd64"], 0);
-    assert!(r.executed().iter().any(|n| n.starts_with("fetch linux-6.6.71-local.tar@")));
+    assert!(
+        r.executed()
+            .iter()
+            .any(|n| n.starts_with("fetch linux-6.6.71-local.tar@"))
+    );
+
+    ws.write(
+        "kernel.local.kdl",
+        &format!("replace \"6.6.x\" \"file://{}\"\n", other.display()),
+    );
+    let unpinned = String::from_utf8(ws.kbuild(&["plan"]).stderr).unwrap();
+    assert!(
+        unpinned.contains("a replacement needs its own sha256="),
+        "{unpinned}"
+    );
 
     ws.write("kernel.local.kdl", "replace \"6.6.y\" \"file:///x.tar\"\n");
     let bad = ws.kbuild(&["plan"]);
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("no series `6.6.y` to replace") && stderr.contains("kernel.local.kdl"), "{stderr}");
+    assert!(
+        stderr.contains("no series `6.6.y` to replace") && stderr.contains("kernel.local.kdl"),
+        "{stderr}"
+    );
 }

@@ -179,7 +179,14 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             };
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            run(&ws, labels, exec.as_ref(), jobs, (*keep_going, *locked), *format)
+            run(
+                &ws,
+                labels,
+                exec.as_ref(),
+                jobs,
+                (*keep_going, *locked),
+                *format,
+            )
         }
         Command::Why { labels } => why(&ws, labels),
     }

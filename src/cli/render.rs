@@ -32,7 +32,11 @@ pub fn replacements(model: &Model) -> String {
     let mut out = String::new();
     for series in &model.series {
         if let Some(original) = &series.source.replaced {
-            let _ = writeln!(out, "source of {} replaced by kernel.local.kdl: {original} → {}", series.name, series.source.urls[0]);
+            let _ = writeln!(
+                out,
+                "source of {} replaced by kernel.local.kdl: {original} → {}",
+                series.name, series.source.urls[0]
+            );
         }
     }
     out

@@ -43,15 +43,24 @@ struct Texts {
 impl Texts {
     fn read(root: &Path) -> Result<Texts, LoadError> {
         let path = root.join(MANIFEST_FILE);
-        let manifest = std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
+        let manifest =
+            std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
         let optional = |name: &str| std::fs::read_to_string(root.join(name)).ok();
-        Ok(Texts { manifest, lock: optional(pins::LOCK_FILE), local: optional(pins::LOCAL_FILE) })
+        Ok(Texts {
+            manifest,
+            lock: optional(pins::LOCK_FILE),
+            local: optional(pins::LOCAL_FILE),
+        })
     }
 
     fn digest(&self) -> crate::digest::Digest {
         let mut h = blake3::Hasher::new();
         h.update(env!("CARGO_PKG_VERSION").as_bytes());
-        for text in [Some(&self.manifest), self.lock.as_ref(), self.local.as_ref()] {
+        for text in [
+            Some(&self.manifest),
+            self.lock.as_ref(),
+            self.local.as_ref(),
+        ] {
             h.update(format!("\n{}\n", text.map_or(0, |t| t.len())).as_bytes());
             h.update(text.map_or(&b""[..], |t| t.as_bytes()));
         }
@@ -94,8 +103,13 @@ struct Memo {
 pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
     let texts = Texts::read(root)?;
     let digest = texts.digest();
-    let remembered: Option<Memo> = std::fs::read(memo).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(Memo { digest: d, mut model }) = remembered
+    let remembered: Option<Memo> = std::fs::read(memo)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(Memo {
+        digest: d,
+        mut model,
+    }) = remembered
         && d == digest
     {
         model.root = root.to_path_buf();
@@ -104,7 +118,10 @@ pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
         }
     }
     let model = texts.parse(root)?;
-    if let Ok(bytes) = serde_json::to_vec(&Memo { digest, model: model.clone() }) {
+    if let Ok(bytes) = serde_json::to_vec(&Memo {
+        digest,
+        model: model.clone(),
+    }) {
         // Best effort: without the memo the next run parses again.
         let _ = crate::fsutil::write_atomic(memo, &bytes);
     }

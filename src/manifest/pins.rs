@@ -28,12 +28,20 @@ pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
         match super::schema::read_source(node) {
             Ok((source, _)) => match source.sha256 {
                 Some(sha) => drop(pins.insert(source.urls[0].clone(), sha)),
-                None => problems.push(Problem::new("a lock entry needs sha256=", node.span(), "unpinned")),
+                None => problems.push(Problem::new(
+                    "a lock entry needs sha256=",
+                    node.span(),
+                    "unpinned",
+                )),
             },
             Err(problem) => problems.push(problem),
         }
     }
-    if problems.is_empty() { Ok(pins) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(pins)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Series name → replacement source, from kernel.local.kdl: `replace "6.12.x" "URL" sha256="…"`.
@@ -51,29 +59,56 @@ pub fn read_local(text: &str, model: &Model) -> Result<BTreeMap<String, Source>,
             Err(problem) => problems.push(problem),
         }
     }
-    if problems.is_empty() { Ok(replacements) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(replacements)
+    } else {
+        Err(problems)
+    }
 }
 
 fn read_replace(node: &kdl::KdlNode, model: &Model) -> Result<(String, Source), Problem> {
     let mut values = nodes::strings(node)?;
     if values.len() < 2 {
-        return Err(Problem::new("`replace` takes a series and a URL", node.span(), "incomplete")
-            .help("write: replace \"6.12.x\" \"file:///usr/src/linux-source-6.12.tar.xz\" sha256=\"…\""));
+        return Err(Problem::new(
+            "`replace` takes a series and a URL",
+            node.span(),
+            "incomplete",
+        )
+        .help(
+            "write: replace \"6.12.x\" \"file:///usr/src/linux-source-6.12.tar.xz\" sha256=\"…\"",
+        ));
     }
     let series = values.remove(0);
     if model.series(&series.value).is_none() {
         let known = model.series.iter().map(|s| s.name.as_str());
-        return Err(Problem::new(format!("no series `{}` to replace", series.value), series.span, "not in kernel.kdl")
-            .suggest(&series.value, known));
+        return Err(Problem::new(
+            format!("no series `{}` to replace", series.value),
+            series.span,
+            "not in kernel.kdl",
+        )
+        .suggest(&series.value, known));
     }
     let mut node = node.clone();
     node.entries_mut().remove(0);
     let (source, _) = super::schema::read_source(&node)?;
+    if source.sha256.is_none() {
+        // Pinning it in kernel.lock would commit one machine's file to everyone.
+        return Err(Problem::new(
+            "a replacement needs its own sha256=",
+            node.span(),
+            "unpinned",
+        )
+        .help("add sha256=\"…\" (sha256sum of the tarball) to this `replace` node"));
+    }
     Ok((series.value, source))
 }
 
 /// Applies replacements, then lock pins to every source that has no sha256 of its own.
-pub fn apply(model: &mut Model, pins: &BTreeMap<String, Sha256>, replacements: BTreeMap<String, Source>) {
+pub fn apply(
+    model: &mut Model,
+    pins: &BTreeMap<String, Sha256>,
+    replacements: BTreeMap<String, Source>,
+) {
     for series in &mut model.series {
         if let Some(mut replacement) = replacements.get(&series.name).cloned() {
             replacement.replaced = Some(series.source.urls[0].clone());

@@ -461,12 +461,20 @@ pub fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
     // Without sha256= the pin comes from kernel.lock, written by the first fetch.
     let sha256 = match nodes::string_prop(node, "sha256")? {
         Some(sha) => Some(Sha256::parse(&sha.value).ok_or_else(|| {
-            Problem::new("sha256 must be 64 hexadecimal digits", sha.span, "not a sha256")
+            Problem::new(
+                "sha256 must be 64 hexadecimal digits",
+                sha.span,
+                "not a sha256",
+            )
         })?),
         None => None,
     };
     let first = urls[0].clone();
-    let source = Source { urls: urls.into_iter().map(|u| u.value).collect(), sha256, replaced: None };
+    let source = Source {
+        urls: urls.into_iter().map(|u| u.value).collect(),
+        sha256,
+        replaced: None,
+    };
     Ok((source, first))
 }
 

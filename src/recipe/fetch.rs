@@ -3,10 +3,18 @@
 use super::{Ctx, RecipeError, io};
 use crate::digest::Sha256;
 
-pub fn run(ctx: &Ctx, urls: &[String], sha256: Option<&str>, file: &str) -> Result<(), RecipeError> {
+pub fn run(
+    ctx: &Ctx,
+    urls: &[String],
+    sha256: Option<&str>,
+    file: &str,
+) -> Result<(), RecipeError> {
     if sha256.is_none() && ctx.locked {
         return Err(RecipeError::failed(
-            format!("`{}` is not pinned and --locked forbids pinning it", urls[0]),
+            format!(
+                "`{}` is not pinned and --locked forbids pinning it",
+                urls[0]
+            ),
             "run once without --locked to record its sha256 in kernel.lock, or add sha256= in kernel.kdl",
         ));
     }
@@ -14,10 +22,12 @@ pub fn run(ctx: &Ctx, urls: &[String], sha256: Option<&str>, file: &str) -> Resu
     let mut errors = Vec::new();
     for url in urls {
         match fetch_one(ctx, url, &dest) {
-            Ok(()) => return match sha256 {
-                Some(sha256) => verify(&dest, sha256, url),
-                None => pin(ctx, &dest, &urls[0]),
-            },
+            Ok(()) => {
+                return match sha256 {
+                    Some(sha256) => verify(&dest, sha256, url),
+                    None => pin(ctx, &dest, &urls[0]),
+                };
+            }
             Err(e) => errors.push(format!("{url}: {e}")),
         }
     }
@@ -41,7 +51,10 @@ fn fetch_one(ctx: &Ctx, url: &str, dest: &std::path::Path) -> Result<(), String>
 fn pin(ctx: &Ctx, path: &std::path::Path, url: &str) -> Result<(), RecipeError> {
     let actual = Sha256::of_file(path).map_err(io(format!("hashing {}", path.display())))?;
     crate::manifest::pins::pin(ctx.workspace, url, &actual).map_err(io("writing kernel.lock"))?;
-    let _ = std::io::Write::write_fmt(&mut &*ctx.log, format_args!("pinned {url} sha256={actual} in kernel.lock\n"));
+    let _ = std::io::Write::write_fmt(
+        &mut &*ctx.log,
+        format_args!("pinned {url} sha256={actual} in kernel.lock\n"),
+    );
     Ok(())
 }
 
