@@ -385,3 +385,24 @@ fn tags_name_the_image_by_content() {
             && lines[1].len() == "linuxkit/kernel:6.6.71-dbg--amd64".len() + 40
     );
 }
+
+#[test]
+fn plan_renders_as_dot_and_json() {
+    let ws = Ws::new();
+    let dot = String::from_utf8(
+        ws.kbuild(&["plan", "--format", "dot", "//6.6.x:amd64"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(dot.starts_with("digraph kbuild {"), "{dot}");
+    assert!(dot.contains("[label=\"compile //6.6.x:amd64\"]"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 14, "{dot}");
+    ws.run(&["//6.6.x:amd64"], 0);
+    let out = ws.kbuild(&["plan", "--format", "json", "//6.6.x:amd64"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for action in plan["actions"].as_array().unwrap() {
+        assert_eq!(action["state"], "cached");
+        assert_eq!(action["key"].as_str().unwrap().len(), 64);
+        assert!(action["labels"][0] == "//6.6.x:amd64");
+    }
+}
