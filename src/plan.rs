@@ -10,7 +10,7 @@ use crate::action::{
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
 use crate::label::{Label, TargetKind};
-use crate::model::{Model, Series, VariantSet, expand};
+use crate::model::{Model, Series, Tool, VariantSet, expand};
 
 /// Lowers `targets` into a graph. Actions that do not depend on the variant or arch are shared.
 pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
@@ -80,41 +80,48 @@ fn numeric_prefix(name: &str) -> u64 {
     digits.parse().unwrap_or(u64::MAX)
 }
 
+/// What one lowering step contributes besides the action's kind, name and label.
+struct Spec {
+    deps: Vec<Dep>,
+    recipe: Recipe,
+    /// The arch whose toolchain runs the action; `None` for in-process actions.
+    arch: Option<Arch>,
+}
+
+fn dep(role: Role, id: ActionId) -> Dep {
+    Dep { role, id }
+}
+
 impl Lowerer<'_> {
-    fn add(
+    /// The action called `name`: the existing one with `label` added, or a new one from `build`.
+    /// Checking first means a shared action is built (and its patch directories read) once.
+    fn lowered(
         &mut self,
         kind: ActionKind,
         name: String,
         label: &Label,
-        recipe: Recipe,
-        deps: Vec<Dep>,
-        arch: Option<Arch>,
+        build: impl FnOnce(&mut Self) -> Spec,
     ) -> ActionId {
-        let env = match arch.filter(|_| kind.uses_toolchain()) {
+        if let Some(id) = self.graph.find(&name) {
+            self.graph.add_label(id, label);
+            return id;
+        }
+        let spec = build(self);
+        let env = match spec.arch.filter(|_| kind.uses_toolchain()) {
             Some(arch) => self.shared_env(&label.series, arch),
             None => Arc::default(),
         };
-        let inputs = Action::inputs_of(&recipe);
-        let action = Action {
+        let inputs = Action::inputs_of(&spec.recipe);
+        self.graph.add(Action {
             kind,
             name,
             labels: vec![label.clone()],
-            recipe,
+            recipe: spec.recipe,
             inputs,
-            deps,
+            deps: spec.deps,
             env,
-            arch,
-        };
-        self.graph.add(action)
-    }
-
-    /// The action of that name if it was lowered already, with `label` added to those it serves.
-    /// Checked before building an action, so shared actions are built (and their patch
-    /// directories read) once.
-    fn existing(&mut self, name: &str, label: &Label) -> Option<ActionId> {
-        let id = self.graph.find(name)?;
-        self.graph.add_label(id, label);
-        Some(id)
+            arch: spec.arch,
+        })
     }
 
     fn series(&self, label: &Label) -> &Series {
@@ -124,11 +131,12 @@ impl Lowerer<'_> {
     }
 
     fn shared_env(&mut self, series: &str, arch: Arch) -> Arc<BTreeMap<String, String>> {
-        if let Some(env) = self.envs.get(&(series.to_string(), arch)) {
+        let key = (series.to_string(), arch);
+        if let Some(env) = self.envs.get(&key) {
             return env.clone();
         }
         let env = Arc::new(self.toolchain_env(series, arch));
-        self.envs.insert((series.to_string(), arch), env.clone());
+        self.envs.insert(key, env.clone());
         env
     }
 
@@ -151,34 +159,34 @@ impl Lowerer<'_> {
 
     fn target(&mut self, label: &Label) {
         match &label.kind {
-            TargetKind::Kernel(_) => {
-                self.tag(label);
+            TargetKind::Kernel(set) => {
+                let set = set.clone();
+                self.tag(label, &set);
             }
             TargetKind::Tool(tool) => {
                 let tool = tool.clone();
-                self.tool(label, &tool);
+                self.tool_tag(label, &tool);
             }
         }
     }
 
     fn fetch(&mut self, label: &Label) -> ActionId {
-        let source = &self.series(label).source;
-        let file = source.file_name().to_string();
+        let source = self.series(label).source.clone();
         let pin = source
             .sha256
             .as_ref()
             .map_or("unpinned", |sha| &sha.as_str()[..12]);
+        let file = source.file_name().to_string();
         let name = format!("fetch {file}@{pin}");
-        if let Some(id) = self.existing(&name, label) {
-            return id;
-        }
-        let source = self.series(label).source.clone();
-        let recipe = Recipe::Fetch {
-            urls: source.urls,
-            sha256: source.sha256.as_ref().map(ToString::to_string),
-            file,
-        };
-        self.add(ActionKind::Fetch, name, label, recipe, vec![], None)
+        self.lowered(ActionKind::Fetch, name, label, |_| Spec {
+            deps: vec![],
+            recipe: Recipe::Fetch {
+                sha256: source.sha256.as_ref().map(ToString::to_string),
+                urls: source.urls,
+                file,
+            },
+            arch: None,
+        })
     }
 
     /// The tree a target builds from: `//6.6.x` for plain patches, `//6.6.x:rt` with rt's.
@@ -191,60 +199,39 @@ impl Lowerer<'_> {
         }
     }
 
+    /// Variant patches first, in declaration order, then the series patches.
+    fn patch_list(&self, label: &Label, set: &VariantSet) -> Vec<String> {
+        let series = self.series(label);
+        let variant_dirs = self
+            .model
+            .variants_of(set)
+            .filter_map(|v| v.patches.as_ref());
+        variant_dirs
+            .chain(std::iter::once(&series.patches))
+            .flat_map(|dir| patch_files(&self.model.root, &expand(dir, &series.name, None)))
+            .collect()
+    }
+
     fn patch(&mut self, label: &Label, set: &VariantSet) -> ActionId {
         let name = format!("patch {}", self.tree_name(label, set));
-        if let Some(id) = self.existing(&name, label) {
-            return id;
-        }
-        let source = self.fetch(label);
-        let series = self.series(label);
-        let mut patches = Vec::new();
-        for variant in self.model.variants_of(set) {
-            if let Some(dir) = &variant.patches {
-                patches.extend(patch_files(
-                    &self.model.root,
-                    &expand(dir, &series.name, None),
-                ));
-            }
-        }
-        patches.extend(patch_files(
-            &self.model.root,
-            &expand(&series.patches, &series.name, None),
-        ));
-        let deps = vec![Dep {
-            role: Role::Source,
-            id: source,
-        }];
-        self.add(
-            ActionKind::Patch,
-            name,
-            label,
-            Recipe::Patch { patches },
-            deps,
-            None,
-        )
+        self.lowered(ActionKind::Patch, name, label, |me| Spec {
+            deps: vec![dep(Role::Source, me.fetch(label))],
+            recipe: Recipe::Patch {
+                patches: me.patch_list(label, set),
+            },
+            arch: None,
+        })
     }
 
     fn headers(&mut self, label: &Label, set: &VariantSet) -> ActionId {
         let tree_name = self.tree_name(label, set);
         let sep = if tree_name.contains(':') { "-" } else { ":" };
         let name = format!("headers {tree_name}{sep}{}", label.arch);
-        if let Some(id) = self.existing(&name, label) {
-            return id;
-        }
-        let tree = self.patch(label, set);
-        let deps = vec![Dep {
-            role: Role::Tree,
-            id: tree,
-        }];
-        self.add(
-            ActionKind::Headers,
-            name,
-            label,
-            Recipe::Headers { arch: label.arch },
-            deps,
-            Some(label.arch),
-        )
+        self.lowered(ActionKind::Headers, name, label, |me| Spec {
+            deps: vec![dep(Role::Tree, me.patch(label, set))],
+            recipe: Recipe::Headers { arch: label.arch },
+            arch: Some(label.arch),
+        })
     }
 
     fn config_spec(&self, label: &Label, set: &VariantSet) -> ConfigSpec {
@@ -258,12 +245,11 @@ impl Lowerer<'_> {
             exact: true,
         };
         for variant in self.model.variants_of(set) {
-            spec.fragments.extend(
-                variant
-                    .fragments
-                    .iter()
-                    .map(|f| expand(f, &series.name, Some(label.arch))),
-            );
+            let fragments = variant
+                .fragments
+                .iter()
+                .map(|f| expand(f, &series.name, Some(label.arch)));
+            spec.fragments.extend(fragments);
             spec.force_off.extend(variant.force_off.iter().cloned());
             spec.localversion.push_str(&variant.localversion_suffix);
             spec.exact &= variant.exact_config;
@@ -272,42 +258,28 @@ impl Lowerer<'_> {
     }
 
     fn configure(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        if let Some(id) = self.existing(&format!("configure {label}"), label) {
-            return id;
-        }
-        let tree = self.patch(label, set);
-        let recipe = Recipe::Configure(self.config_spec(label, set));
-        let deps = vec![Dep {
-            role: Role::Tree,
-            id: tree,
-        }];
-        self.add(
+        self.lowered(
             ActionKind::Configure,
             format!("configure {label}"),
             label,
-            recipe,
-            deps,
-            Some(label.arch),
+            |me| Spec {
+                deps: vec![dep(Role::Tree, me.patch(label, set))],
+                recipe: Recipe::Configure(me.config_spec(label, set)),
+                arch: Some(label.arch),
+            },
         )
     }
 
     fn check(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        if let Some(id) = self.existing(&format!("check-config {label}"), label) {
-            return id;
-        }
-        let config = self.configure(label, set);
-        let recipe = Recipe::CheckConfig(self.config_spec(label, set));
-        let deps = vec![Dep {
-            role: Role::Config,
-            id: config,
-        }];
-        self.add(
+        self.lowered(
             ActionKind::CheckConfig,
             format!("check-config {label}"),
             label,
-            recipe,
-            deps,
-            None,
+            |me| Spec {
+                deps: vec![dep(Role::Config, me.configure(label, set))],
+                recipe: Recipe::CheckConfig(me.config_spec(label, set)),
+                arch: None,
+            },
         )
     }
 
@@ -316,78 +288,47 @@ impl Lowerer<'_> {
     }
 
     fn compile(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        if let Some(id) = self.existing(&format!("compile {label}"), label) {
-            return id;
-        }
-        let tree = self.patch(label, set);
-        let config = self.configure(label, set);
-        let check = self.check(label, set);
-        let extra_outputs = self
-            .model
-            .variants_of(set)
-            .flat_map(|v| v.outputs.iter().cloned())
-            .collect();
-        let recipe = Recipe::Compile {
-            arch: label.arch,
-            build_dir: Self::build_dir(label),
-            extra_outputs,
-        };
-        let deps = vec![
-            Dep {
-                role: Role::Tree,
-                id: tree,
-            },
-            Dep {
-                role: Role::Config,
-                id: config,
-            },
-            Dep {
-                role: Role::Check,
-                id: check,
-            },
-        ];
-        self.add(
+        self.lowered(
             ActionKind::Compile,
             format!("compile {label}"),
             label,
-            recipe,
-            deps,
-            Some(label.arch),
+            |me| Spec {
+                deps: vec![
+                    dep(Role::Tree, me.patch(label, set)),
+                    dep(Role::Config, me.configure(label, set)),
+                    dep(Role::Check, me.check(label, set)),
+                ],
+                recipe: Recipe::Compile {
+                    arch: label.arch,
+                    build_dir: Self::build_dir(label),
+                    extra_outputs: me
+                        .model
+                        .variants_of(set)
+                        .flat_map(|v| v.outputs.iter().cloned())
+                        .collect(),
+                },
+                arch: Some(label.arch),
+            },
         )
     }
 
     fn install(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        if let Some(id) = self.existing(&format!("install {label}"), label) {
-            return id;
-        }
-        let tree = self.patch(label, set);
-        let config = self.configure(label, set);
-        let kernel = self.compile(label, set);
-        let recipe = Recipe::Install {
-            arch: label.arch,
-            build_dir: Self::build_dir(label),
-        };
-        let deps = vec![
-            Dep {
-                role: Role::Tree,
-                id: tree,
-            },
-            Dep {
-                role: Role::Config,
-                id: config,
-            },
-            Dep {
-                role: Role::Kernel,
-                id: kernel,
-            },
-        ];
-        self.add(
+        self.lowered(
             ActionKind::Install,
             format!("install {label}"),
             label,
-            recipe,
-            deps,
-            Some(label.arch),
+            |me| Spec {
+                deps: vec![
+                    dep(Role::Tree, me.patch(label, set)),
+                    dep(Role::Config, me.configure(label, set)),
+                    dep(Role::Kernel, me.compile(label, set)),
+                ],
+                recipe: Recipe::Install {
+                    arch: label.arch,
+                    build_dir: Self::build_dir(label),
+                },
+                arch: Some(label.arch),
+            },
         )
     }
 
@@ -398,13 +339,6 @@ impl Lowerer<'_> {
         tool_binary: Option<String>,
     ) -> PackageSpec {
         let series = self.series(label);
-        let tree = self
-            .graph
-            .find(&format!("patch {}", self.tree_name(label, set)));
-        let patches = match tree.map(|id| &self.graph.action(id).recipe) {
-            Some(Recipe::Patch { patches }) => patches.clone(),
-            _ => Vec::new(),
-        };
         PackageSpec {
             builder: series.builder.clone(),
             version: series.version.to_string(),
@@ -415,138 +349,93 @@ impl Lowerer<'_> {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            patches,
+            patches: self.patch_list(label, set),
             tool_binary,
         }
     }
 
     fn package(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        if let Some(id) = self.existing(&format!("package {label}"), label) {
-            return id;
-        }
-        let kernel = self.compile(label, set);
-        let modules = self.install(label, set);
-        let headers = self.headers(label, set);
-        let recipe = Recipe::Package(self.package_spec(label, set, None));
-        let deps = vec![
-            Dep {
-                role: Role::Kernel,
-                id: kernel,
-            },
-            Dep {
-                role: Role::Modules,
-                id: modules,
-            },
-            Dep {
-                role: Role::Headers,
-                id: headers,
-            },
-        ];
-        self.add(
+        self.lowered(
             ActionKind::Package,
             format!("package {label}"),
             label,
-            recipe,
-            deps,
-            None,
+            |me| Spec {
+                deps: vec![
+                    dep(Role::Kernel, me.compile(label, set)),
+                    dep(Role::Modules, me.install(label, set)),
+                    dep(Role::Headers, me.headers(label, set)),
+                ],
+                recipe: Recipe::Package(me.package_spec(label, set, None)),
+                arch: None,
+            },
         )
     }
 
     fn tag_spec(&self, label: &Label, image: String, variant: &str) -> TagSpec {
-        let series = self.series(label);
-        let prefix = if variant.is_empty() {
-            series.version.to_string()
-        } else {
-            format!("{}-{variant}", series.version)
-        };
+        let version = &self.series(label).version;
         TagSpec {
             repository: format!("{}/{image}", self.model.defaults.org),
-            prefix,
+            prefix: if variant.is_empty() {
+                version.to_string()
+            } else {
+                format!("{version}-{variant}")
+            },
             arch: label.arch,
         }
     }
 
-    fn tag(&mut self, label: &Label) -> ActionId {
-        if let Some(id) = self.existing(&format!("tag {label}"), label) {
-            return id;
-        }
-        let set = label.variants().cloned().unwrap_or_default();
-        let image = self.package(label, &set);
-        let spec = self.tag_spec(label, self.model.defaults.image.clone(), &set.name());
-        let deps = vec![Dep {
-            role: Role::Image,
-            id: image,
-        }];
-        self.add(
-            ActionKind::Tag,
-            format!("tag {label}"),
-            label,
-            Recipe::Tag(spec),
-            deps,
-            None,
-        )
+    fn tag(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        self.lowered(ActionKind::Tag, format!("tag {label}"), label, |me| Spec {
+            deps: vec![dep(Role::Image, me.package(label, set))],
+            recipe: Recipe::Tag(me.tag_spec(label, me.model.defaults.image.clone(), &set.name())),
+            arch: None,
+        })
     }
 
-    fn tool(&mut self, label: &Label, name: &str) -> ActionId {
+    /// Tools build from the plain tree; their images hold the binary under /usr/bin.
+    fn tool(&mut self, label: &Label, tool: &Tool) -> ActionId {
+        let plain = VariantSet::default();
+        self.lowered(ActionKind::Tool, format!("tool {label}"), label, |me| {
+            let mut deps = vec![dep(Role::Tree, me.patch(label, &plain))];
+            if tool.needs_headers {
+                deps.push(dep(Role::Headers, me.headers(label, &plain)));
+            }
+            let recipe = Recipe::Tool {
+                arch: label.arch,
+                dir: tool.dir.clone(),
+                binary: tool.binary.clone(),
+            };
+            Spec {
+                deps,
+                recipe,
+                arch: Some(label.arch),
+            }
+        })
+    }
+
+    fn tool_tag(&mut self, label: &Label, name: &str) -> ActionId {
         let tool = self
             .model
             .tool(name)
             .expect("tools come from the model")
             .clone();
         let plain = VariantSet::default();
-        let mut deps = vec![Dep {
-            role: Role::Tree,
-            id: self.patch(label, &plain),
-        }];
-        if tool.needs_headers {
-            deps.push(Dep {
-                role: Role::Headers,
-                id: self.headers(label, &plain),
-            });
-        }
-        let recipe = Recipe::Tool {
-            arch: label.arch,
-            dir: tool.dir.clone(),
-            binary: tool.binary.clone(),
-        };
-        let built = self.add(
-            ActionKind::Tool,
-            format!("tool {label}"),
-            label,
-            recipe,
-            deps,
-            Some(label.arch),
-        );
-        let spec = self.package_spec(label, &plain, Some(tool.binary.clone()));
-        let deps = vec![Dep {
-            role: Role::Tool,
-            id: built,
-        }];
-        let image = self.add(
+        let image = self.lowered(
             ActionKind::Package,
             format!("package {label}"),
             label,
-            Recipe::Package(spec),
-            deps,
-            None,
+            |me| Spec {
+                deps: vec![dep(Role::Tool, me.tool(label, &tool))],
+                recipe: Recipe::Package(me.package_spec(label, &plain, Some(tool.binary.clone()))),
+                arch: None,
+            },
         );
-        let spec = self.tag_spec(
-            label,
-            format!("{}-{}", self.model.defaults.image, tool.name),
-            "",
-        );
-        let deps = vec![Dep {
-            role: Role::Image,
-            id: image,
-        }];
-        self.add(
-            ActionKind::Tag,
-            format!("tag {label}"),
-            label,
-            Recipe::Tag(spec),
-            deps,
-            None,
-        )
+        let image_name = format!("{}-{}", self.model.defaults.image, tool.name);
+        self.lowered(ActionKind::Tag, format!("tag {label}"), label, |me| Spec {
+            deps: vec![dep(Role::Image, image)],
+            recipe: Recipe::Tag(me.tag_spec(label, image_name, "")),
+            arch: None,
+        })
     }
 }
 
