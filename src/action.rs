@@ -24,6 +24,7 @@ impl ActionId {
 pub enum ActionKind {
     Fetch,
     Patch,
+    Snapshot,
     Headers,
     Configure,
     CheckConfig,
@@ -39,6 +40,7 @@ impl ActionKind {
         match self {
             ActionKind::Fetch => "fetch",
             ActionKind::Patch => "patch",
+            ActionKind::Snapshot => "snapshot",
             ActionKind::Headers => "headers",
             ActionKind::Configure => "configure",
             ActionKind::CheckConfig => "check-config",
@@ -89,6 +91,7 @@ pub enum Role {
     Headers,
     Tool,
     Image,
+    Snapshot,
 }
 
 impl Role {
@@ -103,6 +106,7 @@ impl Role {
             Role::Headers => "headers",
             Role::Tool => "tool",
             Role::Image => "image",
+            Role::Snapshot => "snapshot",
         }
     }
 }
@@ -128,6 +132,8 @@ pub enum Recipe {
     Patch {
         patches: Vec<String>,
     },
+    /// The patched tree as `linux.tar.xz`, as LinuxKit images carry it for perf and debugging.
+    Snapshot,
     Headers {
         arch: Arch,
     },

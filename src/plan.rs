@@ -223,6 +223,15 @@ impl Lowerer<'_> {
         })
     }
 
+    fn snapshot(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        let name = format!("snapshot {}", self.tree_name(label, set));
+        self.lowered(ActionKind::Snapshot, name, label, |me| Spec {
+            deps: vec![dep(Role::Tree, me.patch(label, set))],
+            recipe: Recipe::Snapshot,
+            arch: None,
+        })
+    }
+
     fn headers(&mut self, label: &Label, set: &VariantSet) -> ActionId {
         let tree_name = self.tree_name(label, set);
         let sep = if tree_name.contains(':') { "-" } else { ":" };
@@ -364,6 +373,7 @@ impl Lowerer<'_> {
                     dep(Role::Kernel, me.compile(label, set)),
                     dep(Role::Modules, me.install(label, set)),
                     dep(Role::Headers, me.headers(label, set)),
+                    dep(Role::Snapshot, me.snapshot(label, set)),
                 ],
                 recipe: Recipe::Package(me.package_spec(label, set, None)),
                 arch: None,

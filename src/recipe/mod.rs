@@ -133,6 +133,7 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
     match &ctx.action.recipe {
         Recipe::Fetch { urls, sha256, file } => fetch::run(ctx, urls, sha256.as_deref(), file),
         Recipe::Patch { patches } => patch::run(ctx, patches),
+        Recipe::Snapshot => patch::snapshot(ctx),
         Recipe::Headers { arch } => compile::headers(ctx, *arch),
         Recipe::Configure(spec) => configure::configure(ctx, spec),
         Recipe::CheckConfig(spec) => configure::check(ctx, spec),

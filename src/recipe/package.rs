@@ -37,6 +37,10 @@ pub fn package(ctx: &Ctx, spec: &PackageSpec) -> Result<(), RecipeError> {
             &ctx.dep(Role::Headers).join("kernel-headers.tar"),
             &ctx.out.join("kernel-headers.tar"),
         )?;
+        link_or_copy(
+            &ctx.dep(Role::Snapshot).join("linux.tar.xz"),
+            &ctx.out.join("linux.tar.xz"),
+        )?;
     }
     // LinuxKit consumers read the builder reference without a trailing newline.
     std::fs::write(ctx.out.join("kernel-builder"), &spec.builder)

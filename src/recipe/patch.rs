@@ -92,3 +92,11 @@ fn describe_failure(ctx: &Ctx, patch: &str, log_start: u64) -> RecipeError {
         "rebase the patch onto this kernel version (git format-patch from a tree at this tag), or remove it",
     )
 }
+
+/// The patched tree as `linux.tar.xz` with a top directory `linux/`, deterministic.
+pub fn snapshot(ctx: &Ctx) -> Result<(), RecipeError> {
+    let tree = ctx.dep(Role::Tree).join("tree");
+    let dest = ctx.out.join("linux.tar.xz");
+    crate::archive::write_tar_xz(&tree, &dest, "linux", ctx.source_date())
+        .map_err(io("writing linux.tar.xz"))
+}
