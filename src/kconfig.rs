@@ -183,3 +183,90 @@ mod tests {
         assert_eq!(u[0].1.line, 1);
     }
 }
+
+/// The `depends on` expressions of `config SYMBOL` (without the `CONFIG_` prefix) in the Kconfig
+/// files under `tree`, for explaining why Kconfig dropped a requested value.
+pub fn depends_on(tree: &std::path::Path, symbol: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.to_string_lossy().starts_with("Kconfig")
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                found.extend(depends_in(&text, symbol));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The `depends on` lines of `config SYMBOL` blocks in one Kconfig file.
+fn depends_in(text: &str, symbol: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        let starts_block =
+            !line.starts_with([' ', '\t']) && !trimmed.is_empty() && !trimmed.starts_with('#');
+        if starts_block {
+            let mut words = trimmed.split_whitespace();
+            let keyword = words.next();
+            inside =
+                matches!(keyword, Some("config" | "menuconfig")) && words.next() == Some(symbol);
+        } else if inside && let Some(expr) = trimmed.strip_prefix("depends on") {
+            out.push(expr.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The symbols an expression names that `config` resolves to off, e.g. `NET` in `NETDEVICES && NET`.
+pub fn off_symbols(expr: &str, config: &Config) -> Vec<String> {
+    let mut off: Vec<String> = expr
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| {
+            !w.is_empty()
+                && w.chars().any(|c| c.is_ascii_uppercase())
+                && !w.chars().all(|c| c.is_ascii_digit())
+        })
+        .filter(|w| {
+            config
+                .settings
+                .get(&format!("CONFIG_{w}"))
+                .is_none_or(|s| s.value == "n")
+        })
+        .map(String::from)
+        .collect();
+    off.dedup();
+    off
+}
+
+#[cfg(test)]
+mod kconfig_file_tests {
+    use super::*;
+
+    #[test]
+    fn finds_depends_of_a_symbol() {
+        let text = "config VETH\n\ttristate \"veth\"\n\tdepends on NETDEVICES && NET\n\thelp\n\t  x\n\nconfig OTHER\n\tdepends on FOO\n";
+        assert_eq!(
+            depends_in(text, "VETH"),
+            vec!["NETDEVICES && NET".to_string()]
+        );
+        assert!(depends_in(text, "VET").is_empty());
+        let resolved = parse("CONFIG_NETDEVICES=y\n");
+        assert_eq!(
+            off_symbols("NETDEVICES && NET", &resolved),
+            vec!["NET".to_string()]
+        );
+    }
+}

@@ -26,6 +26,24 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
     Ok(lowerer.graph)
 }
 
+/// Lowers only what resolves the config of each target, for `kbuild config update`.
+pub fn lower_configure(
+    model: &Model,
+    targets: &[Label],
+) -> Result<(Graph, Vec<ActionId>), CycleError> {
+    let mut lowerer = Lowerer {
+        model,
+        graph: Graph::default(),
+        envs: HashMap::new(),
+    };
+    let ids = targets
+        .iter()
+        .map(|label| lowerer.configure(label, &label.variants().cloned().unwrap_or_default()))
+        .collect();
+    lowerer.graph.check_acyclic()?;
+    Ok((lowerer.graph, ids))
+}
+
 struct Lowerer<'a> {
     model: &'a Model,
     graph: Graph,
@@ -285,7 +303,11 @@ impl Lowerer<'_> {
             format!("check-config {label}"),
             label,
             |me| Spec {
-                deps: vec![dep(Role::Config, me.configure(label, set))],
+                // The tree's Kconfig files explain a dropped option.
+                deps: vec![
+                    dep(Role::Config, me.configure(label, set)),
+                    dep(Role::Tree, me.patch(label, set)),
+                ],
                 recipe: Recipe::CheckConfig(me.config_spec(label, set)),
                 arch: None,
             },

@@ -53,12 +53,12 @@ fn changing_a_patch_reruns_the_tree_and_what_builds_from_it() {
         "return 2;",
     );
     let r = ws.run(&["//6.6.x:amd64"], 0);
-    // configure reruns on the new tree but resolves the same config, so the check stays cached.
     assert_eq!(
         r.executed(),
         sorted(&[
             "patch //6.6.x",
             "configure //6.6.x:amd64",
+            "check-config //6.6.x:amd64",
             "compile //6.6.x:amd64",
             "install //6.6.x:amd64",
             "headers //6.6.x:amd64",
@@ -397,7 +397,7 @@ fn plan_renders_as_dot_and_json() {
     .unwrap();
     assert!(dot.starts_with("digraph kbuild {"), "{dot}");
     assert!(dot.contains("[label=\"compile //6.6.x:amd64\"]"), "{dot}");
-    assert_eq!(dot.matches(" -> ").count(), 16, "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 17, "{dot}");
     ws.run(&["//6.6.x:amd64"], 0);
     let out = ws.kbuild(&["plan", "--format", "json", "//6.6.x:amd64"]);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -406,4 +406,82 @@ fn plan_renders_as_dot_and_json() {
         assert_eq!(action["key"].as_str().unwrap().len(), 64);
         assert!(action["labels"][0] == "//6.6.x:amd64");
     }
+}
+
+#[test]
+fn a_dropped_fragment_option_is_named_with_its_unmet_dependency() {
+    let ws = Ws::new();
+    ws.write(
+        "kernel/common/config-dbg",
+        "CONFIG_DEBUG_KERNEL=y\n# CONFIG_NET is not set\nCONFIG_VETH=y\n",
+    );
+    let r = ws.run(&["//6.6.x:dbg-amd64"], 1);
+    assert_eq!(
+        r.failed(),
+        vec!["check-config //6.6.x:dbg-amd64".to_string()]
+    );
+    assert!(
+        r.stderr
+            .contains("kernel/common/config-dbg:3: CONFIG_VETH=y requested, resolved n"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("unmet: depends on NET (off: NET)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_wrong_full_config_fails_with_an_option_level_diff() {
+    let ws = Ws::new();
+    ws.edit(
+        "kernel/6.6.x/config-x86_64",
+        "# CONFIG_DEBUG_INFO is not set",
+        "CONFIG_DEBUG_INFO=y",
+    );
+    let r = ws.run(&["//6.6.x:amd64"], 1);
+    assert!(
+        r.stderr.contains(
+            "`kernel/6.6.x/config-x86_64` is not what Kconfig resolves (1 options differ)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("CONFIG_DEBUG_INFO: wanted y, resolved n"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("kbuild config update //6.6.x:amd64"),
+        "{}",
+        r.stderr
+    );
+    let dbg = ws.kbuild(&["config", "update", "//6.6.x:dbg-amd64"]);
+    assert_eq!(dbg.status.code(), Some(2), "variants are refused");
+    let update = ws.kbuild(&["config", "update", "//6.6.x:amd64"]);
+    assert!(
+        update.status.success(),
+        "{}",
+        String::from_utf8_lossy(&update.stderr)
+    );
+    assert!(
+        ws.read("kernel/6.6.x/config-x86_64")
+            .contains("# CONFIG_DEBUG_INFO is not set")
+    );
+    ws.run(&["//6.6.x:amd64"], 0);
+}
+
+#[test]
+fn a_patch_that_does_not_apply_names_the_hunk() {
+    let ws = Ws::new();
+    ws.edit(
+        "kernel/6.6.x/patches/0001-init-say-hello.patch",
+        "-int start_kernel(void) { return 0; }",
+        "-int start_kernel(void) { return 9; }",
+    );
+    let r = ws.run(&["//6.6.x:amd64"], 1);
+    assert!(r.stderr.contains("patch `kernel/6.6.x/patches/0001-init-say-hello.patch` does not apply: hunk #1 FAILED at 1 of `init/main.c`"), "{}", r.stderr);
 }

@@ -5,6 +5,7 @@ mod render;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use miette::IntoDiagnostic;
 
 use crate::cache::Cache;
 use crate::engine::{Engine, Status};
@@ -63,6 +64,19 @@ enum Command {
     },
     /// Explain, per action, why it ran in the last run or would run now.
     Why { labels: Vec<String> },
+    /// Work on the committed configs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Resolve the configs of plain targets with Kconfig and write them back to kernel/.
+    Update {
+        /// Plain kernel targets, e.g. //6.12.x:amd64.
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -177,8 +191,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
                 ExecutorKind::Host => Box::new(Host),
                 ExecutorKind::DryRun => Box::new(DryRun::default()),
             };
-            let jobs =
-                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let jobs = num_jobs(*jobs);
             run(
                 &ws,
                 labels,
@@ -189,6 +202,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             )
         }
         Command::Why { labels } => why(&ws, labels),
+        Command::Config(ConfigCommand::Update { labels }) => config_update(&ws, labels),
     }
 }
 
@@ -316,6 +330,57 @@ fn run(
     // more than deciding them did.
     std::mem::forget((graph, report.status, report.last));
     Ok(code)
+}
+
+/// Runs the configure actions of plain targets and copies each resolved config over the
+/// committed full config it came from.
+fn config_update(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
+    let model = ws.model()?;
+    let targets = label::resolve(model, labels)?;
+    for target in &targets {
+        if target.variants().is_none_or(|set| !set.is_plain()) {
+            let help = format!("name the plain target, //{}:{}", target.series, target.arch);
+            miette::bail!(
+                help = help,
+                "`{target}` is not a plain kernel: variants add fragments, and only the series config is written back"
+            );
+        }
+    }
+    let (graph, ids) = crate::plan::lower_configure(model, &targets)?;
+    let cache = open_cache(ws)?;
+    let report = engine(ws, &cache, &Host, num_jobs(None), false).run(&graph)?;
+    eprint!("{}", render::failures(&graph, &report.status));
+    for (target, id) in targets.iter().zip(ids) {
+        let Some(manifest) = report.status[id.index()]
+            .key()
+            .and_then(|k| cache.lookup(k))
+        else {
+            return Ok(1);
+        };
+        let resolved = cache.tree(&manifest)?.join("config");
+        let series = model
+            .series(&target.series)
+            .expect("targets come from the model");
+        let committed = ws.root.join(series.config_path(target.arch));
+        let text = std::fs::read_to_string(&committed).into_diagnostic()?;
+        if !crate::kconfig::parse(&text).full {
+            miette::bail!(
+                help = "edit the minimal defconfig by hand; only a full config is checked option by option",
+                "`{}` is a minimal defconfig",
+                committed.display()
+            );
+        }
+        std::fs::copy(&resolved, &committed).into_diagnostic()?;
+        eprintln!(
+            "wrote the resolved config of {target} to {}",
+            series.config_path(target.arch)
+        );
+    }
+    Ok(0)
+}
+
+fn num_jobs(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 fn why(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {

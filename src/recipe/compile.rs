@@ -124,6 +124,9 @@ fn stage_dev_tree(bd: &BuildDir, arch: Arch, dest: &Path) -> std::io::Result<()>
         "scripts",
         &format!("arch/{a}/include"),
         &format!("arch/{a}/lib"),
+        // Host tools that external module builds run, when the config builds them.
+        "tools/objtool/objtool",
+        "tools/bpf/resolve_btfids/resolve_btfids",
     ]
     .map(String::from);
     for (root, parts) in [(bd.src(), &from_src[..]), (bd.obj(), &from_obj[..])] {

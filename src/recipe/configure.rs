@@ -60,7 +60,7 @@ pub fn check(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
     );
     let mut report = String::new();
     if spec.exact && committed.full {
-        exact_check(spec, &committed, &resolved, &resolved_path)?;
+        exact_check(ctx, spec, &committed, &resolved, &resolved_path)?;
         let _ = writeln!(report, "exact: {} matches option by option", spec.config);
     }
     // Requests, in the order they apply: a minimal defconfig is a list of requests too; a full
@@ -85,7 +85,7 @@ pub fn check(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
         own.settings.retain(|symbol, _| {
             !spec.force_off.contains(symbol) && symbol != "CONFIG_LOCALVERSION"
         });
-        fragment_check(&sources[i].0, &own, &resolved)?;
+        fragment_check(ctx, &sources[i].0, &own, &resolved)?;
         let _ = writeln!(report, "{}: every request resolved", sources[i].0);
     }
     std::fs::write(ctx.out.join("report"), report).map_err(io("writing the check report"))
@@ -93,6 +93,7 @@ pub fn check(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
 
 /// The resolved config must equal the committed one plus kbuild's own overrides.
 fn exact_check(
+    ctx: &Ctx,
     spec: &ConfigSpec,
     committed: &Config,
     resolved: &Config,
@@ -125,7 +126,12 @@ fn exact_check(
             lines.join("\n")
         ),
         format!(
-            "if the resolved values are what you want, write them back: cp {} {}",
+            "if the resolved values are what you want, write them back: kbuild config update {} (or cp {} {})",
+            ctx.action
+                .labels
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             resolved_path.display(),
             spec.config
         ),
@@ -133,19 +139,26 @@ fn exact_check(
 }
 
 /// Every value `fragment` requests must survive resolution.
-fn fragment_check(name: &str, fragment: &Config, resolved: &Config) -> Result<(), RecipeError> {
+fn fragment_check(
+    ctx: &Ctx,
+    name: &str,
+    fragment: &Config,
+    resolved: &Config,
+) -> Result<(), RecipeError> {
     let unmet = kconfig::unmet(fragment, resolved);
     if unmet.is_empty() {
         return Ok(());
     }
+    let tree = ctx.dep(Role::Tree).join("tree");
     let lines: Vec<String> = unmet
         .iter()
         .map(|(symbol, want, got)| {
             let got = got.clone().unwrap_or_else(|| "absent".into());
+            let asked = kconfig::render(symbol, &want.value);
             format!(
-                "  {name}:{}: {} requested, resolved {got}",
+                "  {name}:{}: {asked} requested, resolved {got}{}",
                 want.line,
-                kconfig::render(symbol, &want.value)
+                why_dropped(&tree, symbol, resolved)
             )
         })
         .collect();
@@ -155,6 +168,22 @@ fn fragment_check(name: &str, fragment: &Config, resolved: &Config) -> Result<()
             unmet.len(),
             lines.join("\n")
         ),
-        "an option whose dependencies are not met is silently dropped; enable its dependencies too (see its `depends on` in Kconfig)",
+        "Kconfig silently drops a value whose dependencies are off: enable them too, or drop the request",
     ))
+}
+
+/// What Kconfig says the option needs, and which of those needs are off.
+fn why_dropped(tree: &std::path::Path, symbol: &str, resolved: &Config) -> String {
+    let bare = symbol.strip_prefix("CONFIG_").unwrap_or(symbol);
+    let mut out = String::new();
+    for expr in kconfig::depends_on(tree, bare) {
+        let off = kconfig::off_symbols(&expr, resolved);
+        let off = if off.is_empty() {
+            String::new()
+        } else {
+            format!(" (off: {})", off.join(", "))
+        };
+        out.push_str(&format!("\n      unmet: depends on {expr}{off}"));
+    }
+    out
 }
