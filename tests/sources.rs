@@ -125,3 +125,51 @@ fn kernel_local_kdl_replaces_a_source_and_plan_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sources_download_over_http_trying_mirrors_in_order() {
+    let ws = Ws::new();
+    let tar = std::fs::read(ws.path().join("sources/linux-6.6.71.tar")).unwrap();
+    let sha = kbuild::digest::Sha256::of_file(&ws.path().join("sources/linux-6.6.71.tar")).unwrap();
+    let port = common::serve(vec![("/mirror/linux-6.6.71.tar".into(), tar)], 2);
+    let text = ws.read("kernel.kdl");
+    let line = text.lines().find(|l| l.contains("source \"")).unwrap();
+    let http = format!(
+        "    source \"http://127.0.0.1:{port}/gone/linux-6.6.71.tar\" \"http://127.0.0.1:{port}/mirror/linux-6.6.71.tar\" sha256=\"{sha}\""
+    );
+    ws.write("kernel.kdl", &text.replace(line, &http));
+    let r = ws.run(&["//6.6.x:amd64"], 0);
+    assert!(
+        r.executed()
+            .iter()
+            .any(|n| n.starts_with("fetch linux-6.6.71.tar@")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_download_that_does_not_match_its_pin_stores_nothing() {
+    let ws = Ws::new();
+    let port = common::serve(
+        vec![("/linux-6.6.71.tar".into(), b"not a kernel".to_vec())],
+        4,
+    );
+    let text = ws.read("kernel.kdl");
+    let line = text.lines().find(|l| l.contains("source \"")).unwrap();
+    let sha = line
+        .split("sha256=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"');
+    let http = format!("    source \"http://127.0.0.1:{port}/linux-6.6.71.tar\" sha256=\"{sha}\"");
+    ws.write("kernel.kdl", &text.replace(line, &http));
+    let r = ws.run(&["//6.6.x:amd64"], 1);
+    assert!(
+        r.stderr.contains(&format!("expected {sha}")),
+        "{}",
+        r.stderr
+    );
+    let r = ws.run(&["//6.6.x:amd64"], 1);
+    assert_eq!(r.failed().len(), 1, "nothing was cached, so it fails again");
+}

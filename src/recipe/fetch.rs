@@ -1,5 +1,7 @@
 //! Fetch: obtain a source tarball from its first working URL and verify its pinned sha256.
 
+use std::io::Write as _;
+
 use super::{Ctx, RecipeError, io};
 use crate::digest::Sha256;
 
@@ -44,7 +46,53 @@ fn fetch_one(ctx: &Ctx, url: &str, dest: &std::path::Path) -> Result<(), String>
             .map(|_| ())
             .map_err(|e| e.to_string());
     }
-    Err("this kbuild fetches file:// sources only; map the series to a local tarball in kernel.local.kdl (see doc/manifest.md)".to_string())
+    download(url, dest, ctx).map_err(|e| e.to_string())
+}
+
+/// Streams `url` to `dest`, reporting progress of large downloads on stderr and in the log.
+fn download(
+    url: &str,
+    dest: &std::path::Path,
+    ctx: &Ctx,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let response = ureq::get(url).call()?;
+    let total: Option<u64> = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut body = response
+        .into_body()
+        .into_with_config()
+        .limit(u64::MAX)
+        .reader();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(dest)?);
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut done, mut reported) = (0u64, 0u64);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Err("interrupted".into());
+        }
+        let n = std::io::Read::read(&mut body, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        std::io::Write::write_all(&mut file, &buf[..n])?;
+        done += n as u64;
+        if let Some(total) = total.filter(|t| *t > 16 << 20) {
+            let tenth = done * 10 / total;
+            if tenth > reported {
+                reported = tenth;
+                let line = format!("fetch {url}: {}% of {} MiB", tenth * 10, total >> 20);
+                eprintln!("{line}");
+                let _ = writeln!(&*ctx.log, "{line}");
+            }
+        }
+    }
+    std::io::Write::flush(&mut file)?;
+    if let Some(total) = total.filter(|t| *t != done) {
+        return Err(format!("short download: {done} of {total} bytes").into());
+    }
+    Ok(())
 }
 
 /// Trust on first use, as Cargo.lock: the first fetch records what later fetches must match.

@@ -1,0 +1,362 @@
+//! Real kernels: Debian's linux-source-6.1 through the `examples/tiny` workspace, cross-compiled,
+//! booted in qemu, used to build an out-of-tree module, rebuilt incrementally and from scratch.
+//!
+//! These take minutes each, so they are ignored by default: `cargo test -- --include-ignored`
+//! runs them (.ci/run does, after `KBUILD_SETUP_REAL=1 bash .ci/setup` installed what they need).
+//! They run one at a time: the machines have two cores, and each build uses both.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+const RELEASE: &str = "6.1.192-linuxkit";
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One cache for the tests that may share fetched and patched trees.
+fn shared_cache() -> &'static Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// A copy of examples/tiny (manifest and kernel/) in a temp directory, with the given cache.
+struct Tiny {
+    dir: tempfile::TempDir,
+    cache: PathBuf,
+}
+
+impl Tiny {
+    fn new(cache: &Path) -> Tiny {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tiny");
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(example.join("kernel"))
+            .arg(example.join("kernel.kdl"))
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Tiny {
+            dir,
+            cache: cache.to_path_buf(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn kbuild(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_kbuild"))
+            .arg("-C")
+            .arg(self.path())
+            .args(args)
+            .env("KBUILD_CACHE", &self.cache)
+            .output()
+            .unwrap()
+    }
+
+    /// `kbuild run --format json LABEL`, asserting the exit code; returns executed names and stderr.
+    fn run(&self, label: &str, code: i32) -> (Vec<String>, String) {
+        let out = self.kbuild(&["run", "--format", "json", label]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut executed: Vec<String> = report["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["outcome"] == "executed")
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        executed.sort();
+        (executed, stderr)
+    }
+
+    fn image(&self, target: &str, file: &str) -> Vec<u8> {
+        std::fs::read(self.path().join("out/6.1.x").join(target).join(file)).unwrap()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path().join(rel), text).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A static /init that prints the running kernel's release and reboots (qemu -no-reboot exits).
+fn initramfs(dir: &Path) -> PathBuf {
+    let src = dir.join("init.c");
+    std::fs::write(
+        &src,
+        r#"#include <string.h>
+#include <sys/reboot.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+int main(void) {
+    struct utsname u;
+    uname(&u);
+    write(1, "kbuild-init: ", 13);
+    write(1, u.release, strlen(u.release));
+    write(1, "\n", 1);
+    reboot(RB_AUTOBOOT);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    sh(Command::new("gcc")
+        .args(["-static", "-Os", "-o"])
+        .arg(root.join("init"))
+        .arg(&src));
+    let cpio = dir.join("init.cpio");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && echo init | cpio -o -H newc > {}",
+            root.display(),
+            cpio.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    cpio
+}
+
+fn boot(kernel: &Path, initrd: &Path) -> String {
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            "qemu-system-x86_64",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+            "-kernel",
+        ])
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 panic=-1"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds hello.ko against the image's kernel-dev.tar and returns its vermagic.
+fn hello_module(kernel_dev: &[u8], dir: &Path) -> String {
+    let dev = dir.join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dir.join("kernel-dev.tar"), kernel_dev).unwrap();
+    sh(Command::new("tar")
+        .arg("xf")
+        .arg(dir.join("kernel-dev.tar"))
+        .arg("-C")
+        .arg(&dev));
+    let module = dir.join("hello");
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(
+        module.join("hello.c"),
+        "#include <linux/module.h>\nstatic int __init hello_init(void) { pr_info(\"hello\\n\"); return 0; }\nmodule_init(hello_init);\nMODULE_LICENSE(\"GPL\");\n",
+    )
+    .unwrap();
+    std::fs::write(module.join("Makefile"), "obj-m := hello.o\n").unwrap();
+    let headers = dev.join(format!("usr/src/linux-headers-{RELEASE}"));
+    sh(Command::new("make")
+        .arg("-C")
+        .arg(&headers)
+        .arg(format!("M={}", module.display()))
+        .args(["ARCH=x86_64", "modules"]));
+    sh(Command::new("modinfo")
+        .args(["-F", "vermagic"])
+        .arg(module.join("hello.ko")))
+    .trim()
+    .to_string()
+}
+
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn x86_64_builds_boots_loads_a_module_and_checks_its_config() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    let (executed, stderr) = ws.run("//6.1.x:amd64", 0);
+    assert!(
+        executed.contains(&"compile //6.1.x:amd64".to_string()),
+        "{stderr}"
+    );
+    let (again, _) = ws.run("//6.1.x:amd64", 0);
+    assert!(again.is_empty(), "a second run executes nothing: {again:?}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let console = boot(
+        &ws.path().join("out/6.1.x/amd64/kernel"),
+        &initramfs(scratch.path()),
+    );
+    assert!(
+        console.contains(&format!("Linux version {RELEASE} (kbuild@kbuild)")),
+        "{console}"
+    );
+    assert!(
+        console.contains(&format!("kbuild-init: {RELEASE}")),
+        "{console}"
+    );
+
+    let vermagic = hello_module(&ws.image("amd64", "kernel-dev.tar"), scratch.path());
+    assert!(
+        vermagic.starts_with(&format!("{RELEASE} ")),
+        "vermagic `{vermagic}`"
+    );
+
+    // The resolved config as a full config passes the exact check; a wrong value fails it with
+    // the option-level diff, and `kbuild config update` writes the resolved value back.
+    let build = std::fs::read_dir(ws.cache.join("build"))
+        .unwrap()
+        .flatten()
+        .find(|d| d.path().join("6.1.x/amd64/obj/.config").exists())
+        .unwrap();
+    let full = std::fs::read_to_string(build.path().join("6.1.x/amd64/obj/.config")).unwrap();
+    ws.write("kernel/6.1.x/config-x86_64", &full);
+    let (executed, stderr) = ws.run("//6.1.x:amd64", 0);
+    assert!(
+        !executed.contains(&"compile //6.1.x:amd64".to_string()),
+        "same config, no compile: {stderr}"
+    );
+    let line = full
+        .lines()
+        .find(|l| l.starts_with("CONFIG_LOG_BUF_SHIFT="))
+        .unwrap();
+    ws.write(
+        "kernel/6.1.x/config-x86_64",
+        &full.replace(line, "CONFIG_LOG_BUF_SHIFT=99"),
+    );
+    let (_, stderr) = ws.run("//6.1.x:amd64", 1);
+    assert!(
+        stderr.contains(&format!(
+            "CONFIG_LOG_BUF_SHIFT: wanted 99, resolved {}",
+            &line["CONFIG_LOG_BUF_SHIFT=".len()..]
+        )),
+        "{stderr}"
+    );
+    let update = ws.kbuild(&["config", "update", "//6.1.x:amd64"]);
+    assert!(
+        update.status.success(),
+        "{}",
+        String::from_utf8_lossy(&update.stderr)
+    );
+    assert!(ws.read("kernel/6.1.x/config-x86_64").contains(line));
+}
+
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn arm64_cross_compiles_plain_and_dbg() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    ws.run("//6.1.x:arm64", 0);
+    let kernel = ws.image("arm64", "kernel");
+    assert_eq!(&kernel[..2], &[0x1f, 0x8b], "Image.gz is gzip");
+    ws.run("//6.1.x:dbg-arm64", 0);
+    let vmlinux = ws.image("dbg-arm64", "vmlinux");
+    assert_eq!(&vmlinux[..4], b"\x7fELF");
+    assert_eq!(
+        u16::from_le_bytes([vmlinux[18], vmlinux[19]]),
+        183,
+        "EM_AARCH64"
+    );
+    let release = String::from_utf8(ws.image("dbg-arm64", "kernel-source-info")).unwrap();
+    assert!(release.contains("KERNEL_VERSION=6.1.192"), "{release}");
+}
+
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn a_fragment_change_rebuilds_incrementally_to_what_a_clean_build_makes() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    ws.run("//6.1.x:dbg-amd64", 0);
+    let fragment = format!(
+        "{}CONFIG_DEBUG_NOTIFIERS=y\n",
+        ws.read("kernel/common/config-dbg")
+    );
+    ws.write("kernel/common/config-dbg", &fragment);
+    let (executed, _) = ws.run("//6.1.x:dbg-amd64", 0);
+    let expected: Vec<String> = [
+        "check-config",
+        "compile",
+        "configure",
+        "install",
+        "package",
+        "tag",
+    ]
+    .iter()
+    .map(|k| format!("{k} //6.1.x:dbg-amd64"))
+    .collect();
+    assert_eq!(executed, expected, "fetch and patch stay cached");
+
+    // The same inputs into an empty cache: a clean build from scratch.
+    let clean_cache = tempfile::tempdir().unwrap();
+    let clean = Tiny::new(clean_cache.path());
+    clean.write("kernel/common/config-dbg", &fragment);
+    clean.run("//6.1.x:dbg-amd64", 0);
+    for file in [
+        "kernel",
+        "vmlinux",
+        "System.map",
+        "kernel.tar",
+        "kernel-headers.tar",
+    ] {
+        assert!(
+            ws.image("dbg-amd64", file) == clean.image("dbg-amd64", file),
+            "{file}: incremental differs from clean"
+        );
+    }
+}
+
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn real_failures_name_their_cause() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    let fragment = ws.read("kernel/common/config-dbg");
+    ws.write(
+        "kernel/common/config-dbg",
+        &format!("{fragment}CONFIG_VETH=y\n"),
+    );
+    let (_, stderr) = ws.run("//6.1.x:dbg-amd64", 1);
+    assert!(
+        stderr.contains("kernel/common/config-dbg:4: CONFIG_VETH=y requested, resolved absent"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unmet: depends on NETDEVICES && NET"),
+        "{stderr}"
+    );
+    ws.write("kernel/common/config-dbg", &fragment);
+
+    std::fs::create_dir_all(ws.path().join("kernel/6.1.x/patches")).unwrap();
+    ws.write(
+        "kernel/6.1.x/patches/0001-init-wrong-context.patch",
+        "From: K <k@example.org>\nSubject: [PATCH] init: a patch for another tree\n\nSigned-off-by: K <k@example.org>\n---\n--- a/init/main.c\n+++ b/init/main.c\n@@ -1,3 +1,3 @@\n-// this line is not in 6.1\n+// nor is this one\n int x;\n int y;\n",
+    );
+    let (_, stderr) = ws.run("//6.1.x:amd64", 1);
+    assert!(stderr.contains("patch `kernel/6.1.x/patches/0001-init-wrong-context.patch` does not apply: hunk #1 FAILED at 1 of `init/main.c`"), "{stderr}");
+}
