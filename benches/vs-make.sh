@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# kbuild against plain make on the x86_64 tiny example (Debian's linux-source-6.1), in one run:
+#   cold build       kbuild (empty cache)  vs  olddefconfig && make -j2 && modules_install && headers_install
+#   nothing changed  kbuild run            vs  make -j2 with nothing to do
+#   one option       kbuild after a config edit  vs  the same edit, olddefconfig && make -j2 (kept O=)
+# Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs. Takes about 15 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+kbuild=$PWD/target/release/kbuild
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc; }
+ratio() { echo "scale=3; $1 / $2" | bc; }
+
+# kbuild's workspace: a copy of examples/tiny.
+mkdir -p "$work/ws" && cp -r examples/tiny/kernel examples/tiny/kernel.kdl "$work/ws/"
+export KBUILD_CACHE=$work/cache
+
+# Plain make's tree: the same tarball, unpacked once (not timed, as an existing checkout).
+mkdir -p "$work/src" && tar xf /usr/src/linux-source-6.1.tar.xz -C "$work/src" --strip-components=1
+mk() { make -s -C "$work/src" O="$work/obj" ARCH=x86_64 "$@" >/dev/null; }
+prepare_make_config() {
+    mkdir -p "$work/obj"
+    cat "$work/ws/kernel/6.1.x/config-x86_64" > "$work/obj/.config"
+    printf 'CONFIG_LOCALVERSION="-linuxkit"\n# CONFIG_LOCALVERSION_AUTO is not set\n' >> "$work/obj/.config"
+}
+
+t0=$(now); "$kbuild" -C "$work/ws" run -j2 //6.1.x:amd64 2>/dev/null; t1=$(now)
+kb_cold=$(secs "$t0" "$t1")
+prepare_make_config
+t0=$(now)
+mk olddefconfig && mk -j2 && mk INSTALL_MOD_PATH="$work/mods" modules_install && mk INSTALL_HDR_PATH="$work/hdr" headers_install
+t1=$(now); make_cold=$(secs "$t0" "$t1")
+
+t0=$(now); "$kbuild" -C "$work/ws" run //6.1.x:amd64 2>/dev/null; t1=$(now); kb_null=$(secs "$t0" "$t1")
+t0=$(now); mk -j2; t1=$(now); make_null=$(secs "$t0" "$t1")
+
+echo 'CONFIG_PRINTK_TIME=y' >> "$work/ws/kernel/6.1.x/config-x86_64"
+t0=$(now); "$kbuild" -C "$work/ws" run -j2 //6.1.x:amd64 2>/dev/null; t1=$(now); kb_one=$(secs "$t0" "$t1")
+prepare_make_config
+t0=$(now); mk olddefconfig && mk -j2 && mk INSTALL_MOD_PATH="$work/mods" modules_install; t1=$(now)
+make_one=$(secs "$t0" "$t1")
+
+printf 'x86_64 tiny example (linux-source-6.1), 2 cores\n'
+printf '  cold build:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.05)\n' "$kb_cold" "$make_cold" "$(ratio "$kb_cold" "$make_cold")"
+printf '  nothing changed: kbuild %7.3f s   make %7.3f s   make/kbuild %s (goal >= 30)\n' "$kb_null" "$make_null" "$(ratio "$make_null" "$kb_null")"
+printf '  one option:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.10)\n' "$kb_one" "$make_one" "$(ratio "$kb_one" "$make_one")"
