@@ -64,12 +64,13 @@ impl Arch {
         }
     }
 
-    /// The make target that builds the boot image, and where the kernel leaves it.
-    pub fn image_target(self) -> (&'static str, &'static str) {
+    /// Where `make all` leaves the boot image, in order of preference: an EFI zboot image when
+    /// the config makes one (CONFIG_EFI_ZBOOT), else the compressed image.
+    pub fn boot_images(self) -> &'static [&'static str] {
         match self {
-            Arch::X86_64 => ("bzImage", "arch/x86/boot/bzImage"),
-            Arch::Aarch64 => ("Image.gz", "arch/arm64/boot/Image.gz"),
-            Arch::Riscv64 => ("Image.gz", "arch/riscv/boot/Image.gz"),
+            Arch::X86_64 => &["arch/x86/boot/bzImage"],
+            Arch::Aarch64 => &["arch/arm64/boot/vmlinuz.efi", "arch/arm64/boot/Image.gz"],
+            Arch::Riscv64 => &["arch/riscv/boot/vmlinuz.efi", "arch/riscv/boot/Image.gz"],
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Defaults {
     pub localversion: String,
     /// Cross prefixes per arch, overriding the GNU defaults.
     pub cross_compile: BTreeMap<Arch, String>,
+    /// Build with clang and the LLVM tools (`LLVM=1`) instead of a GNU cross toolchain.
+    #[serde(default)]
+    pub llvm: bool,
 }
 
 /// A variant such as `dbg` or `rt`: what it adds on top of the plain kernel.

@@ -162,7 +162,12 @@ impl Lowerer<'_> {
     fn toolchain_env(&self, series: &str, arch: Arch) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         env.insert("ARCH".into(), arch.make_arch().into());
-        env.insert("CROSS_COMPILE".into(), self.model.cross_compile(arch));
+        if self.model.defaults.llvm {
+            // clang is a cross compiler for every target: no CROSS_COMPILE prefix.
+            env.insert("LLVM".into(), "1".into());
+        } else {
+            env.insert("CROSS_COMPILE".into(), self.model.cross_compile(arch));
+        }
         env.insert("KBUILD_BUILD_USER".into(), "kbuild".into());
         env.insert("KBUILD_BUILD_HOST".into(), "kbuild".into());
         env.insert("KBUILD_BUILD_VERSION".into(), "1".into());

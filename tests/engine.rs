@@ -485,3 +485,20 @@ fn a_patch_that_does_not_apply_names_the_hunk() {
     let r = ws.run(&["//6.6.x:amd64"], 1);
     assert!(r.stderr.contains("patch `kernel/6.6.x/patches/0001-init-say-hello.patch` does not apply: hunk #1 FAILED at 1 of `init/main.c`"), "{}", r.stderr);
 }
+
+#[test]
+fn llvm_builds_without_a_cross_prefix() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:arm64"], 0);
+    ws.edit(
+        "kernel.kdl",
+        "    org \"linuxkit\"",
+        "    org \"linuxkit\"\n    llvm #true",
+    );
+    let plan = String::from_utf8(ws.kbuild(&["plan", "//6.6.x:arm64"]).stdout).unwrap();
+    assert!(plan.contains("run     configure //6.6.x:arm64  (environment `CROSS_COMPILE` changed (aarch64-linux-gnu- → unset))"), "{plan}");
+    assert!(
+        !plan.contains("run     patch"),
+        "unpacking and patching do not use the compiler: {plan}"
+    );
+}

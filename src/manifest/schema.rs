@@ -13,6 +13,7 @@ use crate::model::{Defaults, Model, Series, Source, Tool, Variant, VariantSet, e
 
 const TOP: &[&str] = &["defaults", "variant", "tool", "series"];
 const DEFAULTS: &[&str] = &[
+    "llvm",
     "org",
     "image",
     "arches",
@@ -54,6 +55,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             builder: "linuxkit/alpine:latest".into(),
             localversion: "-linuxkit".into(),
             cross_compile: BTreeMap::new(),
+            llvm: false,
         },
         variants: Vec::new(),
         tools: Vec::new(),
@@ -113,6 +115,7 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
             "localversion" => nodes::string(child).map(|s| d.localversion = s.value),
             "arches" => read_arches(child).map(|a| d.arches = a),
             "cross-compile" => read_cross(child).map(|c| d.cross_compile = c),
+            "llvm" => nodes::boolean(child).map(|b| d.llvm = b),
             _ => Err(nodes::unknown_node(child, "`defaults`", DEFAULTS)),
         };
         record(problems, ok);

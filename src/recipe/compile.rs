@@ -61,7 +61,14 @@ pub fn compile(
     let bd = BuildDir::open(ctx, build_dir)?;
     build(ctx, &bd)?;
     let obj = bd.obj();
-    copy(&obj.join(arch.image_target().1), &ctx.out.join("kernel"))?;
+    let image = arch
+        .boot_images()
+        .iter()
+        .map(|p| obj.join(p))
+        .find(|p| p.exists());
+    let image = image
+        .unwrap_or_else(|| obj.join(arch.boot_images().last().expect("every arch has an image")));
+    copy(&image, &ctx.out.join("kernel"))?;
     copy(&obj.join("System.map"), &ctx.out.join("System.map"))?;
     copy(
         &obj.join("include/config/kernel.release"),

@@ -154,6 +154,9 @@ pub fn tools_of(action: &Action) -> Vec<String> {
     let cross = action.env.get("CROSS_COMPILE").cloned().unwrap_or_default();
     match &action.recipe {
         Recipe::Patch { .. } => vec!["patch".into()],
+        _ if action.kind.uses_toolchain() && action.env.contains_key("LLVM") => {
+            vec!["make".into(), "clang".into(), "ld.lld".into()]
+        }
         _ if action.kind.uses_toolchain() => vec!["make".into(), format!("{cross}gcc")],
         _ => Vec::new(),
     }
