@@ -188,6 +188,8 @@ pub struct TagSpec {
     /// `6.6.71`, `6.6.71-dbg`: the tag up to the hash.
     pub prefix: String,
     pub arch: Arch,
+    /// The input hash of the series and variant (see `tags.rs`); filled in after lowering.
+    pub hash: String,
 }
 
 /// One node of the action graph.

@@ -74,6 +74,11 @@ impl Graph {
         &self.actions[id.index()]
     }
 
+    /// For passes that complete a recipe after lowering (the tag hash).
+    pub fn recipe_mut(&mut self, id: ActionId) -> &mut crate::action::Recipe {
+        &mut self.actions[id.index()].recipe
+    }
+
     pub fn find(&self, name: &str) -> Option<ActionId> {
         self.by_name.get(name).copied()
     }

@@ -28,3 +28,4 @@ pub mod plan;
 pub mod recipe;
 pub mod schedule;
 pub mod statcache;
+pub mod tags;

@@ -418,6 +418,7 @@ impl Lowerer<'_> {
                 format!("{version}-{variant}")
             },
             arch: label.arch,
+            hash: String::new(),
         }
     }
 

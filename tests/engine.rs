@@ -103,6 +103,12 @@ fn changing_a_config_line_reruns_that_config_only() {
             expected.push(format!("{kind} //6.6.x:{t}"));
         }
     }
+    // The tag hash covers every arch of a series and variant (as LinuxKit's does), so the arm64
+    // images are renamed too, without being rebuilt.
+    expected.extend([
+        "tag //6.6.x:arm64".to_string(),
+        "tag //6.6.x:dbg-arm64".to_string(),
+    ]);
     expected.sort();
     assert_eq!(r.executed(), expected);
 }
@@ -119,6 +125,7 @@ fn changing_a_fragment_reruns_dbg_only() {
     let executed = r.executed();
     assert!(executed.iter().all(|n| n.contains(":dbg-")), "{executed:?}");
     assert_eq!(executed.len(), 12, "{executed:?}");
+    assert!(executed.contains(&"tag //6.6.x:dbg-arm64".to_string()));
     let why = ws.why("//6.6.x:dbg-arm64");
     assert!(why.contains("configure //6.6.x:dbg-arm64: up to date; last ran because the file `kernel/common/config-dbg` changed"), "{why}");
 }
@@ -132,11 +139,13 @@ fn a_comment_that_changes_no_option_stops_at_configure() {
         &format!("# debugging aids\n{}", common::DBG_FRAGMENT),
     );
     let r = ws.run(&["//6.6.x:dbg-amd64"], 0);
-    // The check reads the fragment too, so it reruns; compile sees identical outputs and does not.
+    // The check reads the fragment too, so it reruns, and the fragment's new content renames the
+    // image; compile sees identical outputs and does not run.
     assert_eq!(
         r.executed(),
         sorted(&[
             "configure //6.6.x:dbg-amd64",
+            "tag //6.6.x:dbg-amd64",
             "check-config //6.6.x:dbg-amd64"
         ])
     );
@@ -500,5 +509,72 @@ fn llvm_builds_without_a_cross_prefix() {
     assert!(
         !plan.contains("run     patch"),
         "unpacking and patching do not use the compiler: {plan}"
+    );
+}
+
+#[test]
+fn tag_hashes_follow_content_not_edits() {
+    let ws = Ws::new();
+    let tags = |ws: &Ws| -> serde_json::Value {
+        serde_json::from_slice(
+            &ws.kbuild(&[
+                "tags",
+                "--format",
+                "json",
+                "//6.6.x:amd64",
+                "//6.6.x:dbg-amd64",
+            ])
+            .stdout,
+        )
+        .unwrap()
+    };
+    let before = tags(&ws);
+    assert_eq!(before[0]["index"][0], "linuxkit/kernel:6.6.71");
+    assert_eq!(before[1]["arch"][0], "linuxkit/kernel:6.6.71-dbg-amd64");
+    let hash = |v: &serde_json::Value, i: usize| {
+        v[i]["index"][1]
+            .as_str()
+            .unwrap()
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(hash(&before, 0), hash(&before, 1), "plain and dbg differ");
+
+    // Two different edits give two different hashes; undoing an edit gives the old hash back.
+    ws.edit(
+        "kernel/6.6.x/config-aarch64",
+        "CONFIG_NR_CPUS=64",
+        "CONFIG_NR_CPUS=8",
+    );
+    let first = tags(&ws);
+    ws.edit(
+        "kernel/6.6.x/config-aarch64",
+        "CONFIG_NR_CPUS=8",
+        "CONFIG_NR_CPUS=16",
+    );
+    let second = tags(&ws);
+    assert_ne!(
+        hash(&first, 0),
+        hash(&before, 0),
+        "an arm64 config edit renames the whole series' images"
+    );
+    assert_ne!(hash(&first, 0), hash(&second, 0));
+    ws.edit(
+        "kernel/6.6.x/config-aarch64",
+        "CONFIG_NR_CPUS=16",
+        "CONFIG_NR_CPUS=64",
+    );
+    assert_eq!(hash(&tags(&ws), 0), hash(&before, 0));
+
+    ws.run(&["//6.6.x:amd64"], 0);
+    let written = ws.read("out/6.6.x/amd64.tags");
+    assert!(
+        written.contains(&format!(
+            "linuxkit/kernel:6.6.71-{}-amd64",
+            hash(&before, 0)
+        )),
+        "{written}"
     );
 }

@@ -13,6 +13,7 @@ use crate::exec::{Cancel, DryRun, Executor, Host};
 use crate::graph::Graph;
 use crate::label::{self, Label};
 use crate::model::Model;
+use crate::statcache::StatCache;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +68,12 @@ enum Command {
     /// Work on the committed configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the image references of targets (LinuxKit's show-tags and tag-plainkernel).
+    Tags {
+        labels: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,13 +210,17 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         }
         Command::Why { labels } => why(&ws, labels),
         Command::Config(ConfigCommand::Update { labels }) => config_update(&ws, labels),
+        Command::Tags { labels, format } => tags(&ws, labels, *format),
     }
 }
 
 fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
     let model = ws.model()?;
     let targets = label::resolve(model, labels)?;
-    let graph = crate::plan::lower(model, &targets)?;
+    let mut graph = crate::plan::lower(model, &targets)?;
+    let mut stat = StatCache::load(ws.cache_dir.join("state").join("stat.json"));
+    crate::tags::assign(model, &mut graph, &mut stat)?;
+    stat.save();
     Ok((targets, graph))
 }
 
@@ -381,6 +392,45 @@ fn config_update(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
 
 fn num_jobs(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// References per target: the arch-specific ones and those of the multi-arch index, read from
+/// each target's tag action.
+fn tags(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32> {
+    let (targets, graph) = lower(ws, labels)?;
+    let mut rows = Vec::new();
+    for target in &targets {
+        let id = graph
+            .find(&format!("tag {target}"))
+            .expect("every target has a tag action");
+        if let crate::action::Recipe::Tag(spec) = &graph.action(id).recipe {
+            let refs = crate::tags::references(
+                &spec.repository,
+                &spec.prefix,
+                &spec.hash,
+                spec.arch.image_name(),
+            );
+            rows.push((target.to_string(), refs));
+        }
+    }
+    match format {
+        Format::Json => {
+            let value: Vec<_> = rows
+                .iter()
+                .map(|(t, r)| serde_json::json!({"target": t, "arch": r.arch, "index": r.index}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&value).expect("json"));
+        }
+        _ => {
+            for (target, refs) in &rows {
+                println!("{target}");
+                for r in refs.arch.iter().chain(&refs.index) {
+                    println!("  {r}");
+                }
+            }
+        }
+    }
+    Ok(0)
 }
 
 fn why(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {

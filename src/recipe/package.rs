@@ -61,15 +61,14 @@ fn source_info(spec: &PackageSpec) -> String {
     text
 }
 
-/// Names the image by its content: `<version>[-variant]-<hash>-<arch>` and `<version>[-variant]-<arch>`.
+/// Names the image: its per-arch references, with the hash of its inputs (see `tags.rs`).
 pub fn tag(ctx: &Ctx, spec: &TagSpec) -> Result<(), RecipeError> {
-    let digest = ctx.dep_output(Role::Image).digest();
-    let hash = &digest.to_hex()[..40];
-    let text = format!(
-        "{repo}:{prefix}-{arch}\n{repo}:{prefix}-{hash}-{arch}\n",
-        repo = spec.repository,
-        prefix = spec.prefix,
-        arch = spec.arch,
+    let refs = crate::tags::references(
+        &spec.repository,
+        &spec.prefix,
+        &spec.hash,
+        spec.arch.image_name(),
     );
+    let text: String = refs.arch.iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(ctx.out.join("tags"), text).map_err(io("writing tags"))
 }
