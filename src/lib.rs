@@ -21,6 +21,7 @@ pub mod graph;
 pub mod kconfig;
 pub mod key;
 pub mod label;
+pub mod maint;
 pub mod manifest;
 pub mod model;
 pub mod outlinks;

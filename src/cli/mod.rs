@@ -1,5 +1,6 @@
 //! The command line: parses arguments, loads the workspace, and prints results.
 
+mod maint;
 mod render;
 
 use std::path::PathBuf;
@@ -68,12 +69,67 @@ enum Command {
     /// Work on the committed configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Move kernel image references in YAML, Dockerfile, Makefile and test.sh files to the
+    /// current versions (LinuxKit's update-kernel-yamls).
+    UpdateRefs {
+        /// Paths to look under (default: the whole workspace).
+        paths: Vec<PathBuf>,
+        /// Change nothing; print what would change and exit 1 if anything would.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Compare kernel configs.
+    #[command(subcommand)]
+    Kconfig(KconfigCommand),
+    /// Lint patches.
+    #[command(subcommand)]
+    Patches(PatchesCommand),
+    /// Set a series' version, then show the config drift and new options with the new source.
+    Bump {
+        series: String,
+        version: String,
+        /// Write the resolved configs back to kernel/.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Add a series as a copy of another at a new version, then show the config drift.
+    NewSeries {
+        new: String,
+        #[arg(long)]
+        from: String,
+        version: String,
+        #[arg(long)]
+        write: bool,
+    },
+    /// Write kernel.kdl and kernel/ from a LinuxKit kernel/ directory.
+    ImportLinuxkit { dir: PathBuf },
     /// Print the image references of targets (LinuxKit's show-tags and tag-plainkernel).
     Tags {
         labels: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum KconfigCommand {
+    /// Write the options common to all configs (split-common) and those of each (split-NAME).
+    Split {
+        #[arg(required = true, num_args = 2..)]
+        configs: Vec<PathBuf>,
+        /// Where to write the split files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Option-level difference of two configs; exit 1 if they differ.
+    Diff { a: PathBuf, b: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+enum PatchesCommand {
+    /// Check that every patch is a signed-off `git format-patch` file in a unique order with its
+    /// origin; exit 1 on findings.
+    Check { series: Vec<String> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,7 +177,7 @@ pub fn main() -> i32 {
 
 /// The workspace a command runs on; its manifest is loaded on first use, because a null build
 /// answered by the fingerprint never needs it.
-struct Workspace {
+pub(crate) struct Workspace {
     root: PathBuf,
     cache_dir: PathBuf,
     /// `check` always parses, so that it reports exactly what the file says.
@@ -149,7 +205,7 @@ impl Workspace {
         })
     }
 
-    fn model(&self) -> miette::Result<&Model> {
+    pub(crate) fn model(&self) -> miette::Result<&Model> {
         if let Some(model) = self.model.get() {
             return Ok(model);
         }
@@ -173,6 +229,17 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
     match &cli.command {
         Command::Check => {
             let model = ws.model()?;
+            let findings = maint::patch_findings(&ws, &[])?;
+            for f in &findings {
+                println!("{f}");
+            }
+            if !findings.is_empty() {
+                eprintln!(
+                    "kernel.kdl is valid, but {} patch finding(s) above need fixing",
+                    findings.len()
+                );
+                return Ok(2);
+            }
             let targets = label::all_targets(model);
             eprintln!(
                 "kernel.kdl is valid: {} series, {} targets",
@@ -211,6 +278,24 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         Command::Why { labels } => why(&ws, labels),
         Command::Config(ConfigCommand::Update { labels }) => config_update(&ws, labels),
         Command::Tags { labels, format } => tags(&ws, labels, *format),
+        Command::UpdateRefs { paths, check } => maint::update_refs(&ws, paths, *check),
+        Command::Kconfig(KconfigCommand::Split { configs, out }) => {
+            maint::kconfig_split(configs, out)
+        }
+        Command::Kconfig(KconfigCommand::Diff { a, b }) => maint::kconfig_diff(a, b),
+        Command::Patches(PatchesCommand::Check { series }) => maint::patches_check(&ws, series),
+        Command::Bump {
+            series,
+            version,
+            write,
+        } => maint::bump(&ws, series, version, *write),
+        Command::NewSeries {
+            new,
+            from,
+            version,
+            write,
+        } => maint::new_series(&ws, new, from, version, *write),
+        Command::ImportLinuxkit { dir } => maint::import_linuxkit(&ws.root, dir),
     }
 }
 
@@ -224,11 +309,11 @@ fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph
     Ok((targets, graph))
 }
 
-fn open_cache(ws: &Workspace) -> miette::Result<Cache> {
+pub(crate) fn open_cache(ws: &Workspace) -> miette::Result<Cache> {
     Ok(Cache::open(&ws.cache_dir)?)
 }
 
-fn engine<'a>(
+pub(crate) fn engine<'a>(
     ws: &'a Workspace,
     cache: &'a Cache,
     exec: &'a dyn Executor,
@@ -390,7 +475,7 @@ fn config_update(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
     Ok(0)
 }
 
-fn num_jobs(jobs: Option<usize>) -> usize {
+pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 

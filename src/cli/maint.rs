@@ -1,0 +1,223 @@
+//! The maintainer commands of the command line: update-refs, kconfig, patches, bump, new-series,
+//! import-linuxkit.
+
+use std::path::PathBuf;
+
+use miette::IntoDiagnostic;
+
+use super::{Workspace, engine, open_cache};
+use crate::exec::Host;
+use crate::label::{Label, TargetKind, all_targets};
+use crate::maint::{bump, import, kconfig_split, patch_lint, update_refs};
+use crate::model::Model;
+use crate::statcache::StatCache;
+
+pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Result<i32> {
+    let model = ws.model()?;
+    let mut stat = StatCache::load(ws.cache_dir.join("state").join("stat.json"));
+    let latest = update_refs::Latest::of(model, &mut stat)?;
+    stat.save();
+    let mut changes = Vec::new();
+    for file in update_refs::tracked_files(&ws.root, paths).into_diagnostic()? {
+        let path = ws.root.join(&file);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let (new, found) = update_refs::rewrite(&file, &text, model, &latest);
+        if !found.is_empty() && !check {
+            std::fs::write(&path, new).into_diagnostic()?;
+        }
+        changes.extend(found);
+    }
+    for c in &changes {
+        println!(
+            "{}:{}: -{}\n{}:{}: +{}",
+            c.file, c.line, c.old, c.file, c.line, c.new
+        );
+    }
+    let verb = if check { "would change" } else { "changed" };
+    eprintln!("update-refs: {verb} {} reference(s)", changes.len());
+    Ok(i32::from(check && !changes.is_empty()))
+}
+
+pub fn kconfig_split(inputs: &[PathBuf], out: &PathBuf) -> miette::Result<i32> {
+    for path in kconfig_split::split(inputs, out).into_diagnostic()? {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(0)
+}
+
+pub fn kconfig_diff(a: &PathBuf, b: &PathBuf) -> miette::Result<i32> {
+    let read = |p: &PathBuf| std::fs::read_to_string(p).map(|t| crate::kconfig::parse(&t));
+    let diff = kconfig_split::diff(&read(a).into_diagnostic()?, &read(b).into_diagnostic()?);
+    print!("{}", kconfig_split::render_diff(&diff));
+    Ok(i32::from(!diff.is_empty()))
+}
+
+/// Every patch directory of the named series (all when none are named).
+fn patch_dirs(model: &Model, series: &[String]) -> Vec<String> {
+    let targets: Vec<Label> = all_targets(model)
+        .into_iter()
+        .filter(|t| series.is_empty() || series.contains(&t.series))
+        .collect();
+    crate::plan::patch_dirs(model, &targets)
+}
+
+pub fn patch_findings(
+    ws: &Workspace,
+    series: &[String],
+) -> miette::Result<Vec<patch_lint::Finding>> {
+    let model = ws.model()?;
+    Ok(patch_dirs(model, series)
+        .iter()
+        .flat_map(|dir| patch_lint::check_dir(&ws.root, dir))
+        .collect())
+}
+
+pub fn patches_check(ws: &Workspace, series: &[String]) -> miette::Result<i32> {
+    let findings = patch_findings(ws, series)?;
+    for f in &findings {
+        println!("{f}");
+    }
+    eprintln!("patches check: {} finding(s)", findings.len());
+    Ok(i32::from(!findings.is_empty()))
+}
+
+/// Resolves the plain configs of `series` with the (new) source and shows, per arch, how the
+/// committed config drifts and which options are new; `write` puts the resolved configs in place.
+fn drift(ws: &Workspace, series: &str, write: bool) -> miette::Result<i32> {
+    let model = crate::manifest::load(&ws.root)?;
+    let targets: Vec<Label> = all_targets(&model)
+        .into_iter()
+        .filter(|t| {
+            t.series == series && matches!(&t.kind, TargetKind::Kernel(set) if set.is_plain())
+        })
+        .collect();
+    let (graph, ids) = crate::plan::lower_configure(&model, &targets)?;
+    let cache = open_cache(ws)?;
+    let report = engine(ws, &cache, &Host, super::num_jobs(None), true).run(&graph)?;
+    eprint!("{}", super::render::failures(&graph, &report.status));
+    let series_model = model.series(series).expect("the series was just edited");
+    let mut code = 0;
+    for (target, id) in targets.iter().zip(ids) {
+        let Some(manifest) = report.status[id.index()]
+            .key()
+            .and_then(|k| cache.lookup(k))
+        else {
+            code = 1;
+            continue;
+        };
+        let resolved_path = cache.tree(&manifest)?.join("config");
+        let committed_path = ws.root.join(series_model.config_path(target.arch));
+        let committed = std::fs::read_to_string(&committed_path).into_diagnostic()?;
+        let resolved = std::fs::read_to_string(&resolved_path).into_diagnostic()?;
+        let diff = crate::kconfig::diff(
+            &crate::kconfig::parse(&committed),
+            &crate::kconfig::parse(&resolved),
+        );
+        println!("{target}: {} option(s) drift", diff.len());
+        for m in &diff {
+            println!("  {m}");
+        }
+        let tree = graph
+            .action(id)
+            .deps
+            .iter()
+            .find(|d| d.role == crate::action::Role::Tree)
+            .map(|d| d.id);
+        if let Some(tree) = tree
+            .and_then(|t| report.status[t.index()].key())
+            .and_then(|k| cache.lookup(k))
+        {
+            let new = list_new_config(&model, &cache.tree(&tree)?.join("tree"), target, &committed);
+            println!(
+                "  new options: {}",
+                if new.is_empty() {
+                    "none".to_string()
+                } else {
+                    new.join(" ")
+                }
+            );
+        }
+        if write && crate::kconfig::parse(&committed).full {
+            std::fs::copy(&resolved_path, &committed_path).into_diagnostic()?;
+            println!("  wrote {}", series_model.config_path(target.arch));
+        }
+    }
+    Ok(code)
+}
+
+/// `make listnewconfig` on the committed config: the symbols the new tree asks about.
+fn list_new_config(
+    model: &Model,
+    tree: &std::path::Path,
+    target: &Label,
+    committed: &str,
+) -> Vec<String> {
+    let Ok(obj) = tempfile::tempdir() else {
+        return Vec::new();
+    };
+    if std::fs::write(obj.path().join(".config"), committed).is_err() {
+        return Vec::new();
+    }
+    let out = std::process::Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(tree)
+        .arg(format!("O={}", obj.path().display()))
+        .arg(format!("ARCH={}", target.arch.make_arch()))
+        .arg(format!(
+            "CROSS_COMPILE={}",
+            model.cross_compile(target.arch)
+        ))
+        .arg("listnewconfig")
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("CONFIG_"))
+        .map(String::from)
+        .collect()
+}
+
+pub fn bump(ws: &Workspace, series: &str, version: &str, write: bool) -> miette::Result<i32> {
+    let old = bump::bump(&ws.root, series, version)?;
+    eprintln!("{series}: {old} → {version} in kernel.kdl");
+    drift(ws, series, write)
+}
+
+pub fn new_series(
+    ws: &Workspace,
+    new: &str,
+    from: &str,
+    version: &str,
+    write: bool,
+) -> miette::Result<i32> {
+    bump::new_series(&ws.root, new, from, version)?;
+    eprintln!("{new}: added at {version}, configs and patches copied from {from}");
+    drift(ws, new, write)
+}
+
+pub fn import_linuxkit(ws_root: &std::path::Path, dir: &std::path::Path) -> miette::Result<i32> {
+    if ws_root.join(crate::manifest::MANIFEST_FILE).exists() {
+        miette::bail!(
+            help = "import into an empty directory with -C DIR",
+            "{} already has a kernel.kdl",
+            ws_root.display()
+        );
+    }
+    let report = import::import(dir, ws_root).into_diagnostic()?;
+    eprintln!("imported series: {}", report.series.join(", "));
+    eprintln!(
+        "variants: {}",
+        if report.variants.is_empty() {
+            "none".into()
+        } else {
+            report.variants.join(", ")
+        }
+    );
+    for what in &report.unmapped {
+        println!("not mapped: {what}");
+    }
+    Ok(0)
+}
