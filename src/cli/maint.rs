@@ -40,15 +40,15 @@ pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Re
     Ok(i32::from(check && !changes.is_empty()))
 }
 
-pub fn kconfig_split(inputs: &[PathBuf], out: &PathBuf) -> miette::Result<i32> {
+pub fn kconfig_split(inputs: &[PathBuf], out: &std::path::Path) -> miette::Result<i32> {
     for path in kconfig_split::split(inputs, out).into_diagnostic()? {
         eprintln!("wrote {}", path.display());
     }
     Ok(0)
 }
 
-pub fn kconfig_diff(a: &PathBuf, b: &PathBuf) -> miette::Result<i32> {
-    let read = |p: &PathBuf| std::fs::read_to_string(p).map(|t| crate::kconfig::parse(&t));
+pub fn kconfig_diff(a: &std::path::Path, b: &std::path::Path) -> miette::Result<i32> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map(|t| crate::kconfig::parse(&t));
     let diff = kconfig_split::diff(&read(a).into_diagnostic()?, &read(b).into_diagnostic()?);
     print!("{}", kconfig_split::render_diff(&diff));
     Ok(i32::from(!diff.is_empty()))

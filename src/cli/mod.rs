@@ -102,7 +102,11 @@ enum Command {
         write: bool,
     },
     /// Write kernel.kdl and kernel/ from a LinuxKit kernel/ directory.
-    ImportLinuxkit { dir: PathBuf },
+    ImportLinuxkit {
+        /// The LinuxKit kernel/ directory.
+        #[arg(value_name = "DIR")]
+        linuxkit: PathBuf,
+    },
     /// Print the image references of targets (LinuxKit's show-tags and tag-plainkernel).
     Tags {
         labels: Vec<String>,
@@ -186,8 +190,18 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
+    /// `-C DIR` works as in make and git: kbuild runs in DIR, so relative paths are DIR's.
     fn locate(cli: &Cli) -> miette::Result<Workspace> {
-        let root = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        if let Some(dir) = &cli.dir {
+            std::env::set_current_dir(dir).map_err(|e| {
+                miette::miette!(
+                    help = "pass an existing directory to -C",
+                    "cannot use `{}`: {e}",
+                    dir.display()
+                )
+            })?;
+        }
+        let root = PathBuf::from(".");
         let root = root.canonicalize().map_err(|e| {
             miette::miette!(
                 help = "pass an existing directory to -C",
@@ -295,7 +309,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             version,
             write,
         } => maint::new_series(&ws, new, from, version, *write),
-        Command::ImportLinuxkit { dir } => maint::import_linuxkit(&ws.root, dir),
+        Command::ImportLinuxkit { linuxkit } => maint::import_linuxkit(&ws.root, linuxkit),
     }
 }
 

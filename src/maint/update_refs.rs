@@ -37,10 +37,10 @@ impl Latest {
                 .expect("targets come from the model")
                 .version
                 .clone();
-            let key = (kind, (version.major, version.minor));
-            if !by_series.contains_key(&key) {
-                let hash = crate::tags::group_hash(model, &label, stat)?;
-                by_series.insert(key, (version, hash));
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                by_series.entry((kind, (version.major, version.minor)))
+            {
+                slot.insert((version, crate::tags::group_hash(model, &label, stat)?));
             }
         }
         Ok(Latest { by_series })

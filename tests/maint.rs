@@ -1,0 +1,394 @@
+//! Maintainer commands on fake-kernel workspaces: update-refs, kconfig, patches, bump,
+//! new-series, import-linuxkit.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Ws, make_tarball};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The test workspace plus a second, older series (6.1.x) and a deprecated one (5.15.x).
+fn two_series() -> Ws {
+    let ws = Ws::new();
+    let text = ws.read("kernel.kdl");
+    let series = &text[text.find("series \"6.6.x\"").unwrap()..];
+    let older = series
+        .replace("series \"6.6.x\"", "series \"6.1.x\"")
+        .replace("version \"6.6.71\"", "version \"6.1.100\"")
+        .replace("    tools \"perf\"\n", "");
+    let retired = "series \"5.15.x\" {\n    version \"5.15.170\"\n    source \"https://cdn.kernel.org/pub/linux/kernel/v5.x/linux-5.15.170.tar.xz\"\n    deprecated\n}\n";
+    ws.write("kernel.kdl", &format!("{text}\n{older}\n{retired}"));
+    for arch in ["x86_64", "aarch64"] {
+        ws.write(
+            &format!("kernel/6.1.x/config-{arch}"),
+            &ws.read(&format!("kernel/6.6.x/config-{arch}")),
+        );
+    }
+    ws
+}
+
+fn git(ws: &Ws, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(ws.path())
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn hash_of(ws: &Ws, label: &str) -> String {
+    let out = ws.kbuild(&["tags", "--format", "json", label]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["index"][1]
+        .as_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn update_refs_moves_references_and_nothing_else() {
+    let ws = two_series();
+    let old = "0".repeat(40);
+    let h66 = hash_of(&ws, "//6.6.x:amd64");
+    let h61dbg = hash_of(&ws, "//6.1.x:dbg-amd64");
+    let perf = hash_of(&ws, "//6.6.x:perf-amd64");
+    ws.write(
+        "test/cases/000_kernel/test.yml",
+        &format!("kernel:\n  image: linuxkit/kernel:6.6.9-{old}\n  # pinned series, dbg, arch: linuxkit/kernel:6.1.9-dbg-{old}-arm64\ninit:\n  - linuxkit/kernel-perf:6.6.9\n  - linuxkit/kernel:6.1.9\n  - notlinuxkit/kernel:6.1.9\n  - linuxkit/kernel:6.1.9-builder\n  - linuxkit/kernel:5.15.9-{old}\n"),
+    );
+    ws.write(
+        "pkg/Dockerfile",
+        "FROM linuxkit/kernel:6.1.9 AS ksrc\r\nRUN true\r\n",
+    );
+    ws.write("vendor/x/test.yml", "image: linuxkit/kernel:6.1.9\n");
+    ws.write("docs/README.md", "linuxkit/kernel:6.1.9\n");
+    git(&ws, &["init", "-q"]);
+    git(&ws, &["add", "-A"]);
+
+    let check = ws.kbuild(&["update-refs", "--check"]);
+    assert_eq!(check.status.code(), Some(1), "something would change");
+    assert!(
+        stdout(&check).contains(&format!(
+            "test/cases/000_kernel/test.yml:2: -linuxkit/kernel:6.6.9-{old}"
+        )),
+        "{}",
+        stdout(&check)
+    );
+    assert!(
+        ws.read("pkg/Dockerfile").contains("6.1.9"),
+        "--check changes nothing"
+    );
+
+    let run = ws.kbuild(&["update-refs"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let yml = ws.read("test/cases/000_kernel/test.yml");
+    assert_eq!(
+        yml,
+        format!(
+            "kernel:\n  image: linuxkit/kernel:6.6.71-{h66}\n  # pinned series, dbg, arch: linuxkit/kernel:6.1.100-dbg-{h61dbg}-arm64\ninit:\n  - linuxkit/kernel-perf:6.6.71\n  - linuxkit/kernel:6.6.71\n  - notlinuxkit/kernel:6.1.9\n  - linuxkit/kernel:6.1.9-builder\n  - linuxkit/kernel:5.15.9-{old}\n"
+        )
+    );
+    assert_eq!(
+        ws.read("pkg/Dockerfile"),
+        "FROM linuxkit/kernel:6.6.71 AS ksrc\r\nRUN true\r\n",
+        "CRLF kept"
+    );
+    assert_eq!(
+        ws.read("vendor/x/test.yml"),
+        "image: linuxkit/kernel:6.1.9\n"
+    );
+    assert_eq!(ws.read("docs/README.md"), "linuxkit/kernel:6.1.9\n");
+    assert!(!perf.is_empty());
+    assert_eq!(
+        ws.kbuild(&["update-refs", "--check"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn semver_order_not_string_order() {
+    let ws = two_series();
+    ws.edit("kernel.kdl", "version \"6.6.71\"", "version \"6.6.9\"");
+    ws.edit("kernel.kdl", "version \"6.1.100\"", "version \"6.1.71\"");
+    ws.write("a.yml", "image: linuxkit/kernel:6.1.1\n");
+    ws.kbuild(&["update-refs"]);
+    // 6.6.9 is newer than 6.1.71 although "6.1.71" > "6.6.9" as strings... and 6.6.9 < 6.6.71.
+    assert_eq!(ws.read("a.yml"), "image: linuxkit/kernel:6.6.9\n");
+}
+
+#[test]
+fn kconfig_split_and_diff() {
+    let ws = Ws::new();
+    let out = ws.kbuild(&[
+        "kconfig",
+        "split",
+        "kernel/6.6.x/config-x86_64",
+        "kernel/common/config-dbg",
+        "--out",
+        "split",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ws.read("split/split-common").is_empty(),
+        "nothing in common with the fragment: {}",
+        ws.read("split/split-common")
+    );
+    assert!(
+        ws.read("split/split-config-dbg")
+            .contains("CONFIG_DEBUG_KERNEL=y")
+    );
+    assert!(
+        ws.read("split/split-config-x86_64")
+            .contains("# CONFIG_DEBUG_KERNEL is not set")
+    );
+    let diff = ws.kbuild(&[
+        "kconfig",
+        "diff",
+        "kernel/6.6.x/config-x86_64",
+        "kernel/6.6.x/config-aarch64",
+    ]);
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "same options: {}",
+        stdout(&diff)
+    );
+    ws.edit(
+        "kernel/6.6.x/config-aarch64",
+        "CONFIG_NR_CPUS=64",
+        "CONFIG_NR_CPUS=256",
+    );
+    let diff = ws.kbuild(&[
+        "kconfig",
+        "diff",
+        "kernel/6.6.x/config-x86_64",
+        "kernel/6.6.x/config-aarch64",
+    ]);
+    assert_eq!(diff.status.code(), Some(1));
+    assert_eq!(stdout(&diff), "-CONFIG_NR_CPUS=64\n+CONFIG_NR_CPUS=256\n");
+}
+
+#[test]
+fn patches_check_reports_file_and_line() {
+    let ws = two_series();
+    let ok = ws.kbuild(&["patches", "check"]);
+    assert!(
+        ok.status.success(),
+        "the fixture patch is good; 6.1.x has no patches: {}",
+        stdout(&ok)
+    );
+    let patch = ws.read("kernel/6.6.x/patches/0001-init-say-hello.patch");
+    ws.write("kernel/6.6.x/patches/0001-again.patch", &patch);
+    ws.write(
+        "kernel/6.6.x/patches/fix.patch",
+        &patch.replace("Signed-off-by: Kernel Maintainer <maint@example.org>\n", ""),
+    );
+    let out = ws.kbuild(&["patches", "check", "6.6.x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "kernel/6.6.x/patches/0001-again.patch:0: order 1 is used by more than one patch"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("kernel/6.6.x/patches/fix.patch:0: the name needs a numeric prefix"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kernel/6.6.x/patches/fix.patch:")
+            && text.contains("no `Signed-off-by:` line"),
+        "{text}"
+    );
+    assert_eq!(
+        ws.kbuild(&["check"]).status.code(),
+        Some(2),
+        "kbuild check runs the patch lint"
+    );
+}
+
+#[test]
+fn bump_pins_the_new_source_and_shows_drift() {
+    let ws = Ws::new();
+    make_tarball(&ws.path().join("sources"), "6.6.72");
+    let text = ws.read("kernel.kdl");
+    let line = text
+        .lines()
+        .find(|l| l.contains("source \""))
+        .unwrap()
+        .to_string();
+    let relative = "    source \"file://sources/linux-6.6.71.tar\" sha256=\"x\"";
+    let sha = line
+        .split("sha256=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    ws.write(
+        "kernel.kdl",
+        &text.replace(&line, &relative.replace("\"x\"", &format!("\"{sha}\""))),
+    );
+    // The fake Kconfig knows CONFIG_FAKE_SLOW; drop it from the committed config so it is "new".
+    ws.edit(
+        "kernel/6.6.x/config-x86_64",
+        "# CONFIG_FAKE_SLOW is not set\n",
+        "",
+    );
+    let out = ws.kbuild(&["bump", "6.6.x", "6.6.72"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kdl = ws.read("kernel.kdl");
+    assert!(
+        kdl.contains("version \"6.6.72\"")
+            && kdl.contains("source \"file://sources/linux-6.6.72.tar\"\n"),
+        "{kdl}"
+    );
+    assert!(kdl.starts_with("// A test workspace."), "comments are kept");
+    assert!(
+        ws.read("kernel.lock").contains("linux-6.6.72.tar"),
+        "the new source is pinned"
+    );
+    let report = stdout(&out);
+    // An option the committed config never mentions resolves to its default (n): no drift, but
+    // listnewconfig names it.
+    assert!(
+        report.contains("//6.6.x:amd64: 0 option(s) drift\n  new options: CONFIG_FAKE_SLOW=\n"),
+        "{report}"
+    );
+    let write = ws.kbuild(&["bump", "6.6.x", "6.6.72", "--write"]);
+    assert!(write.status.success());
+    assert!(
+        ws.read("kernel/6.6.x/config-x86_64")
+            .contains("# CONFIG_FAKE_SLOW is not set")
+    );
+}
+
+#[test]
+fn new_series_copies_configs_and_patches() {
+    let ws = Ws::new();
+    make_tarball(&ws.path().join("sources"), "6.7.1");
+    let text = ws.read("kernel.kdl");
+    let line = text
+        .lines()
+        .find(|l| l.contains("source \""))
+        .unwrap()
+        .to_string();
+    ws.write(
+        "kernel.kdl",
+        &text.replace(&line, "    source \"file://sources/linux-6.6.71.tar\""),
+    );
+    let out = ws.kbuild(&["new-series", "6.7.x", "--from", "6.6.x", "6.7.1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ws.read("kernel.kdl").contains("series \"6.7.x\" {"));
+    assert!(
+        ws.path()
+            .join("kernel/6.7.x/patches/0001-init-say-hello.patch")
+            .is_file()
+    );
+    let list = stdout(&ws.kbuild(&["list"]));
+    assert!(list.contains("6.7.x 6.7.1\n  //6.7.x:amd64"), "{list}");
+    assert_eq!(
+        ws.kbuild(&["new-series", "6.7.x", "--from", "6.6.x", "6.7.1"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn import_linuxkit_maps_a_kernel_directory() {
+    let lk = tempfile::tempdir().unwrap();
+    let w = |rel: &str, text: &str| {
+        let p = lk.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let config = common::FULL_CONFIG;
+    w(
+        "6.6.x/build-args",
+        "KERNEL_VERSION=6.6.71\nKERNEL_SERIES=6.6.x\nBUILD_IMAGE=linuxkit/alpine:0123\n",
+    );
+    w("6.6.x/config-x86_64", config);
+    w("6.6.x/config-aarch64", config);
+    w("6.6.x/patches/0001-init-say-hello.patch", common::PATCH);
+    w(
+        "5.15.x/build-args",
+        "KERNEL_VERSION=5.15.170\nKERNEL_SERIES=5.15.x\nBUILD_IMAGE=linuxkit/alpine:0123\n",
+    );
+    w("5.15.x/config-x86_64", config);
+    w("5.15.x/deprecated", "");
+    w("6.6.x-rt/patches/0001-rt.patch", common::PATCH);
+    w("6.6.x-rt/config-x86_64", "CONFIG_PREEMPT_RT=y\n");
+    w("6.6.x-rt/config-aarch64", "CONFIG_PREEMPT_RT=y\n");
+    w("common/config-dbg", common::DBG_FRAGMENT);
+    w("common/build-args-debug", "DEBUG=-dbg\n");
+    w("Makefile", "all:\n");
+    let dest = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kbuild"))
+        .arg("-C")
+        .arg(dest.path())
+        .arg("import-linuxkit")
+        .arg(lk.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = stdout(&out);
+    assert!(
+        report.contains("not mapped: Makefile")
+            && report.contains("not mapped: common/build-args-debug"),
+        "{report}"
+    );
+    let kbuild = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kbuild"))
+            .arg("-C")
+            .arg(dest.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let check = kbuild(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        stdout(&check),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let list = stdout(&kbuild(&["list"]));
+    assert!(list.contains("6.6.x 6.6.71\n"), "{list}");
+    assert!(list.contains("//6.6.x:rt-dbg-arm64"), "{list}");
+    assert!(list.contains("5.15.x 5.15.170 (deprecated)\n"), "{list}");
+    let kdl = std::fs::read_to_string(dest.path().join("kernel.kdl")).unwrap();
+    assert!(kdl.contains("builder \"linuxkit/alpine:0123\""), "{kdl}");
+}
