@@ -32,6 +32,9 @@ pub enum ActionKind {
     Install,
     Tool,
     Package,
+    Layer,
+    Image,
+    Index,
     Tag,
 }
 
@@ -48,6 +51,9 @@ impl ActionKind {
             ActionKind::Install => "install",
             ActionKind::Tool => "tool",
             ActionKind::Package => "package",
+            ActionKind::Layer => "layer",
+            ActionKind::Image => "image",
+            ActionKind::Index => "index",
             ActionKind::Tag => "tag",
         }
     }
@@ -82,6 +88,8 @@ impl fmt::Display for ActionKind {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// One arch's image, in an index.
+    Platform(Arch),
     Source,
     Tree,
     Config,
@@ -92,6 +100,7 @@ pub enum Role {
     Tool,
     Image,
     Snapshot,
+    Layer,
 }
 
 impl Role {
@@ -107,6 +116,10 @@ impl Role {
             Role::Tool => "tool",
             Role::Image => "image",
             Role::Snapshot => "snapshot",
+            Role::Platform(Arch::X86_64) => "image-amd64",
+            Role::Platform(Arch::Aarch64) => "image-arm64",
+            Role::Platform(Arch::Riscv64) => "image-riscv64",
+            Role::Layer => "layer",
         }
     }
 }
@@ -155,6 +168,10 @@ pub enum Recipe {
         binary: String,
     },
     Package(PackageSpec),
+    /// The image's files as one deterministic gzip layer.
+    Layer,
+    Image(ImageSpec),
+    Index(IndexSpec),
     Tag(TagSpec),
 }
 
@@ -180,6 +197,26 @@ pub struct PackageSpec {
     pub patches: Vec<String>,
     /// For tool images: the binary's name under /usr/bin.
     pub tool_binary: Option<String>,
+}
+
+/// The config and manifest of one per-arch image.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageSpec {
+    pub arch: Arch,
+    pub builder: String,
+    pub source_url: String,
+    pub version: String,
+    /// The tag hash, as `org.opencontainers.image.revision`; filled in after lowering.
+    pub revision: String,
+}
+
+/// A multi-arch index over the images of one series and variant (or tool).
+#[derive(Clone, Debug, Serialize)]
+pub struct IndexSpec {
+    pub repository: String,
+    pub prefix: String,
+    /// Filled in after lowering, as for tags.
+    pub hash: String,
 }
 
 #[derive(Clone, Debug, Serialize)]

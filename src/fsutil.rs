@@ -14,3 +14,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// Links `to` to the file `from`; where a link is impossible (another filesystem), copies into a
+/// temp file and publishes it without replacing anything. Never opens `to` for writing: if `to`
+/// already exists it may itself be a link to `from` (a cache blob), and a copy would truncate it.
+/// An existing `to` is an `AlreadyExists` error for the caller to judge.
+pub fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            let dir = to.parent().expect("link targets have parents");
+            let tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::fs::copy(from, tmp.path())?;
+            tmp.persist_noclobber(to).map(|_| ()).map_err(|e| e.error)
+        }
+    }
+}

@@ -24,6 +24,7 @@ pub mod label;
 pub mod maint;
 pub mod manifest;
 pub mod model;
+pub mod oci;
 pub mod outlinks;
 pub mod plan;
 pub mod recipe;

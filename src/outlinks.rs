@@ -82,3 +82,55 @@ fn replace_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(target, &tmp)?;
     std::fs::rename(&tmp, link)
 }
+
+/// Writes every image and index of a successful run into the OCI layout at `out`, under all
+/// their references; from the cache, so a run that executed nothing recreates it just the same.
+pub fn write_layout(
+    out: &Path,
+    cache: &Cache,
+    graph: &Graph,
+    status: &[Status],
+) -> Result<(), CacheError> {
+    use crate::action::Recipe;
+    let mut entries = Vec::new();
+    let mut dirs = Vec::new();
+    for id in graph.ids() {
+        let action = graph.action(id);
+        let refs = match &action.recipe {
+            Recipe::Index(spec) => {
+                crate::tags::references(&spec.repository, &spec.prefix, &spec.hash, "").index
+            }
+            Recipe::Image(_) => match graph
+                .find(&format!("tag {}", action.labels[0]))
+                .map(|t| &graph.action(t).recipe)
+            {
+                Some(Recipe::Tag(spec)) => {
+                    crate::tags::references(
+                        &spec.repository,
+                        &spec.prefix,
+                        &spec.hash,
+                        spec.arch.image_name(),
+                    )
+                    .arch
+                }
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let Some(manifest) = status[id.index()].key().and_then(|key| cache.lookup(key)) else {
+            continue;
+        };
+        let dir = cache.tree(&manifest)?;
+        let descriptor =
+            crate::recipe::image::read_descriptor(&dir).map_err(|e| CacheError::Io {
+                path: dir.join("descriptor.json"),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        entries.extend(refs.into_iter().map(|reference| crate::oci::layout::Entry {
+            reference,
+            descriptor: descriptor.clone(),
+        }));
+        dirs.push(dir);
+    }
+    crate::oci::layout::write(out, &entries, &dirs).map_err(io_err(out))
+}

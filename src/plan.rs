@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::action::{
-    Action, ActionId, ActionKind, ConfigSpec, Dep, PackageSpec, Recipe, Role, TagSpec,
+    Action, ActionId, ActionKind, ConfigSpec, Dep, ImageSpec, IndexSpec, PackageSpec, Recipe, Role,
+    TagSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -21,6 +22,20 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
     };
     for label in targets {
         lowerer.target(label);
+    }
+    // Targets of one series and kind share an index, in the order they were asked for.
+    let mut groups: Vec<Vec<&Label>> = Vec::new();
+    for label in targets {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].series == label.series && g[0].kind == label.kind)
+        {
+            Some(group) => group.push(label),
+            None => groups.push(vec![label]),
+        }
+    }
+    for group in groups {
+        lowerer.index(&group);
     }
     lowerer.graph.check_acyclic()?;
     Ok(lowerer.graph)
@@ -422,12 +437,96 @@ impl Lowerer<'_> {
         }
     }
 
-    fn tag(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+    /// The image name and tag prefix of a target: `kernel` and `6.6.71-dbg`, `kernel-perf` and `6.6.71`.
+    fn naming(&self, label: &Label) -> (String, String) {
+        match &label.kind {
+            TargetKind::Kernel(set) => (self.model.defaults.image.clone(), set.name()),
+            TargetKind::Tool(tool) => (
+                format!("{}-{tool}", self.model.defaults.image),
+                String::new(),
+            ),
+        }
+    }
+
+    /// package → layer → image → tag, for kernels and tools alike.
+    fn publish(&mut self, label: &Label, package: ActionId) -> ActionId {
+        let set = label.variants().cloned().unwrap_or_default();
+        // The tree gives the source date, the layer's mtimes and the image's creation time.
+        let layer = self.lowered(ActionKind::Layer, format!("layer {label}"), label, |me| {
+            Spec {
+                deps: vec![
+                    dep(Role::Image, package),
+                    dep(Role::Tree, me.patch(label, &set)),
+                ],
+                recipe: Recipe::Layer,
+                arch: None,
+            }
+        });
+        let image = self.lowered(ActionKind::Image, format!("image {label}"), label, |me| {
+            let series = me.series(label);
+            let spec = ImageSpec {
+                arch: label.arch,
+                builder: series.builder.clone(),
+                source_url: series.source.urls[0].clone(),
+                version: series.version.to_string(),
+                revision: String::new(),
+            };
+            Spec {
+                deps: vec![
+                    dep(Role::Layer, layer),
+                    dep(Role::Tree, me.patch(label, &set)),
+                ],
+                recipe: Recipe::Image(spec),
+                arch: None,
+            }
+        });
+        let (image_name, variant) = self.naming(label);
         self.lowered(ActionKind::Tag, format!("tag {label}"), label, |me| Spec {
-            deps: vec![dep(Role::Image, me.package(label, set))],
-            recipe: Recipe::Tag(me.tag_spec(label, me.model.defaults.image.clone(), &set.name())),
+            deps: vec![dep(Role::Image, image)],
+            recipe: Recipe::Tag(me.tag_spec(label, image_name, &variant)),
             arch: None,
         })
+    }
+
+    fn tag(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        let package = self.package(label, set);
+        self.publish(label, package)
+    }
+
+    /// One multi-arch index per series and kind over the arches of `group` (all requested).
+    fn index(&mut self, group: &[&Label]) -> ActionId {
+        let first = group[0];
+        let name = match &first.kind {
+            TargetKind::Kernel(set) if set.is_plain() => format!("index //{}", first.series),
+            TargetKind::Kernel(set) => format!("index //{}:{}", first.series, set.name()),
+            TargetKind::Tool(tool) => format!("index //{}:{tool}", first.series),
+        };
+        let deps: Vec<Dep> = group
+            .iter()
+            .map(|label| {
+                let image = self
+                    .graph
+                    .find(&format!("image {label}"))
+                    .expect("images are lowered before indexes");
+                dep(Role::Platform(label.arch), image)
+            })
+            .collect();
+        let (image_name, variant) = self.naming(first);
+        let tag = self.tag_spec(first, image_name, &variant);
+        let spec = IndexSpec {
+            repository: tag.repository,
+            prefix: tag.prefix,
+            hash: String::new(),
+        };
+        let id = self.lowered(ActionKind::Index, name, first, |_| Spec {
+            deps,
+            recipe: Recipe::Index(spec),
+            arch: None,
+        });
+        for label in &group[1..] {
+            self.graph.add_label(id, label);
+        }
+        id
     }
 
     /// Tools build from the plain tree; their images hold the binary under /usr/bin.
@@ -458,7 +557,7 @@ impl Lowerer<'_> {
             .expect("tools come from the model")
             .clone();
         let plain = VariantSet::default();
-        let image = self.lowered(
+        let package = self.lowered(
             ActionKind::Package,
             format!("package {label}"),
             label,
@@ -468,12 +567,7 @@ impl Lowerer<'_> {
                 arch: None,
             },
         );
-        let image_name = format!("{}-{}", self.model.defaults.image, tool.name);
-        self.lowered(ActionKind::Tag, format!("tag {label}"), label, |me| Spec {
-            deps: vec![dep(Role::Image, image)],
-            recipe: Recipe::Tag(me.tag_spec(label, image_name, "")),
-            arch: None,
-        })
+        self.publish(label, package)
     }
 }
 

@@ -57,13 +57,15 @@ pub fn group_hash(model: &Model, label: &Label, stat: &mut StatCache) -> Result<
     Ok(digest.to_hex()[..40].to_string())
 }
 
-/// Fills the hash of every tag action in `graph`.
+/// Fills the hash of every tag, image (its revision label) and index action in `graph`.
 pub fn assign(model: &Model, graph: &mut Graph, stat: &mut StatCache) -> Result<(), TagError> {
     let mut memo: HashMap<(String, TargetKind), String> = HashMap::new();
     let ids: Vec<_> = graph.ids().collect();
     for id in ids {
         let label = match &graph.action(id).recipe {
-            Recipe::Tag(_) => graph.action(id).labels[0].clone(),
+            Recipe::Tag(_) | Recipe::Image(_) | Recipe::Index(_) => {
+                graph.action(id).labels[0].clone()
+            }
             _ => continue,
         };
         let key = (label.series.clone(), label.kind.clone());
@@ -75,8 +77,11 @@ pub fn assign(model: &Model, graph: &mut Graph, stat: &mut StatCache) -> Result<
                 hash
             }
         };
-        if let Recipe::Tag(spec) = graph.recipe_mut(id) {
-            spec.hash = hash;
+        match graph.recipe_mut(id) {
+            Recipe::Tag(spec) => spec.hash = hash,
+            Recipe::Index(spec) => spec.hash = hash,
+            Recipe::Image(spec) => spec.revision = hash,
+            _ => {}
         }
     }
     Ok(())

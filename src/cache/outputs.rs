@@ -148,9 +148,7 @@ fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), C
     }
     let blob = blobs.path(entry.digest, entry.executable);
     // A hard link shares the blob; a copy is the fallback across filesystems.
-    std::fs::hard_link(&blob, &target)
-        .or_else(|_| std::fs::copy(&blob, &target).map(|_| ()))
-        .map_err(io_err(&target))
+    crate::fsutil::link_or_copy(&blob, &target).map_err(io_err(&target))
 }
 
 impl Cache {

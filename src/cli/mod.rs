@@ -384,7 +384,8 @@ fn run(
     let started = std::time::Instant::now();
     let cache = open_cache(ws)?;
     // A text-mode null build needs no per-action report: try the fingerprint first.
-    let links_present = ws.root.join("out/.kbuild-links").exists();
+    let links_present =
+        ws.root.join("out/.kbuild-links").exists() && ws.root.join("out/index.json").exists();
     if format == Format::Text
         && links_present
         && let Some(n) = crate::fingerprint::null_build(&ws.root, &cache, exec, labels)
@@ -412,6 +413,7 @@ fn run(
         crate::fingerprint::forget(&ws.root, &cache, labels);
     } else {
         crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;
+        crate::outlinks::write_layout(&ws.root.join("out"), &cache, &graph, &report.status)?;
         let deps = crate::fingerprint::Dependencies {
             patch_dirs: crate::plan::patch_dirs(ws.model()?, &targets),
             inputs: report.inputs,

@@ -4,6 +4,7 @@ mod build_dir;
 mod compile;
 mod configure;
 mod fetch;
+pub mod image;
 mod package;
 mod patch;
 
@@ -145,6 +146,9 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
         Recipe::Install { arch, build_dir } => compile::install(ctx, *arch, build_dir),
         Recipe::Tool { arch, dir, binary } => compile::tool(ctx, *arch, dir, binary),
         Recipe::Package(spec) => package::package(ctx, spec),
+        Recipe::Layer => image::layer(ctx),
+        Recipe::Image(spec) => image::image(ctx, spec),
+        Recipe::Index(spec) => image::index(ctx, spec),
         Recipe::Tag(spec) => package::tag(ctx, spec),
     }
 }

@@ -10,9 +10,7 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating the image directory"))?;
     }
-    std::fs::hard_link(from, to)
-        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
-        .map_err(io(format!("packaging {}", from.display())))
+    crate::fsutil::link_or_copy(from, to).map_err(io(format!("packaging {}", from.display())))
 }
 
 /// The files a LinuxKit kernel image holds; `vmlinux` only when the variant asked for it.

@@ -1,0 +1,177 @@
+//! OCI images: descriptors, image configs, manifests and indexes as kbuild writes them, the image
+//! layout on disk, and pushing to a registry.
+
+pub mod layout;
+pub mod push;
+pub mod registry;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+
+pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// amd64; arm64 with variant v8; riscv64.
+    pub fn of(arch: Arch) -> Platform {
+        let variant = (arch == Arch::Aarch64).then(|| "v8".to_string());
+        Platform {
+            architecture: arch.image_name().into(),
+            os: "linux".into(),
+            variant,
+        }
+    }
+}
+
+/// A content descriptor; field order is the byte order of what kbuild writes.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    pub fn of(media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest: sha256_digest(bytes),
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// The hex part of `sha256:<hex>`.
+    pub fn hex(&self) -> &str {
+        self.digest.strip_prefix("sha256:").unwrap_or(&self.digest)
+    }
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hex: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Index {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default = "index_media")]
+    pub media_type: String,
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn index_media() -> String {
+    MEDIA_INDEX.into()
+}
+
+impl Index {
+    pub fn new(manifests: Vec<Descriptor>) -> Index {
+        Index {
+            schema_version: 2,
+            media_type: MEDIA_INDEX.into(),
+            manifests,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// The image config: platform, labels, and the uncompressed layer digests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageConfig {
+    pub created: String,
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub config: ContainerConfig,
+    pub rootfs: RootFs,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    #[serde(rename = "Labels")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<String>,
+}
+
+/// `1970-01-01T00:00:00Z` for seconds since the epoch (UTC, proleptic Gregorian).
+pub fn rfc3339(epoch: u64) -> String {
+    let (days, secs) = ((epoch / 86_400) as i64, epoch % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn platforms() {
+        assert_eq!(Platform::of(Arch::Aarch64).variant.as_deref(), Some("v8"));
+        assert_eq!(Platform::of(Arch::Riscv64).architecture, "riscv64");
+    }
+}

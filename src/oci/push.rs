@@ -1,0 +1,1 @@
+//! Pushing images to a registry.

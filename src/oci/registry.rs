@@ -1,0 +1,1 @@
+//! A small OCI distribution API client.
