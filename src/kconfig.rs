@@ -210,9 +210,11 @@ pub fn depends_on(tree: &std::path::Path, symbol: &str) -> Vec<String> {
     found
 }
 
-/// The `depends on` lines of `config SYMBOL` blocks in one Kconfig file.
+/// The conditions of `config SYMBOL` blocks in one Kconfig file: their `depends on` lines and
+/// the `if` blocks around them.
 fn depends_in(text: &str, symbol: &str) -> Vec<String> {
     let mut out = Vec::new();
+    let mut ifs: Vec<String> = Vec::new();
     let mut inside = false;
     for line in text.lines() {
         let trimmed = line.trim();
@@ -221,8 +223,16 @@ fn depends_in(text: &str, symbol: &str) -> Vec<String> {
         if starts_block {
             let mut words = trimmed.split_whitespace();
             let keyword = words.next();
+            match keyword {
+                Some("if") => ifs.push(trimmed[2..].trim().to_string()),
+                Some("endif") => drop(ifs.pop()),
+                _ => {}
+            }
             inside =
                 matches!(keyword, Some("config" | "menuconfig")) && words.next() == Some(symbol);
+            if inside {
+                out.extend(ifs.iter().map(|c| format!("{c} (an enclosing `if`)")));
+            }
         } else if inside && let Some(expr) = trimmed.strip_prefix("depends on") {
             out.push(expr.trim().to_string());
         }

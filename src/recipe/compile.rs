@@ -101,6 +101,7 @@ pub fn install(ctx: &Ctx, arch: Arch, build_dir: &str) -> Result<(), RecipeError
                 .arg("dtbs_install"),
         )?;
     }
+    drop_build_links(&mods);
     let epoch = ctx.source_date();
     write_tar(&mods, &ctx.out.join("kernel.tar"), "", epoch).map_err(io("writing kernel.tar"))?;
     let release = std::fs::read_to_string(bd.obj().join("include/config/kernel.release"))
@@ -110,6 +111,25 @@ pub fn install(ctx: &Ctx, arch: Arch, build_dir: &str) -> Result<(), RecipeError
     let prefix = format!("usr/src/linux-headers-{}", release.trim());
     write_tar(&dev, &ctx.out.join("kernel-dev.tar"), &prefix, epoch)
         .map_err(io("writing kernel-dev.tar"))
+}
+
+/// modules_install links `lib/modules/<release>/build` and `source` to the absolute build and
+/// source directories: paths of this machine, which would make kernel.tar differ between caches.
+fn drop_build_links(mods: &Path) {
+    let Ok(releases) = std::fs::read_dir(mods.join("lib/modules")) else {
+        return;
+    };
+    for release in releases.flatten() {
+        for link in ["build", "source"] {
+            let path = release.path().join(link);
+            if path
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+            {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
 }
 
 /// What an out-of-tree module build needs, merged from the source and object trees into one

@@ -177,7 +177,7 @@ fn why_dropped(tree: &std::path::Path, symbol: &str, resolved: &Config) -> Strin
     let bare = symbol.strip_prefix("CONFIG_").unwrap_or(symbol);
     let mut out = String::new();
     for expr in kconfig::depends_on(tree, bare) {
-        let off = kconfig::off_symbols(&expr, resolved);
+        let off = kconfig::off_symbols(expr.trim_end_matches(" (an enclosing `if`)"), resolved);
         let off = if off.is_empty() {
             String::new()
         } else {
