@@ -254,7 +254,8 @@ fn a_failing_action_leaves_no_cache_entry_and_is_retried() {
         "kernel/common/config-dbg",
         "CONFIG_DEBUG_KERNEL=y\nCONFIG_FAKE_FAIL=y\n",
     );
-    let r = ws.run(&[], 1);
+    // One job at a time, so that "the first failure" is one action.
+    let r = ws.run(&["-j1"], 1);
     assert_eq!(
         r.failed(),
         sorted(&["compile //6.6.x:dbg-amd64"]),
