@@ -390,6 +390,8 @@ fn identical_inputs_in_empty_caches_give_identical_outputs() {
             |ws: &Ws| std::fs::read(ws.path().join("out/6.6.x/dbg-arm64").join(file)).unwrap();
         assert_eq!(read(&a), read(&b), "{file} differs");
     }
+    // And so the images: the same manifest and index digests under the same references.
+    assert_eq!(a.read("out/index.json"), b.read("out/index.json"));
 }
 
 #[test]

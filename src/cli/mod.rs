@@ -107,6 +107,21 @@ enum Command {
         #[arg(value_name = "DIR")]
         linuxkit: PathBuf,
     },
+    /// Build targets and publish their images to a registry.
+    Push {
+        labels: Vec<String>,
+        /// The registry, e.g. registry.example.com or 127.0.0.1:5000.
+        #[arg(long)]
+        registry: String,
+        /// Speak plain HTTP (a local registry).
+        #[arg(long)]
+        insecure: bool,
+        /// Keep an existing bare version tag (6.6.71) instead of moving it to this build.
+        #[arg(long)]
+        no_move: bool,
+        #[arg(short, long)]
+        jobs: Option<usize>,
+    },
     /// Print the image references of targets (LinuxKit's show-tags and tag-plainkernel).
     Tags {
         labels: Vec<String>,
@@ -292,6 +307,19 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         Command::Why { labels } => why(&ws, labels),
         Command::Config(ConfigCommand::Update { labels }) => config_update(&ws, labels),
         Command::Tags { labels, format } => tags(&ws, labels, *format),
+        Command::Push {
+            labels,
+            registry,
+            insecure,
+            no_move,
+            jobs,
+        } => push(
+            &ws,
+            labels,
+            registry,
+            (*insecure, *no_move),
+            num_jobs(*jobs),
+        ),
         Command::UpdateRefs { paths, check } => maint::update_refs(&ws, paths, *check),
         Command::Kconfig(KconfigCommand::Split { configs, out }) => {
             maint::kconfig_split(configs, out)
@@ -493,6 +521,96 @@ fn config_update(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
 
 pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// Builds, then publishes: nothing is pushed unless every action succeeded.
+fn push(
+    ws: &Workspace,
+    labels: &[String],
+    host: &str,
+    (insecure, no_move): (bool, bool),
+    jobs: usize,
+) -> miette::Result<i32> {
+    use crate::action::Recipe;
+    let (targets, graph) = lower(ws, labels)?;
+    let cache = open_cache(ws)?;
+    let engine = engine(ws, &cache, &Host, jobs, false);
+    engine.cancel.install_handler();
+    let report = engine.run(&graph)?;
+    eprint!("{}", render::failures(&graph, &report.status));
+    if report
+        .status
+        .iter()
+        .any(|s| !matches!(s, Status::Cached { .. } | Status::Executed { .. }))
+    {
+        eprintln!("kbuild: the build did not finish; nothing was pushed");
+        return Ok(1);
+    }
+    // What is pushed is also what out/ holds.
+    crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;
+    crate::outlinks::write_layout(&ws.root.join("out"), &cache, &graph, &report.status)?;
+    let tree_of = |id: crate::action::ActionId| -> miette::Result<PathBuf> {
+        let manifest = report.status[id.index()]
+            .key()
+            .and_then(|k| cache.lookup(k))
+            .ok_or_else(|| miette::miette!("no cache entry for {}", graph.action(id).name))?;
+        Ok(cache.tree(&manifest)?)
+    };
+    let registry = crate::oci::registry::Registry::new(host, insecure);
+    let mut pusher = crate::oci::push::Pusher::new(&registry, no_move);
+    for id in graph.ids() {
+        let Recipe::Index(spec) = &graph.action(id).recipe else {
+            continue;
+        };
+        let mut images = Vec::new();
+        for dep in &graph.action(id).deps {
+            let image = graph.action(dep.id);
+            let Some(Recipe::Tag(tag)) = graph
+                .find(&format!("tag {}", image.labels[0]))
+                .map(|t| &graph.action(t).recipe)
+            else {
+                continue;
+            };
+            let dir = tree_of(dep.id)?;
+            let descriptor =
+                crate::recipe::image::read_descriptor(&dir).map_err(|e| miette::miette!("{e}"))?;
+            let arch = tag.arch.image_name();
+            let tags = vec![
+                format!("{}-{arch}", tag.prefix),
+                format!("{}-{}-{arch}", tag.prefix, tag.hash),
+            ];
+            images.push(crate::oci::push::ImageItem {
+                dir,
+                descriptor,
+                tags,
+            });
+        }
+        let repository = spec.repository.clone();
+        let item = crate::oci::push::IndexItem {
+            repository,
+            content_tag: format!("{}-{}", spec.prefix, spec.hash),
+            version_tag: spec.prefix.clone(),
+            images,
+        };
+        pusher.index(&item)?;
+    }
+    let r = &pusher.report;
+    for tag in &r.tags {
+        println!("{tag}");
+    }
+    for tag in &r.kept {
+        eprintln!("kept {tag} (--no-move)");
+    }
+    eprintln!(
+        "kbuild: pushed to {host}: {} blob(s) uploaded ({} bytes), {} mounted, {} already there; {} manifest(s); {} tag(s)",
+        r.uploaded,
+        r.uploaded_bytes,
+        r.mounted,
+        r.skipped,
+        r.manifests,
+        r.tags.len()
+    );
+    Ok(0)
 }
 
 /// References per target: the arch-specific ones and those of the multi-arch index, read from

@@ -1,1 +1,202 @@
-//! Pushing images to a registry.
+//! Publishing built images: blobs first (skipping what the registry has, mounting across
+//! repositories where it can), then each per-arch manifest and its tags, then the index, merged
+//! with the index already published under the same content tag, under its tags.
+//!
+//! Tag policy: the per-arch and content-hash tags always point at what this push built. The bare
+//! version tag (`6.6.71`, `6.6.71-dbg`) moves to this push's index by default, as the newest
+//! build of that version; with `no_move` an existing one is kept and reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::registry::{Registry, RegistryError};
+use super::{Descriptor, Index, MEDIA_INDEX, MEDIA_MANIFEST, Manifest};
+
+/// One per-arch image: where its blobs are and the tags it gets.
+pub struct ImageItem {
+    /// A directory holding `blobs/sha256/…` with the manifest, config and layer.
+    pub dir: PathBuf,
+    pub descriptor: Descriptor,
+    pub tags: Vec<String>,
+}
+
+/// One repository's index over some arches.
+pub struct IndexItem {
+    pub repository: String,
+    /// The tag named by content (`6.6.71-<hash>`): merged with what is already there.
+    pub content_tag: String,
+    /// The bare version tag (`6.6.71`), subject to the move policy.
+    pub version_tag: String,
+    pub images: Vec<ImageItem>,
+}
+
+#[derive(Default, Debug)]
+pub struct PushReport {
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub mounted: usize,
+    pub skipped: usize,
+    pub manifests: usize,
+    pub tags: Vec<String>,
+    pub kept: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PushError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0}")]
+    Local(String),
+    #[error("push stopped after {0} blob uploads (KBUILD_PUSH_STOP_AFTER_BLOBS)")]
+    #[diagnostic(help("run the same push again: it continues where this one stopped"))]
+    Stopped(usize),
+}
+
+pub struct Pusher<'a> {
+    registry: &'a Registry,
+    no_move: bool,
+    /// Fault injection for tests: stop after this many uploads, as an interrupted push would.
+    stop_after: Option<usize>,
+    /// Where each blob is known to be, for cross-repository mounts.
+    known: BTreeMap<String, BTreeSet<String>>,
+    pub report: PushReport,
+}
+
+fn blob_path(dir: &std::path::Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap_or(digest))
+}
+
+impl<'a> Pusher<'a> {
+    pub fn new(registry: &'a Registry, no_move: bool) -> Pusher<'a> {
+        let stop_after = std::env::var("KBUILD_PUSH_STOP_AFTER_BLOBS")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        Pusher {
+            registry,
+            no_move,
+            stop_after,
+            known: BTreeMap::new(),
+            report: PushReport::default(),
+        }
+    }
+
+    fn blob(&mut self, repo: &str, digest: &str, dir: &std::path::Path) -> Result<(), PushError> {
+        if self
+            .known
+            .get(digest)
+            .is_some_and(|repos| repos.contains(repo))
+            || self.registry.blob_exists(repo, digest)?
+        {
+            self.report.skipped += 1;
+        } else if let Some(from) = self
+            .known
+            .get(digest)
+            .and_then(|r| r.iter().next())
+            .cloned()
+            && self.registry.mount(repo, digest, &from)?
+        {
+            self.report.mounted += 1;
+        } else {
+            if self.stop_after.is_some_and(|n| self.report.uploaded >= n) {
+                return Err(PushError::Stopped(self.report.uploaded));
+            }
+            let path = blob_path(dir, digest);
+            self.registry.upload(repo, digest, &path)?;
+            self.report.uploaded += 1;
+            self.report.uploaded_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+        }
+        self.known
+            .entry(digest.to_string())
+            .or_default()
+            .insert(repo.to_string());
+        Ok(())
+    }
+
+    /// Puts `bytes` under its digest (unless there) and under each tag (unless already there).
+    fn manifest(
+        &mut self,
+        repo: &str,
+        media: &str,
+        bytes: &[u8],
+        digest: &str,
+        tags: &[String],
+    ) -> Result<(), PushError> {
+        if self.registry.manifest_digest(repo, digest)?.is_none() {
+            self.registry.put_manifest(repo, digest, media, bytes)?;
+            self.report.manifests += 1;
+        }
+        for tag in tags {
+            if self.registry.manifest_digest(repo, tag)?.as_deref() != Some(digest) {
+                self.registry.put_manifest(repo, tag, media, bytes)?;
+            }
+            self.report
+                .tags
+                .push(format!("{}/{repo}:{tag}", self.registry.host()));
+        }
+        Ok(())
+    }
+
+    fn image(&mut self, repo: &str, image: &ImageItem) -> Result<(), PushError> {
+        let bytes = std::fs::read(blob_path(&image.dir, &image.descriptor.digest))
+            .map_err(|e| PushError::Local(format!("reading a manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| PushError::Local(format!("bad manifest: {e}")))?;
+        for blob in manifest
+            .layers
+            .iter()
+            .chain(std::iter::once(&manifest.config))
+        {
+            self.blob(repo, &blob.digest, &image.dir)?;
+        }
+        self.manifest(
+            repo,
+            MEDIA_MANIFEST,
+            &bytes,
+            &image.descriptor.digest,
+            &image.tags,
+        )
+    }
+
+    pub fn index(&mut self, item: &IndexItem) -> Result<(), PushError> {
+        let repo = &item.repository;
+        for image in &item.images {
+            self.image(repo, image)?;
+        }
+        let mut manifests: Vec<Descriptor> =
+            item.images.iter().map(|i| i.descriptor.clone()).collect();
+        // One more arch joins the index already published for the same content.
+        if let Some(bytes) = self.registry.get_manifest(repo, &item.content_tag)?
+            && let Ok(existing) = serde_json::from_slice::<Index>(&bytes)
+        {
+            let ours: Vec<_> = manifests.iter().map(|d| d.platform.clone()).collect();
+            manifests.extend(
+                existing
+                    .manifests
+                    .into_iter()
+                    .filter(|d| !ours.contains(&d.platform)),
+            );
+        }
+        manifests.sort_by(|a, b| {
+            a.platform
+                .as_ref()
+                .map(|p| &p.architecture)
+                .cmp(&b.platform.as_ref().map(|p| &p.architecture))
+        });
+        let bytes = serde_json::to_vec(&Index::new(manifests)).expect("indexes serialise");
+        let digest = super::sha256_digest(&bytes);
+        let mut tags = vec![item.content_tag.clone()];
+        let bare = self.registry.manifest_digest(repo, &item.version_tag)?;
+        if self.no_move && bare.as_deref().is_some_and(|d| d != digest) {
+            self.report.kept.push(format!(
+                "{}/{repo}:{}",
+                self.registry.host(),
+                item.version_tag
+            ));
+        } else {
+            tags.push(item.version_tag.clone());
+        }
+        self.manifest(repo, MEDIA_INDEX, &bytes, &digest, &tags)
+    }
+}

@@ -1,1 +1,356 @@
-//! A small OCI distribution API client.
+//! A small client of the OCI distribution API: blobs (HEAD, cross-repository mount, upload),
+//! manifests (HEAD, GET, PUT), over HTTP or HTTPS, with basic or bearer-token auth taken from
+//! the docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`) or from
+//! `KBUILD_REGISTRY_USER` and `KBUILD_REGISTRY_PASSWORD`.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RegistryError {
+    #[error("cannot reach registry `{host}`: {message}")]
+    #[diagnostic(help("check the host and port; a local registry without TLS needs --insecure"))]
+    Unreachable { host: String, message: String },
+    #[error("registry `{host}` refused {what}: HTTP {status} {body}")]
+    #[diagnostic(help(
+        "check your credentials (docker login, or KBUILD_REGISTRY_USER and KBUILD_REGISTRY_PASSWORD)"
+    ))]
+    Refused {
+        host: String,
+        what: String,
+        status: u16,
+        body: String,
+    },
+}
+
+pub struct Registry {
+    host: String,
+    base: String,
+    agent: ureq::Agent,
+    basic: Option<String>,
+    token: Mutex<Option<String>>,
+}
+
+/// `user:password` in base64, from the environment or the docker config file.
+fn credentials(host: &str) -> Option<String> {
+    use base64::Engine as _;
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("KBUILD_REGISTRY_USER"),
+        std::env::var("KBUILD_REGISTRY_PASSWORD"),
+    ) {
+        return Some(
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+        );
+    }
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let auths = config.get("auths")?.as_object()?;
+    let entry = auths
+        .get(host)
+        .or_else(|| auths.get(&format!("https://{host}")))?;
+    entry.get("auth")?.as_str().map(String::from)
+}
+
+/// Reads `realm`, `service` and `scope` from a `WWW-Authenticate: Bearer …` header.
+fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
+    let rest = header.strip_prefix("Bearer ")?;
+    let mut params = Vec::new();
+    for part in rest.split("\",") {
+        let (k, v) = part.split_once('=')?;
+        params.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+    }
+    Some(params)
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A request body: bytes, or a file streamed with its length.
+pub enum Body<'a> {
+    Empty,
+    Bytes(&'a str, &'a [u8]),
+    File(&'a Path),
+}
+
+impl Registry {
+    pub fn new(host: &str, insecure: bool) -> Registry {
+        let scheme = if insecure { "http" } else { "https" };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Registry {
+            host: host.into(),
+            base: format!("{scheme}://{host}"),
+            agent,
+            basic: credentials(host),
+            token: Mutex::new(None),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        accept: Option<&str>,
+        body: &Body,
+    ) -> Result<Reply, RegistryError> {
+        let unreachable = |e: ureq::Error| RegistryError::Unreachable {
+            host: self.host.clone(),
+            message: e.to_string(),
+        };
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        let token = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        } else if let Some(basic) = &self.basic {
+            request = request.header("Authorization", format!("Basic {basic}"));
+        }
+        let response = match body {
+            Body::Empty => self.agent.run(
+                request
+                    .header("Content-Length", "0")
+                    .body(())
+                    .expect("valid request"),
+            ),
+            Body::Bytes(media, bytes) => {
+                let request = request
+                    .header("Content-Type", *media)
+                    .body(bytes.to_vec())
+                    .expect("valid request");
+                self.agent.run(request)
+            }
+            Body::File(path) => {
+                let file = std::fs::File::open(path).map_err(|e| RegistryError::Unreachable {
+                    host: self.host.clone(),
+                    message: e.to_string(),
+                })?;
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let request = request
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Length", len.to_string())
+                    .body(ureq::SendBody::from_owned_reader(file))
+                    .expect("valid request");
+                self.agent.run(request)
+            }
+        }
+        .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let mut body = Vec::new();
+        let _ = response.into_body().into_reader().read_to_end(&mut body);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends a request to `path` (or an absolute URL), answering a bearer challenge once.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        accept: Option<&str>,
+        body: Body,
+    ) -> Result<Reply, RegistryError> {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let reply = self.send(method, &url, accept, &body)?;
+        if reply.status != 401 {
+            return Ok(reply);
+        }
+        let Some(params) = reply.header("WWW-Authenticate").and_then(bearer_params) else {
+            return Ok(reply);
+        };
+        self.fetch_token(&params)?;
+        self.send(method, &url, accept, &body)
+    }
+
+    fn fetch_token(&self, params: &[(String, String)]) -> Result<(), RegistryError> {
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let realm = get("realm").unwrap_or_default();
+        let mut url = format!("{realm}?service={}", get("service").unwrap_or_default());
+        if let Some(scope) = get("scope") {
+            url.push_str(&format!("&scope={scope}"));
+        }
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let reply = self.send("GET", &url, None, &Body::Empty)?;
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let token = json
+            .get("token")
+            .or_else(|| json.get("access_token"))
+            .and_then(|t| t.as_str());
+        match token {
+            Some(token) => {
+                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.to_string());
+                Ok(())
+            }
+            None => Err(self.refused("a token", &reply)),
+        }
+    }
+
+    pub fn refused(&self, what: &str, reply: &Reply) -> RegistryError {
+        let body = String::from_utf8_lossy(&reply.body)
+            .chars()
+            .take(300)
+            .collect();
+        RegistryError::Refused {
+            host: self.host.clone(),
+            what: what.into(),
+            status: reply.status,
+            body,
+        }
+    }
+
+    pub fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .request(
+                "HEAD",
+                &format!("/v2/{repo}/blobs/{digest}"),
+                None,
+                Body::Empty,
+            )?
+            .status
+            == 200)
+    }
+
+    /// Tries a cross-repository mount; returns whether the blob is now in `repo`.
+    pub fn mount(&self, repo: &str, digest: &str, from: &str) -> Result<bool, RegistryError> {
+        let path = format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}");
+        Ok(self.request("POST", &path, None, Body::Empty)?.status == 201)
+    }
+
+    /// Uploads a blob from a file in one monolithic PUT.
+    pub fn upload(&self, repo: &str, digest: &str, file: &Path) -> Result<(), RegistryError> {
+        let start = self.request(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            None,
+            Body::Empty,
+        )?;
+        if start.status != 202 {
+            return Err(self.refused(&format!("an upload to {repo}"), &start));
+        }
+        let location = start.header("Location").unwrap_or_default().to_string();
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let done = self.request(
+            "PUT",
+            &format!("{location}{sep}digest={digest}"),
+            None,
+            Body::File(file),
+        )?;
+        if done.status != 201 {
+            return Err(self.refused(&format!("blob {digest}"), &done));
+        }
+        Ok(())
+    }
+
+    /// The digest a tag or digest reference resolves to, if it exists.
+    pub fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let accept = format!("{},{}", super::MEDIA_INDEX, super::MEDIA_MANIFEST);
+        let reply = self.request(
+            "HEAD",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            Some(&accept),
+            Body::Empty,
+        )?;
+        Ok((reply.status == 200).then(|| {
+            reply
+                .header("Docker-Content-Digest")
+                .unwrap_or_default()
+                .to_string()
+        }))
+    }
+
+    pub fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let accept = format!("{},{}", super::MEDIA_INDEX, super::MEDIA_MANIFEST);
+        let reply = self.request(
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            Some(&accept),
+            Body::Empty,
+        )?;
+        Ok((reply.status == 200).then_some(reply.body))
+    }
+
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let reply = self.request(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            None,
+            Body::Bytes(media_type, bytes),
+        )?;
+        if reply.status != 201 {
+            return Err(self.refused(&format!("manifest {repo}:{reference}"), &reply));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_params;
+
+    #[test]
+    fn parses_a_bearer_challenge() {
+        let p = bearer_params("Bearer realm=\"https://auth.example/token\",service=\"registry.example\",scope=\"repository:linuxkit/kernel:pull,push\"").unwrap();
+        assert_eq!(
+            p[0],
+            (
+                "realm".to_string(),
+                "https://auth.example/token".to_string()
+            )
+        );
+        assert_eq!(p[2].1, "repository:linuxkit/kernel:pull,push");
+    }
+}
