@@ -46,9 +46,11 @@ impl Ws {
         );
         ws.write("kernel/common/config-dbg", DBG_FRAGMENT);
         ws.write("kernel/6.6.x/patches/0001-init-say-hello.patch", PATCH);
+        // Relative to the workspace: two workspaces describe the very same source.
+        assert!(tar.ends_with("sources/linux-6.6.71.tar"));
         ws.write(
             "kernel.kdl",
-            &manifest(&format!("file://{}", tar.display()), &sha, "6.6.71"),
+            &manifest("file://sources/linux-6.6.71.tar", &sha, "6.6.71"),
         );
         ws
     }
