@@ -110,6 +110,16 @@ impl Index {
             annotations: BTreeMap::new(),
         }
     }
+
+    /// The bytes of a multi-arch index over `manifests`, in arch order. The build and a push
+    /// that merges arches both use this, so equal sets of images give equal index digests.
+    pub fn encode_over(mut manifests: Vec<Descriptor>) -> Vec<u8> {
+        manifests.sort_by(|a, b| {
+            let arch = |d: &Descriptor| d.platform.as_ref().map(|p| p.architecture.clone());
+            arch(a).cmp(&arch(b))
+        });
+        serde_json::to_vec(&Index::new(manifests)).expect("indexes serialise")
+    }
 }
 
 /// The image config: platform, labels, and the uncompressed layer digests.

@@ -178,13 +178,7 @@ impl<'a> Pusher<'a> {
                     .filter(|d| !ours.contains(&d.platform)),
             );
         }
-        manifests.sort_by(|a, b| {
-            a.platform
-                .as_ref()
-                .map(|p| &p.architecture)
-                .cmp(&b.platform.as_ref().map(|p| &p.architecture))
-        });
-        let bytes = serde_json::to_vec(&Index::new(manifests)).expect("indexes serialise");
+        let bytes = Index::encode_over(manifests);
         let digest = super::sha256_digest(&bytes);
         let mut tags = vec![item.content_tag.clone()];
         let bare = self.registry.manifest_digest(repo, &item.version_tag)?;

@@ -141,13 +141,7 @@ pub fn index(ctx: &Ctx, _spec: &IndexSpec) -> Result<(), RecipeError> {
     for dep in &ctx.action.deps {
         manifests.push(read_descriptor(&ctx.deps[&dep.role].dir)?);
     }
-    manifests.sort_by(|a, b| {
-        a.platform
-            .as_ref()
-            .map(|p| &p.architecture)
-            .cmp(&b.platform.as_ref().map(|p| &p.architecture))
-    });
-    let index = serde_json::to_vec(&Index::new(manifests)).expect("indexes serialise");
+    let index = Index::encode_over(manifests);
     let descriptor = write_blob(ctx.out, &index, oci::MEDIA_INDEX)?;
     let _ = writeln!(&*ctx.log, "index {}", descriptor.digest);
     write_descriptor(ctx.out, &descriptor)
