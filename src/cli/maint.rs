@@ -221,3 +221,50 @@ pub fn import_linuxkit(ws_root: &std::path::Path, dir: &std::path::Path) -> miet
     }
     Ok(0)
 }
+
+/// Runs the configure actions of plain targets and copies each resolved config over the
+/// committed full config it came from.
+pub fn config_update(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
+    let model = ws.model()?;
+    let targets = crate::label::resolve(model, labels)?;
+    for target in &targets {
+        if target.variants().is_none_or(|set| !set.is_plain()) {
+            let help = format!("name the plain target, //{}:{}", target.series, target.arch);
+            miette::bail!(
+                help = help,
+                "`{target}` is not a plain kernel: variants add fragments, and only the series config is written back"
+            );
+        }
+    }
+    let (graph, ids) = crate::plan::lower_configure(model, &targets)?;
+    let cache = open_cache(ws)?;
+    let report = engine(ws, &cache, &Host, super::num_jobs(None), false).run(&graph)?;
+    eprint!("{}", super::render::failures(&graph, &report.status));
+    for (target, id) in targets.iter().zip(ids) {
+        let Some(manifest) = report.status[id.index()]
+            .key()
+            .and_then(|k| cache.lookup(k))
+        else {
+            return Ok(1);
+        };
+        let resolved = cache.tree(&manifest)?.join("config");
+        let series = model
+            .series(&target.series)
+            .expect("targets come from the model");
+        let committed = ws.root.join(series.config_path(target.arch));
+        let text = std::fs::read_to_string(&committed).into_diagnostic()?;
+        if !crate::kconfig::parse(&text).full {
+            miette::bail!(
+                help = "edit the minimal defconfig by hand; only a full config is checked option by option",
+                "`{}` is a minimal defconfig",
+                committed.display()
+            );
+        }
+        std::fs::copy(&resolved, &committed).into_diagnostic()?;
+        eprintln!(
+            "wrote the resolved config of {target} to {}",
+            series.config_path(target.arch)
+        );
+    }
+    Ok(0)
+}

@@ -1,12 +1,12 @@
 //! The command line: parses arguments, loads the workspace, and prints results.
 
 mod maint;
+mod publish;
 mod render;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use miette::IntoDiagnostic;
 
 use crate::cache::Cache;
 use crate::engine::{Engine, Status};
@@ -162,7 +162,7 @@ enum ConfigCommand {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
     Dot,
@@ -305,15 +305,15 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             )
         }
         Command::Why { labels } => why(&ws, labels),
-        Command::Config(ConfigCommand::Update { labels }) => config_update(&ws, labels),
-        Command::Tags { labels, format } => tags(&ws, labels, *format),
+        Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
+        Command::Tags { labels, format } => publish::tags(&ws, labels, *format),
         Command::Push {
             labels,
             registry,
             insecure,
             no_move,
             jobs,
-        } => push(
+        } => publish::push(
             &ws,
             labels,
             registry,
@@ -341,7 +341,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
     }
 }
 
-fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
+pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
     let model = ws.model()?;
     let targets = label::resolve(model, labels)?;
     let mut graph = crate::plan::lower(model, &targets)?;
@@ -472,184 +472,8 @@ fn run(
     Ok(code)
 }
 
-/// Runs the configure actions of plain targets and copies each resolved config over the
-/// committed full config it came from.
-fn config_update(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
-    let model = ws.model()?;
-    let targets = label::resolve(model, labels)?;
-    for target in &targets {
-        if target.variants().is_none_or(|set| !set.is_plain()) {
-            let help = format!("name the plain target, //{}:{}", target.series, target.arch);
-            miette::bail!(
-                help = help,
-                "`{target}` is not a plain kernel: variants add fragments, and only the series config is written back"
-            );
-        }
-    }
-    let (graph, ids) = crate::plan::lower_configure(model, &targets)?;
-    let cache = open_cache(ws)?;
-    let report = engine(ws, &cache, &Host, num_jobs(None), false).run(&graph)?;
-    eprint!("{}", render::failures(&graph, &report.status));
-    for (target, id) in targets.iter().zip(ids) {
-        let Some(manifest) = report.status[id.index()]
-            .key()
-            .and_then(|k| cache.lookup(k))
-        else {
-            return Ok(1);
-        };
-        let resolved = cache.tree(&manifest)?.join("config");
-        let series = model
-            .series(&target.series)
-            .expect("targets come from the model");
-        let committed = ws.root.join(series.config_path(target.arch));
-        let text = std::fs::read_to_string(&committed).into_diagnostic()?;
-        if !crate::kconfig::parse(&text).full {
-            miette::bail!(
-                help = "edit the minimal defconfig by hand; only a full config is checked option by option",
-                "`{}` is a minimal defconfig",
-                committed.display()
-            );
-        }
-        std::fs::copy(&resolved, &committed).into_diagnostic()?;
-        eprintln!(
-            "wrote the resolved config of {target} to {}",
-            series.config_path(target.arch)
-        );
-    }
-    Ok(0)
-}
-
 pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-}
-
-/// Builds, then publishes: nothing is pushed unless every action succeeded.
-fn push(
-    ws: &Workspace,
-    labels: &[String],
-    host: &str,
-    (insecure, no_move): (bool, bool),
-    jobs: usize,
-) -> miette::Result<i32> {
-    use crate::action::Recipe;
-    let (targets, graph) = lower(ws, labels)?;
-    let cache = open_cache(ws)?;
-    let engine = engine(ws, &cache, &Host, jobs, false);
-    engine.cancel.install_handler();
-    let report = engine.run(&graph)?;
-    eprint!("{}", render::failures(&graph, &report.status));
-    if report
-        .status
-        .iter()
-        .any(|s| !matches!(s, Status::Cached { .. } | Status::Executed { .. }))
-    {
-        eprintln!("kbuild: the build did not finish; nothing was pushed");
-        return Ok(1);
-    }
-    // What is pushed is also what out/ holds.
-    crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;
-    crate::outlinks::write_layout(&ws.root.join("out"), &cache, &graph, &report.status)?;
-    let tree_of = |id: crate::action::ActionId| -> miette::Result<PathBuf> {
-        let manifest = report.status[id.index()]
-            .key()
-            .and_then(|k| cache.lookup(k))
-            .ok_or_else(|| miette::miette!("no cache entry for {}", graph.action(id).name))?;
-        Ok(cache.tree(&manifest)?)
-    };
-    let registry = crate::oci::registry::Registry::new(host, insecure);
-    let mut pusher = crate::oci::push::Pusher::new(&registry, no_move);
-    for id in graph.ids() {
-        let Recipe::Index(spec) = &graph.action(id).recipe else {
-            continue;
-        };
-        let mut images = Vec::new();
-        for dep in &graph.action(id).deps {
-            let image = graph.action(dep.id);
-            let Some(Recipe::Tag(tag)) = graph
-                .find(&format!("tag {}", image.labels[0]))
-                .map(|t| &graph.action(t).recipe)
-            else {
-                continue;
-            };
-            let dir = tree_of(dep.id)?;
-            let descriptor =
-                crate::recipe::image::read_descriptor(&dir).map_err(|e| miette::miette!("{e}"))?;
-            let arch = tag.arch.image_name();
-            let tags = vec![
-                format!("{}-{arch}", tag.prefix),
-                format!("{}-{}-{arch}", tag.prefix, tag.hash),
-            ];
-            images.push(crate::oci::push::ImageItem {
-                dir,
-                descriptor,
-                tags,
-            });
-        }
-        let repository = spec.repository.clone();
-        let item = crate::oci::push::IndexItem {
-            repository,
-            content_tag: format!("{}-{}", spec.prefix, spec.hash),
-            version_tag: spec.prefix.clone(),
-            images,
-        };
-        pusher.index(&item)?;
-    }
-    let r = &pusher.report;
-    for tag in &r.tags {
-        println!("{tag}");
-    }
-    for tag in &r.kept {
-        eprintln!("kept {tag} (--no-move)");
-    }
-    eprintln!(
-        "kbuild: pushed to {host}: {} blob(s) uploaded ({} bytes), {} mounted, {} already there; {} manifest(s); {} tag(s)",
-        r.uploaded,
-        r.uploaded_bytes,
-        r.mounted,
-        r.skipped,
-        r.manifests,
-        r.tags.len()
-    );
-    Ok(0)
-}
-
-/// References per target: the arch-specific ones and those of the multi-arch index, read from
-/// each target's tag action.
-fn tags(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32> {
-    let (targets, graph) = lower(ws, labels)?;
-    let mut rows = Vec::new();
-    for target in &targets {
-        let id = graph
-            .find(&format!("tag {target}"))
-            .expect("every target has a tag action");
-        if let crate::action::Recipe::Tag(spec) = &graph.action(id).recipe {
-            let refs = crate::tags::references(
-                &spec.repository,
-                &spec.prefix,
-                &spec.hash,
-                spec.arch.image_name(),
-            );
-            rows.push((target.to_string(), refs));
-        }
-    }
-    match format {
-        Format::Json => {
-            let value: Vec<_> = rows
-                .iter()
-                .map(|(t, r)| serde_json::json!({"target": t, "arch": r.arch, "index": r.index}))
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&value).expect("json"));
-        }
-        _ => {
-            for (target, refs) in &rows {
-                println!("{target}");
-                for r in refs.arch.iter().chain(&refs.index) {
-                    println!("  {r}");
-                }
-            }
-        }
-    }
-    Ok(0)
 }
 
 fn why(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
