@@ -603,3 +603,27 @@ fn tag_hashes_follow_content_not_edits() {
         "{written}"
     );
 }
+
+#[test]
+fn a_config_edit_that_resolves_the_same_does_not_compile() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:amd64"], 0);
+    // The same options, written as a minimal defconfig: configure and the check run (differently),
+    // the resolved config is the same, so compile does not run.
+    ws.write(
+        "kernel/6.6.x/config-x86_64",
+        "CONFIG_VETH=y\nCONFIG_BRIDGE=y\nCONFIG_OVERLAY_FS=y\n",
+    );
+    let r = ws.run(&["//6.6.x:amd64"], 0);
+    let executed = r.executed();
+    assert!(
+        executed.contains(&"check-config //6.6.x:amd64".to_string()),
+        "{executed:?}"
+    );
+    assert!(
+        !executed
+            .iter()
+            .any(|n| n.starts_with("compile") || n.starts_with("install")),
+        "{executed:?}"
+    );
+}
