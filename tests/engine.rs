@@ -627,3 +627,24 @@ fn a_config_edit_that_resolves_the_same_does_not_compile() {
         "{executed:?}"
     );
 }
+
+#[test]
+fn cache_verify_finds_and_removes_corrupt_blobs() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:amd64"], 0);
+    assert_eq!(ws.kbuild(&["cache", "verify"]).status.code(), Some(0));
+    let blob = walk(&ws.cache.join("blobs"))
+        .into_iter()
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("return 1;")))
+        .unwrap();
+    let mut perms = std::fs::metadata(&blob).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&blob, perms).unwrap();
+    std::fs::write(&blob, "garbage").unwrap();
+    let out = ws.kbuild(&["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("corrupt, removed:"));
+    assert!(!blob.exists());
+    assert_eq!(ws.kbuild(&["cache", "verify"]).status.code(), Some(0));
+}

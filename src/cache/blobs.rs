@@ -51,3 +51,38 @@ impl BlobStore {
         let _ = std::fs::remove_file(self.path(digest, executable));
     }
 }
+
+impl BlobStore {
+    /// Hashes every blob; removes and returns the ones whose content does not match their name.
+    /// A removed blob is rebuilt by the next run that needs it (its readers find it missing).
+    pub fn verify_all(&self) -> std::io::Result<(usize, Vec<PathBuf>)> {
+        use rayon::prelude::*;
+        let mut paths = Vec::new();
+        for shard in std::fs::read_dir(&self.root)? {
+            for blob in std::fs::read_dir(shard?.path())? {
+                paths.push(blob?.path());
+            }
+        }
+        let bad: Vec<PathBuf> = paths
+            .par_iter()
+            .filter(|path| {
+                let shard = path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let expected = Digest::from_hex(&format!("{shard}{}", name.trim_end_matches(".x")));
+                expected.is_none() || Digest::of_file(path).ok() != expected
+            })
+            .cloned()
+            .collect();
+        for path in &bad {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok((paths.len(), bad))
+    }
+}

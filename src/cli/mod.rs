@@ -69,6 +69,9 @@ enum Command {
     /// Work on the committed configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Look after the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Move kernel image references in YAML, Dockerfile, Makefile and test.sh files to the
     /// current versions (LinuxKit's update-kernel-yamls).
     UpdateRefs {
@@ -149,6 +152,12 @@ enum PatchesCommand {
     /// Check that every patch is a signed-off `git format-patch` file in a unique order with its
     /// origin; exit 1 on findings.
     Check { series: Vec<String> },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCommand {
+    /// Hash every blob; remove the corrupt ones (the next run rebuilds what needs them).
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]
@@ -306,6 +315,18 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         }
         Command::Why { labels } => why(&ws, labels),
         Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
+        Command::Cache(CacheCommand::Verify) => {
+            let cache = open_cache(&ws)?;
+            let (checked, bad) = cache
+                .blobs
+                .verify_all()
+                .map_err(|e| miette::miette!("reading the cache: {e}"))?;
+            for path in &bad {
+                println!("corrupt, removed: {}", path.display());
+            }
+            eprintln!("kbuild: {checked} blob(s) checked, {} corrupt", bad.len());
+            Ok(i32::from(!bad.is_empty()))
+        }
         Command::Tags { labels, format } => publish::tags(&ws, labels, *format),
         Command::Push {
             labels,
