@@ -21,9 +21,11 @@ pub fn layer(ctx: &Ctx) -> Result<(), RecipeError> {
     let diff_id = Sha256::of_file(&tar).map_err(io("hashing the layer"))?;
     let gz =
         std::fs::File::create(ctx.out.join("layer.tar.gz")).map_err(io("writing layer.tar.gz"))?;
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(std::io::BufWriter::new(gz), flate2::Compression::default());
+    let mut encoder = flate2::GzBuilder::new().mtime(0).write(
+        std::io::BufWriter::new(gz), // Level 1: the layer is mostly already-compressed tarballs (linux.tar.xz) and
+        // large tars; a higher level costs seconds on every rebuild for little gain.
+        flate2::Compression::fast(),
+    );
     std::io::copy(
         &mut std::fs::File::open(&tar).map_err(io("reading the layer"))?,
         &mut encoder,
