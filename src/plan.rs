@@ -66,6 +66,15 @@ struct Lowerer<'a> {
     envs: HashMap<(String, Arch), Arc<BTreeMap<String, String>>>,
 }
 
+/// The name of the index action of `label`'s series and kind: `index //6.6.x:dbg`.
+pub fn index_name(label: &Label) -> String {
+    match &label.kind {
+        TargetKind::Kernel(set) if set.is_plain() => format!("index //{}", label.series),
+        TargetKind::Kernel(set) => format!("index //{}:{}", label.series, set.name()),
+        TargetKind::Tool(tool) => format!("index //{}:{tool}", label.series),
+    }
+}
+
 /// Which of a target's variants bring patches: they decide which patched tree it builds from.
 fn patching_variants(model: &Model, set: &VariantSet) -> Vec<String> {
     model
@@ -496,11 +505,7 @@ impl Lowerer<'_> {
     /// One multi-arch index per series and kind over the arches of `group` (all requested).
     fn index(&mut self, group: &[&Label]) -> ActionId {
         let first = group[0];
-        let name = match &first.kind {
-            TargetKind::Kernel(set) if set.is_plain() => format!("index //{}", first.series),
-            TargetKind::Kernel(set) => format!("index //{}:{}", first.series, set.name()),
-            TargetKind::Tool(tool) => format!("index //{}:{tool}", first.series),
-        };
+        let name = index_name(first);
         let deps: Vec<Dep> = group
             .iter()
             .map(|label| {

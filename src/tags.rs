@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use crate::action::ActionId;
 use crate::action::Recipe;
 use crate::digest::Digest;
 use crate::graph::Graph;
@@ -25,15 +26,23 @@ pub struct TagError {
     source: std::io::Error,
 }
 
-/// The hash of the series and kind of `label`, over all the arches the model builds it for.
-pub fn group_hash(model: &Model, label: &Label, stat: &mut StatCache) -> Result<String, TagError> {
-    let group: Vec<Label> = all_targets(model)
+fn group_targets(model: &Model, label: &Label) -> Vec<Label> {
+    all_targets(model)
         .into_iter()
         .filter(|t| t.series == label.series && t.kind == label.kind)
-        .collect();
-    let graph = crate::plan::lower(model, &group).expect("the planner makes no cycles");
-    let mut entries = Vec::with_capacity(graph.len());
-    for id in graph.ids() {
+        .collect()
+}
+
+/// Combines the digests of `ids`' actions: kind, recipe, environment and input contents, sorted,
+/// so the order in which actions were lowered does not matter.
+fn hash_actions(
+    graph: &Graph,
+    ids: impl Iterator<Item = ActionId>,
+    model: &Model,
+    stat: &mut StatCache,
+) -> Result<String, TagError> {
+    let mut entries = Vec::new();
+    for id in ids {
         let action = graph.action(id);
         let mut h = blake3::Hasher::new();
         h.update(action.kind.as_str().as_bytes());
@@ -51,32 +60,69 @@ pub fn group_hash(model: &Model, label: &Label, stat: &mut StatCache) -> Result<
         }
         entries.push(*h.finalize().as_bytes());
     }
-    // Sorted, so the hash does not depend on the order in which actions were lowered.
     entries.sort();
-    let digest = Digest::of_bytes(&entries.concat());
-    Ok(digest.to_hex()[..40].to_string())
+    Ok(Digest::of_bytes(&entries.concat()).to_hex()[..40].to_string())
 }
 
-/// Fills the hash of every tag, image (its revision label) and index action in `graph`.
+/// The hash of the series and kind of `label`, over all the arches the model builds it for.
+pub fn group_hash(model: &Model, label: &Label, stat: &mut StatCache) -> Result<String, TagError> {
+    let graph = crate::plan::lower(model, &group_targets(model, label))
+        .expect("the planner makes no cycles");
+    hash_actions(&graph, graph.ids(), model, stat)
+}
+
+/// The same hash, read off `graph` when it holds the whole group (every arch's tag and the index
+/// over all of them): the common `//...` case, which then lowers nothing twice.
+fn group_hash_in(
+    graph: &Graph,
+    model: &Model,
+    label: &Label,
+    stat: &mut StatCache,
+) -> Option<Result<String, TagError>> {
+    let group = group_targets(model, label);
+    let mut roots = Vec::new();
+    for target in &group {
+        roots.push(graph.find(&format!("tag {target}"))?);
+    }
+    let index = graph.find(&crate::plan::index_name(label))?;
+    if graph.action(index).deps.len() != group.len() {
+        return None;
+    }
+    roots.push(index);
+    let mut seen = std::collections::HashSet::new();
+    while let Some(id) = roots.pop() {
+        if seen.insert(id) {
+            roots.extend(graph.action(id).deps.iter().map(|d| d.id));
+        }
+    }
+    Some(hash_actions(graph, seen.into_iter(), model, stat))
+}
+
+/// Fills the hash of every tag, image (its revision label) and index action in `graph`. All
+/// hashes are computed before any recipe changes, as they read recipes.
 pub fn assign(model: &Model, graph: &mut Graph, stat: &mut StatCache) -> Result<(), TagError> {
-    let mut memo: HashMap<(String, TargetKind), String> = HashMap::new();
-    let ids: Vec<_> = graph.ids().collect();
-    for id in ids {
-        let label = match &graph.action(id).recipe {
-            Recipe::Tag(_) | Recipe::Image(_) | Recipe::Index(_) => {
-                graph.action(id).labels[0].clone()
-            }
-            _ => continue,
-        };
+    let mut hashes: HashMap<(String, TargetKind), String> = HashMap::new();
+    let mut todo = Vec::new();
+    for id in graph.ids() {
+        if !matches!(
+            graph.action(id).recipe,
+            Recipe::Tag(_) | Recipe::Image(_) | Recipe::Index(_)
+        ) {
+            continue;
+        }
+        let label = graph.action(id).labels[0].clone();
         let key = (label.series.clone(), label.kind.clone());
-        let hash = match memo.get(&key) {
-            Some(hash) => hash.clone(),
-            None => {
-                let hash = group_hash(model, &label, stat)?;
-                memo.insert(key, hash.clone());
-                hash
-            }
-        };
+        if !hashes.contains_key(&key) {
+            let hash = match group_hash_in(graph, model, &label, stat) {
+                Some(hash) => hash?,
+                None => group_hash(model, &label, stat)?,
+            };
+            hashes.insert(key.clone(), hash);
+        }
+        todo.push((id, key));
+    }
+    for (id, key) in todo {
+        let hash = hashes[&key].clone();
         match graph.recipe_mut(id) {
             Recipe::Tag(spec) => spec.hash = hash,
             Recipe::Index(spec) => spec.hash = hash,
