@@ -92,6 +92,28 @@ pub fn write_layout(
     status: &[Status],
 ) -> Result<(), CacheError> {
     use crate::action::Recipe;
+    // What the layout was last written from: when every image and index is as it was, and the
+    // layout is still there, there is nothing to write (a null build reads one small file).
+    let wanted: String = graph
+        .ids()
+        .filter(|id| {
+            matches!(
+                graph.action(*id).recipe,
+                Recipe::Index(_) | Recipe::Image(_)
+            )
+        })
+        .filter_map(|id| {
+            status[id.index()]
+                .output()
+                .map(|o| format!("{}\t{o}\n", graph.action(id).name))
+        })
+        .collect();
+    let record = out.join(".kbuild-layout");
+    if out.join("index.json").exists()
+        && std::fs::read_to_string(&record).is_ok_and(|r| r == wanted)
+    {
+        return Ok(());
+    }
     let mut entries = Vec::new();
     let mut dirs = Vec::new();
     for id in graph.ids() {
@@ -132,5 +154,6 @@ pub fn write_layout(
         }));
         dirs.push(dir);
     }
-    crate::oci::layout::write(out, &entries, &dirs).map_err(io_err(out))
+    crate::oci::layout::write(out, &entries, &dirs).map_err(io_err(out))?;
+    crate::cache::write_atomic(&record, wanted.as_bytes())
 }
