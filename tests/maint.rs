@@ -233,11 +233,7 @@ fn bump_pins_the_new_source_and_shows_drift() {
     let ws = Ws::new();
     make_tarball(&ws.path().join("sources"), "6.6.72");
     let text = ws.read("kernel.kdl");
-    let line = text
-        .lines()
-        .find(|l| l.contains("source \""))
-        .unwrap()
-        .to_string();
+    let line = ws.source_line();
     let relative = "    source \"file://sources/linux-6.6.71.tar\" sha256=\"x\"";
     let sha = line
         .split("sha256=\"")
@@ -292,11 +288,7 @@ fn new_series_copies_configs_and_patches() {
     let ws = Ws::new();
     make_tarball(&ws.path().join("sources"), "6.7.1");
     let text = ws.read("kernel.kdl");
-    let line = text
-        .lines()
-        .find(|l| l.contains("source \""))
-        .unwrap()
-        .to_string();
+    let line = ws.source_line();
     ws.write(
         "kernel.kdl",
         &text.replace(&line, "    source \"file://sources/linux-6.6.71.tar\""),

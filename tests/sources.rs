@@ -140,11 +140,11 @@ fn sources_download_over_http_trying_mirrors_in_order() {
     let sha = kbuild::digest::Sha256::of_file(&ws.path().join("sources/linux-6.6.71.tar")).unwrap();
     let port = common::serve(vec![("/mirror/linux-6.6.71.tar".into(), tar)], 2);
     let text = ws.read("kernel.kdl");
-    let line = text.lines().find(|l| l.contains("source \"")).unwrap();
+    let line = ws.source_line();
     let http = format!(
         "    source \"http://127.0.0.1:{port}/gone/linux-6.6.71.tar\" \"http://127.0.0.1:{port}/mirror/linux-6.6.71.tar\" sha256=\"{sha}\""
     );
-    ws.write("kernel.kdl", &text.replace(line, &http));
+    ws.write("kernel.kdl", &text.replace(&line, &http));
     let r = ws.run(&["//6.6.x:amd64"], 0);
     assert!(
         r.executed()
@@ -163,14 +163,14 @@ fn a_download_that_does_not_match_its_pin_stores_nothing() {
         4,
     );
     let text = ws.read("kernel.kdl");
-    let line = text.lines().find(|l| l.contains("source \"")).unwrap();
+    let line = ws.source_line();
     let sha = line
         .split("sha256=\"")
         .nth(1)
         .unwrap()
         .trim_end_matches('"');
     let http = format!("    source \"http://127.0.0.1:{port}/linux-6.6.71.tar\" sha256=\"{sha}\"");
-    ws.write("kernel.kdl", &text.replace(line, &http));
+    ws.write("kernel.kdl", &text.replace(&line, &http));
     let r = ws.run(&["//6.6.x:amd64"], 1);
     assert!(
         r.stderr.contains(&format!("expected {sha}")),

@@ -76,6 +76,15 @@ impl Ws {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
+    /// The `source` line of kernel.kdl, as written.
+    pub fn source_line(&self) -> String {
+        let text = self.read("kernel.kdl");
+        text.lines()
+            .find(|l| l.contains("source \""))
+            .expect("kernel.kdl has a source")
+            .to_string()
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kbuild"));
         cmd.arg("-C")
