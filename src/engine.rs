@@ -374,7 +374,6 @@ impl Runner<'_> {
             cancel: &self.engine.cancel,
             jobs: self.engine.jobs,
             build_root: &self.build_root,
-            key: job.key,
             locked: self.engine.locked,
         };
         if let Err(e) = recipe::execute(&ctx) {
@@ -401,8 +400,6 @@ impl Worker for Runner<'_> {
     type Result = JobResult;
 
     fn work(&self, id: ActionId, job: Job) -> JobResult {
-        let key = job.key;
-        let _ = key;
         self.execute(id, job).unwrap_or_else(|e| JobResult::Failed {
             error: e.to_string(),
             hint: Some("check free space and permissions of the cache directory".into()),

@@ -392,6 +392,18 @@ impl Lowerer<'_> {
         )
     }
 
+    /// The patches of the tree `label` builds from, as its patch action (lowered before any
+    /// package) has them: the patch directories are read once per tree, not once per target.
+    fn lowered_patches(&self, label: &Label, set: &VariantSet) -> Vec<String> {
+        let id = self
+            .graph
+            .find(&format!("patch {}", self.tree_name(label, set)));
+        match id.map(|id| &self.graph.action(id).recipe) {
+            Some(Recipe::Patch { patches }) => patches.clone(),
+            _ => self.patch_list(label, set),
+        }
+    }
+
     fn package_spec(
         &self,
         label: &Label,
@@ -409,7 +421,7 @@ impl Lowerer<'_> {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            patches: self.patch_list(label, set),
+            patches: self.lowered_patches(label, set),
             tool_binary,
         }
     }

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use crate::action::{Action, Recipe, Role};
 use crate::exec::{Cancel, ExecError, Executor, Invocation};
-use crate::key::ActionKey;
 
 /// A dependency's outputs, as a directory.
 #[derive(Clone, Debug)]
@@ -43,7 +42,6 @@ pub struct Ctx<'a> {
     pub jobs: usize,
     /// Where persistent kernel build directories live.
     pub build_root: &'a Path,
-    pub key: ActionKey,
     /// Refuse to pin unpinned sources in kernel.lock (`--locked`, for CI).
     pub locked: bool,
 }
