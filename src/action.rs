@@ -152,15 +152,15 @@ pub enum Recipe {
     },
     Configure(ConfigSpec),
     CheckConfig(ConfigSpec),
-    /// `build_dir` names the persistent build directory (a relative name, not a path).
+    /// `dirs` names the persistent source and object directories.
     Compile {
         arch: Arch,
-        build_dir: String,
+        dirs: BuildDirs,
         extra_outputs: Vec<String>,
     },
     Install {
         arch: Arch,
-        build_dir: String,
+        dirs: BuildDirs,
     },
     Tool {
         arch: Arch,
@@ -173,6 +173,15 @@ pub enum Recipe {
     Image(ImageSpec),
     Index(IndexSpec),
     Tag(TagSpec),
+}
+
+/// The persistent directories a kernel build works in, relative names under the build root:
+/// one source tree per patched tree, shared by every target built from it, and one object tree
+/// per target.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuildDirs {
+    pub src: String,
+    pub obj: String,
 }
 
 /// How a config is put together, shared by the configure and the check actions.

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::action::{
-    Action, ActionId, ActionKind, ConfigSpec, Dep, ImageSpec, IndexSpec, PackageSpec, Recipe, Role,
-    TagSpec,
+    Action, ActionId, ActionKind, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, PackageSpec,
+    Recipe, Role, TagSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -343,8 +343,19 @@ impl Lowerer<'_> {
         )
     }
 
-    fn build_dir(label: &Label) -> String {
-        format!("{}/{}", label.series, label.name())
+    /// The source directory is named after the tree (`6.1.x/src`, `6.1.x/src-rt`), so targets
+    /// with the same patches share it; the object directory is the target's own.
+    fn build_dirs(&self, label: &Label, set: &VariantSet) -> BuildDirs {
+        let patching = patching_variants(self.model, set);
+        let src = if patching.is_empty() {
+            "src".to_string()
+        } else {
+            format!("src-{}", patching.join("-"))
+        };
+        BuildDirs {
+            src: format!("{}/{src}", label.series),
+            obj: format!("{}/{}", label.series, label.name()),
+        }
     }
 
     fn compile(&mut self, label: &Label, set: &VariantSet) -> ActionId {
@@ -360,7 +371,7 @@ impl Lowerer<'_> {
                 ],
                 recipe: Recipe::Compile {
                     arch: label.arch,
-                    build_dir: Self::build_dir(label),
+                    dirs: me.build_dirs(label, set),
                     extra_outputs: me
                         .model
                         .variants_of(set)
@@ -385,7 +396,7 @@ impl Lowerer<'_> {
                 ],
                 recipe: Recipe::Install {
                     arch: label.arch,
-                    build_dir: Self::build_dir(label),
+                    dirs: me.build_dirs(label, set),
                 },
                 arch: Some(label.arch),
             },

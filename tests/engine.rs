@@ -649,3 +649,40 @@ fn cache_verify_finds_and_removes_corrupt_blobs() {
     assert!(!blob.exists());
     assert_eq!(ws.kbuild(&["cache", "verify"]).status.code(), Some(0));
 }
+
+#[test]
+fn targets_of_one_tree_share_a_source_tree_linked_to_the_cache() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:amd64", "//6.6.x:dbg-amd64"], 0);
+    let builds: Vec<_> = std::fs::read_dir(ws.cache.join("build"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("6.6.x"))
+        .collect();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    let series = &builds[0];
+    assert!(!series.join("amd64/src").exists());
+    assert!(series.join("amd64/obj").is_dir());
+    assert!(series.join("dbg-amd64/obj").is_dir());
+    let main_c = series.join("src/init/main.c");
+    let links = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().nlink()
+    };
+    assert!(links(&main_c) > 1, "the first fill links files from the cache");
+    let before: Vec<String> = ["amd64", "dbg-amd64"]
+        .iter()
+        .map(|t| ws.read(&format!("out/6.6.x/{t}/kernel")))
+        .collect();
+
+    // A changed file becomes a private copy, and both targets see it.
+    ws.write(
+        "kernel/6.6.x/patches/0001-init-say-hello.patch",
+        &common::PATCH.replace("return 1;", "return 2;"),
+    );
+    ws.run(&["//6.6.x:amd64", "//6.6.x:dbg-amd64"], 0);
+    assert_eq!(links(&main_c), 1);
+    assert!(std::fs::read_to_string(&main_c).unwrap().contains("return 2;"));
+    for (t, old) in ["amd64", "dbg-amd64"].iter().zip(before) {
+        assert_ne!(ws.read(&format!("out/6.6.x/{t}/kernel")), old, "{t}");
+    }
+}

@@ -1,42 +1,58 @@
-//! Persistent build directories: one kernel tree and object tree per series, variant and arch,
-//! kept between runs so the kernel's own make rebuilds incrementally.
+//! Persistent build directories, kept between runs so the kernel's own make rebuilds
+//! incrementally: one source tree per patched tree, shared by every target built from it, and
+//! one object tree per target.
 //!
-//! Only files whose content changed get new mtimes in the source copy, so make sees exactly
-//! those changes. The directory is locked while in use; two kbuild processes take turns.
+//! A source tree is first filled with hard links to the cache's files: no copy of a 1.5 GB tree
+//! per target, and no second copy on disk at all. Those links carry old mtimes, so a fill starts a
+//! new *generation*, and an object tree built against another generation is emptied before use.
+//! Within a generation a file whose content changes is replaced by a private copy with a fresh
+//! mtime, so make sees exactly the changed files. Kernel builds with `O=` never write to the
+//! source tree, which is what makes sharing its files with the cache sound.
+//!
+//! Locks: a target's directory is held exclusively while in use; the source tree is held shared
+//! while make reads it and exclusively while it changes. A target's lock is always taken first.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::{Ctx, DepOutput, RecipeError, io};
+use crate::action::BuildDirs;
 use crate::cache::OutputEntry;
 use crate::digest::Digest;
 
 pub struct BuildDir {
     root: PathBuf,
+    src: SrcDir,
     _lock: File,
 }
 
 impl BuildDir {
-    pub fn open(ctx: &Ctx, name: &str) -> Result<BuildDir, RecipeError> {
-        let root = ctx.build_root.join(name);
+    pub fn open(ctx: &Ctx, dirs: &BuildDirs) -> Result<BuildDir, RecipeError> {
+        let root = ctx.build_root.join(&dirs.obj);
         std::fs::create_dir_all(root.join("obj"))
             .map_err(io(format!("creating {}", root.display())))?;
         let lock = File::create(root.join("lock")).map_err(io("creating the build lock"))?;
         lock.lock().map_err(io("locking the build directory"))?;
-        Ok(BuildDir { root, _lock: lock })
+        let src = SrcDir::open(&ctx.build_root.join(&dirs.src))?;
+        Ok(BuildDir {
+            root,
+            src,
+            _lock: lock,
+        })
     }
 
     pub fn src(&self) -> PathBuf {
-        self.root.join("src")
+        self.src.path.clone()
     }
 
     pub fn obj(&self) -> PathBuf {
         self.root.join("obj")
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The directory both trees live under: what `-ffile-prefix-map` strips from paths.
+    pub fn prefix(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
     }
 
     /// What the object tree was last built from: tree and config digests.
@@ -52,11 +68,19 @@ impl BuildDir {
         let _ = std::fs::remove_file(self.root.join("stamp"));
     }
 
-    /// Brings `src` to the content of `tree` and `obj/.config` to `config`, touching only what differs.
+    /// Brings `src` to the content of `tree` and `obj/.config` to `config`, touching only what
+    /// differs, and leaves the source tree locked shared until this `BuildDir` is dropped.
     pub fn prepare(&self, tree: &DepOutput, config: &Path) -> Result<(), RecipeError> {
         // A build interrupted from here on must not be taken as matching its stamp.
         self.clear_stamp();
-        self.sync_src(tree)?;
+        let generation = self.src.bring_to(tree)?;
+        let gen_path = self.root.join("generation");
+        if std::fs::read_to_string(&gen_path).ok().as_deref() != Some(generation.as_str()) {
+            // Objects newer than the old tree's files may be older than none of the new ones'.
+            let _ = std::fs::remove_dir_all(self.obj());
+            std::fs::create_dir_all(self.obj()).map_err(io("recreating obj"))?;
+            std::fs::write(&gen_path, &generation).map_err(io("writing the generation"))?;
+        }
         let dest = self.obj().join(".config");
         let new = std::fs::read(config).map_err(io("reading the resolved config"))?;
         if std::fs::read(&dest).ok().as_deref() != Some(&new[..]) {
@@ -64,15 +88,107 @@ impl BuildDir {
         }
         Ok(())
     }
+}
 
-    fn sync_src(&self, tree: &DepOutput) -> Result<(), RecipeError> {
-        let index_path = self.root.join("src-index.json");
-        let mut index: BTreeMap<String, Digest> = std::fs::read(&index_path)
+/// A shared source tree and its bookkeeping files beside it (`<name>.lock`, `.index`,
+/// `.generation`), outside the tree so the kernel never sees them.
+struct SrcDir {
+    path: PathBuf,
+    lock: File,
+}
+
+impl SrcDir {
+    fn open(path: &Path) -> Result<SrcDir, RecipeError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating the build root"))?;
+        }
+        let lock = File::create(sibling(path, "lock")).map_err(io("creating the source lock"))?;
+        Ok(SrcDir {
+            path: path.to_path_buf(),
+            lock,
+        })
+    }
+
+    fn generation_path(&self) -> PathBuf {
+        sibling(&self.path, "generation")
+    }
+
+    fn index_path(&self) -> PathBuf {
+        sibling(&self.path, "index")
+    }
+
+    fn read_index(&self) -> Index {
+        std::fs::read(self.index_path())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        if index.is_empty() {
-            let _ = std::fs::remove_dir_all(self.src());
+            .unwrap_or_default()
+    }
+
+    /// Whether the tree holds `tree`: the digest it was synced to, and each linked file still the
+    /// cache's file (a blob found corrupt is replaced in the cache, and the link must follow).
+    fn holds(&self, tree: &DepOutput) -> bool {
+        if std::fs::read_to_string(sibling(&self.path, "tree")).ok()
+            != Some(tree.digest().to_string())
+        {
+            return false;
+        }
+        let index = self.read_index();
+        !index.is_empty()
+            && index.iter().all(|(rel, placed)| {
+                placed.inode == 0 || inode(&tree.dir.join("tree").join(rel)) == placed.inode
+            })
+    }
+
+    /// Makes the tree hold `tree` and returns its generation, holding the lock shared.
+    fn bring_to(&self, tree: &DepOutput) -> Result<String, RecipeError> {
+        self.lock
+            .lock_shared()
+            .map_err(io("locking the source tree"))?;
+        if !self.holds(tree) {
+            // Upgrading is unlock then lock: another process may sync in between, so look again.
+            let _ = self.lock.unlock();
+            self.lock.lock().map_err(io("locking the source tree"))?;
+            if !self.holds(tree) {
+                self.sync(tree)?;
+            }
+            let _ = self.lock.unlock();
+            self.lock
+                .lock_shared()
+                .map_err(io("locking the source tree"))?;
+            if !self.holds(tree) {
+                return Err(RecipeError::failed(
+                    format!(
+                        "another kbuild run changed {} while this one waited for it",
+                        self.path.display()
+                    ),
+                    "run again once the other build has finished",
+                ));
+            }
+        }
+        std::fs::read_to_string(self.generation_path()).map_err(io("reading the generation"))
+    }
+
+    fn sync(&self, tree: &DepOutput) -> Result<(), RecipeError> {
+        let tree_path = sibling(&self.path, "tree");
+        let _ = std::fs::remove_file(&tree_path);
+        let index_path = self.index_path();
+        let mut index = self.read_index();
+        // Until the index is written again the tree is in between: a sync cut short leaves none,
+        // and the next one starts a new generation rather than trust files it did not finish.
+        let _ = std::fs::remove_file(&index_path);
+        let fresh = index.is_empty() || !self.path.is_dir();
+        if fresh {
+            index.clear();
+            let _ = std::fs::remove_dir_all(&self.path);
+            let generation = format!(
+                "{}",
+                std::time::UNIX_EPOCH
+                    .elapsed()
+                    .unwrap_or_default()
+                    .as_nanos()
+            );
+            std::fs::write(self.generation_path(), generation)
+                .map_err(io("writing the generation"))?;
         }
         let wanted: BTreeMap<&str, &OutputEntry> = tree
             .manifest
@@ -81,27 +197,66 @@ impl BuildDir {
             .filter_map(|e| e.path.strip_prefix("tree/").map(|rel| (rel, e)))
             .collect();
         for gone in index.keys().filter(|p| !wanted.contains_key(p.as_str())) {
-            let _ = std::fs::remove_file(self.src().join(gone));
+            let _ = std::fs::remove_file(self.path.join(gone));
         }
         index.retain(|p, _| wanted.contains_key(p.as_str()));
         for (rel, entry) in wanted {
-            let dest = self.src().join(rel);
-            let same = index.get(rel) == Some(&entry.digest) && dest.symlink_metadata().is_ok();
+            let dest = self.path.join(rel);
+            let from = tree.dir.join(&entry.path);
+            let same = index.get(rel).is_some_and(|placed| {
+                placed.digest == entry.digest && (placed.inode == 0 || placed.inode == inode(&from))
+            }) && dest.symlink_metadata().is_ok();
             if !same {
-                place(&tree.dir.join(&entry.path), &dest, entry)?;
-                index.insert(rel.to_string(), entry.digest);
+                let how = if fresh { Place::Link } else { Place::Copy };
+                let linked = place(&from, &dest, entry, how)?;
+                let inode = if linked { inode(&dest) } else { 0 };
+                index.insert(
+                    rel.to_string(),
+                    Placed {
+                        digest: entry.digest,
+                        inode,
+                    },
+                );
             }
         }
         std::fs::write(&index_path, serde_json::to_vec(&index).unwrap_or_default())
-            .map_err(io("writing the source index"))
+            .map_err(io("writing the source index"))?;
+        std::fs::write(&tree_path, tree.digest().to_string()).map_err(io("writing the tree digest"))
     }
 }
 
-/// Copies (a reflink where the filesystem can): the file gets a fresh mtime even when its content
-/// existed before, and a build can never write through to a cache blob, nor a damaged blob into it.
-fn place(from: &Path, dest: &Path, entry: &OutputEntry) -> Result<(), RecipeError> {
+type Index = BTreeMap<String, Placed>;
+
+/// A file of the source tree: its content and, when it is a hard link into the cache, the inode.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Placed {
+    digest: Digest,
+    inode: u64,
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    path.symlink_metadata().map(|m| m.ino()).unwrap_or(u64::MAX)
+}
+
+fn sibling(path: &Path, ext: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{ext}"));
+    path.with_file_name(name)
+}
+
+#[derive(Clone, Copy)]
+enum Place {
+    /// A hard link to the cache's file (a copy where the filesystem cannot link).
+    Link,
+    /// A private copy with a fresh mtime, so make rebuilds what depends on it.
+    Copy,
+}
+
+/// Puts one file in place; true when it is a hard link to `from`.
+fn place(from: &Path, dest: &Path, entry: &OutputEntry, how: Place) -> Result<bool, RecipeError> {
     let err = io(format!("updating {}", dest.display()));
-    let run = || -> std::io::Result<()> {
+    let run = || -> std::io::Result<bool> {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -110,9 +265,14 @@ fn place(from: &Path, dest: &Path, entry: &OutputEntry) -> Result<(), RecipeErro
             _ => {}
         }
         if let Some(link) = &entry.symlink {
-            return std::os::unix::fs::symlink(link, dest);
+            return std::os::unix::fs::symlink(link, dest).map(|_| false);
         }
-        std::fs::copy(from, dest).map(|_| ())
+        if let Place::Link = how
+            && std::fs::hard_link(from, dest).is_ok()
+        {
+            return Ok(true);
+        }
+        std::fs::copy(from, dest).map(|_| false)
     };
     run().map_err(err)
 }

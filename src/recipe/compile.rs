@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::build_dir::BuildDir;
 use super::{Ctx, RecipeError, io};
-use crate::action::Role;
+use crate::action::{BuildDirs, Role};
 use crate::arch::Arch;
 use crate::archive::write_tar;
 use crate::exec::Invocation;
@@ -22,7 +22,7 @@ fn stamp_of(ctx: &Ctx) -> String {
 fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Invocation {
     let mut inv = ctx.make(&bd.src(), &bd.obj()).arg(format!(
         "KCFLAGS=-ffile-prefix-map={}/=",
-        bd.root().display()
+        bd.prefix().display()
     ));
     if !ctx.action.env.contains_key("KBUILD_BUILD_TIMESTAMP") {
         let date = ctx.source_date();
@@ -55,10 +55,10 @@ fn copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
 pub fn compile(
     ctx: &Ctx,
     arch: Arch,
-    build_dir: &str,
+    dirs: &BuildDirs,
     extra: &[String],
 ) -> Result<(), RecipeError> {
-    let bd = BuildDir::open(ctx, build_dir)?;
+    let bd = BuildDir::open(ctx, dirs)?;
     build(ctx, &bd)?;
     let obj = bd.obj();
     let image = arch
@@ -80,8 +80,8 @@ pub fn compile(
     Ok(())
 }
 
-pub fn install(ctx: &Ctx, arch: Arch, build_dir: &str) -> Result<(), RecipeError> {
-    let bd = BuildDir::open(ctx, build_dir)?;
+pub fn install(ctx: &Ctx, arch: Arch, dirs: &BuildDirs) -> Result<(), RecipeError> {
+    let bd = BuildDir::open(ctx, dirs)?;
     // Another variant may have used the directory since compile ran; make brings it back.
     if bd.stamp().as_deref() != Some(stamp_of(ctx).as_str()) {
         build(ctx, &bd)?;

@@ -138,10 +138,10 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
         Recipe::CheckConfig(spec) => configure::check(ctx, spec),
         Recipe::Compile {
             arch,
-            build_dir,
+            dirs,
             extra_outputs,
-        } => compile::compile(ctx, *arch, build_dir, extra_outputs),
-        Recipe::Install { arch, build_dir } => compile::install(ctx, *arch, build_dir),
+        } => compile::compile(ctx, *arch, dirs, extra_outputs),
+        Recipe::Install { arch, dirs } => compile::install(ctx, *arch, dirs),
         Recipe::Tool { arch, dir, binary } => compile::tool(ctx, *arch, dir, binary),
         Recipe::Package(spec) => package::package(ctx, spec),
         Recipe::Layer => image::layer(ctx),
