@@ -254,6 +254,9 @@ pub struct Action {
     pub env: Arc<BTreeMap<String, String>>,
     /// The arch whose toolchain runs the action, if any.
     pub arch: Option<Arch>,
+    /// The builder image of the series, for actions that run commands: where a container
+    /// executor runs them. It enters keys only through the executor's identity.
+    pub builder: Option<String>,
 }
 
 impl Action {

@@ -57,6 +57,11 @@ impl Arch {
         if Some(self) == Arch::host() {
             return "";
         }
+        self.gnu_prefix()
+    }
+
+    /// The GNU toolchain prefix of this arch, as Debian's cross compilers name it.
+    pub fn gnu_prefix(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64-linux-gnu-",
             Arch::Aarch64 => "aarch64-linux-gnu-",

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::action::{Action, ActionId, Role};
 use crate::cache::{Cache, CacheError, Corrupt, LastRun, OutputManifest, RunEntry};
 use crate::digest::Digest;
-use crate::exec::{Cancel, Executor};
+use crate::exec::{Cancel, ExecError, Executor, Toolset};
 use crate::explain::{Reason, explain};
 use crate::graph::Graph;
 use crate::key::{ActionKey, KeyRecord, KeyView};
@@ -81,14 +81,24 @@ pub struct Engine<'a> {
     pub locked: bool,
 }
 
-/// Why computing a key failed: an input file is unreadable.
+/// Why computing a key failed: an input file is unreadable, or the executor cannot say who
+/// would run the action (no daemon, no builder image).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("cannot read input `{path}` of `{action}`: {source}")]
-#[diagnostic(help("the manifest refers to this file; restore it or change kernel.kdl"))]
-pub struct InputError {
-    pub action: String,
-    pub path: String,
-    source: std::io::Error,
+pub enum KeyError {
+    #[error("cannot read input `{path}` of `{action}`: {source}")]
+    #[diagnostic(help("the manifest refers to this file; restore it or change kernel.kdl"))]
+    Input {
+        action: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot run `{action}`: {message}")]
+    #[diagnostic(help("{hint}"))]
+    Executor {
+        action: String,
+        message: String,
+        hint: String,
+    },
 }
 
 /// What an action's key is made of besides the action itself.
@@ -103,13 +113,13 @@ struct Keys<'a> {
     engine: &'a Engine<'a>,
     graph: &'a Graph,
     stat: StatCache,
-    identities: HashMap<(Vec<String>, Option<crate::arch::Arch>), String>,
+    identities: HashMap<Toolset, String>,
     /// Input digests of this pass: many actions read the same config.
     input_digests: HashMap<String, Digest>,
     last: LastRun,
     status: Vec<Status>,
     manifests: Vec<Option<Arc<OutputManifest>>>,
-    errors: Vec<InputError>,
+    errors: Vec<KeyError>,
 }
 
 impl<'a> Keys<'a> {
@@ -127,26 +137,32 @@ impl<'a> Keys<'a> {
         }
     }
 
-    fn identity(&mut self, action: &Action) -> String {
-        let tools = recipe::tools_of(action);
-        if tools.is_empty() {
-            return "kbuild".into();
+    fn identity(&mut self, action: &Action) -> Result<String, KeyError> {
+        let set = recipe::toolset_of(action);
+        if set.tools.is_empty() {
+            return Ok("kbuild".into());
         }
-        let key = (tools, action.arch);
-        if let Some(id) = self.identities.get(&key) {
-            return id.clone();
+        if let Some(id) = self.identities.get(&set) {
+            return Ok(id.clone());
         }
-        let names: Vec<&str> = key.0.iter().map(String::as_str).collect();
         let id = self
             .engine
             .exec
-            .identity(&names, action.arch, &mut self.stat);
-        self.identities.insert(key, id.clone());
-        id
+            .identity(&set, &mut self.stat)
+            .map_err(|e| KeyError::Executor {
+                action: action.name.clone(),
+                hint: match &e {
+                    ExecError::Unavailable { hint, .. } => hint.clone(),
+                    _ => "check the executor and run again".into(),
+                },
+                message: e.to_string(),
+            })?;
+        self.identities.insert(set, id.clone());
+        Ok(id)
     }
 
     /// The key record of `id`, or `None` while a dependency's output is unknown.
-    fn parts(&mut self, id: ActionId) -> Result<Option<KeyParts>, InputError> {
+    fn parts(&mut self, id: ActionId) -> Result<Option<KeyParts>, KeyError> {
         let action = self.graph.action(id);
         let mut deps = BTreeMap::new();
         for dep in &action.deps {
@@ -161,7 +177,7 @@ impl<'a> Keys<'a> {
                 Some(digest) => *digest,
                 None => {
                     let path = self.engine.workspace.join(rel);
-                    let digest = self.stat.digest(&path).map_err(|source| InputError {
+                    let digest = self.stat.digest(&path).map_err(|source| KeyError::Input {
                         action: action.name.clone(),
                         path: rel.clone(),
                         source,
@@ -172,7 +188,7 @@ impl<'a> Keys<'a> {
             };
             inputs.insert(rel.clone(), digest);
         }
-        let executor = self.identity(action);
+        let executor = self.identity(action)?;
         Ok(Some(KeyParts {
             executor,
             inputs,
@@ -529,13 +545,13 @@ impl Owner for RunOwner<'_> {
 /// The result of a plan or run: a status per action.
 pub struct Report {
     pub status: Vec<Status>,
-    pub errors: Vec<InputError>,
+    pub errors: Vec<KeyError>,
     pub seconds: f64,
     pub last: LastRun,
     /// Every workspace file whose digest entered a key.
     pub inputs: Vec<String>,
     /// Every toolchain whose identity entered a key.
-    pub toolsets: Vec<(Vec<String>, Option<crate::arch::Arch>)>,
+    pub toolsets: Vec<Toolset>,
 }
 
 impl Keys<'_> {

@@ -13,10 +13,9 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::digest::Digest;
-use crate::exec::Executor;
+use crate::exec::{Executor, Toolset};
 use crate::key::ActionKey;
 use crate::statcache::StatCache;
 
@@ -25,7 +24,7 @@ use crate::statcache::StatCache;
 pub struct Dependencies {
     pub patch_dirs: Vec<String>,
     pub inputs: Vec<String>,
-    pub toolsets: Vec<(Vec<String>, Option<Arch>)>,
+    pub toolsets: Vec<Toolset>,
     pub keys: Vec<ActionKey>,
 }
 
@@ -71,9 +70,8 @@ fn digest(
     for input in &deps.inputs {
         h.update(format!("input {input} {}\n", stat.digest(&root.join(input)).ok()?).as_bytes());
     }
-    for (tools, arch) in &deps.toolsets {
-        let names: Vec<&str> = tools.iter().map(String::as_str).collect();
-        h.update(format!("tools {}\n", exec.identity(&names, *arch, stat)).as_bytes());
+    for set in &deps.toolsets {
+        h.update(format!("tools {}\n", exec.identity(set, stat).ok()?).as_bytes());
     }
     Some(Digest::from_bytes(*h.finalize().as_bytes()))
 }
@@ -86,9 +84,10 @@ fn encode(digest: Digest, deps: &Dependencies) -> String {
     for input in &deps.inputs {
         let _ = writeln!(out, "input\t{input}");
     }
-    for (tools, arch) in &deps.toolsets {
-        let arch = arch.map_or("-".to_string(), |a| a.kernel_name().to_string());
-        let _ = writeln!(out, "tools\t{arch}\t{}", tools.join(","));
+    for set in &deps.toolsets {
+        let arch = set.arch.map_or("-", |a| a.kernel_name());
+        let builder = set.builder.as_deref().unwrap_or("-");
+        let _ = writeln!(out, "tools\t{arch}\t{builder}\t{}", set.tools.join(","));
     }
     for key in &deps.keys {
         let _ = writeln!(out, "key\t{key}");
@@ -106,14 +105,18 @@ fn decode(text: &str) -> Option<(Digest, Dependencies)> {
             "dir" => deps.patch_dirs.push(rest.to_string()),
             "input" => deps.inputs.push(rest.to_string()),
             "tools" => {
-                let (arch, tools) = rest.split_once('\t')?;
+                let (arch, rest) = rest.split_once('\t')?;
+                let (builder, tools) = rest.split_once('\t')?;
                 let arch = if arch == "-" {
                     None
                 } else {
                     Some(arch.parse().ok()?)
                 };
-                deps.toolsets
-                    .push((tools.split(',').map(String::from).collect(), arch));
+                deps.toolsets.push(Toolset {
+                    tools: tools.split(',').map(String::from).collect(),
+                    arch,
+                    builder: (builder != "-").then(|| builder.to_string()),
+                });
             }
             "key" => deps.keys.push(ActionKey(Digest::from_hex(rest)?)),
             _ => return None,
@@ -166,6 +169,7 @@ pub fn forget(root: &Path, cache: &Cache, patterns: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Arch;
 
     #[test]
     fn record_round_trips() {
@@ -173,8 +177,16 @@ mod tests {
             patch_dirs: vec!["kernel/6.6.x/patches".into()],
             inputs: vec!["kernel/6.6.x/config-x86_64".into()],
             toolsets: vec![
-                (vec!["make".into(), "gcc".into()], Some(Arch::X86_64)),
-                (vec!["patch".into()], None),
+                Toolset {
+                    tools: vec!["make".into(), "gcc".into()],
+                    arch: Some(Arch::X86_64),
+                    builder: Some("debian:bookworm".into()),
+                },
+                Toolset {
+                    tools: vec!["patch".into()],
+                    arch: None,
+                    builder: None,
+                },
             ],
             keys: vec![ActionKey(Digest::of_bytes(b"a"))],
         };

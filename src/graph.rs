@@ -151,6 +151,7 @@ mod tests {
             deps: vec![],
             env: Default::default(),
             arch: None,
+            builder: None,
         }
     }
 

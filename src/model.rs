@@ -19,6 +19,13 @@ pub struct Model {
     pub variants: Vec<Variant>,
     pub tools: Vec<Tool>,
     pub series: Vec<Series>,
+    /// Docker endpoints of native builders per arch (`builders { aarch64 "tcp://…" }`); an arch
+    /// with none is built on the local daemon, cross-compiled where it is foreign.
+    #[serde(default)]
+    pub endpoints: BTreeMap<Arch, String>,
+    /// Set when the run uses those endpoints (the docker executor): their arches are native.
+    #[serde(skip)]
+    pub native_builds: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +40,12 @@ pub struct Defaults {
     /// Build with clang and the LLVM tools (`LLVM=1`) instead of a GNU cross toolchain.
     #[serde(default)]
     pub llvm: bool,
+    /// Builder images for one arch, overriding `builder` (`builder "img" arch="aarch64"`).
+    #[serde(default)]
+    pub arch_builders: BTreeMap<Arch, String>,
+    /// The executor `kbuild run` uses when none is given: `host` or `docker`.
+    #[serde(default)]
+    pub executor: Option<String>,
 }
 
 /// A variant such as `dbg` or `rt`: what it adds on top of the plain kernel.
@@ -103,6 +116,9 @@ pub struct Series {
     pub source: Source,
     pub arches: Vec<Arch>,
     pub builder: String,
+    /// Per-arch builder images, over `builder`; the defaults' ones unless the series sets its own.
+    #[serde(default)]
+    pub arch_builders: BTreeMap<Arch, String>,
     /// The variant sets built besides plain.
     pub variants: Vec<VariantSet>,
     pub tools: Vec<String>,
@@ -118,6 +134,12 @@ pub struct Series {
 impl Series {
     pub fn config_path(&self, arch: Arch) -> String {
         expand(&self.config, &self.name, Some(arch))
+    }
+
+    /// The builder image that builds `arch` (or the series' own for arch-less work).
+    pub fn builder_for(&self, arch: Option<Arch>) -> &str {
+        arch.and_then(|a| self.arch_builders.get(&a))
+            .unwrap_or(&self.builder)
     }
 }
 
@@ -138,7 +160,11 @@ impl Model {
         set.0.iter().filter_map(|name| self.variant(name))
     }
 
+    /// The cross prefix for `arch`: none where a native builder endpoint builds it.
     pub fn cross_compile(&self, arch: Arch) -> String {
+        if self.native_builds && self.endpoints.contains_key(&arch) {
+            return String::new();
+        }
         match self.defaults.cross_compile.get(&arch) {
             Some(prefix) => prefix.clone(),
             None => arch.default_cross_compile().to_string(),

@@ -154,6 +154,9 @@ impl Lowerer<'_> {
             None => Arc::default(),
         };
         let inputs = Action::inputs_of(&spec.recipe);
+        let builder = kind
+            .uses_toolchain()
+            .then(|| self.series(label).builder_for(spec.arch).to_string());
         self.graph.add(Action {
             kind,
             name,
@@ -163,6 +166,7 @@ impl Lowerer<'_> {
             deps: spec.deps,
             env,
             arch: spec.arch,
+            builder,
         })
     }
 

@@ -668,7 +668,10 @@ fn targets_of_one_tree_share_a_source_tree_linked_to_the_cache() {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(p).unwrap().nlink()
     };
-    assert!(links(&main_c) > 1, "the first fill links files from the cache");
+    assert!(
+        links(&main_c) > 1,
+        "the first fill links files from the cache"
+    );
     let before: Vec<String> = ["amd64", "dbg-amd64"]
         .iter()
         .map(|t| ws.read(&format!("out/6.6.x/{t}/kernel")))
@@ -681,7 +684,11 @@ fn targets_of_one_tree_share_a_source_tree_linked_to_the_cache() {
     );
     ws.run(&["//6.6.x:amd64", "//6.6.x:dbg-amd64"], 0);
     assert_eq!(links(&main_c), 1);
-    assert!(std::fs::read_to_string(&main_c).unwrap().contains("return 2;"));
+    assert!(
+        std::fs::read_to_string(&main_c)
+            .unwrap()
+            .contains("return 2;")
+    );
     for (t, old) in ["amd64", "dbg-amd64"].iter().zip(before) {
         assert_ne!(ws.read(&format!("out/6.6.x/{t}/kernel")), old, "{t}");
     }

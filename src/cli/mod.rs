@@ -1,5 +1,6 @@
 //! The command line: parses arguments, loads the workspace, and prints results.
 
+mod builder;
 mod maint;
 mod publish;
 mod render;
@@ -10,7 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cache::Cache;
 use crate::engine::{Engine, Status};
-use crate::exec::{Cancel, DryRun, Executor, Host};
+use crate::exec::docker::{Endpoints, Mounts};
+use crate::exec::{Cancel, Docker, DryRun, Executor, Host};
 use crate::graph::Graph;
 use crate::label::{self, Label};
 use crate::model::Model;
@@ -29,6 +31,9 @@ pub struct Cli {
     /// The action cache [default: <workspace>/cache].
     #[arg(long, global = true, env = "KBUILD_CACHE", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Who runs the commands [default: the manifest's `executor`, else host].
+    #[arg(long, global = true, value_enum, env = "KBUILD_EXECUTOR")]
+    executor: Option<ExecutorKind>,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,8 +64,6 @@ enum Command {
         /// Fail instead of pinning an unpinned source in kernel.lock (for CI).
         #[arg(long)]
         locked: bool,
-        #[arg(long, value_enum, default_value_t = ExecutorKind::Host)]
-        executor: ExecutorKind,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -125,6 +128,11 @@ enum Command {
         #[arg(short, long)]
         jobs: Option<usize>,
     },
+    /// Show which builder image and Docker endpoint builds each arch, or create a builder image.
+    Builder {
+        #[command(subcommand)]
+        command: Option<BuilderCommand>,
+    },
     /// Print the image references of targets (LinuxKit's show-tags and tag-plainkernel).
     Tags {
         labels: Vec<String>,
@@ -155,6 +163,24 @@ enum PatchesCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum BuilderCommand {
+    /// Make a Debian builder image with what kernel builds need (debootstrap, then an import
+    /// into the local Docker daemon); needs root and a Debian mirror, no registry.
+    Create {
+        /// The image reference to tag [default: every builder the manifest names].
+        #[arg(long)]
+        tag: Vec<String>,
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
+        #[arg(long, default_value = "http://deb.debian.org/debian")]
+        mirror: String,
+        /// Extra Debian packages.
+        #[arg(long = "package", value_name = "PACKAGE")]
+        packages: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum CacheCommand {
     /// Hash every blob; remove the corrupt ones (the next run rebuilds what needs them).
     Verify,
@@ -177,10 +203,12 @@ pub(crate) enum Format {
     Dot,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ExecutorKind {
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ExecutorKind {
     /// Run commands on this machine.
     Host,
+    /// Run each command in a container of the series' builder image.
+    Docker,
     /// Record commands and fake their outputs (for testing kbuild itself).
     DryRun,
 }
@@ -211,6 +239,7 @@ pub(crate) struct Workspace {
     /// `check` always parses, so that it reports exactly what the file says.
     memoize: bool,
     model: std::cell::OnceCell<Model>,
+    executor_flag: Option<ExecutorKind>,
 }
 
 impl Workspace {
@@ -240,7 +269,37 @@ impl Workspace {
             cache_dir,
             memoize,
             model: std::cell::OnceCell::new(),
+            executor_flag: cli.executor,
         })
+    }
+
+    /// The executor a command uses: `--executor`, else the manifest's default, else host.
+    pub(crate) fn executor_kind(&self) -> miette::Result<ExecutorKind> {
+        if let Some(kind) = self.executor_flag {
+            return Ok(kind);
+        }
+        Ok(kind_of(self.model()?))
+    }
+
+    pub(crate) fn executor(&self) -> miette::Result<Box<dyn Executor>> {
+        Ok(match self.executor_kind()? {
+            ExecutorKind::Host => Box::new(Host),
+            ExecutorKind::DryRun => Box::new(DryRun::default()),
+            ExecutorKind::Docker => Box::new(self.docker()?),
+        })
+    }
+
+    /// The Docker executor: the workspace and cache read-only, build and work dirs writable.
+    pub(crate) fn docker(&self) -> miette::Result<Docker> {
+        let cache = open_cache(self)?;
+        let abs = |p: PathBuf| p.canonicalize().unwrap_or(p);
+        let mounts = Mounts {
+            read_only: vec![self.root.clone(), abs(self.cache_dir.clone())],
+            read_write: vec![abs(cache.dir("build")), abs(cache.dir("tmp"))],
+        };
+        let endpoints = Endpoints::from_manifest(&self.model()?.endpoints);
+        Docker::new(endpoints, &mounts)
+            .map_err(|e| miette::miette!("starting the Docker client: {e}"))
     }
 
     pub(crate) fn model(&self) -> miette::Result<&Model> {
@@ -258,7 +317,17 @@ impl Workspace {
         } else {
             crate::manifest::load(&self.root)?
         };
+        let mut model = model;
+        // Native builder endpoints only count where containers run: they decide CROSS_COMPILE.
+        model.native_builds = self.executor_flag.unwrap_or(kind_of(&model)) == ExecutorKind::Docker;
         Ok(self.model.get_or_init(|| model))
+    }
+}
+
+fn kind_of(model: &Model) -> ExecutorKind {
+    match model.defaults.executor.as_deref() {
+        Some("docker") => ExecutorKind::Docker,
+        _ => ExecutorKind::Host,
     }
 }
 
@@ -296,13 +365,9 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             jobs,
             keep_going,
             locked,
-            executor,
             format,
         } => {
-            let exec: Box<dyn Executor> = match executor {
-                ExecutorKind::Host => Box::new(Host),
-                ExecutorKind::DryRun => Box::new(DryRun::default()),
-            };
+            let exec = ws.executor()?;
             let jobs = num_jobs(*jobs);
             run(
                 &ws,
@@ -328,6 +393,16 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             Ok(i32::from(!bad.is_empty()))
         }
         Command::Tags { labels, format } => publish::tags(&ws, labels, *format),
+        Command::Builder { command: None } => builder::show(&ws),
+        Command::Builder {
+            command:
+                Some(BuilderCommand::Create {
+                    tag,
+                    suite,
+                    mirror,
+                    packages,
+                }),
+        } => builder::create(&ws, tag, suite, mirror, packages),
         Command::Push {
             labels,
             registry,
@@ -398,7 +473,8 @@ pub(crate) fn engine<'a>(
 fn plan(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32> {
     let (_, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
-    let report = engine(ws, &cache, &Host, 1, false).plan(&graph);
+    let exec = ws.executor()?;
+    let report = engine(ws, &cache, exec.as_ref(), 1, false).plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }
@@ -500,7 +576,8 @@ pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
 fn why(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
     let (_, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
-    let report = engine(ws, &cache, &Host, 1, false).plan(&graph);
+    let exec = ws.executor()?;
+    let report = engine(ws, &cache, exec.as_ref(), 1, false).plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use super::{Format, Workspace, engine, lower, open_cache, render};
 use crate::engine::Status;
-use crate::exec::Host;
 
 /// Builds, then publishes: nothing is pushed unless every action succeeded.
 pub fn push(
@@ -17,7 +16,8 @@ pub fn push(
     use crate::action::Recipe;
     let (targets, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
-    let engine = engine(ws, &cache, &Host, jobs, false);
+    let exec = ws.executor()?;
+    let engine = engine(ws, &cache, exec.as_ref(), jobs, false);
     engine.cancel.install_handler();
     let report = engine.run(&graph)?;
     eprint!("{}", render::failures(&graph, &report.status));

@@ -3,8 +3,7 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use super::{Cancel, ExecError, Executor, Invocation};
-use crate::arch::Arch;
+use super::{Cancel, ExecError, Executor, Invocation, Toolset};
 use crate::digest::Digest;
 use crate::statcache::StatCache;
 
@@ -14,8 +13,8 @@ pub struct DryRun {
 }
 
 impl Executor for DryRun {
-    fn identity(&self, tools: &[&str], _arch: Option<Arch>, _stat: &mut StatCache) -> String {
-        format!("dry-run; {}", tools.join(","))
+    fn identity(&self, set: &Toolset, _stat: &mut StatCache) -> Result<String, ExecError> {
+        Ok(format!("dry-run; {}", set.tools.join(",")))
     }
 
     fn run(

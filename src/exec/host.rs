@@ -4,8 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Cancel, ExecError, Executor, Invocation};
-use crate::arch::Arch;
+use super::{Cancel, ExecError, Executor, Invocation, Toolset};
 use crate::statcache::StatCache;
 
 #[derive(Debug, Default)]
@@ -39,16 +38,16 @@ fn first_line_of_version(path: &Path) -> String {
 }
 
 impl Executor for Host {
-    fn identity(&self, tools: &[&str], _arch: Option<Arch>, stat: &mut StatCache) -> String {
+    fn identity(&self, set: &Toolset, stat: &mut StatCache) -> Result<String, ExecError> {
         let mut id = String::from("host");
-        for tool in tools {
+        for tool in &set.tools {
             let version = match which(tool) {
                 Some(path) => stat.tool_version(&path, || first_line_of_version(&path)),
                 None => "missing".to_string(),
             };
             id.push_str(&format!("; {tool}={version}"));
         }
-        id
+        Ok(id)
     }
 
     fn run(&self, inv: &Invocation, log: &std::fs::File, cancel: &Cancel) -> Result<(), ExecError> {

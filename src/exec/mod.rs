@@ -1,6 +1,8 @@
-//! Executors run an action's commands: on the host, or not at all (dry run) for tests.
+//! Executors run an action's commands: on the host, in Docker builder containers, or not at
+//! all (dry run) for tests.
 
 mod cancel;
+pub mod docker;
 mod dry_run;
 mod host;
 
@@ -8,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use cancel::Cancel;
+pub use docker::Docker;
 pub use dry_run::DryRun;
 pub use host::Host;
 
@@ -23,6 +26,18 @@ pub struct Invocation {
     pub cwd: PathBuf,
     /// Files the command is expected to write, relative to `cwd`; a dry run creates them.
     pub outputs: Vec<PathBuf>,
+    /// The arch the action builds for and its builder image: where a container executor runs it.
+    pub arch: Option<Arch>,
+    pub builder: Option<String>,
+}
+
+/// What an action asks of whoever runs its commands: the tools, the arch it builds for and the
+/// builder image its series names. Its identity enters the action's key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Toolset {
+    pub tools: Vec<String>,
+    pub arch: Option<Arch>,
+    pub builder: Option<String>,
 }
 
 impl Invocation {
@@ -33,6 +48,8 @@ impl Invocation {
             env: BTreeMap::new(),
             cwd: cwd.into(),
             outputs: Vec::new(),
+            arch: None,
+            builder: None,
         }
     }
 
@@ -77,13 +94,26 @@ pub enum ExecError {
     },
     #[error("interrupted")]
     Cancelled,
+    /// The executor itself cannot work: no daemon, no builder image.
+    #[error("{message}")]
+    Unavailable { message: String, hint: String },
+}
+
+impl ExecError {
+    pub fn unavailable(message: impl Into<String>, hint: impl Into<String>) -> ExecError {
+        ExecError::Unavailable {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
 }
 
 /// Runs commands. Knows nothing of actions, keys or the graph.
 pub trait Executor: Send + Sync {
-    /// What enters the key of every action this executor runs with `tools` for `arch`:
-    /// e.g. `host; make=GNU Make 4.3; gcc=aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0`.
-    fn identity(&self, tools: &[&str], arch: Option<Arch>, stat: &mut StatCache) -> String;
+    /// What enters the key of every action this executor runs with `set`: e.g.
+    /// `host; make=GNU Make 4.3; gcc=aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0`, or the
+    /// builder image's ID.
+    fn identity(&self, set: &Toolset, stat: &mut StatCache) -> Result<String, ExecError>;
 
     /// Runs `inv`, appending its output to `log`.
     fn run(&self, inv: &Invocation, log: &std::fs::File, cancel: &Cancel) -> Result<(), ExecError>;

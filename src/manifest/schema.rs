@@ -11,8 +11,9 @@ use crate::arch::Arch;
 use crate::digest::Sha256;
 use crate::model::{Defaults, Model, Series, Source, Tool, Variant, VariantSet, expand};
 
-const TOP: &[&str] = &["defaults", "variant", "tool", "series"];
+const TOP: &[&str] = &["defaults", "builders", "variant", "tool", "series"];
 const DEFAULTS: &[&str] = &[
+    "executor",
     "llvm",
     "org",
     "image",
@@ -56,10 +57,14 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             localversion: "-linuxkit".into(),
             cross_compile: BTreeMap::new(),
             llvm: false,
+            arch_builders: BTreeMap::new(),
+            executor: None,
         },
         variants: Vec::new(),
         tools: Vec::new(),
         series: Vec::new(),
+        endpoints: BTreeMap::new(),
+        native_builds: false,
     };
     // Defaults first: series inherit from them wherever they appear in the file.
     for node in doc.nodes().iter().filter(|n| name(n) == "defaults") {
@@ -68,6 +73,10 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
     for node in doc.nodes() {
         match name(node) {
             "defaults" => {}
+            "builders" => {
+                let endpoints = record(&mut problems, read_endpoints(node));
+                model.endpoints.extend(endpoints.into_iter().flatten());
+            }
             "variant" => collect(
                 read_variant(node, &model, &mut problems),
                 &mut model.variants,
@@ -111,7 +120,13 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
         let ok = match name(child) {
             "org" => nodes::string(child).map(|s| d.org = s.value),
             "image" => nodes::string(child).map(|s| d.image = s.value),
-            "builder" => nodes::string(child).map(|s| d.builder = s.value),
+            "builder" => read_builder(child).map(|(arch, image)| match arch {
+                Some(arch) => {
+                    d.arch_builders.insert(arch, image);
+                }
+                None => d.builder = image,
+            }),
+            "executor" => read_executor(child).map(|e| d.executor = Some(e)),
             "localversion" => nodes::string(child).map(|s| d.localversion = s.value),
             "arches" => read_arches(child).map(|a| d.arches = a),
             "cross-compile" => read_cross(child).map(|c| d.cross_compile = c),
@@ -120,6 +135,61 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
         };
         record(problems, ok);
     }
+}
+
+/// `builder "image"`, or `builder "image" arch="aarch64"` for one arch.
+fn read_builder(node: &KdlNode) -> Result<(Option<Arch>, String), Problem> {
+    let mut problems = Vec::new();
+    nodes::check_props(node, &["arch"], &mut problems);
+    if let Some(problem) = problems.pop() {
+        return Err(problem);
+    }
+    let image = nodes::string(node)?;
+    let arch = nodes::string_prop(node, "arch")?
+        .map(|a| parse_arch(&a))
+        .transpose()?;
+    Ok((arch, image.value))
+}
+
+const EXECUTORS: &[&str] = &["host", "docker"];
+
+fn read_executor(node: &KdlNode) -> Result<String, Problem> {
+    let value = nodes::string(node)?;
+    if !EXECUTORS.contains(&value.value.as_str()) {
+        return Err(Problem::new(
+            format!("unknown executor `{}`", value.value),
+            value.span,
+            "not an executor",
+        )
+        .suggest(&value.value, EXECUTORS.iter().copied())
+        .help("the executors are `host` and `docker`"));
+    }
+    Ok(value.value)
+}
+
+/// `builders { aarch64 "tcp://arm-builder:2375" }`: the Docker daemon that builds an arch natively.
+fn read_endpoints(node: &KdlNode) -> Result<BTreeMap<Arch, String>, Problem> {
+    let mut map = BTreeMap::new();
+    for child in nodes::children(node) {
+        let arch = parse_arch(&Spanned {
+            value: name(child).to_string(),
+            span: child.name().span(),
+        })?;
+        let url = nodes::string(child)?;
+        if !["unix://", "tcp://", "http://", "https://", "ssh://"]
+            .iter()
+            .any(|scheme| url.value.starts_with(scheme))
+        {
+            return Err(Problem::new(
+                format!("`{}` is not a Docker endpoint", url.value),
+                url.span,
+                "no known scheme",
+            )
+            .help("write unix:///path/docker.sock, tcp://host:2375 or ssh://user@host"));
+        }
+        map.insert(arch, url.value);
+    }
+    Ok(map)
 }
 
 fn read_arches(node: &KdlNode) -> Result<Vec<Arch>, Problem> {
@@ -293,6 +363,7 @@ struct RawSeries {
     source_written: bool,
     arches: Option<Vec<Arch>>,
     builder: Option<String>,
+    arch_builders: BTreeMap<Arch, String>,
     variants: Vec<Spanned>,
     tools: Vec<Spanned>,
     deprecated: bool,
@@ -348,6 +419,11 @@ fn read_series(
         builder: raw
             .builder
             .unwrap_or_else(|| model.defaults.builder.clone()),
+        arch_builders: {
+            let mut map = model.defaults.arch_builders.clone();
+            map.extend(raw.arch_builders);
+            map
+        },
         variants,
         tools,
         deprecated: raw.deprecated,
@@ -374,7 +450,12 @@ fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem
             read_source(child).map(|s| raw.source = Some(s))
         }
         "arches" => read_arches(child).map(|a| raw.arches = Some(a)),
-        "builder" => nodes::string(child).map(|s| raw.builder = Some(s.value)),
+        "builder" => read_builder(child).map(|(arch, image)| match arch {
+            Some(arch) => {
+                raw.arch_builders.insert(arch, image);
+            }
+            None => raw.builder = Some(image),
+        }),
         "variants" => nodes::strings(child).map(|s| raw.variants.extend(s)),
         "tools" => nodes::strings(child).map(|s| raw.tools.extend(s)),
         "deprecated" => nodes::boolean(child).map(|b| raw.deprecated = b),

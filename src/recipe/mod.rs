@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::action::{Action, Recipe, Role};
-use crate::exec::{Cancel, ExecError, Executor, Invocation};
+use crate::exec::{Cancel, ExecError, Executor, Invocation, Toolset};
 
 /// A dependency's outputs, as a directory.
 #[derive(Clone, Debug)]
@@ -106,7 +106,9 @@ impl Ctx<'_> {
     /// Runs one command with the action's environment through the executor.
     pub fn run(&self, inv: Invocation) -> Result<(), RecipeError> {
         use std::io::Write;
-        let inv = inv.envs(&self.action.env);
+        let mut inv = inv.envs(&self.action.env);
+        inv.arch = self.action.arch;
+        inv.builder = self.action.builder.clone();
         let _ = writeln!(&*self.log, "$ {}", inv.display());
         Ok(self.exec.run(&inv, self.log, self.cancel)?)
     }
@@ -151,8 +153,17 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
     }
 }
 
-/// The tools whose identity enters the key of an action that runs commands.
-pub fn tools_of(action: &Action) -> Vec<String> {
+/// What the action asks of its executor; its identity enters the key of an action that runs
+/// commands.
+pub fn toolset_of(action: &Action) -> Toolset {
+    Toolset {
+        tools: tools_of(action),
+        arch: action.arch,
+        builder: action.builder.clone(),
+    }
+}
+
+fn tools_of(action: &Action) -> Vec<String> {
     let cross = action.env.get("CROSS_COMPILE").cloned().unwrap_or_default();
     match &action.recipe {
         Recipe::Patch { .. } => vec!["patch".into()],
