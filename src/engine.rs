@@ -316,6 +316,8 @@ pub struct Job {
     key: ActionKey,
     reason: Reason,
     deps: Vec<(Role, ActionId, Arc<OutputManifest>)>,
+    /// The executor identity in the key: a kept build directory made with another is stale.
+    toolchain: String,
 }
 
 pub enum JobResult {
@@ -391,6 +393,7 @@ impl Runner<'_> {
             jobs: self.engine.jobs,
             build_root: &self.build_root,
             locked: self.engine.locked,
+            toolchain: &job.toolchain,
         };
         if let Err(e) = recipe::execute(&ctx) {
             let _ = writeln!(&log, "kbuild: {e}");
@@ -483,7 +486,12 @@ impl Owner for RunOwner<'_> {
             };
             deps.push((dep.role, dep.id, manifest));
         }
-        Ready::Run(Job { key, reason, deps })
+        Ready::Run(Job {
+            key,
+            reason,
+            deps,
+            toolchain: record.executor,
+        })
     }
 
     fn done(&mut self, id: ActionId, result: JobResult) -> bool {

@@ -42,6 +42,11 @@ pub enum Reason {
         old: String,
         new: String,
     },
+    /// The builder image behind a reference changed content (or the reference itself).
+    BuilderChanged {
+        old: String,
+        new: String,
+    },
     RecipeChanged,
     /// The key matches the last run, but its cache entry is gone (failed, evicted or corrupt).
     NotInCache,
@@ -67,6 +72,9 @@ impl fmt::Display for Reason {
                 write!(f, "environment `{var}` changed ({old} → {new})")
             }
             Reason::ExecutorChanged { old, new } => write!(f, "executor changed ({old} → {new})"),
+            Reason::BuilderChanged { old, new } => {
+                write!(f, "builder image changed ({old} → {new})")
+            }
             Reason::RecipeChanged => write!(f, "the recipe of this action kind changed"),
             Reason::NotInCache => write!(
                 f,
@@ -74,6 +82,14 @@ impl fmt::Display for Reason {
             ),
         }
     }
+}
+
+/// `image@id` of a Docker executor identity (`docker; image=…; id=…`), short enough to read.
+fn builder_image(identity: &str) -> Option<String> {
+    let rest = identity.strip_prefix("docker; image=")?;
+    let (image, id) = rest.split_once("; id=")?;
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    Some(format!("{image}@{}", &id[..id.len().min(12)]))
 }
 
 /// Explains a miss. `dep_names` maps dependency roles to the action names they stand for.
@@ -98,6 +114,10 @@ pub fn explain(
         return reason;
     }
     if old.executor != new.executor {
+        if let (Some(old), Some(new)) = (builder_image(&old.executor), builder_image(&new.executor))
+        {
+            return Reason::BuilderChanged { old, new };
+        }
         return Reason::ExecutorChanged {
             old: old.executor.clone(),
             new: new.executor.clone(),
@@ -223,5 +243,17 @@ mod tests {
         );
         assert_eq!(explain(None, &new, &names), Reason::NeverBuilt);
         assert_eq!(explain(Some(&old), &old, &names), Reason::NotInCache);
+    }
+
+    #[test]
+    fn names_the_builder_image_change() {
+        let mut old = record();
+        old.executor = "docker; image=kbuild/builder:bookworm; id=sha256:0123456789abcdef".into();
+        let mut new = record();
+        new.executor = "docker; image=kbuild/builder:bookworm; id=sha256:fedcba9876543210".into();
+        assert_eq!(
+            explain(Some(&old), &new, &BTreeMap::new()).to_string(),
+            "builder image changed (kbuild/builder:bookworm@0123456789ab → kbuild/builder:bookworm@fedcba987654)"
+        );
     }
 }

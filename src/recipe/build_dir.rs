@@ -70,13 +70,19 @@ impl BuildDir {
 
     /// Brings `src` to the content of `tree` and `obj/.config` to `config`, touching only what
     /// differs, and leaves the source tree locked shared until this `BuildDir` is dropped.
-    pub fn prepare(&self, tree: &DepOutput, config: &Path) -> Result<(), RecipeError> {
+    pub fn prepare(
+        &self,
+        tree: &DepOutput,
+        config: &Path,
+        toolchain: &str,
+    ) -> Result<(), RecipeError> {
         // A build interrupted from here on must not be taken as matching its stamp.
         self.clear_stamp();
-        let generation = self.src.bring_to(tree)?;
+        // make tracks neither the compiler's identity nor files that went back in time: objects
+        // from another toolchain or another fill of the source tree are not to be trusted.
+        let generation = format!("{}\n{toolchain}", self.src.bring_to(tree)?);
         let gen_path = self.root.join("generation");
         if std::fs::read_to_string(&gen_path).ok().as_deref() != Some(generation.as_str()) {
-            // Objects newer than the old tree's files may be older than none of the new ones'.
             let _ = std::fs::remove_dir_all(self.obj());
             std::fs::create_dir_all(self.obj()).map_err(io("recreating obj"))?;
             std::fs::write(&gen_path, &generation).map_err(io("writing the generation"))?;

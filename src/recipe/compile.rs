@@ -38,6 +38,7 @@ fn build(ctx: &Ctx, bd: &BuildDir) -> Result<(), RecipeError> {
     bd.prepare(
         ctx.dep_output(Role::Tree),
         &ctx.dep(Role::Config).join("config"),
+        ctx.toolchain,
     )?;
     ctx.run(kernel_make(ctx, bd).arg("all"))?;
     bd.set_stamp(&stamp_of(ctx))

@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     pub build_root: &'a Path,
     /// Refuse to pin unpinned sources in kernel.lock (`--locked`, for CI).
     pub locked: bool,
+    /// The identity of whoever runs the commands, as keyed (host tool versions, builder image).
+    pub toolchain: &'a str,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -70,10 +70,7 @@ fn create_body(inv: &Invocation, spec: &Spec) -> ContainerCreateBody {
         stdin_once: Some(true),
         tty: Some(false),
         network_disabled: Some(true),
-        labels: Some(HashMap::from([(
-            LABEL.to_string(),
-            inv.display().chars().take(200).collect(),
-        )])),
+        labels: Some(HashMap::from([(LABEL.to_string(), inv.display())])),
         host_config: Some(HostConfig {
             binds: Some(spec.binds.to_vec()),
             network_mode: Some("none".into()),
