@@ -103,6 +103,20 @@ fn a_container_streams_output_keeps_the_exit_code_and_writes_as_the_user() {
     // No network: a `none` network has loopback only.
     let offline = shell(r#"test "$(ls /sys/class/net)" = lo"#);
     docker.run(&offline, &log, &Cancel::default()).unwrap();
+
+    // A daemon that cannot see a path (a builder on another machine) refuses the container.
+    let mounts = Mounts {
+        read_only: vec![dir.path().join("not-on-the-daemon")],
+        read_write: vec![dir.path().to_path_buf()],
+    };
+    let blind = Docker::new(Endpoints::default(), &mounts).unwrap();
+    match blind.run(&shell("true"), &log, &Cancel::default()) {
+        Err(ExecError::Unavailable { message, hint }) => {
+            assert!(message.contains("does not exist"), "{message}");
+            assert!(hint.contains("same paths"), "{hint}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -365,3 +365,51 @@ fn real_failures_name_their_cause() {
     let (_, stderr) = ws.run("//6.1.x:amd64", 1);
     assert!(stderr.contains("patch `kernel/6.1.x/patches/0001-init-wrong-context.patch` does not apply: hunk #1 FAILED at 1 of `init/main.c`"), "{stderr}");
 }
+
+/// The Docker executor on the real example: the builder image `.ci/setup` makes is Debian 12
+/// with the host's compiler and binutils, the container sees every path where the host does,
+/// so the kernel and its modules come out byte for byte the same (doc/docker.md says what
+/// would break that).
+#[test]
+#[ignore = "real kernel build in a builder container (minutes); run with --include-ignored"]
+fn x86_64_in_a_builder_container_equals_the_host_build() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    ws.run("//6.1.x:amd64", 0);
+    let host: Vec<Vec<u8>> = ["kernel", "kernel.tar", "kernel-dev.tar", "System.map"]
+        .iter()
+        .map(|f| ws.image("amd64", f))
+        .collect();
+    let out = ws.kbuild(&[
+        "--executor",
+        "docker",
+        "run",
+        "--format",
+        "json",
+        "//6.1.x:amd64",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let executed: Vec<&str> = report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] == "executed")
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(executed.contains(&"compile //6.1.x:amd64"), "{executed:?}");
+    assert!(
+        !executed.iter().any(|n| n.starts_with("fetch")),
+        "{executed:?}"
+    );
+    for (file, host) in ["kernel", "kernel.tar", "kernel-dev.tar", "System.map"]
+        .iter()
+        .zip(host)
+    {
+        assert!(
+            ws.image("amd64", file) == host,
+            "{file} differs from the host build"
+        );
+    }
+}

@@ -75,6 +75,7 @@ impl RecipeError {
             RecipeError::Exec(ExecError::Failed { .. }) => {
                 Some("read the log above; fix the input and run again")
             }
+            RecipeError::Exec(ExecError::Unavailable { hint, .. }) => Some(hint),
             _ => None,
         }
     }

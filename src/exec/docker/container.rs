@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
 };
@@ -40,7 +40,7 @@ pub const LABEL: &str = "org.kbuild.action";
 /// What a container needs besides the command: the image, mounts and user.
 pub struct Spec<'a> {
     pub image_id: &'a str,
-    pub binds: &'a [String],
+    pub binds: &'a [Mount],
     pub user: &'a str,
 }
 
@@ -72,7 +72,7 @@ fn create_body(inv: &Invocation, spec: &Spec) -> ContainerCreateBody {
         network_disabled: Some(true),
         labels: Some(HashMap::from([(LABEL.to_string(), inv.display())])),
         host_config: Some(HostConfig {
-            binds: Some(spec.binds.to_vec()),
+            mounts: Some(spec.binds.to_vec()),
             network_mode: Some("none".into()),
             auto_remove: Some(true),
             ..Default::default()
@@ -83,10 +83,14 @@ fn create_body(inv: &Invocation, spec: &Spec) -> ContainerCreateBody {
 
 fn daemon_error(what: &str) -> impl FnOnce(bollard::errors::Error) -> ExecError + '_ {
     move |e| {
-        ExecError::unavailable(
-            format!("{what}: {e}"),
-            "check the Docker daemon (`docker info`), or build with `--executor host`",
-        )
+        let message = format!("{what}: {e}");
+        let hint = if message.contains("bind source path does not exist") {
+            "a builder daemon on another machine must see the workspace and the cache at the \
+             same paths (an NFS or sshfs mount); or drop the arch from `builders` to build here"
+        } else {
+            "check the Docker daemon (`docker info`), or build with `--executor host`"
+        };
+        ExecError::unavailable(message, hint)
     }
 }
 
@@ -182,13 +186,18 @@ async fn remove(client: &bollard::Docker, id: &str) {
 }
 
 /// The bind mounts for `ro` and `rw` paths, each at its own path inside the container, so that
-/// every path in commands, logs and the kernel's debug info is the same as on the host.
-pub fn binds(ro: &[&Path], rw: &[&Path]) -> Vec<String> {
-    let mut out: Vec<String> = ro
-        .iter()
-        .map(|p| format!("{0}:{0}:ro", p.display()))
-        .collect();
-    out.extend(rw.iter().map(|p| format!("{0}:{0}:rw", p.display())));
+/// every path in commands, logs and the kernel's debug info is the same as on the host. Mounts,
+/// not `Binds`: a daemon that lacks a path refuses it rather than creating an empty directory.
+pub fn binds(ro: &[&Path], rw: &[&Path]) -> Vec<Mount> {
+    let bind = |path: &&Path, read_only: bool| Mount {
+        target: Some(path.display().to_string()),
+        source: Some(path.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
+    let mut out: Vec<Mount> = ro.iter().map(|p| bind(p, true)).collect();
+    out.extend(rw.iter().map(|p| bind(p, false)));
     out
 }
 
@@ -209,6 +218,16 @@ mod tests {
     #[test]
     fn binds_keep_paths() {
         let b = binds(&[Path::new("/ws")], &[Path::new("/ws/cache/tmp")]);
-        assert_eq!(b, vec!["/ws:/ws:ro", "/ws/cache/tmp:/ws/cache/tmp:rw"]);
+        let shown: Vec<_> = b
+            .iter()
+            .map(|m| (m.source.as_deref(), m.target.as_deref(), m.read_only))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (Some("/ws"), Some("/ws"), Some(true)),
+                (Some("/ws/cache/tmp"), Some("/ws/cache/tmp"), Some(false))
+            ]
+        );
     }
 }

@@ -29,7 +29,7 @@ pub struct Mounts {
 
 pub struct Docker {
     endpoints: Endpoints,
-    binds: Vec<String>,
+    binds: Vec<bollard::models::Mount>,
     user: String,
     runtime: tokio::runtime::Runtime,
     clients: Mutex<HashMap<String, bollard::Docker>>,
