@@ -106,3 +106,10 @@ fn valid_manifest_checks_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn builder_executor_and_endpoint_errors() {
+    insta::assert_snapshot!(check(&format!(
+        "defaults {{\n    executor \"dockr\"\n    builder \"b:1\" arch=\"arm65\"\n}}\nbuilders {{\n    aarch64 \"ftp://builder\"\n}}\n{GOOD_SERIES}"
+    )));
+}
