@@ -344,3 +344,48 @@ fn the_layout_is_readable_by_skopeo_and_umoci() {
     assert!(ws.path().join("out/index.json").is_file());
     skopeo(&["inspect", "--override-arch", "arm64", &layout]);
 }
+
+#[test]
+#[ignore = "needs docker-registry, skopeo and a Docker daemon; run with --include-ignored"]
+fn push_publishes_the_builder_image_under_version_builder() {
+    // A one-file image stands in for the builder: the export and the push are under test.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello"), "builder\n").unwrap();
+    let tar = root.path().join("root.tar");
+    let tag = format!("kbuild-test/small-builder:{}", std::process::id());
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {0} -cf {1} hello && docker import {1} {tag} >/dev/null",
+            root.path().display(),
+            tar.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let id = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &tag])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+
+    let registry = Registry::start();
+    let ws = Ws::new();
+    ws.edit(
+        "kernel.kdl",
+        "linuxkit/alpine:1111111111111111111111111111111111111111",
+        &tag,
+    );
+    let (code, stderr) = push(&ws, &registry, &["//6.6.x:amd64"]);
+    assert_eq!(code, 0, "{stderr}");
+    let manifest = registry.manifest("linuxkit/kernel", "6.6.71-builder");
+    // The config is the daemon's own: its digest is the image ID.
+    assert_eq!(manifest["config"]["digest"], id.as_str(), "{manifest}");
+    let reference = format!("docker://{}/linuxkit/kernel:6.6.71-builder", registry.host);
+    let inspected = skopeo(&["inspect", "--tls-verify=false", &reference]);
+    assert_eq!(inspected["Architecture"], "amd64", "{inspected}");
+    let (code, stderr) = push(&ws, &registry, &["//6.6.x:amd64"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(": 0 blob(s) uploaded"), "{stderr}");
+    let _ = Command::new("docker").args(["rmi", &tag]).output();
+}

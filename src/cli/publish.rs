@@ -77,12 +77,16 @@ pub fn push(
         };
         pusher.index(&item)?;
     }
+    let builders = push_builders(ws, &targets, &mut pusher)?;
     let r = &pusher.report;
     for tag in &r.tags {
         println!("{tag}");
     }
     for tag in &r.kept {
         eprintln!("kept {tag} (--no-move)");
+    }
+    for note in &builders {
+        eprintln!("kbuild: {note}");
     }
     eprintln!(
         "kbuild: pushed to {host}: {} blob(s) uploaded ({} bytes), {} mounted, {} already there; {} manifest(s); {} tag(s)",
@@ -94,6 +98,55 @@ pub fn push(
         r.tags.len()
     );
     Ok(0)
+}
+
+/// Pushes each series' builder image as `<org>/<image>:<version>-builder`, as LinuxKit does, when
+/// the local Docker daemon has it; returns a note for each one it could not.
+fn push_builders(
+    ws: &Workspace,
+    targets: &[crate::label::Label],
+    pusher: &mut crate::oci::push::Pusher,
+) -> miette::Result<Vec<String>> {
+    let model = ws.model()?;
+    let mut series: Vec<&crate::model::Series> = targets
+        .iter()
+        .filter_map(|t| model.series(&t.series))
+        .collect();
+    series.sort_by(|a, b| a.name.cmp(&b.name));
+    series.dedup_by(|a, b| a.name == b.name);
+    if series.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docker = ws.docker()?;
+    let repo = format!("{}/{}", model.defaults.org, model.defaults.image);
+    let scratch = tempfile::tempdir().map_err(|e| miette::miette!("a temporary directory: {e}"))?;
+    let mut notes = Vec::new();
+    let mut exported: std::collections::BTreeMap<String, crate::oci::Descriptor> =
+        Default::default();
+    for s in series {
+        let tag = format!("{}-builder", s.version);
+        let descriptor = match exported.get(&s.builder) {
+            Some(d) => d.clone(),
+            None => match crate::exec::docker::export::export(&docker, &s.builder, scratch.path())
+            {
+                Ok(d) => {
+                    exported.insert(s.builder.clone(), d.clone());
+                    d
+                }
+                Err(e) => {
+                    notes.push(format!("no {repo}:{tag}: {e}"));
+                    continue;
+                }
+            },
+        };
+        let item = crate::oci::push::ImageItem {
+            dir: scratch.path().to_path_buf(),
+            descriptor,
+            tags: vec![tag],
+        };
+        pusher.image(&repo, &item)?;
+    }
+    Ok(notes)
 }
 
 /// References per target: the arch-specific ones and those of the multi-arch index, read from

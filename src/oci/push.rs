@@ -138,7 +138,8 @@ impl<'a> Pusher<'a> {
         Ok(())
     }
 
-    fn image(&mut self, repo: &str, image: &ImageItem) -> Result<(), PushError> {
+    /// One image under its own tags, outside any index (the `<version>-builder` image).
+    pub fn image(&mut self, repo: &str, image: &ImageItem) -> Result<(), PushError> {
         let bytes = std::fs::read(blob_path(&image.dir, &image.descriptor.digest))
             .map_err(|e| PushError::Local(format!("reading a manifest: {e}")))?;
         let manifest: Manifest = serde_json::from_slice(&bytes)

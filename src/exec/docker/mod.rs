@@ -8,6 +8,7 @@
 pub mod builder;
 pub mod container;
 pub mod endpoint;
+pub mod export;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
