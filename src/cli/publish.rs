@@ -127,17 +127,18 @@ fn push_builders(
         let tag = format!("{}-builder", s.version);
         let descriptor = match exported.get(&s.builder) {
             Some(d) => d.clone(),
-            None => match crate::exec::docker::export::export(&docker, &s.builder, scratch.path())
-            {
-                Ok(d) => {
-                    exported.insert(s.builder.clone(), d.clone());
-                    d
+            None => {
+                match crate::exec::docker::export::export(&docker, &s.builder, scratch.path()) {
+                    Ok(d) => {
+                        exported.insert(s.builder.clone(), d.clone());
+                        d
+                    }
+                    Err(e) => {
+                        notes.push(format!("no {repo}:{tag}: {e}"));
+                        continue;
+                    }
                 }
-                Err(e) => {
-                    notes.push(format!("no {repo}:{tag}: {e}"));
-                    continue;
-                }
-            },
+            }
         };
         let item = crate::oci::push::ImageItem {
             dir: scratch.path().to_path_buf(),

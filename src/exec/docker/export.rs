@@ -49,10 +49,9 @@ pub fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Descriptor, Ex
         .unpack(&unpacked)
         .map_err(failed)?;
     let _ = std::fs::remove_file(&saved);
-    let index: Vec<Saved> = serde_json::from_slice(
-        &std::fs::read(unpacked.join("manifest.json")).map_err(failed)?,
-    )
-    .map_err(failed)?;
+    let index: Vec<Saved> =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).map_err(failed)?)
+            .map_err(failed)?;
     let saved = index
         .first()
         .ok_or_else(|| failed("the archive holds no image"))?;
