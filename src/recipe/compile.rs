@@ -18,12 +18,14 @@ fn stamp_of(ctx: &Ctx) -> String {
     )
 }
 
-/// Make with the flags every kernel build gets: reproducible timestamps and no build paths.
+/// Make with the flags every kernel build gets: reproducible timestamps and no build paths,
+/// in the kernel's objects and in the host programs kernel-dev.tar carries (modpost, fixdep).
 fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Invocation {
-    let mut inv = ctx.make(&bd.src(), &bd.obj()).arg(format!(
-        "KCFLAGS=-ffile-prefix-map={}/=",
-        bd.prefix().display()
-    ));
+    let map = format!("-ffile-prefix-map={}/=", bd.prefix().display());
+    let mut inv = ctx
+        .make(&bd.src(), &bd.obj())
+        .arg(format!("KCFLAGS={map}"))
+        .arg(format!("HOSTCFLAGS={map}"));
     if !ctx.action.env.contains_key("KBUILD_BUILD_TIMESTAMP") {
         let date = ctx.source_date();
         inv.env
@@ -165,10 +167,20 @@ fn stage_dev_tree(bd: &BuildDir, arch: Arch, dest: &Path) -> std::io::Result<()>
     Ok(())
 }
 
+/// Build by-products that module builds never read and that record the build directory's
+/// path: `.cmd` files, objects and intermediate assembly.
+fn by_product(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    [".cmd", ".o", ".s"].iter().any(|ext| name.ends_with(ext))
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     let Ok(meta) = from.symlink_metadata() else {
         return Ok(());
     };
+    if !meta.is_dir() && by_product(from) {
+        return Ok(());
+    }
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)?;
     }
