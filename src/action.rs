@@ -150,7 +150,11 @@ pub enum Recipe {
     Headers {
         arch: Arch,
     },
-    Configure(ConfigSpec),
+    /// `dir` names the kept Kconfig directory under the build root.
+    Configure {
+        spec: ConfigSpec,
+        dir: String,
+    },
     CheckConfig(ConfigSpec),
     /// `dirs` names the persistent source and object directories.
     Compile {
@@ -263,7 +267,7 @@ impl Action {
     pub fn inputs_of(recipe: &Recipe) -> Vec<String> {
         match recipe {
             Recipe::Patch { patches } => patches.clone(),
-            Recipe::Configure(spec) | Recipe::CheckConfig(spec) => {
+            Recipe::Configure { spec, .. } | Recipe::CheckConfig(spec) => {
                 std::iter::once(spec.config.clone())
                     .chain(spec.fragments.iter().cloned())
                     .collect()

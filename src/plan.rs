@@ -324,7 +324,10 @@ impl Lowerer<'_> {
             label,
             |me| Spec {
                 deps: vec![dep(Role::Tree, me.patch(label, set))],
-                recipe: Recipe::Configure(me.config_spec(label, set)),
+                recipe: Recipe::Configure {
+                    spec: me.config_spec(label, set),
+                    dir: format!("{}/kconfig", me.build_dirs(label, set).obj),
+                },
                 arch: Some(label.arch),
             },
         )

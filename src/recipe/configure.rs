@@ -34,9 +34,15 @@ fn overrides(spec: &ConfigSpec) -> String {
     text
 }
 
-pub fn configure(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
-    let obj = ctx.work.join("obj");
+/// Resolves the requested config with `make olddefconfig` in a kept directory of its own, so that
+/// Kconfig's host programs are built once rather than on every config change. Nothing else of
+/// the directory can reach the result: `.config` is written whole before each run.
+pub fn configure(ctx: &Ctx, spec: &ConfigSpec, dir: &str) -> Result<(), RecipeError> {
+    let obj = ctx.build_root.join(dir);
     std::fs::create_dir_all(&obj).map_err(io("creating the config directory"))?;
+    let lock = std::fs::File::create(obj.with_extension("lock"))
+        .map_err(io("creating the config lock"))?;
+    lock.lock().map_err(io("locking the config directory"))?;
     std::fs::write(obj.join(".config"), requested_text(ctx, spec)?)
         .map_err(io("writing .config"))?;
     let tree = ctx.dep(Role::Tree).join("tree");

@@ -139,7 +139,7 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
         Recipe::Patch { patches } => patch::run(ctx, patches),
         Recipe::Snapshot => patch::snapshot(ctx),
         Recipe::Headers { arch } => compile::headers(ctx, *arch),
-        Recipe::Configure(spec) => configure::configure(ctx, spec),
+        Recipe::Configure { spec, dir } => configure::configure(ctx, spec, dir),
         Recipe::CheckConfig(spec) => configure::check(ctx, spec),
         Recipe::Compile {
             arch,
