@@ -19,13 +19,16 @@ fn stamp_of(ctx: &Ctx) -> String {
 }
 
 /// Make with the flags every kernel build gets: reproducible timestamps and no build paths,
-/// in the kernel's objects and in the host programs kernel-dev.tar carries (modpost, fixdep).
+/// in the kernel's objects and in the host programs kernel-dev.tar carries (modpost, fixdep,
+/// objtool; objtool's libsubcmd takes only `EXTRA_CFLAGS`, from the environment so that no
+/// Makefile's own assignment is overridden).
 fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Invocation {
     let map = format!("-ffile-prefix-map={}/=", bd.prefix().display());
     let mut inv = ctx
         .make(&bd.src(), &bd.obj())
         .arg(format!("KCFLAGS={map}"))
         .arg(format!("HOSTCFLAGS={map}"));
+    inv.env.insert("EXTRA_CFLAGS".into(), map);
     if !ctx.action.env.contains_key("KBUILD_BUILD_TIMESTAMP") {
         let date = ctx.source_date();
         inv.env
