@@ -1,18 +1,12 @@
 #!/usr/bin/env bash
 # The Docker executor against the host executor, in one run, on the same inputs:
-#   fake pipeline   examples/fake (50 actions, ~35 of them commands): per-container overhead
+#   fake pipeline   examples/fake (50 actions, 19 of them run commands): per-container overhead
 #   real kernel     examples/tiny //6.1.x:amd64 from an empty cache (fetch to image)
 # Needs dockerd and kbuild/builder:bookworm (`KBUILD_SETUP_REAL=1 bash .ci/setup` makes both).
 # Takes about 8 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-kbuild=$PWD/target/release/kbuild
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-now() { date +%s.%N; }
-secs() { echo "$2 - $1" | bc; }
-ratio() { echo "scale=3; $1 / $2" | bc; }
+source benches/common.sh
 
 # One cold run of $2 in a fresh copy of examples/$1 with executor $3; prints seconds.
 cold() {

@@ -6,13 +6,7 @@
 # Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs. Takes about 15 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-kbuild=$PWD/target/release/kbuild
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-now() { date +%s.%N; }
-secs() { echo "$2 - $1" | bc; }
-ratio() { echo "scale=3; $1 / $2" | bc; }
+source benches/common.sh
 
 # kbuild's workspace: a copy of examples/tiny.
 mkdir -p "$work/ws" && cp -r examples/tiny/kernel examples/tiny/kernel.kdl "$work/ws/"
