@@ -26,6 +26,9 @@ pub struct Dependencies {
     pub inputs: Vec<String>,
     pub toolsets: Vec<Toolset>,
     pub keys: Vec<ActionKey>,
+    /// The executor's name when the manifest chose it (no `--executor`): the digest covers the
+    /// manifest's text, so while it holds the manifest chooses the same one again.
+    pub default_executor: Option<String>,
 }
 
 fn record_path(cache: &Cache, root: &Path, patterns: &[String]) -> PathBuf {
@@ -92,6 +95,9 @@ fn encode(digest: Digest, deps: &Dependencies) -> String {
     for key in &deps.keys {
         let _ = writeln!(out, "key\t{key}");
     }
+    if let Some(name) = &deps.default_executor {
+        let _ = writeln!(out, "default-executor\t{name}");
+    }
     out
 }
 
@@ -119,26 +125,47 @@ fn decode(text: &str) -> Option<(Digest, Dependencies)> {
                 });
             }
             "key" => deps.keys.push(ActionKey(Digest::from_hex(rest)?)),
+            "default-executor" => deps.default_executor = Some(rest.to_string()),
             _ => return None,
         }
     }
     Some((digest, deps))
 }
 
-/// The number of actions, when the last full run of these patterns still holds: nothing it
-/// depended on changed and all its cache entries exist.
-pub fn null_build(
-    root: &Path,
-    cache: &Cache,
-    exec: &dyn Executor,
-    patterns: &[String],
-) -> Option<usize> {
+/// The record of the last fully successful run of these patterns.
+pub struct Record {
+    digest: Digest,
+    deps: Dependencies,
+}
+
+pub fn load(root: &Path, cache: &Cache, patterns: &[String]) -> Option<Record> {
     let text = std::fs::read_to_string(record_path(cache, root, patterns)).ok()?;
-    let (recorded, deps) = decode(&text)?;
-    let mut stat = StatCache::load(cache.dir("state").join("stat.json"));
-    let now = digest(root, patterns, exec, &deps, &mut stat)?;
-    stat.save();
-    (now == recorded && deps.keys.iter().all(|k| cache.has_entry(*k))).then_some(deps.keys.len())
+    let (digest, deps) = decode(&text)?;
+    Some(Record { digest, deps })
+}
+
+impl Record {
+    /// The executor the manifest chose for the recorded run, if no flag chose it.
+    pub fn default_executor(&self) -> Option<&str> {
+        self.deps.default_executor.as_deref()
+    }
+
+    /// The number of actions, when the recorded run still holds with `exec`: nothing it
+    /// depended on changed and all its cache entries exist.
+    pub fn null_build(
+        &self,
+        root: &Path,
+        cache: &Cache,
+        exec: &dyn Executor,
+        patterns: &[String],
+    ) -> Option<usize> {
+        let mut stat = StatCache::load(cache.dir("state").join("stat.json"));
+        let now = digest(root, patterns, exec, &self.deps, &mut stat)?;
+        stat.save();
+        let deps = &self.deps;
+        (now == self.digest && deps.keys.iter().all(|k| cache.has_entry(*k)))
+            .then_some(deps.keys.len())
+    }
 }
 
 /// Records a fully successful run, so that the next identical one can take [`null_build`].
@@ -189,6 +216,7 @@ mod tests {
                 },
             ],
             keys: vec![ActionKey(Digest::of_bytes(b"a"))],
+            default_executor: Some("host".into()),
         };
         let d = Digest::of_bytes(b"d");
         let (back_d, back) = decode(&encode(d, &deps)).unwrap();
@@ -196,5 +224,6 @@ mod tests {
         assert_eq!(back.inputs, deps.inputs);
         assert_eq!(back.toolsets, deps.toolsets);
         assert_eq!(back.keys, deps.keys);
+        assert_eq!(back.default_executor, deps.default_executor);
     }
 }

@@ -119,3 +119,16 @@ fn a_failed_run_clears_the_record() {
     assert!(!fast(&back), "{back}");
     assert!(fast(&run_text(&ws, &[])));
 }
+
+#[test]
+fn the_fast_path_knows_the_executor_without_reading_the_manifest_only_when_it_chose_it() {
+    let ws = Ws::new();
+    run_text(&ws, &["--executor", "host"]);
+    // The flag answers a run with the same flag.
+    assert!(fast(&run_text(&ws, &["--executor", "host"])));
+    // A run without it takes the manifest's choice, which that record cannot vouch for.
+    assert!(!fast(&run_text(&ws, &[])));
+    // Its own record can: the manifest it chose from is part of the fingerprint.
+    assert!(fast(&run_text(&ws, &[])));
+    assert!(fast(&run_text(&ws, &["--executor", "host"])));
+}

@@ -282,7 +282,30 @@ impl Workspace {
     }
 
     pub(crate) fn executor(&self) -> miette::Result<Box<dyn Executor>> {
-        Ok(match self.executor_kind()? {
+        self.executor_of(self.executor_kind()?)
+    }
+
+    /// The executor to check the run fingerprint with, without loading the manifest where the
+    /// record says which one it chose: `None` when the record cannot say.
+    fn recorded_executor(
+        &self,
+        record: &crate::fingerprint::Record,
+    ) -> miette::Result<Option<Box<dyn Executor>>> {
+        let kind = match self.executor_flag {
+            Some(kind) => kind,
+            None => match record
+                .default_executor()
+                .and_then(|name| ExecutorKind::from_str(name, false).ok())
+            {
+                Some(kind) => kind,
+                None => return Ok(None),
+            },
+        };
+        self.executor_of(kind).map(Some)
+    }
+
+    fn executor_of(&self, kind: ExecutorKind) -> miette::Result<Box<dyn Executor>> {
+        Ok(match kind {
             ExecutorKind::Host => Box::new(Host),
             ExecutorKind::DryRun => Box::new(DryRun::default()),
             ExecutorKind::Docker => Box::new(self.docker()?),
@@ -366,18 +389,13 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             keep_going,
             locked,
             format,
-        } => {
-            let exec = ws.executor()?;
-            let jobs = num_jobs(*jobs);
-            run(
-                &ws,
-                labels,
-                exec.as_ref(),
-                jobs,
-                (*keep_going, *locked),
-                *format,
-            )
-        }
+        } => run(
+            &ws,
+            labels,
+            num_jobs(*jobs),
+            (*keep_going, *locked),
+            *format,
+        ),
         Command::Why { labels } => why(&ws, labels),
         Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
         Command::Cache(CacheCommand::Verify) => {
@@ -501,7 +519,6 @@ fn plan(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32
 fn run(
     ws: &Workspace,
     labels: &[String],
-    exec: &dyn Executor,
     jobs: usize,
     (keep_going, locked): (bool, bool),
     format: Format,
@@ -513,7 +530,9 @@ fn run(
         ws.root.join("out/.kbuild-links").exists() && ws.root.join("out/index.json").exists();
     if format == Format::Text
         && links_present
-        && let Some(n) = crate::fingerprint::null_build(&ws.root, &cache, exec, labels)
+        && let Some(record) = crate::fingerprint::load(&ws.root, &cache, labels)
+        && let Some(exec) = ws.recorded_executor(&record)?
+        && let Some(n) = record.null_build(&ws.root, &cache, exec.as_ref(), labels)
     {
         let seconds = started.elapsed().as_secs_f64();
         eprintln!(
@@ -521,6 +540,8 @@ fn run(
         );
         return Ok(0);
     }
+    let exec = ws.executor()?;
+    let exec = exec.as_ref();
     let (targets, graph) = lower(ws, labels)?;
     let mut engine = engine(ws, &cache, exec, jobs, keep_going);
     engine.progress = format == Format::Text;
@@ -544,6 +565,7 @@ fn run(
             inputs: report.inputs,
             toolsets: report.toolsets,
             keys: report.status.iter().filter_map(Status::key).collect(),
+            default_executor: ws.executor_flag.is_none().then(|| exec.name().to_string()),
         };
         crate::fingerprint::record(&ws.root, &cache, exec, labels, &deps);
     }
