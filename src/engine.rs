@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::action::{Action, ActionId, Role};
 use crate::cache::{Cache, CacheError, Corrupt, LastRun, OutputManifest, RunEntry};
 use crate::digest::Digest;
-use crate::exec::{Cancel, ExecError, Executor, Toolset};
+use crate::exec::{Cancel, Executor, Toolset};
 use crate::explain::{Reason, explain};
 use crate::graph::Graph;
 use crate::key::{ActionKey, KeyRecord, KeyView};
@@ -151,10 +151,10 @@ impl<'a> Keys<'a> {
             .identity(&set, &mut self.stat)
             .map_err(|e| KeyError::Executor {
                 action: action.name.clone(),
-                hint: match &e {
-                    ExecError::Unavailable { hint, .. } => hint.clone(),
-                    _ => "check the executor and run again".into(),
-                },
+                hint: e
+                    .hint()
+                    .unwrap_or("check the executor and run again")
+                    .to_string(),
                 message: e.to_string(),
             })?;
         self.identities.insert(set, id.clone());

@@ -82,10 +82,7 @@ pub fn create(
         packages.join(" ")
     );
     let fail = |e: crate::exec::ExecError| {
-        let hint = match &e {
-            crate::exec::ExecError::Unavailable { hint, .. } => hint.clone(),
-            _ => String::new(),
-        };
+        let hint = e.hint().unwrap_or_default().to_string();
         miette::miette!(help = hint, "{e}")
     };
     builder::bootstrap(&root, suite, mirror, &packages).map_err(fail)?;

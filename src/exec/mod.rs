@@ -106,6 +106,15 @@ impl ExecError {
             hint: hint.into(),
         }
     }
+
+    /// What to do about it, where the error knows.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ExecError::Failed { .. } => Some("read the log above; fix the input and run again"),
+            ExecError::Unavailable { hint, .. } => Some(hint),
+            _ => None,
+        }
+    }
 }
 
 /// Runs commands. Knows nothing of actions, keys or the graph.

@@ -72,10 +72,7 @@ impl RecipeError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             RecipeError::Failed { hint, .. } => Some(hint),
-            RecipeError::Exec(ExecError::Failed { .. }) => {
-                Some("read the log above; fix the input and run again")
-            }
-            RecipeError::Exec(ExecError::Unavailable { hint, .. }) => Some(hint),
+            RecipeError::Exec(e) => e.hint(),
             _ => None,
         }
     }
