@@ -121,31 +121,25 @@ fn push_builders(
     let repo = format!("{}/{}", model.defaults.org, model.defaults.image);
     let scratch = tempfile::tempdir().map_err(|e| miette::miette!("a temporary directory: {e}"))?;
     let mut notes = Vec::new();
-    let mut exported: std::collections::BTreeMap<String, crate::oci::Descriptor> =
-        Default::default();
+    // Series sharing a builder share its export, and its failure.
+    let mut exported = std::collections::BTreeMap::new();
     for s in series {
         let tag = format!("{}-builder", s.version);
-        let descriptor = match exported.get(&s.builder) {
-            Some(d) => d.clone(),
-            None => {
-                match crate::exec::docker::export::export(&docker, &s.builder, scratch.path()) {
-                    Ok(d) => {
-                        exported.insert(s.builder.clone(), d.clone());
-                        d
-                    }
-                    Err(e) => {
-                        notes.push(format!("no {repo}:{tag}: {e}"));
-                        continue;
-                    }
-                }
+        let export = exported.entry(s.builder.as_str()).or_insert_with(|| {
+            crate::exec::docker::export::export(&docker, &s.builder, scratch.path())
+                .map_err(|e| e.to_string())
+        });
+        match export {
+            Ok(descriptor) => {
+                let item = crate::oci::push::ImageItem {
+                    dir: scratch.path().to_path_buf(),
+                    descriptor: descriptor.clone(),
+                    tags: vec![tag],
+                };
+                pusher.image(&repo, &item)?;
             }
-        };
-        let item = crate::oci::push::ImageItem {
-            dir: scratch.path().to_path_buf(),
-            descriptor,
-            tags: vec![tag],
-        };
-        pusher.image(&repo, &item)?;
+            Err(e) => notes.push(format!("no {repo}:{tag}: {e}")),
+        }
     }
     Ok(notes)
 }

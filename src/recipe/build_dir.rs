@@ -119,6 +119,11 @@ impl SrcDir {
         sibling(&self.path, "generation")
     }
 
+    /// The digest of the tree it holds, written last by a sync.
+    fn tree_path(&self) -> PathBuf {
+        sibling(&self.path, "tree")
+    }
+
     fn index_path(&self) -> PathBuf {
         sibling(&self.path, "index")
     }
@@ -133,9 +138,7 @@ impl SrcDir {
     /// Whether the tree holds `tree`: the digest it was synced to, and each linked file still the
     /// cache's file (a blob found corrupt is replaced in the cache, and the link must follow).
     fn holds(&self, tree: &DepOutput) -> bool {
-        if std::fs::read_to_string(sibling(&self.path, "tree")).ok()
-            != Some(tree.digest().to_string())
-        {
+        if std::fs::read_to_string(self.tree_path()).ok() != Some(tree.digest().to_string()) {
             return false;
         }
         let index = self.read_index();
@@ -175,7 +178,7 @@ impl SrcDir {
     }
 
     fn sync(&self, tree: &DepOutput) -> Result<(), RecipeError> {
-        let tree_path = sibling(&self.path, "tree");
+        let tree_path = self.tree_path();
         let _ = std::fs::remove_file(&tree_path);
         let index_path = self.index_path();
         let mut index = self.read_index();
