@@ -556,15 +556,7 @@ fn tag_hashes_follow_content_not_edits() {
     let before = tags(&ws);
     assert_eq!(before[0]["index"][0], "linuxkit/kernel:6.6.71");
     assert_eq!(before[1]["arch"][0], "linuxkit/kernel:6.6.71-dbg-amd64");
-    let hash = |v: &serde_json::Value, i: usize| {
-        v[i]["index"][1]
-            .as_str()
-            .unwrap()
-            .rsplit('-')
-            .next()
-            .unwrap()
-            .to_string()
-    };
+    let hash = |v: &serde_json::Value, i: usize| common::content_hash(&v[i]);
     assert_ne!(hash(&before, 0), hash(&before, 1), "plain and dbg differ");
 
     // Two different edits give two different hashes; undoing an edit gives the old hash back.

@@ -48,13 +48,7 @@ fn git(ws: &Ws, args: &[&str]) {
 fn hash_of(ws: &Ws, label: &str) -> String {
     let out = ws.kbuild(&["tags", "--format", "json", label]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0]["index"][1]
-        .as_str()
-        .unwrap()
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .to_string()
+    common::content_hash(&v[0])
 }
 
 #[test]

@@ -127,6 +127,18 @@ impl Ws {
     }
 }
 
+/// The content hash of one target in `kbuild tags --format json`: the end of its `<ver>-<hash>`
+/// index reference.
+pub fn content_hash(target: &serde_json::Value) -> String {
+    target["index"][1]
+        .as_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 pub fn manifest(url: &str, sha: &str, version: &str) -> String {
     format!(
         r#"// A test workspace.
