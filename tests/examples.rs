@@ -34,12 +34,22 @@ fn fake_example_tarball_matches_the_fixture() {
 
 #[test]
 fn fake_example_builds() {
+    // A copy, so that the run's out/ and cache land in the temp dir, not in the repository.
     let work = tempfile::tempdir().unwrap();
+    let copy = work.path().join("fake");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(example("fake"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(copy.join("out"));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbuild"))
         .arg("-C")
-        .arg(example("fake"))
+        .arg(&copy)
         .args(["run", "//6.6.x:dbg-amd64"])
-        .env("KBUILD_CACHE", work.path())
+        .env("KBUILD_CACHE", work.path().join("cache"))
         .output()
         .unwrap();
     assert!(
