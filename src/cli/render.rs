@@ -134,9 +134,13 @@ pub fn run_json(graph: &Graph, status: &[Status], seconds: f64) -> String {
         .map(|id| {
             let mut v = action_json(graph, status, id);
             v["outcome"] = json!(state_word(&status[id.index()]));
-            if let Status::Failed { error, log, .. } = &status[id.index()] {
-                v["error"] = json!(error);
-                v["log"] = json!(log);
+            match &status[id.index()] {
+                Status::Failed { error, log, .. } => {
+                    v["error"] = json!(error);
+                    v["log"] = json!(log);
+                }
+                Status::Executed { seconds, .. } => v["seconds"] = json!(seconds),
+                _ => {}
             }
             v
         })
