@@ -64,6 +64,13 @@ impl ActionKind {
     }
 
     /// Whether the action's commands run through the executor (and so depend on its toolchain).
+    /// Work that no kernel waits for (the source snapshot, the UAPI headers): it runs at the
+    /// lowest CPU priority, so on a busy machine it takes only what the compile leaves idle
+    /// instead of slowing the compile down.
+    pub fn is_background(self) -> bool {
+        matches!(self, ActionKind::Snapshot | ActionKind::Headers)
+    }
+
     pub fn uses_toolchain(self) -> bool {
         matches!(
             self,

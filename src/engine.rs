@@ -395,7 +395,12 @@ impl Runner<'_> {
             locked: self.engine.locked,
             toolchain: &job.toolchain,
         };
-        if let Err(e) = recipe::execute(&ctx) {
+        let result = if action.kind.is_background() {
+            crate::exec::in_background(|| recipe::execute(&ctx))
+        } else {
+            recipe::execute(&ctx)
+        };
+        if let Err(e) = result {
             let _ = writeln!(&log, "kbuild: {e}");
             let hint = e.hint().map(str::to_string);
             return Ok(JobResult::Failed {
@@ -444,10 +449,10 @@ impl RunOwner<'_> {
         self.keys.manifests[id.index()].clone()
     }
 
-    fn progress(&self, id: ActionId, what: &str) {
+    fn progress(&self, id: ActionId, what: &str, after: &str) {
         if self.keys.engine.progress {
             eprintln!(
-                "[{}/{}] {what} {}",
+                "[{}/{}] {what} {}{after}",
                 self.done,
                 self.keys.graph.len(),
                 self.keys.graph.action(id).name
@@ -513,7 +518,7 @@ impl Owner for RunOwner<'_> {
                     reason,
                     seconds,
                 };
-                self.progress(id, "executed");
+                self.progress(id, "executed", &format!(" ({seconds:.1}s)"));
                 true
             }
             JobResult::Failed { error, hint, log } => {
@@ -524,7 +529,7 @@ impl Owner for RunOwner<'_> {
                     hint,
                     log,
                 };
-                self.progress(id, "FAILED");
+                self.progress(id, "FAILED", "");
                 false
             }
             JobResult::Corrupt { dep, corrupt } => {

@@ -104,6 +104,25 @@ fn a_container_streams_output_keeps_the_exit_code_and_writes_as_the_user() {
     let offline = shell(r#"test "$(ls /sys/class/net)" = lo"#);
     docker.run(&offline, &log, &Cancel::default()).unwrap();
 
+    // Background work (snapshot, headers) gets the daemon's lowest CPU weight, on cgroup v1
+    // (cpu.shares, default 1024) and v2 (cpu.weight, default 100) alike.
+    let weight = |background: bool| {
+        let mut inv = shell(
+            "cat /sys/fs/cgroup/cpu.weight 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.shares \
+             || cat /sys/fs/cgroup/cpu,cpuacct/cpu.shares",
+        );
+        inv.background = background;
+        let start = std::fs::metadata(&log_path).unwrap().len() as usize;
+        docker.run(&inv, &log, &Cancel::default()).unwrap();
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        text[start..].trim().parse::<u32>().unwrap()
+    };
+    let (low, normal) = (weight(true), weight(false));
+    assert!(
+        low <= 2 && normal >= 100,
+        "background {low}, normal {normal}"
+    );
+
     // A daemon that cannot see a path (a builder on another machine) refuses the container.
     let mounts = Mounts {
         read_only: vec![dir.path().join("not-on-the-daemon")],

@@ -29,6 +29,8 @@ pub struct Invocation {
     /// The arch the action builds for and its builder image: where a container executor runs it.
     pub arch: Option<Arch>,
     pub builder: Option<String>,
+    /// Off the critical path: an executor runs it at its lowest CPU priority.
+    pub background: bool,
 }
 
 /// What an action asks of whoever runs its commands: the tools, the arch it builds for and the
@@ -50,6 +52,7 @@ impl Invocation {
             outputs: Vec::new(),
             arch: None,
             builder: None,
+            background: false,
         }
     }
 
@@ -128,4 +131,48 @@ pub trait Executor: Send + Sync {
     fn run(&self, inv: &Invocation, log: &std::fs::File, cancel: &Cancel) -> Result<(), ExecError>;
 
     fn name(&self) -> &'static str;
+}
+
+/// Runs `work` on a thread of its own at the lowest CPU priority (nice 19). Linux keeps nice
+/// values per thread and both threads and processes inherit them, so the work's own threads
+/// (xz's encoder) and the commands it starts on the host are background work too. A fresh
+/// thread, because an unprivileged thread cannot raise its priority again.
+pub fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setpriority only reads its integer arguments; failure leaves the
+                // priority as it was, which is still correct, only slower for the compile.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+                }
+                work()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_background;
+
+    fn own_nice() -> i32 {
+        // SAFETY: getpriority only reads its arguments.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn background_work_and_the_commands_it_starts_run_at_nice_19() {
+        let before = own_nice();
+        let (inside, child) = in_background(|| {
+            let out = std::process::Command::new("nice").output().unwrap();
+            (
+                own_nice(),
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            )
+        });
+        assert_eq!((inside, child.as_str()), (19, "19"));
+        assert_eq!(own_nice(), before, "the caller keeps its priority");
+    }
 }

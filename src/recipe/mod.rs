@@ -109,6 +109,7 @@ impl Ctx<'_> {
         let mut inv = inv.envs(&self.action.env);
         inv.arch = self.action.arch;
         inv.builder = self.action.builder.clone();
+        inv.background = self.action.kind.is_background();
         let _ = writeln!(&*self.log, "$ {}", inv.display());
         Ok(self.exec.run(&inv, self.log, self.cancel)?)
     }

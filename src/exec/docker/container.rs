@@ -75,6 +75,8 @@ fn create_body(inv: &Invocation, spec: &Spec) -> ContainerCreateBody {
             mounts: Some(spec.binds.to_vec()),
             network_mode: Some("none".into()),
             auto_remove: Some(true),
+            // The lowest CPU weight the daemon accepts (its default is 1024).
+            cpu_shares: inv.background.then_some(2),
             ..Default::default()
         }),
         ..Default::default()
