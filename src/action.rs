@@ -108,6 +108,8 @@ pub enum Role {
     Image,
     Snapshot,
     Layer,
+    /// The layer every image of one tree shares: the source snapshot.
+    SourceLayer,
 }
 
 impl Role {
@@ -127,6 +129,7 @@ impl Role {
             Role::Platform(Arch::Aarch64) => "image-arm64",
             Role::Platform(Arch::Riscv64) => "image-riscv64",
             Role::Layer => "layer",
+            Role::SourceLayer => "source-layer",
         }
     }
 }
@@ -179,11 +182,22 @@ pub enum Recipe {
         binary: String,
     },
     Package(PackageSpec),
-    /// The image's files as one deterministic gzip layer.
-    Layer,
+    Layer(LayerSpec),
     Image(ImageSpec),
     Index(IndexSpec),
     Tag(TagSpec),
+}
+
+/// The file name of the patched source in the snapshot's output and in kernel images.
+pub const SNAPSHOT: &str = "linux.tar.xz";
+
+/// One image layer: the files of its dependency as a deterministic tar, less `omit`, gzipped
+/// unless its content is compressed already. A kernel image has two: the target's files, and
+/// the source snapshot, which every arch and variant of a tree share (pushed and stored once).
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerSpec {
+    pub omit: Vec<String>,
+    pub gzip: bool,
 }
 
 /// The persistent directories a kernel build works in, relative names under the build root:

@@ -19,14 +19,31 @@ pub enum ArchiveError {
 /// Writes the contents of `dir` as a tar at `dest` whose bytes depend only on names, contents and
 /// modes: sorted entries, mtime `epoch`, owner 0:0, no user or group names.
 pub fn write_tar(dir: &Path, dest: &Path, prefix: &str, epoch: u64) -> std::io::Result<()> {
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(File::create(dest)?));
+    let file = tar_into(
+        std::io::BufWriter::new(File::create(dest)?),
+        dir,
+        prefix,
+        epoch,
+        &[],
+    )?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// The tar of [`write_tar`] into any writer, leaving out the top-level entries named in `omit`;
+/// returns the writer, flushed.
+pub fn tar_into<W: std::io::Write>(
+    out: W,
+    dir: &Path,
+    prefix: &str,
+    epoch: u64,
+    omit: &[String],
+) -> std::io::Result<W> {
+    let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
-    add_dir(&mut builder, dir, Path::new(prefix), epoch)?;
-    builder
-        .into_inner()?
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()
+    add_dir(&mut builder, dir, Path::new(prefix), epoch, omit)?;
+    let mut out = builder.into_inner()?;
+    out.flush()?;
+    Ok(out)
 }
 
 fn add_dir<W: std::io::Write>(
@@ -34,8 +51,10 @@ fn add_dir<W: std::io::Write>(
     dir: &Path,
     rel: &Path,
     epoch: u64,
+    omit: &[String],
 ) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.retain(|e| !omit.iter().any(|o| e.file_name() == o.as_str()));
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
@@ -50,7 +69,7 @@ fn add_dir<W: std::io::Write>(
             header.set_mode(0o755);
             header.set_size(0);
             b.append_data(&mut header, &name, std::io::empty())?;
-            add_dir(b, &path, &name, epoch)?;
+            add_dir(b, &path, &name, epoch, &[])?;
         } else if meta.file_type().is_symlink() {
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_mode(0o777);
@@ -91,10 +110,7 @@ pub fn write_tar_xz(dir: &Path, dest: &Path, prefix: &str, epoch: u64) -> std::i
         .map_err(std::io::Error::other)?;
     let xz =
         liblzma::write::XzEncoder::new_stream(std::io::BufWriter::new(File::create(dest)?), stream);
-    let mut builder = tar::Builder::new(xz);
-    builder.mode(tar::HeaderMode::Deterministic);
-    add_dir(&mut builder, dir, Path::new(prefix), epoch)?;
-    let xz = builder.into_inner()?;
+    let xz = tar_into(xz, dir, prefix, epoch, &[])?;
     xz.finish()?
         .into_inner()
         .map_err(|e| e.into_error())?

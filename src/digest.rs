@@ -95,12 +95,18 @@ impl Sha256 {
         let mut hasher = sha2::Sha256::new();
         let mut file = std::fs::File::open(path)?;
         std::io::copy(&mut file, &mut hasher)?;
-        let hex = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Sha256(hex))
+        Ok(Sha256::finish(hasher))
+    }
+
+    pub fn finish(hasher: sha2::Sha256) -> Sha256 {
+        use sha2::Digest as _;
+        Sha256(
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
     }
 
     pub fn as_str(&self) -> &str {

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::action::{
-    Action, ActionId, ActionKind, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, PackageSpec,
-    Recipe, Role, TagSpec,
+    Action, ActionId, ActionKind, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
+    PackageSpec, Recipe, Role, SNAPSHOT, TagSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -283,6 +283,22 @@ impl Lowerer<'_> {
         })
     }
 
+    /// `linux.tar.xz` as a layer of its own, uncompressed: xz already did that.
+    fn source_layer(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        let name = format!("layer {}", self.tree_name(label, set));
+        self.lowered(ActionKind::Layer, name, label, |me| Spec {
+            deps: vec![
+                dep(Role::Image, me.snapshot(label, set)),
+                dep(Role::Tree, me.patch(label, set)),
+            ],
+            recipe: Recipe::Layer(LayerSpec {
+                omit: vec![],
+                gzip: false,
+            }),
+            arch: None,
+        })
+    }
+
     fn headers(&mut self, label: &Label, set: &VariantSet) -> ActionId {
         let tree_name = self.tree_name(label, set);
         let sep = if tree_name.contains(':') { "-" } else { ":" };
@@ -491,16 +507,28 @@ impl Lowerer<'_> {
     fn publish(&mut self, label: &Label, package: ActionId) -> ActionId {
         let set = label.variants().cloned().unwrap_or_default();
         // The tree gives the source date, the layer's mtimes and the image's creation time.
+        let kernel = matches!(label.kind, TargetKind::Kernel(_));
         let layer = self.lowered(ActionKind::Layer, format!("layer {label}"), label, |me| {
             Spec {
                 deps: vec![
                     dep(Role::Image, package),
                     dep(Role::Tree, me.patch(label, &set)),
                 ],
-                recipe: Recipe::Layer,
+                recipe: Recipe::Layer(LayerSpec {
+                    omit: if kernel {
+                        vec![SNAPSHOT.into()]
+                    } else {
+                        vec![]
+                    },
+                    gzip: true,
+                }),
                 arch: None,
             }
         });
+        let mut layers = vec![dep(Role::Layer, layer)];
+        if kernel {
+            layers.push(dep(Role::SourceLayer, self.source_layer(label, &set)));
+        }
         let image = self.lowered(ActionKind::Image, format!("image {label}"), label, |me| {
             let series = me.series(label);
             let spec = ImageSpec {
@@ -510,11 +538,10 @@ impl Lowerer<'_> {
                 version: series.version.to_string(),
                 revision: String::new(),
             };
+            let mut deps = layers;
+            deps.push(dep(Role::Tree, me.patch(label, &set)));
             Spec {
-                deps: vec![
-                    dep(Role::Layer, layer),
-                    dep(Role::Tree, me.patch(label, &set)),
-                ],
+                deps,
                 recipe: Recipe::Image(spec),
                 arch: None,
             }

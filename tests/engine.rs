@@ -63,6 +63,7 @@ fn changing_a_patch_reruns_the_tree_and_what_builds_from_it() {
             "install //6.6.x:amd64",
             "headers //6.6.x:amd64",
             "snapshot //6.6.x",
+            "layer //6.6.x",
             "package //6.6.x:amd64",
             "layer //6.6.x:amd64",
             "image //6.6.x:amd64",
@@ -431,7 +432,7 @@ fn plan_renders_as_dot_and_json() {
     .unwrap();
     assert!(dot.starts_with("digraph kbuild {"), "{dot}");
     assert!(dot.contains("[label=\"compile //6.6.x:amd64\"]"), "{dot}");
-    assert_eq!(dot.matches(" -> ").count(), 22, "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 25, "{dot}");
     ws.run(&["//6.6.x:amd64"], 0);
     let out = ws.kbuild(&["plan", "--format", "json", "//6.6.x:amd64"]);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -684,4 +685,68 @@ fn targets_of_one_tree_share_a_source_tree_linked_to_the_cache() {
     for (t, old) in ["amd64", "dbg-amd64"].iter().zip(before) {
         assert_ne!(ws.read(&format!("out/6.6.x/{t}/kernel")), old, "{t}");
     }
+}
+
+/// The entry names of a tar blob in the layout, gunzipped when its media type says so.
+fn layer_entries(ws: &Ws, layer: &serde_json::Value) -> Vec<String> {
+    let hex = layer["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let file = std::fs::File::open(ws.path().join("out/blobs/sha256").join(hex)).unwrap();
+    let reader: Box<dyn std::io::Read> = if layer["mediaType"].as_str().unwrap().ends_with("+gzip")
+    {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+#[test]
+fn images_of_one_tree_share_an_uncompressed_source_layer() {
+    let ws = Ws::new();
+    ws.run(&["//6.6.x:amd64", "//6.6.x:dbg-arm64"], 0);
+    let layout: serde_json::Value = serde_json::from_str(&ws.read("out/index.json")).unwrap();
+    let blob = |digest: &str| -> serde_json::Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_str(&ws.read(&format!("out/blobs/sha256/{hex}"))).unwrap()
+    };
+    let mut sources = Vec::new();
+    for name in [
+        "linuxkit/kernel:6.6.71-amd64",
+        "linuxkit/kernel:6.6.71-dbg-arm64",
+    ] {
+        let entry = layout["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in the layout"));
+        let manifest = blob(entry["digest"].as_str().unwrap());
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "{manifest}");
+        assert_eq!(
+            layers[0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+        assert_eq!(
+            layers[1]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(layer_entries(&ws, &layers[0]), ["linux.tar.xz"]);
+        let own = layer_entries(&ws, &layers[1]);
+        assert!(own.iter().any(|e| e == "kernel") && !own.iter().any(|e| e == "linux.tar.xz"));
+        // The config lists the layers' uncompressed digests in the same order.
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["rootfs"]["diff_ids"][0], layers[0]["digest"]);
+        assert_ne!(config["rootfs"]["diff_ids"][1], layers[1]["digest"]);
+        sources.push(layers[0]["digest"].clone());
+    }
+    assert_eq!(sources[0], sources[1], "one source layer for both");
 }

@@ -15,6 +15,8 @@ pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// An uncompressed layer, for content that is compressed already.
+pub const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -83,12 +83,16 @@ impl<'a> Pusher<'a> {
     }
 
     fn blob(&mut self, repo: &str, digest: &str, dir: &std::path::Path) -> Result<(), PushError> {
+        // Images share blobs (every image of a tree has the same source layer): one push
+        // sends each blob to a repository once and counts it once.
         if self
             .known
             .get(digest)
             .is_some_and(|repos| repos.contains(repo))
-            || self.registry.blob_exists(repo, digest)?
         {
+            return Ok(());
+        }
+        if self.registry.blob_exists(repo, digest)? {
             self.report.skipped += 1;
         } else if let Some(from) = self
             .known

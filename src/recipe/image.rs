@@ -7,36 +7,92 @@ use std::io::Write as _;
 use std::path::Path;
 
 use super::{Ctx, RecipeError, io};
-use crate::action::{ImageSpec, IndexSpec, Role};
-use crate::digest::Sha256;
+use crate::action::{ImageSpec, IndexSpec, LayerSpec, Role};
 use crate::oci::{
     self, ContainerConfig, Descriptor, ImageConfig, Index, Manifest, Platform, RootFs,
 };
 
-/// `layer.tar.gz` and `diff_id` (the sha256 of the uncompressed tar, as image configs want).
-pub fn layer(ctx: &Ctx) -> Result<(), RecipeError> {
-    let tar = ctx.work.join("layer.tar");
-    crate::archive::write_tar(ctx.dep(Role::Image), &tar, "", ctx.source_date())
+/// A writer that passes bytes on while taking their sha256 and counting them.
+struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl<W: std::io::Write> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        use sha2::Digest as _;
+        Hashing {
+            inner,
+            hasher: sha2::Sha256::new(),
+            len: 0,
+        }
+    }
+
+    fn finish(self) -> (W, String, u64) {
+        let hex = crate::digest::Sha256::finish(self.hasher);
+        (self.inner, format!("sha256:{}", hex.as_str()), self.len)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The layer blob (`layer`), its descriptor and its `diff_id` (the sha256 of the uncompressed
+/// tar, as image configs want), in one pass over the files: tar, hash, gzip, hash, write.
+pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
+    let file = std::fs::File::create(ctx.out.join("layer")).map_err(io("writing the layer"))?;
+    let blob = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let (from, epoch) = (ctx.dep(Role::Image), ctx.source_date());
+    let (blob, diff_id, media_type) = if spec.gzip {
+        // Level 1: most of the bytes are tarballs; a higher level costs seconds on every rebuild
+        // for little gain.
+        let gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(blob, flate2::Compression::fast());
+        let tar = crate::archive::tar_into(Hashing::new(gz), from, "", epoch, &spec.omit)
+            .map_err(io("writing the layer"))?;
+        let (gz, diff_id, _) = tar.finish();
+        let blob = gz.finish().map_err(io("compressing the layer"))?;
+        (blob, diff_id, oci::MEDIA_LAYER)
+    } else {
+        let blob = crate::archive::tar_into(blob, from, "", epoch, &spec.omit)
+            .map_err(io("writing the layer"))?;
+        (blob, String::new(), oci::MEDIA_LAYER_TAR)
+    };
+    let (file, digest, size) = blob.finish();
+    file.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
         .map_err(io("writing the layer"))?;
-    let diff_id = Sha256::of_file(&tar).map_err(io("hashing the layer"))?;
-    let gz =
-        std::fs::File::create(ctx.out.join("layer.tar.gz")).map_err(io("writing layer.tar.gz"))?;
-    let mut encoder = flate2::GzBuilder::new().mtime(0).write(
-        std::io::BufWriter::new(gz), // Level 1: the layer is mostly already-compressed tarballs (linux.tar.xz) and
-        // large tars; a higher level costs seconds on every rebuild for little gain.
-        flate2::Compression::fast(),
-    );
-    std::io::copy(
-        &mut std::fs::File::open(&tar).map_err(io("reading the layer"))?,
-        &mut encoder,
+    // An uncompressed layer is its own diff_id.
+    let diff_id = if diff_id.is_empty() {
+        digest.clone()
+    } else {
+        diff_id
+    };
+    std::fs::write(ctx.out.join("diff_id"), diff_id).map_err(io("writing diff_id"))?;
+    write_descriptor(
+        ctx.out,
+        &Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        },
     )
-    .map_err(io("compressing the layer"))?;
-    encoder
-        .finish()
-        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-        .map_err(io("compressing the layer"))?;
-    std::fs::write(ctx.out.join("diff_id"), format!("sha256:{diff_id}"))
-        .map_err(io("writing diff_id"))
 }
 
 fn write_blob(out: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor, RecipeError> {
@@ -63,25 +119,23 @@ pub fn read_descriptor(dir: &Path) -> Result<Descriptor, RecipeError> {
 /// The per-arch image: config (platform, labels, diff_ids) and manifest, each a blob, plus the
 /// layer blob itself, so the output is a self-contained piece of an image layout.
 pub fn image(ctx: &Ctx, spec: &ImageSpec) -> Result<(), RecipeError> {
-    let layer_dir = ctx.dep(Role::Layer);
-    let layer_path = layer_dir.join("layer.tar.gz");
-    let layer_sha = Sha256::of_file(&layer_path).map_err(io("hashing the layer"))?;
-    let size = std::fs::metadata(&layer_path)
-        .map_err(io("reading the layer"))?
-        .len();
-    let blobs = ctx.out.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).map_err(io("creating blobs/"))?;
-    crate::fsutil::link_or_copy(&layer_path, &blobs.join(layer_sha.as_str()))
-        .map_err(io("adding the layer blob"))?;
-    let layer = Descriptor {
-        media_type: oci::MEDIA_LAYER.into(),
-        digest: format!("sha256:{layer_sha}"),
-        size,
-        platform: None,
-        annotations: BTreeMap::new(),
-    };
-    let diff_id =
-        std::fs::read_to_string(layer_dir.join("diff_id")).map_err(io("reading diff_id"))?;
+    // The shared source layer first: the base every image of the tree has in common.
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for role in [Role::SourceLayer, Role::Layer] {
+        let Some(dep) = ctx.deps.get(&role) else {
+            continue;
+        };
+        let layer = read_descriptor(&dep.dir)?;
+        let blobs = ctx.out.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).map_err(io("creating blobs/"))?;
+        crate::fsutil::link_or_copy(&dep.dir.join("layer"), &blobs.join(layer.hex()))
+            .map_err(io("adding a layer blob"))?;
+        let diff_id =
+            std::fs::read_to_string(dep.dir.join("diff_id")).map_err(io("reading diff_id"))?;
+        diff_ids.push(diff_id.trim().to_string());
+        layers.push(layer);
+    }
     let created = oci::rfc3339(ctx.source_date());
     let platform = Platform::of(spec.arch);
     let labels = BTreeMap::from([
@@ -114,7 +168,7 @@ pub fn image(ctx: &Ctx, spec: &ImageSpec) -> Result<(), RecipeError> {
         config: ContainerConfig { labels },
         rootfs: RootFs {
             kind: "layers".into(),
-            diff_ids: vec![diff_id.trim().to_string()],
+            diff_ids,
         },
     };
     let config = write_blob(
@@ -126,7 +180,7 @@ pub fn image(ctx: &Ctx, spec: &ImageSpec) -> Result<(), RecipeError> {
         schema_version: 2,
         media_type: oci::MEDIA_MANIFEST.into(),
         config,
-        layers: vec![layer],
+        layers,
     };
     let mut descriptor = write_blob(
         ctx.out,

@@ -147,7 +147,7 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
         Recipe::Install { arch, dirs } => compile::install(ctx, *arch, dirs),
         Recipe::Tool { arch, dir, binary } => compile::tool(ctx, *arch, dir, binary),
         Recipe::Package(spec) => package::package(ctx, spec),
-        Recipe::Layer => image::layer(ctx),
+        Recipe::Layer(spec) => image::layer(ctx, spec),
         Recipe::Image(spec) => image::image(ctx, spec),
         Recipe::Index(spec) => image::index(ctx, spec),
         Recipe::Tag(spec) => package::tag(ctx, spec),

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{Ctx, RecipeError, io};
-use crate::action::{PackageSpec, Role, TagSpec};
+use crate::action::{PackageSpec, Role, SNAPSHOT, TagSpec};
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
     if let Some(parent) = to.parent() {
@@ -36,8 +36,8 @@ pub fn package(ctx: &Ctx, spec: &PackageSpec) -> Result<(), RecipeError> {
             &ctx.out.join("kernel-headers.tar"),
         )?;
         link_or_copy(
-            &ctx.dep(Role::Snapshot).join("linux.tar.xz"),
-            &ctx.out.join("linux.tar.xz"),
+            &ctx.dep(Role::Snapshot).join(SNAPSHOT),
+            &ctx.out.join(SNAPSHOT),
         )?;
     }
     // LinuxKit consumers read the builder reference without a trailing newline.

@@ -9,10 +9,7 @@ use serde::Deserialize;
 
 use super::Docker;
 use crate::exec::ExecError;
-use crate::oci::{Descriptor, MEDIA_CONFIG, MEDIA_MANIFEST, Manifest, Platform};
-
-/// Layers as `docker save` writes them: uncompressed tars, their digests the config's diff IDs.
-const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+use crate::oci::{Descriptor, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, Manifest, Platform};
 
 /// One entry of `manifest.json` in a `docker save` archive.
 #[derive(Deserialize)]
@@ -61,6 +58,7 @@ pub fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Descriptor, Ex
     let config = store(&blobs, &unpacked.join(&saved.config), MEDIA_CONFIG)?;
     let mut layers = Vec::new();
     for layer in &saved.layers {
+        // `docker save` writes uncompressed tars, whose digests are the config's diff IDs.
         layers.push(store(&blobs, &unpacked.join(layer), MEDIA_LAYER_TAR)?);
     }
     let _ = std::fs::remove_dir_all(&unpacked);
