@@ -26,7 +26,8 @@ pub fn write_tar(dir: &Path, dest: &Path, prefix: &str, epoch: u64) -> std::io::
         epoch,
         &[],
     )?;
-    file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    file.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
 }
 
 /// The tar of [`write_tar`] into any writer, leaving out the top-level entries named in `omit`;
@@ -59,29 +60,89 @@ fn add_dir<W: std::io::Write>(
     for entry in entries {
         let path = entry.path();
         let name = rel.join(entry.file_name());
+        let source = Source::of(&path)?;
+        append(b, &name, &source, epoch)?;
+        if let Source::Dir = source {
+            add_dir(b, &path, &name, epoch, &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// Where one entry of a tar comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Dir,
+    File(PathBuf),
+    /// A symlink, by its target.
+    Link(PathBuf),
+}
+
+impl Source {
+    pub fn of(path: &Path) -> std::io::Result<Source> {
         let meta = path.symlink_metadata()?;
-        let mut header = tar::Header::new_gnu();
-        header.set_mtime(epoch);
-        header.set_uid(0);
-        header.set_gid(0);
-        if meta.is_dir() {
+        Ok(if meta.is_dir() {
+            Source::Dir
+        } else if meta.file_type().is_symlink() {
+            Source::Link(std::fs::read_link(path)?)
+        } else {
+            Source::File(path.to_path_buf())
+        })
+    }
+}
+
+/// Appends one entry with the deterministic header: mtime `epoch`, owner 0:0, mode by kind.
+fn append<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    name: &Path,
+    source: &Source,
+    epoch: u64,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(epoch);
+    header.set_uid(0);
+    header.set_gid(0);
+    match source {
+        Source::Dir => {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_mode(0o755);
             header.set_size(0);
-            b.append_data(&mut header, &name, std::io::empty())?;
-            add_dir(b, &path, &name, epoch, &[])?;
-        } else if meta.file_type().is_symlink() {
+            b.append_data(&mut header, name, std::io::empty())
+        }
+        Source::Link(target) => {
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_mode(0o777);
             header.set_size(0);
-            b.append_link(&mut header, &name, std::fs::read_link(&path)?)?;
-        } else {
+            b.append_link(&mut header, name, target)
+        }
+        Source::File(path) => {
+            let file = File::open(path)?;
+            let meta = file.metadata()?;
             let exec = meta.permissions().mode() & 0o111 != 0;
             header.set_mode(if exec { 0o755 } else { 0o644 });
             header.set_size(meta.len());
-            b.append_data(&mut header, &name, File::open(&path)?)?;
+            b.append_data(&mut header, name, file)
         }
     }
+}
+
+/// Writes a tar of entries gathered from several places, under `prefix`, in path order, with the
+/// headers of [`write_tar`]: the same bytes as if the entries had been copied into one tree.
+pub fn write_tar_of(
+    entries: &std::collections::BTreeMap<PathBuf, Source>,
+    dest: &Path,
+    prefix: &str,
+    epoch: u64,
+) -> std::io::Result<()> {
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(File::create(dest)?));
+    builder.mode(tar::HeaderMode::Deterministic);
+    for (rel, source) in entries {
+        append(&mut builder, &Path::new(prefix).join(rel), source, epoch)?;
+    }
+    builder
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
     Ok(())
 }
 
@@ -111,10 +172,8 @@ pub fn write_tar_xz(dir: &Path, dest: &Path, prefix: &str, epoch: u64) -> std::i
     let xz =
         liblzma::write::XzEncoder::new_stream(std::io::BufWriter::new(File::create(dest)?), stream);
     let xz = tar_into(xz, dir, prefix, epoch, &[])?;
-    xz.finish()?
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()
+    xz.finish()?.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
 }
 
 /// Opens a `.tar`, `.tar.gz`/`.tgz` or `.tar.xz` by its name.
@@ -261,5 +320,24 @@ mod tests {
         let out = dir.path().join("out");
         assert_eq!(unpack(&a, &out).unwrap(), 9);
         assert_eq!(std::fs::read(out.join("d/f")).unwrap().len(), 100_000);
+    }
+
+    #[test]
+    fn a_tar_of_gathered_entries_equals_the_tar_of_the_same_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("in");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::write(tree.join("a/b/f"), b"data").unwrap();
+        std::fs::write(tree.join("a/x"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(tree.join("a/x"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink("b/f", tree.join("a/l")).unwrap();
+        let mut entries = std::collections::BTreeMap::new();
+        for rel in ["a", "a/b", "a/b/f", "a/x", "a/l"] {
+            entries.insert(PathBuf::from(rel), Source::of(&tree.join(rel)).unwrap());
+        }
+        let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+        write_tar(&tree, &a, "top", 3).unwrap();
+        write_tar_of(&entries, &b, "top", 3).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     }
 }

@@ -1,12 +1,13 @@
 //! Compile, install, headers and tools: the kernel's own make, out of tree, in a kept build dir.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::build_dir::BuildDir;
 use super::{Ctx, RecipeError, io};
 use crate::action::{BuildDirs, Role};
 use crate::arch::Arch;
-use crate::archive::write_tar;
+use crate::archive::{Source, write_tar, write_tar_of};
 use crate::exec::Invocation;
 
 /// The state a build directory is in: which tree and which config it was built from.
@@ -112,10 +113,9 @@ pub fn install(ctx: &Ctx, arch: Arch, dirs: &BuildDirs) -> Result<(), RecipeErro
     write_tar(&mods, &ctx.out.join("kernel.tar"), "", epoch).map_err(io("writing kernel.tar"))?;
     let release = std::fs::read_to_string(bd.obj().join("include/config/kernel.release"))
         .map_err(io("reading kernel.release"))?;
-    let dev = ctx.work.join("dev");
-    stage_dev_tree(&bd, arch, &dev).map_err(io("collecting the kernel-dev tree"))?;
+    let dev = dev_tree(&bd, arch).map_err(io("collecting the kernel-dev tree"))?;
     let prefix = format!("usr/src/linux-headers-{}", release.trim());
-    write_tar(&dev, &ctx.out.join("kernel-dev.tar"), &prefix, epoch)
+    write_tar_of(&dev, &ctx.out.join("kernel-dev.tar"), &prefix, epoch)
         .map_err(io("writing kernel-dev.tar"))
 }
 
@@ -139,8 +139,8 @@ fn drop_build_links(mods: &Path) {
 }
 
 /// What an out-of-tree module build needs, merged from the source and object trees into one
-/// in-tree-looking directory (the object tree's files win).
-fn stage_dev_tree(bd: &BuildDir, arch: Arch, dest: &Path) -> std::io::Result<()> {
+/// in-tree-looking listing (the object tree's files win), read in place rather than copied.
+fn dev_tree(bd: &BuildDir, arch: Arch) -> std::io::Result<BTreeMap<PathBuf, Source>> {
     let a = arch.src_arch();
     let from_src = [
         "Makefile",
@@ -162,12 +162,13 @@ fn stage_dev_tree(bd: &BuildDir, arch: Arch, dest: &Path) -> std::io::Result<()>
         "tools/bpf/resolve_btfids/resolve_btfids",
     ]
     .map(String::from);
+    let mut tree = BTreeMap::new();
     for (root, parts) in [(bd.src(), &from_src[..]), (bd.obj(), &from_obj[..])] {
         for part in parts {
-            copy_tree(&root.join(part), &dest.join(part))?;
+            gather(&root.join(part), Path::new(part), &mut tree)?;
         }
     }
-    Ok(())
+    Ok(tree)
 }
 
 /// Build by-products that module builds never read and that record the build directory's
@@ -177,28 +178,30 @@ fn by_product(path: &Path) -> bool {
     [".cmd", ".o", ".s"].iter().any(|ext| name.ends_with(ext))
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    let Ok(meta) = from.symlink_metadata() else {
+/// Adds `from` (if it exists) as `rel`, with its parent directories, and everything below it.
+/// An empty file does not replace one already listed.
+fn gather(from: &Path, rel: &Path, tree: &mut BTreeMap<PathBuf, Source>) -> std::io::Result<()> {
+    let Ok(source) = Source::of(from) else {
         return Ok(());
     };
-    if !meta.is_dir() && by_product(from) {
+    let is_dir = matches!(source, Source::Dir);
+    let empty = matches!(source, Source::File(_)) && from.metadata()?.len() == 0;
+    if !is_dir && (by_product(from) || (empty && tree.contains_key(rel))) {
         return Ok(());
     }
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
+    for parent in rel
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        tree.entry(parent.to_path_buf()).or_insert(Source::Dir);
     }
-    if meta.is_dir() {
-        std::fs::create_dir_all(to)?;
+    tree.insert(rel.to_path_buf(), source);
+    if is_dir {
         for entry in std::fs::read_dir(from)? {
-            let entry = entry?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+            let name = entry?.file_name();
+            gather(&from.join(&name), &rel.join(&name), tree)?;
         }
-    } else if meta.file_type().is_symlink() {
-        let _ = std::fs::remove_file(to);
-        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
-    } else if !to.exists() || meta.len() > 0 {
-        let _ = std::fs::remove_file(to);
-        std::fs::copy(from, to)?;
     }
     Ok(())
 }

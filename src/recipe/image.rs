@@ -73,9 +73,7 @@ pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
     };
     let (file, digest, size) = blob.finish();
     file.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .map_err(io("writing the layer"))?;
+        .map_err(|e| io("writing the layer")(e.into_error()))?;
     // An uncompressed layer is its own diff_id.
     let diff_id = if diff_id.is_empty() {
         digest.clone()
