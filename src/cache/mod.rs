@@ -48,6 +48,9 @@ pub struct Cache {
     pub blobs: BlobStore,
     /// `ac/` opened once: existence checks resolve two path components instead of the whole path.
     ac_dir: std::sync::Arc<std::fs::File>,
+    /// Trees this process has made or checked: one check per tree and run, not one per action
+    /// that reads it (a kernel tree is ~80k files).
+    checked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Digest>>>,
 }
 
 impl Cache {
@@ -65,6 +68,7 @@ impl Cache {
             blobs: BlobStore::new(root.join("blobs")),
             root,
             ac_dir,
+            checked: Default::default(),
         })
     }
 

@@ -165,13 +165,18 @@ impl Cache {
     }
 
     /// The outputs of a manifest as a directory: `trees/<digest>`, made once and reused.
-    /// A reused tree is checked with `stat` only: a file written since it was made is re-hashed.
+    /// A reused tree is checked with `stat` only, once per process: a file written since it was
+    /// made is re-hashed.
     pub fn tree(&self, manifest: &OutputManifest) -> Result<PathBuf, CacheError> {
         let digest = manifest.digest();
         let dest = self.dir("trees").join(digest.to_hex());
         let stamp = self.dir("trees").join(format!("{}.done", digest.to_hex()));
         if let Ok(made) = std::fs::metadata(&stamp).and_then(|m| m.modified()) {
-            return self.check_tree(manifest, &dest, made).map(|()| dest);
+            if !self.checked_once(digest) {
+                self.check_tree(manifest, &dest, made)?;
+                self.mark_checked(digest);
+            }
+            return Ok(dest);
         }
         let tmp = tempfile::Builder::new()
             .prefix("tree-")
@@ -191,7 +196,18 @@ impl Cache {
             }
         }
         std::fs::write(&stamp, b"").map_err(io_err(&stamp))?;
+        self.mark_checked(digest);
         Ok(dest)
+    }
+
+    fn checked_once(&self, digest: Digest) -> bool {
+        self.checked.lock().is_ok_and(|set| set.contains(&digest))
+    }
+
+    fn mark_checked(&self, digest: Digest) {
+        if let Ok(mut set) = self.checked.lock() {
+            set.insert(digest);
+        }
     }
 
     fn check_tree(
@@ -222,6 +238,9 @@ impl Cache {
 
     /// Forgets a corrupt tree and the blobs behind it, so that the next build recreates them.
     pub fn drop_tree(&self, manifest: &OutputManifest, corrupt: &Corrupt) {
+        if let Ok(mut set) = self.checked.lock() {
+            set.remove(&manifest.digest());
+        }
         let hex = manifest.digest().to_hex();
         let _ = std::fs::remove_file(self.dir("trees").join(format!("{hex}.done")));
         let _ = std::fs::remove_dir_all(self.dir("trees").join(&hex));

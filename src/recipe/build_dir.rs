@@ -119,7 +119,7 @@ impl SrcDir {
         sibling(&self.path, "generation")
     }
 
-    /// The digest of the tree it holds, written last by a sync.
+    /// What it holds (see [`made_identity`]), written last by a complete sync.
     fn tree_path(&self) -> PathBuf {
         sibling(&self.path, "tree")
     }
@@ -135,17 +135,12 @@ impl SrcDir {
             .unwrap_or_default()
     }
 
-    /// Whether the tree holds `tree`: the digest it was synced to, and each linked file still the
-    /// cache's file (a blob found corrupt is replaced in the cache, and the link must follow).
+    /// Whether the tree holds `tree`: one small file, written last by a complete sync, names the
+    /// tree and the cache's making of it. A blob found corrupt is replaced by making the cache's
+    /// tree again, which changes its `.done` stamp, so the links here are re-placed to follow.
     fn holds(&self, tree: &DepOutput) -> bool {
-        if std::fs::read_to_string(self.tree_path()).ok() != Some(tree.digest().to_string()) {
-            return false;
-        }
-        let index = self.read_index();
-        !index.is_empty()
-            && index.iter().all(|(rel, placed)| {
-                placed.inode == 0 || inode(&tree.dir.join("tree").join(rel)) == placed.inode
-            })
+        self.path.is_dir()
+            && std::fs::read_to_string(self.tree_path()).ok() == Some(made_identity(tree))
     }
 
     /// Makes the tree hold `tree` and returns its generation, holding the lock shared.
@@ -230,7 +225,7 @@ impl SrcDir {
         }
         std::fs::write(&index_path, serde_json::to_vec(&index).unwrap_or_default())
             .map_err(io("writing the source index"))?;
-        std::fs::write(&tree_path, tree.digest().to_string()).map_err(io("writing the tree digest"))
+        std::fs::write(&tree_path, made_identity(tree)).map_err(io("writing the tree digest"))
     }
 }
 
@@ -241,6 +236,16 @@ type Index = BTreeMap<String, Placed>;
 struct Placed {
     digest: Digest,
     inode: u64,
+}
+
+/// The tree's digest and the identity (inode, mtime) of the cache's stamp for its making.
+fn made_identity(tree: &DepOutput) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = sibling(&tree.dir, "done");
+    let made = std::fs::metadata(stamp).map_or((0, 0), |m| {
+        (m.ino(), m.mtime_nsec() + m.mtime() * 1_000_000_000)
+    });
+    format!("{}\n{}.{}", tree.digest(), made.0, made.1)
 }
 
 fn inode(path: &Path) -> u64 {
