@@ -162,10 +162,12 @@ fn xz_decoder() -> std::io::Result<liblzma::stream::Stream> {
 }
 
 /// Writes `dir` as a deterministic `.tar.xz` (see [`write_tar`]), compressed in parallel blocks.
+/// Preset 0: on a kernel tree it costs 0.6 times the CPU of preset 1 for a file 13% larger, and
+/// the snapshot is an archive that every target of the tree shares, stored once per registry.
 pub fn write_tar_xz(dir: &Path, dest: &Path, prefix: &str, epoch: u64) -> std::io::Result<()> {
     let stream = liblzma::stream::MtStreamBuilder::new()
         .threads(threads())
-        .preset(1)
+        .preset(0)
         .check(liblzma::stream::Check::Crc64)
         .encoder()
         .map_err(std::io::Error::other)?;
