@@ -133,24 +133,33 @@ pub trait Executor: Send + Sync {
     fn name(&self) -> &'static str;
 }
 
-/// Runs `work` on a thread of its own at the lowest CPU priority (nice 19). Linux keeps nice
-/// values per thread and both threads and processes inherit them, so the work's own threads
-/// (xz's encoder) and the commands it starts on the host are background work too. A fresh
-/// thread, because an unprivileged thread cannot raise its priority again.
+/// Runs `work` on a thread of its own at the lowest CPU priority: `SCHED_IDLE`, with which the
+/// scheduler always prefers an ordinary task (nice 19 alone still leaves the work a small share
+/// against the compile), and nice 19 where `SCHED_IDLE` is refused. Linux keeps both per thread
+/// and threads and processes inherit them, so the work's own threads (xz's encoder) and the
+/// commands it starts on the host are background work too. A fresh thread, because an
+/// unprivileged thread cannot raise its priority again.
 pub fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: setpriority only reads its integer arguments; failure leaves the
-                // priority as it was, which is still correct, only slower for the compile.
-                unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
-                }
+                lower_own_priority();
                 work()
             })
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+fn lower_own_priority() {
+    // SAFETY: both calls only read their arguments (the param struct lives across the call);
+    // failure leaves the priority as it was, which is still correct, only slower for the compile.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param);
+    }
 }
 
 #[cfg(test)]
@@ -163,16 +172,29 @@ mod tests {
     }
 
     #[test]
-    fn background_work_and_the_commands_it_starts_run_at_nice_19() {
+    fn background_work_and_the_commands_it_starts_run_at_idle_priority() {
         let before = own_nice();
-        let (inside, child) = in_background(|| {
-            let out = std::process::Command::new("nice").output().unwrap();
+        let (inside, policy, child) = in_background(|| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", "nice; chrt -p $$"])
+                .output()
+                .unwrap();
+            // SAFETY: sched_getscheduler only reads its argument.
+            let policy = unsafe { libc::sched_getscheduler(libc::gettid()) };
             (
                 own_nice(),
-                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                policy,
+                String::from_utf8_lossy(&out.stdout).into_owned(),
             )
         });
-        assert_eq!((inside, child.as_str()), (19, "19"));
+        assert_eq!((inside, policy), (19, libc::SCHED_IDLE));
+        assert!(child.starts_with("19\n"), "{child}");
+        assert!(child.contains("SCHED_IDLE"), "{child}");
         assert_eq!(own_nice(), before, "the caller keeps its priority");
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::sched_getscheduler(libc::gettid()) },
+            libc::SCHED_OTHER
+        );
     }
 }
