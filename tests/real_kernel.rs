@@ -18,10 +18,18 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One cache for the tests that may share fetched and patched trees.
+/// One cache for the tests that may share fetched and patched trees, under cargo's temp dir for
+/// tests and emptied when this binary first uses it: every run starts cold and leaves at most one
+/// cache behind, inside `target/`. (A `TempDir` in a static is never dropped: it left ~3 GB in
+/// /tmp per run.)
 fn shared_cache() -> &'static Path {
-    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    static CACHE: OnceLock<PathBuf> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-kernel-cache");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
 }
 
 /// A copy of examples/tiny (manifest and kernel/) in a temp directory, with the given cache.
