@@ -63,7 +63,6 @@ impl ActionKind {
         1
     }
 
-    /// Whether the action's commands run through the executor (and so depend on its toolchain).
     /// Work that no kernel waits for (the source snapshot, the UAPI headers): it runs at the
     /// lowest CPU priority, so on a busy machine it takes only what the compile leaves idle
     /// instead of slowing the compile down.
@@ -71,6 +70,7 @@ impl ActionKind {
         matches!(self, ActionKind::Snapshot | ActionKind::Headers)
     }
 
+    /// Whether the action's commands run through the executor (and so depend on its toolchain).
     pub fn uses_toolchain(self) -> bool {
         matches!(
             self,
