@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use blobs::BlobStore;
-pub use outputs::{Corrupt, OutputEntry, OutputManifest};
+pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
 pub use state::{LastRun, RunEntry};
 
 use crate::digest::Digest;

@@ -151,6 +151,14 @@ fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), C
     crate::fsutil::link_or_copy(&blob, &target).map_err(io_err(&target))
 }
 
+/// The stamp beside a materialised tree (`trees/<digest>.done`), written once the tree is
+/// complete; it is made anew whenever the cache makes the tree again.
+pub fn made_stamp(tree: &Path) -> PathBuf {
+    let mut name = tree.file_name().unwrap_or_default().to_os_string();
+    name.push(".done");
+    tree.with_file_name(name)
+}
+
 impl Cache {
     /// Where the tree of the outputs with `digest` is (or would be) materialised.
     pub fn tree_path(&self, digest: Digest) -> PathBuf {
@@ -159,9 +167,7 @@ impl Cache {
 
     /// Whether that tree was completely materialised.
     pub fn tree_ready(&self, digest: Digest) -> bool {
-        self.dir("trees")
-            .join(format!("{}.done", digest.to_hex()))
-            .exists()
+        made_stamp(&self.tree_path(digest)).exists()
     }
 
     /// The outputs of a manifest as a directory: `trees/<digest>`, made once and reused.
@@ -169,8 +175,8 @@ impl Cache {
     /// made is re-hashed.
     pub fn tree(&self, manifest: &OutputManifest) -> Result<PathBuf, CacheError> {
         let digest = manifest.digest();
-        let dest = self.dir("trees").join(digest.to_hex());
-        let stamp = self.dir("trees").join(format!("{}.done", digest.to_hex()));
+        let dest = self.tree_path(digest);
+        let stamp = made_stamp(&dest);
         if let Ok(made) = std::fs::metadata(&stamp).and_then(|m| m.modified()) {
             if !self.checked_once(digest) {
                 self.check_tree(manifest, &dest, made)?;
@@ -210,6 +216,12 @@ impl Cache {
         }
     }
 
+    fn forget_checked(&self, digest: Digest) {
+        if let Ok(mut set) = self.checked.lock() {
+            set.remove(&digest);
+        }
+    }
+
     fn check_tree(
         &self,
         manifest: &OutputManifest,
@@ -238,12 +250,10 @@ impl Cache {
 
     /// Forgets a corrupt tree and the blobs behind it, so that the next build recreates them.
     pub fn drop_tree(&self, manifest: &OutputManifest, corrupt: &Corrupt) {
-        if let Ok(mut set) = self.checked.lock() {
-            set.remove(&manifest.digest());
-        }
-        let hex = manifest.digest().to_hex();
-        let _ = std::fs::remove_file(self.dir("trees").join(format!("{hex}.done")));
-        let _ = std::fs::remove_dir_all(self.dir("trees").join(&hex));
+        let tree = self.tree_path(manifest.digest());
+        self.forget_checked(manifest.digest());
+        let _ = std::fs::remove_file(made_stamp(&tree));
+        let _ = std::fs::remove_dir_all(&tree);
         for entry in manifest
             .entries
             .iter()

@@ -241,8 +241,7 @@ struct Placed {
 /// The tree's digest and the identity (inode, mtime) of the cache's stamp for its making.
 fn made_identity(tree: &DepOutput) -> String {
     use std::os::unix::fs::MetadataExt;
-    let stamp = sibling(&tree.dir, "done");
-    let made = std::fs::metadata(stamp).map_or((0, 0), |m| {
+    let made = std::fs::metadata(crate::cache::made_stamp(&tree.dir)).map_or((0, 0), |m| {
         (m.ino(), m.mtime_nsec() + m.mtime() * 1_000_000_000)
     });
     format!("{}\n{}.{}", tree.digest(), made.0, made.1)
