@@ -39,12 +39,18 @@ pub fn tar_into<W: std::io::Write>(
     epoch: u64,
     omit: &[String],
 ) -> std::io::Result<W> {
-    let mut builder = tar::Builder::new(out);
-    builder.mode(tar::HeaderMode::Deterministic);
+    let mut builder = deterministic(out);
     add_dir(&mut builder, dir, Path::new(prefix), epoch, omit)?;
     let mut out = builder.into_inner()?;
     out.flush()?;
     Ok(out)
+}
+
+/// A tar builder that writes no owner names, device numbers or times of its own.
+fn deterministic<W: std::io::Write>(out: W) -> tar::Builder<W> {
+    let mut builder = tar::Builder::new(out);
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder
 }
 
 fn add_dir<W: std::io::Write>(
@@ -134,8 +140,7 @@ pub fn write_tar_of(
     prefix: &str,
     epoch: u64,
 ) -> std::io::Result<()> {
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(File::create(dest)?));
-    builder.mode(tar::HeaderMode::Deterministic);
+    let mut builder = deterministic(std::io::BufWriter::new(File::create(dest)?));
     for (rel, source) in entries {
         append(&mut builder, &Path::new(prefix).join(rel), source, epoch)?;
     }

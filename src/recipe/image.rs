@@ -65,21 +65,17 @@ pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
             .map_err(io("writing the layer"))?;
         let (gz, diff_id, _) = tar.finish();
         let blob = gz.finish().map_err(io("compressing the layer"))?;
-        (blob, diff_id, oci::MEDIA_LAYER)
+        (blob, Some(diff_id), oci::MEDIA_LAYER)
     } else {
         let blob = crate::archive::tar_into(blob, from, "", epoch, &spec.omit)
             .map_err(io("writing the layer"))?;
-        (blob, String::new(), oci::MEDIA_LAYER_TAR)
+        (blob, None, oci::MEDIA_LAYER_TAR)
     };
     let (file, digest, size) = blob.finish();
     file.into_inner()
         .map_err(|e| io("writing the layer")(e.into_error()))?;
     // An uncompressed layer is its own diff_id.
-    let diff_id = if diff_id.is_empty() {
-        digest.clone()
-    } else {
-        diff_id
-    };
+    let diff_id = diff_id.unwrap_or_else(|| digest.clone());
     std::fs::write(ctx.out.join("diff_id"), diff_id).map_err(io("writing diff_id"))?;
     write_descriptor(
         ctx.out,
@@ -120,13 +116,13 @@ pub fn image(ctx: &Ctx, spec: &ImageSpec) -> Result<(), RecipeError> {
     // The shared source layer first: the base every image of the tree has in common.
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
+    let blobs = ctx.out.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(io("creating blobs/"))?;
     for role in [Role::SourceLayer, Role::Layer] {
         let Some(dep) = ctx.deps.get(&role) else {
             continue;
         };
         let layer = read_descriptor(&dep.dir)?;
-        let blobs = ctx.out.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).map_err(io("creating blobs/"))?;
         crate::fsutil::link_or_copy(&dep.dir.join("layer"), &blobs.join(layer.hex()))
             .map_err(io("adding a layer blob"))?;
         let diff_id =
