@@ -185,8 +185,11 @@ fn gather(from: &Path, rel: &Path, tree: &mut BTreeMap<PathBuf, Source>) -> std:
         return Ok(());
     };
     let is_dir = matches!(source, Source::Dir);
-    let empty = matches!(source, Source::File(_)) && from.metadata()?.len() == 0;
-    if !is_dir && (by_product(from) || (empty && tree.contains_key(rel))) {
+    if !is_dir && by_product(from) {
+        return Ok(());
+    }
+    // Its size is read only when it would replace a listed file.
+    if matches!(source, Source::File(_)) && tree.contains_key(rel) && from.metadata()?.len() == 0 {
         return Ok(());
     }
     for parent in rel
