@@ -4,7 +4,8 @@
 //! and prints the command's exit status on stderr. kbuild keeps stdin open for as long as it
 //! waits, so when kbuild dies, even by SIGKILL, the daemon closes that stdin (`StdinOnce`), the
 //! shell kills the build and exits, and `AutoRemove` deletes the container: nothing is left
-//! behind. The command's own output all goes to stdout, which is streamed into the action's log,
+//! behind. (A container created but never started when kbuild died is `owner`'s to sweep.) The
+//! command's own output all goes to stdout, which is streamed into the action's log,
 //! so the status line cannot be confused with it, and there is no separate wait request that
 //! could miss a container that is already removed.
 
@@ -40,6 +41,8 @@ pub const LABEL: &str = "org.kbuild.action";
 /// What a container needs besides the command: the image, mounts and user.
 pub struct Spec<'a> {
     pub image_id: &'a str,
+    /// The `owner` label: which kbuild process may still start or remove the container.
+    pub owner: Option<&'a str>,
     pub binds: &'a [Mount],
     pub user: &'a str,
 }
@@ -70,7 +73,7 @@ fn create_body(inv: &Invocation, spec: &Spec) -> ContainerCreateBody {
         stdin_once: Some(true),
         tty: Some(false),
         network_disabled: Some(true),
-        labels: Some(HashMap::from([(LABEL.to_string(), inv.display())])),
+        labels: Some(labels(inv, spec)),
         host_config: Some(HostConfig {
             mounts: Some(spec.binds.to_vec()),
             network_mode: Some("none".into()),
@@ -81,6 +84,14 @@ fn create_body(inv: &Invocation, spec: &Spec) -> ContainerCreateBody {
         }),
         ..Default::default()
     }
+}
+
+fn labels(inv: &Invocation, spec: &Spec) -> HashMap<String, String> {
+    let mut labels = HashMap::from([(LABEL.to_string(), inv.display())]);
+    if let Some(owner) = spec.owner {
+        labels.insert(super::owner::LABEL.to_string(), owner.to_string());
+    }
+    labels
 }
 
 fn daemon_error(what: &str) -> impl FnOnce(bollard::errors::Error) -> ExecError + '_ {

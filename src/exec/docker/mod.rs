@@ -9,6 +9,7 @@ pub mod builder;
 pub mod container;
 pub mod endpoint;
 pub mod export;
+pub mod owner;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub struct Docker {
     clients: Mutex<HashMap<String, bollard::Docker>>,
     /// Image IDs by endpoint and reference, resolved once per run.
     images: Mutex<HashMap<(String, String), String>>,
+    /// This process, as the label on its containers says.
+    owner: Option<owner::Owner>,
 }
 
 impl Docker {
@@ -55,6 +58,7 @@ impl Docker {
             runtime,
             clients: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
+            owner: owner::Owner::current(),
         })
     }
 
@@ -68,6 +72,10 @@ impl Docker {
             return Ok(client.clone());
         }
         let client = self.runtime.block_on(endpoint::connect(endpoint))?;
+        // Once per daemon and run: what earlier runs could not clean up themselves.
+        if let Some(me) = &self.owner {
+            self.runtime.block_on(owner::sweep(&client, me));
+        }
         clients.insert(endpoint.to_string(), client.clone());
         Ok(client)
     }
@@ -142,8 +150,10 @@ impl Executor for Docker {
         let image = self.builder_of(inv.builder.as_deref())?;
         let image_id = self.image_id(endpoint, image)?;
         let client = self.client(endpoint)?;
+        let owner = self.owner.as_ref().map(owner::Owner::label);
         let spec = container::Spec {
             image_id: &image_id,
+            owner: owner.as_deref(),
             binds: &self.binds,
             user: &self.user,
         };
