@@ -176,16 +176,23 @@ pub enum Recipe {
         arch: Arch,
         dirs: BuildDirs,
     },
-    Tool {
-        arch: Arch,
-        dir: String,
-        binary: String,
-    },
+    Tool(ToolSpec),
     Package(PackageSpec),
     Layer(LayerSpec),
     Image(ImageSpec),
     Index(IndexSpec),
     Tag(TagSpec),
+}
+
+/// A tool such as perf, built by `make -C <dir>` in the kernel tree, for one arch.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolSpec {
+    pub arch: Arch,
+    pub dir: String,
+    pub binary: String,
+    /// More make arguments, the manifest's common ones then the arch's.
+    pub args: Vec<String>,
+    pub strip: bool,
 }
 
 /// The file name of the patched source in the snapshot's output and in kernel images.

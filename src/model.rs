@@ -74,6 +74,23 @@ pub struct Tool {
     pub binary: String,
     /// Whether the tool builds against the kernel's UAPI headers.
     pub needs_headers: bool,
+    /// More arguments for the tool's make (variables such as `NO_JVMTI=1`, or goals), for
+    /// every arch.
+    pub args: Vec<String>,
+    /// Arguments for one arch only, after the common ones (a cross build lacks the target's
+    /// libraries, for example).
+    pub arch_args: BTreeMap<Arch, Vec<String>>,
+    /// Whether the binary is stripped of its symbols and debug info before packaging.
+    pub strip: bool,
+}
+
+impl Tool {
+    /// The make arguments for building the tool for `arch`.
+    pub fn args_for(&self, arch: Arch) -> Vec<String> {
+        let mut args = self.args.clone();
+        args.extend(self.arch_args.get(&arch).into_iter().flatten().cloned());
+        args
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

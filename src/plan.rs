@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::action::{
     Action, ActionId, ActionKind, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
-    PackageSpec, Recipe, Role, SNAPSHOT, TagSpec,
+    PackageSpec, Recipe, Role, SNAPSHOT, TagSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -599,11 +599,13 @@ impl Lowerer<'_> {
             if tool.needs_headers {
                 deps.push(dep(Role::Headers, me.headers(label, &plain)));
             }
-            let recipe = Recipe::Tool {
+            let recipe = Recipe::Tool(ToolSpec {
                 arch: label.arch,
                 dir: tool.dir.clone(),
                 binary: tool.binary.clone(),
-            };
+                args: tool.args_for(label.arch),
+                strip: tool.strip,
+            });
             Spec {
                 deps,
                 recipe,

@@ -30,7 +30,7 @@ const VARIANT: &[&str] = &[
     "exact-config",
     "patches",
 ];
-const TOOL: &[&str] = &["dir", "binary", "headers"];
+const TOOL: &[&str] = &["dir", "binary", "headers", "args", "strip"];
 const SERIES: &[&str] = &[
     "version",
     "source",
@@ -139,16 +139,20 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
 
 /// `builder "image"`, or `builder "image" arch="aarch64"` for one arch.
 fn read_builder(node: &KdlNode) -> Result<(Option<Arch>, String), Problem> {
+    let arch = arch_prop(node)?;
+    Ok((arch, nodes::string(node)?.value))
+}
+
+/// The optional `arch=` of a node that applies to every arch or to one; no other property.
+fn arch_prop(node: &KdlNode) -> Result<Option<Arch>, Problem> {
     let mut problems = Vec::new();
     nodes::check_props(node, &["arch"], &mut problems);
     if let Some(problem) = problems.pop() {
         return Err(problem);
     }
-    let image = nodes::string(node)?;
-    let arch = nodes::string_prop(node, "arch")?
+    nodes::string_prop(node, "arch")?
         .map(|a| parse_arch(&a))
-        .transpose()?;
-    Ok((arch, image.value))
+        .transpose()
 }
 
 const EXECUTORS: &[&str] = &["host", "docker"];
@@ -341,17 +345,32 @@ fn read_tool(node: &KdlNode, model: &Model, problems: &mut Vec<Problem>) -> Resu
         binary: id.value.clone(),
         name: id.value,
         needs_headers: false,
+        args: Vec::new(),
+        arch_args: BTreeMap::new(),
+        strip: false,
     };
     for child in nodes::children(node) {
         let ok = match name(child) {
             "dir" => nodes::string(child).map(|s| tool.dir = s.value),
             "binary" => nodes::string(child).map(|s| tool.binary = s.value),
             "headers" => nodes::boolean(child).map(|b| tool.needs_headers = b),
+            "strip" => nodes::boolean(child).map(|b| tool.strip = b),
+            "args" => read_tool_args(child).map(|(arch, args)| match arch {
+                Some(arch) => tool.arch_args.entry(arch).or_default().extend(args),
+                None => tool.args.extend(args),
+            }),
             _ => Err(nodes::unknown_node(child, "a `tool`", TOOL)),
         };
         record(problems, ok);
     }
     Ok(tool)
+}
+
+/// `args "NO_JVMTI=1" "perf"`, or `args "NO_LIBELF=1" arch="aarch64"` for one arch.
+fn read_tool_args(node: &KdlNode) -> Result<(Option<Arch>, Vec<String>), Problem> {
+    let arch = arch_prop(node)?;
+    let args = nodes::strings(node)?;
+    Ok((arch, args.into_iter().map(|a| a.value).collect()))
 }
 
 /// What a series node says before defaults and conventions are applied.

@@ -50,7 +50,7 @@ fn build(ctx: &Ctx, bd: &BuildDir) -> Result<(), RecipeError> {
     bd.set_stamp(&stamp_of(ctx))
 }
 
-fn copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
+pub(super) fn copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
     std::fs::copy(from, to).map(|_| ()).map_err(|e| {
         RecipeError::failed(
             format!("the build did not produce `{}`: {e}", from.display()),
@@ -227,21 +227,4 @@ pub fn headers(ctx: &Ctx, _arch: Arch) -> Result<(), RecipeError> {
         ctx.source_date(),
     )
     .map_err(io("writing kernel-headers.tar"))
-}
-
-pub fn tool(ctx: &Ctx, _arch: Arch, dir: &str, binary: &str) -> Result<(), RecipeError> {
-    let tree = ctx.dep(Role::Tree).join("tree");
-    let obj = ctx.work.join("tool");
-    std::fs::create_dir_all(&obj).map_err(io("creating the tool build directory"))?;
-    let mut inv = Invocation::new("make", tree.join(dir))
-        .arg(format!("O={}", obj.display()))
-        .arg(format!("-j{}", ctx.jobs));
-    if let Some(headers) = ctx.deps.get(&Role::Headers) {
-        inv = inv.arg(format!(
-            "KERNEL_HEADERS_TAR={}",
-            headers.dir.join("kernel-headers.tar").display()
-        ));
-    }
-    ctx.run(inv.output(obj.join(binary)))?;
-    copy(&obj.join(binary), &ctx.out.join(binary))
 }

@@ -7,6 +7,7 @@ mod fetch;
 pub mod image;
 mod package;
 mod patch;
+mod tool;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -145,7 +146,7 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
             extra_outputs,
         } => compile::compile(ctx, *arch, dirs, extra_outputs),
         Recipe::Install { arch, dirs } => compile::install(ctx, *arch, dirs),
-        Recipe::Tool { arch, dir, binary } => compile::tool(ctx, *arch, dir, binary),
+        Recipe::Tool(spec) => tool::tool(ctx, spec),
         Recipe::Package(spec) => package::package(ctx, spec),
         Recipe::Layer(spec) => image::layer(ctx, spec),
         Recipe::Image(spec) => image::image(ctx, spec),
@@ -168,10 +169,20 @@ fn tools_of(action: &Action) -> Vec<String> {
     let cross = action.env.get("CROSS_COMPILE").cloned().unwrap_or_default();
     match &action.recipe {
         Recipe::Patch { .. } => vec!["patch".into()],
-        _ if action.kind.uses_toolchain() && action.env.contains_key("LLVM") => {
-            vec!["make".into(), "clang".into(), "ld.lld".into()]
+        Recipe::Tool(spec) if spec.strip => {
+            let mut tools = compilers(action, &cross);
+            tools.push(tool::strip_for(&action.env));
+            tools
         }
-        _ if action.kind.uses_toolchain() => vec!["make".into(), format!("{cross}gcc")],
+        _ if action.kind.uses_toolchain() => compilers(action, &cross),
         _ => Vec::new(),
     }
+}
+
+/// make and the compiler (and linker) of the action's toolchain.
+fn compilers(action: &Action, cross: &str) -> Vec<String> {
+    if action.env.contains_key("LLVM") {
+        return vec!["make".into(), "clang".into(), "ld.lld".into()];
+    }
+    vec!["make".into(), format!("{cross}gcc")]
 }
