@@ -1,5 +1,6 @@
 //! Real kernels: Debian's linux-source-6.1 through the `examples/tiny` workspace, cross-compiled,
-//! booted in qemu, used to build an out-of-tree module, rebuilt incrementally and from scratch.
+//! booted in qemu, used to build an out-of-tree module, rebuilt incrementally and from scratch;
+//! and its perf, static, for both arches.
 //!
 //! These take minutes each, so they are ignored by default: `cargo test -- --include-ignored`
 //! runs them (.ci/run does, after `KBUILD_SETUP_REAL=1 bash .ci/setup` installed what they need).
@@ -293,6 +294,46 @@ fn arm64_cross_compiles_plain_and_dbg() {
     );
     let release = String::from_utf8(ws.image("dbg-arm64", "kernel-source-info")).unwrap();
     assert!(release.contains("KERNEL_VERSION=6.1.192"), "{release}");
+}
+
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn perf_is_static_stripped_and_runs_for_both_arches() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    // arm64's perf runs under qemu's user-mode emulation (a static qemu needs no binfmt setup).
+    for (target, machine, emulator) in [
+        ("perf-amd64", 62, None),
+        ("perf-arm64", 183, Some("qemu-aarch64-static")),
+    ] {
+        ws.run(&format!("//6.1.x:{target}"), 0);
+        let perf = ws
+            .path()
+            .join("out/6.1.x")
+            .join(target)
+            .join("usr/bin/perf");
+        let bytes = std::fs::read(&perf).unwrap();
+        assert_eq!(
+            u16::from_le_bytes([bytes[18], bytes[19]]),
+            machine,
+            "{target}"
+        );
+        assert_eq!(
+            kbuild::elf::interpreter(&perf).unwrap(),
+            None,
+            "{target} is static"
+        );
+        let sections = sh(Command::new("readelf").arg("-S").arg(&perf));
+        assert!(
+            !sections.contains(".symtab") && !sections.contains(".debug_info"),
+            "{target} is stripped: {sections}"
+        );
+        let version = match emulator {
+            None => sh(Command::new(&perf).arg("--version")),
+            Some(qemu) => sh(Command::new(qemu).arg(&perf).arg("--version")),
+        };
+        assert_eq!(version.trim(), "perf version 6.1.192", "{target}");
+    }
 }
 
 #[test]
