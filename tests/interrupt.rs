@@ -71,3 +71,57 @@ fn ctrl_c_kills_children_and_caches_nothing_unfinished() {
     );
     assert!(plan.contains("run     tag //6.6.x:dbg-amd64"), "{plan}");
 }
+
+#[test]
+fn ctrl_c_also_kills_what_ignores_sigterm() {
+    // A command whose child ignores SIGTERM (as the ignored disposition survives exec): make
+    // dies of the SIGTERM, its child would not.
+    let marker = "1234.5678";
+    let ws = Ws::new();
+    ws.edit(
+        "kernel.kdl",
+        "    binary \"perf\"\n",
+        &format!(
+            "    binary \"perf\"\n    args \"--eval=hang: ; sh -c 'trap \\\"\\\" TERM; sleep {marker}'\" \"hang\"\n"
+        ),
+    );
+    let mut child = ws
+        .command(&["run", "//6.6.x:perf-amd64"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while processes_mentioning(marker).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the tool never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(30) {
+            // Leave nothing behind on the way out of a failed test.
+            let _ = child.kill();
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-f", marker])
+                .status();
+            panic!("kbuild still waits for its command 30 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    while !processes_mentioning(marker).is_empty() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "left behind: {:?}",
+            processes_mentioning(marker)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

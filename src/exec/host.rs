@@ -79,6 +79,10 @@ impl Executor for Host {
         cancel.unregister(pgid);
         let status = status.map_err(spawn_err)?;
         if cancel.is_cancelled() {
+            // The command has gone; whatever of its group ignored SIGTERM, or is still dying,
+            // must not outlive kbuild. (A group that still has members keeps its ID from reuse.)
+            // SAFETY: kill(2) on a process group; no memory is touched.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
             return Err(ExecError::Cancelled);
         }
         if !status.success() {
