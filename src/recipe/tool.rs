@@ -29,7 +29,7 @@ pub fn tool(ctx: &Ctx, spec: &ToolSpec) -> Result<(), RecipeError> {
     check_runs_alone(spec, &built)?;
     if spec.strip {
         let stripped = obj.join(format!("{}.stripped", spec.binary));
-        let strip = Invocation::new(&strip_program(ctx), &obj)
+        let strip = Invocation::new(&strip_for(&ctx.action.env), &obj)
             .arg("--strip-all")
             .arg("-o")
             .arg(stripped.display().to_string())
@@ -80,10 +80,6 @@ fn check_runs_alone(spec: &ToolSpec, built: &Path) -> Result<(), RecipeError> {
 }
 
 /// The strip of the action's toolchain: LLVM's, or binutils' for the cross prefix.
-fn strip_program(ctx: &Ctx) -> String {
-    strip_for(&ctx.action.env)
-}
-
 pub(super) fn strip_for(env: &std::collections::BTreeMap<String, String>) -> String {
     if env.contains_key("LLVM") {
         return "llvm-strip".into();
