@@ -46,6 +46,14 @@ pub struct Defaults {
     /// The executor `kbuild run` uses when none is given: `host` or `docker`.
     #[serde(default)]
     pub executor: Option<String>,
+    /// Whether kernel images carry the patched source as `/linux.tar.xz`, as LinuxKit's do.
+    /// Compressing it costs about 28 CPU-seconds per tree, which no kernel waits for.
+    #[serde(default = "yes")]
+    pub source_snapshot: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A variant such as `dbg` or `rt`: what it adds on top of the plain kernel.

@@ -465,15 +465,20 @@ impl Lowerer<'_> {
             ActionKind::Package,
             format!("package {label}"),
             label,
-            |me| Spec {
-                deps: vec![
+            |me| {
+                let mut deps = vec![
                     dep(Role::Kernel, me.compile(label, set)),
                     dep(Role::Modules, me.install(label, set)),
                     dep(Role::Headers, me.headers(label, set)),
-                    dep(Role::Snapshot, me.snapshot(label, set)),
-                ],
-                recipe: Recipe::Package(me.package_spec(label, set, None)),
-                arch: None,
+                ];
+                if me.model.defaults.source_snapshot {
+                    deps.push(dep(Role::Snapshot, me.snapshot(label, set)));
+                }
+                Spec {
+                    deps,
+                    recipe: Recipe::Package(me.package_spec(label, set, None)),
+                    arch: None,
+                }
             },
         )
     }
@@ -507,7 +512,9 @@ impl Lowerer<'_> {
     fn publish(&mut self, label: &Label, package: ActionId) -> ActionId {
         let set = label.variants().cloned().unwrap_or_default();
         // The tree gives the source date, the layer's mtimes and the image's creation time.
-        let kernel = matches!(label.kind, TargetKind::Kernel(_));
+        // A kernel's snapshot, if it has one, is a layer of its own.
+        let snapshot =
+            matches!(label.kind, TargetKind::Kernel(_)) && self.model.defaults.source_snapshot;
         let layer = self.lowered(ActionKind::Layer, format!("layer {label}"), label, |me| {
             Spec {
                 deps: vec![
@@ -515,7 +522,7 @@ impl Lowerer<'_> {
                     dep(Role::Tree, me.patch(label, &set)),
                 ],
                 recipe: Recipe::Layer(LayerSpec {
-                    omit: if kernel {
+                    omit: if snapshot {
                         vec![SNAPSHOT.into()]
                     } else {
                         vec![]
@@ -526,7 +533,7 @@ impl Lowerer<'_> {
             }
         });
         let mut layers = vec![dep(Role::Layer, layer)];
-        if kernel {
+        if snapshot {
             layers.push(dep(Role::SourceLayer, self.source_layer(label, &set)));
         }
         let image = self.lowered(ActionKind::Image, format!("image {label}"), label, |me| {

@@ -750,3 +750,42 @@ fn images_of_one_tree_share_an_uncompressed_source_layer() {
     }
     assert_eq!(sources[0], sources[1], "one source layer for both");
 }
+
+#[test]
+fn without_the_source_snapshot_an_image_is_one_layer_and_no_xz_runs() {
+    let ws = Ws::new();
+    ws.edit(
+        "kernel.kdl",
+        "    org \"linuxkit\"\n",
+        "    org \"linuxkit\"\n    source-snapshot #false\n",
+    );
+    let r = ws.run(&["//6.6.x:amd64"], 0);
+    assert!(
+        !r.executed()
+            .iter()
+            .any(|n| n.starts_with("snapshot") || n == "layer //6.6.x"),
+        "{:?}",
+        r.executed()
+    );
+    assert!(!ws.path().join("out/6.6.x/amd64/linux.tar.xz").exists());
+    assert!(ws.path().join("out/6.6.x/amd64/kernel.tar").exists());
+    let layout: serde_json::Value = serde_json::from_str(&ws.read("out/index.json")).unwrap();
+    let entry = layout["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"] == "linuxkit/kernel:6.6.71-amd64"
+        })
+        .unwrap();
+    let hex = entry["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&ws.read(&format!("out/blobs/sha256/{hex}"))).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    let files = layer_entries(&ws, &layers[0]);
+    assert!(files.iter().any(|e| e == "kernel") && !files.iter().any(|e| e == "linux.tar.xz"));
+}

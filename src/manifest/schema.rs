@@ -15,6 +15,7 @@ const TOP: &[&str] = &["defaults", "builders", "variant", "tool", "series"];
 const DEFAULTS: &[&str] = &[
     "executor",
     "llvm",
+    "source-snapshot",
     "org",
     "image",
     "arches",
@@ -59,6 +60,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             llvm: false,
             arch_builders: BTreeMap::new(),
             executor: None,
+            source_snapshot: true,
         },
         variants: Vec::new(),
         tools: Vec::new(),
@@ -131,6 +133,7 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
             "arches" => read_arches(child).map(|a| d.arches = a),
             "cross-compile" => read_cross(child).map(|c| d.cross_compile = c),
             "llvm" => nodes::boolean(child).map(|b| d.llvm = b),
+            "source-snapshot" => nodes::boolean(child).map(|b| d.source_snapshot = b),
             _ => Err(nodes::unknown_node(child, "`defaults`", DEFAULTS)),
         };
         record(problems, ok);

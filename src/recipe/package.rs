@@ -35,10 +35,9 @@ pub fn package(ctx: &Ctx, spec: &PackageSpec) -> Result<(), RecipeError> {
             &ctx.dep(Role::Headers).join("kernel-headers.tar"),
             &ctx.out.join("kernel-headers.tar"),
         )?;
-        link_or_copy(
-            &ctx.dep(Role::Snapshot).join(SNAPSHOT),
-            &ctx.out.join(SNAPSHOT),
-        )?;
+        if let Some(snapshot) = ctx.deps.get(&Role::Snapshot) {
+            link_or_copy(&snapshot.dir.join(SNAPSHOT), &ctx.out.join(SNAPSHOT))?;
+        }
     }
     // LinuxKit consumers read the builder reference without a trailing newline.
     std::fs::write(ctx.out.join("kernel-builder"), &spec.builder)
