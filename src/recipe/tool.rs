@@ -16,9 +16,7 @@ pub fn tool(ctx: &Ctx, spec: &ToolSpec) -> Result<(), RecipeError> {
     let obj = ctx.work.join("tool");
     std::fs::create_dir_all(&obj).map_err(io("creating the tool build directory"))?;
     let built = obj.join(&spec.binary);
-    let mut inv = Invocation::new("make", &src)
-        .arg(format!("O={}", obj.display()))
-        .arg(format!("-j{}", ctx.jobs));
+    let mut inv = ctx.make(&src, &obj);
     if let Some(headers) = ctx.deps.get(&Role::Headers) {
         inv = inv.arg(format!(
             "KERNEL_HEADERS_TAR={}",
