@@ -35,8 +35,7 @@ impl Cancel {
 
     fn signal_all(&self, signal: i32) {
         for &pgid in self.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-            unsafe { libc::kill(-pgid, signal) };
+            signal_group(pgid, signal);
         }
     }
 
@@ -47,8 +46,7 @@ impl Cancel {
             .insert(pgid);
         // A child that started after cancel() ran must not outlive it, nor wait for the grace.
         if self.is_cancelled() {
-            // SAFETY: as above.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            signal_group(pgid, libc::SIGKILL);
         }
     }
 
@@ -67,4 +65,10 @@ impl Cancel {
             me.cancel();
         });
     }
+}
+
+/// Sends `signal` to every process of the group `pgid`; a group already gone is no error.
+pub fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+    unsafe { libc::kill(-pgid, signal) };
 }

@@ -81,8 +81,7 @@ impl Executor for Host {
         if cancel.is_cancelled() {
             // The command has gone; whatever of its group ignored SIGTERM, or is still dying,
             // must not outlive kbuild. (A group that still has members keeps its ID from reuse.)
-            // SAFETY: kill(2) on a process group; no memory is touched.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            super::cancel::signal_group(pgid, libc::SIGKILL);
             return Err(ExecError::Cancelled);
         }
         if !status.success() {
