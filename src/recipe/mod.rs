@@ -166,23 +166,23 @@ pub fn toolset_of(action: &Action) -> Toolset {
 }
 
 fn tools_of(action: &Action) -> Vec<String> {
-    let cross = action.env.get("CROSS_COMPILE").cloned().unwrap_or_default();
     match &action.recipe {
         Recipe::Patch { .. } => vec!["patch".into()],
         Recipe::Tool(spec) if spec.strip => {
-            let mut tools = compilers(action, &cross);
+            let mut tools = compilers(&action.env);
             tools.push(tool::strip_for(&action.env));
             tools
         }
-        _ if action.kind.uses_toolchain() => compilers(action, &cross),
+        _ if action.kind.uses_toolchain() => compilers(&action.env),
         _ => Vec::new(),
     }
 }
 
-/// make and the compiler (and linker) of the action's toolchain.
-fn compilers(action: &Action, cross: &str) -> Vec<String> {
-    if action.env.contains_key("LLVM") {
+/// make and the compiler (and linker) of the toolchain that `env` selects.
+fn compilers(env: &BTreeMap<String, String>) -> Vec<String> {
+    if env.contains_key("LLVM") {
         return vec!["make".into(), "clang".into(), "ld.lld".into()];
     }
+    let cross = env.get("CROSS_COMPILE").map_or("", String::as_str);
     vec!["make".into(), format!("{cross}gcc")]
 }

@@ -1,6 +1,7 @@
 //! Tools such as perf: the tool's own make in the patched tree, for one arch, and a check that
 //! the binary can run alone, as it must in an image that holds nothing else.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::compile::copy;
@@ -78,7 +79,7 @@ fn check_runs_alone(spec: &ToolSpec, built: &Path) -> Result<(), RecipeError> {
 }
 
 /// The strip of the action's toolchain: LLVM's, or binutils' for the cross prefix.
-pub(super) fn strip_for(env: &std::collections::BTreeMap<String, String>) -> String {
+pub(super) fn strip_for(env: &BTreeMap<String, String>) -> String {
     if env.contains_key("LLVM") {
         return "llvm-strip".into();
     }
