@@ -712,23 +712,12 @@ fn layer_entries(ws: &Ws, layer: &serde_json::Value) -> Vec<String> {
 fn images_of_one_tree_share_an_uncompressed_source_layer() {
     let ws = Ws::new();
     ws.run(&["//6.6.x:amd64", "//6.6.x:dbg-arm64"], 0);
-    let layout: serde_json::Value = serde_json::from_str(&ws.read("out/index.json")).unwrap();
-    let blob = |digest: &str| -> serde_json::Value {
-        let hex = digest.trim_start_matches("sha256:");
-        serde_json::from_str(&ws.read(&format!("out/blobs/sha256/{hex}"))).unwrap()
-    };
     let mut sources = Vec::new();
     for name in [
         "linuxkit/kernel:6.6.71-amd64",
         "linuxkit/kernel:6.6.71-dbg-arm64",
     ] {
-        let entry = layout["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
-            .unwrap_or_else(|| panic!("{name} is not in the layout"));
-        let manifest = blob(entry["digest"].as_str().unwrap());
+        let manifest = ws.layout_blob(ws.layout_entry(name)["digest"].as_str().unwrap());
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 2, "{manifest}");
         assert_eq!(
@@ -743,7 +732,7 @@ fn images_of_one_tree_share_an_uncompressed_source_layer() {
         let own = layer_entries(&ws, &layers[1]);
         assert!(own.iter().any(|e| e == "kernel") && !own.iter().any(|e| e == "linux.tar.xz"));
         // The config lists the layers' uncompressed digests in the same order.
-        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        let config = ws.layout_blob(manifest["config"]["digest"].as_str().unwrap());
         assert_eq!(config["rootfs"]["diff_ids"][0], layers[0]["digest"]);
         assert_ne!(config["rootfs"]["diff_ids"][1], layers[1]["digest"]);
         sources.push(layers[0]["digest"].clone());
@@ -769,21 +758,8 @@ fn without_the_source_snapshot_an_image_is_one_layer_and_no_xz_runs() {
     );
     assert!(!ws.path().join("out/6.6.x/amd64/linux.tar.xz").exists());
     assert!(ws.path().join("out/6.6.x/amd64/kernel.tar").exists());
-    let layout: serde_json::Value = serde_json::from_str(&ws.read("out/index.json")).unwrap();
-    let entry = layout["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"] == "linuxkit/kernel:6.6.71-amd64"
-        })
-        .unwrap();
-    let hex = entry["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&ws.read(&format!("out/blobs/sha256/{hex}"))).unwrap();
+    let entry = ws.layout_entry("linuxkit/kernel:6.6.71-amd64");
+    let manifest = ws.layout_blob(entry["digest"].as_str().unwrap());
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1, "{manifest}");
     let files = layer_entries(&ws, &layers[0]);

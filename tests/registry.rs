@@ -184,15 +184,7 @@ fn push_publishes_every_tag_and_a_second_push_uploads_nothing() {
     assert_eq!(platforms(&perf), ["amd64", "arm64/v8"]);
 
     // The registry holds exactly what the local layout holds.
-    let layout: serde_json::Value = serde_json::from_str(&ws.read("out/index.json")).unwrap();
-    let local = layout["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"] == "linuxkit/kernel:6.6.71-dbg"
-        })
-        .unwrap();
+    let local = ws.layout_entry("linuxkit/kernel:6.6.71-dbg");
     let remote = skopeo(&[
         "inspect",
         "--tls-verify=false",

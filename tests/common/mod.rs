@@ -116,6 +116,24 @@ impl Ws {
         }
     }
 
+    /// The entry of `out/index.json` that the image layout names `reference`.
+    pub fn layout_entry(&self, reference: &str) -> serde_json::Value {
+        let layout: serde_json::Value = serde_json::from_str(&self.read("out/index.json")).unwrap();
+        layout["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == reference)
+            .unwrap_or_else(|| panic!("{reference} is not in the layout"))
+            .clone()
+    }
+
+    /// A JSON blob of the image layout (manifest, index, config) by its `sha256:` digest.
+    pub fn layout_blob(&self, digest: &str) -> serde_json::Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_str(&self.read(&format!("out/blobs/sha256/{hex}"))).unwrap()
+    }
+
     pub fn why(&self, label: &str) -> String {
         let out = self.kbuild(&["why", label]);
         assert!(
