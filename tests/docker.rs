@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Ws;
+use common::{Ws, wait_until};
 use kbuild::exec::docker::container::LABEL;
 use kbuild::exec::docker::owner::{self, Owner};
 use kbuild::exec::docker::{Endpoints, Mounts};
@@ -251,28 +251,29 @@ fn killing_a_run_mid_compile_leaves_no_container_and_no_entry() {
             };
             containers.iter().any(|c| c.contains(" all"))
         };
-        let started = Instant::now();
-        while !compiling(&ws) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "compile never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Instant::now() + Duration::from_secs(60),
+            Duration::from_millis(20),
+            || compiling(&ws),
+            || "compile never started".into(),
+        );
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().unwrap();
         if signal == libc::SIGINT {
             assert_eq!(status.code(), Some(130));
         }
-        let stopped = Instant::now();
-        while running && !containers_of(&ws).is_empty() {
-            assert!(
-                stopped.elapsed() < Duration::from_secs(30),
-                "signal {signal}: containers left behind: {:?}",
-                containers_of(&ws)
+        // Within 30 s, no container of this workspace is left; `case` says which wait failed.
+        let all_removed = |case: String| {
+            wait_until(
+                Instant::now() + Duration::from_secs(30),
+                Duration::from_millis(100),
+                || containers_of(&ws).is_empty(),
+                || format!("{case}: containers left behind: {:?}", containers_of(&ws)),
             );
-            std::thread::sleep(Duration::from_millis(100));
+        };
+        if running {
+            all_removed(format!("signal {signal}"));
         }
         // Nothing unfinished was cached: with the hang gone, compile runs.
         ws.write("kernel/common/config-dbg", "CONFIG_DEBUG_KERNEL=y\n");
@@ -283,15 +284,7 @@ fn killing_a_run_mid_compile_leaves_no_container_and_no_entry() {
         );
         // Whatever the signal left, a running container's own watcher or this run's sweep
         // has removed it.
-        let stopped = Instant::now();
-        while !containers_of(&ws).is_empty() {
-            assert!(
-                stopped.elapsed() < Duration::from_secs(30),
-                "signal {signal}, running {running}: containers left behind: {:?}",
-                containers_of(&ws)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        all_removed(format!("signal {signal}, running {running}"));
     }
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Ws;
+use common::{Ws, wait_until};
 
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -43,13 +43,12 @@ fn ctrl_c_kills_children_and_caches_nothing_unfinished() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !compile_log_started(&ws) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "compile never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        started + Duration::from_secs(30),
+        Duration::from_millis(50),
+        || compile_log_started(&ws),
+        || "compile never started".into(),
+    );
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -90,14 +89,12 @@ fn ctrl_c_also_kills_what_ignores_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while processes_mentioning(marker).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the tool never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Instant::now() + Duration::from_secs(30),
+        Duration::from_millis(50),
+        || !processes_mentioning(marker).is_empty(),
+        || "the tool never started".into(),
+    );
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let stopped = Instant::now();
@@ -116,12 +113,10 @@ fn ctrl_c_also_kills_what_ignores_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(130));
-    while !processes_mentioning(marker).is_empty() {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(5),
-            "left behind: {:?}",
-            processes_mentioning(marker)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        stopped + Duration::from_secs(5),
+        Duration::from_millis(50),
+        || processes_mentioning(marker).is_empty(),
+        || format!("left behind: {:?}", processes_mentioning(marker)),
+    );
 }

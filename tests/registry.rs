@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::Ws;
+use common::{Ws, wait_until};
 
 /// A docker-registry process serving from a temp directory, killed on drop.
 struct Registry {
@@ -40,17 +40,16 @@ impl Registry {
             host,
             _dir: dir,
         };
-        let started = Instant::now();
-        while ureq::get(&format!("http://{}/v2/", registry.host))
-            .call()
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Instant::now() + Duration::from_secs(20),
+            Duration::from_millis(100),
+            || {
+                ureq::get(&format!("http://{}/v2/", registry.host))
+                    .call()
+                    .is_ok()
+            },
+            || "the registry did not start".into(),
+        );
         registry
     }
 

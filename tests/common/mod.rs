@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const FULL_CONFIG: &str = include_str!("../fixtures/fake-kernel.config");
 
@@ -218,6 +219,19 @@ impl Report {
 
     pub fn total(&self, what: &str) -> u64 {
         self.json["totals"][what].as_u64().unwrap()
+    }
+}
+
+/// Polls `done` every `every` until it holds; panics with `what()` once `deadline` has passed.
+pub fn wait_until(
+    deadline: Instant,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+    what: impl Fn() -> String,
+) {
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(every);
     }
 }
 
