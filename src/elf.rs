@@ -14,8 +14,8 @@ struct Layout {
 }
 
 impl Layout {
-    fn uint(&self, bytes: &[u8], at: usize, wide: bool) -> Option<u64> {
-        let width = if wide { 8 } else { 4 };
+    /// The unsigned field of `width` bytes (2, 4 or 8) at `at`, in the file's byte order.
+    fn uint(&self, bytes: &[u8], at: usize, width: usize) -> Option<u64> {
         let field = bytes.get(at..at + width)?;
         let mut value = [0u8; 8];
         if self.big_endian {
@@ -28,21 +28,16 @@ impl Layout {
     }
 
     fn u16(&self, bytes: &[u8], at: usize) -> Option<u64> {
-        let field: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
-        Some(u64::from(if self.big_endian {
-            u16::from_be_bytes(field)
-        } else {
-            u16::from_le_bytes(field)
-        }))
+        self.uint(bytes, at, 2)
     }
 
     fn u32(&self, bytes: &[u8], at: usize) -> Option<u64> {
-        self.uint(bytes, at, false)
+        self.uint(bytes, at, 4)
     }
 
     /// An address-sized field: 8 bytes in ELF64, 4 in ELF32.
     fn addr(&self, bytes: &[u8], at: usize) -> Option<u64> {
-        self.uint(bytes, at, self.wide)
+        self.uint(bytes, at, if self.wide { 8 } else { 4 })
     }
 }
 
