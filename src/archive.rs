@@ -196,6 +196,28 @@ fn open(archive: &Path) -> std::io::Result<Box<dyn Read>> {
     })
 }
 
+/// The contents of `name` directly under the archive's top directory (a kernel tarball's
+/// `linux-6.1.192/Makefile`), read without unpacking anything; at most `limit` bytes.
+pub fn read_top_file(archive: &Path, name: &str, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut tar = tar::Archive::new(open(archive)?);
+    for entry in tar.entries()? {
+        let entry = entry?;
+        let path = entry.path()?;
+        let mut parts = path.components();
+        let (Some(Component::Normal(_)), Some(Component::Normal(file)), None) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if file == name && entry.header().entry_type().is_file() {
+            let mut bytes = Vec::new();
+            entry.take(limit).read_to_end(&mut bytes)?;
+            return Ok(Some(bytes));
+        }
+    }
+    Ok(None)
+}
+
 /// Strips the first component and rejects anything that could land outside `dest`.
 fn safe_relative(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();

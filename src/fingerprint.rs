@@ -1,7 +1,8 @@
 //! The run fingerprint: a null build answered without parsing, lowering or keying anything.
 //!
 //! After a fully successful `kbuild run`, kbuild records a digest of everything the run's keys
-//! were computed from: its own executable, the texts of `kernel.kdl`, `kernel.lock` and `kernel.local.kdl`, the label patterns, the
+//! were computed from: its own executable, the texts of `kernel.kdl`, `kernel.lock`, `kernel.local.kdl` and `kernel.local.lock`, the stat
+//! data of the package tarballs pinned in the last, the label patterns, the
 //! executor, the listing of every patch directory, the content of every input file and the
 //! identity of every toolchain it used, together with the key of every action. The next run with
 //! the same patterns recomputes that digest (stat-cached, so mostly `stat` calls); when it is
@@ -63,6 +64,8 @@ fn digest(
         h.update(format!("{file} {}\n", text.len()).as_bytes());
         h.update(&text);
     }
+    // A package update replaces a pinned tarball without touching any file above.
+    h.update(crate::manifest::packages::stamps(root).as_bytes());
     h.update(format!("\n{}\n{}\n", exec.name(), patterns.join(" ")).as_bytes());
     for dir in &deps.patch_dirs {
         h.update(format!("dir {dir}:").as_bytes());

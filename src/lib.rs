@@ -12,6 +12,7 @@ pub mod archive;
 pub mod cache;
 pub mod cli;
 pub mod digest;
+pub mod dpkg;
 pub mod elf;
 pub mod engine;
 pub mod exec;

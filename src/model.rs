@@ -109,6 +109,10 @@ pub struct Source {
     pub sha256: Option<Sha256>,
     /// The source kernel.kdl names, when a local replacement (kernel.local.kdl) took its place.
     pub replaced: Option<String>,
+    /// The distribution package that installs this `file://` tarball (`package=`): its pin and
+    /// version are this machine's, kept in kernel.local.lock and renewed when the package moves.
+    #[serde(default)]
+    pub package: Option<String>,
 }
 
 impl Source {
@@ -116,6 +120,11 @@ impl Source {
     pub fn file_name(&self) -> &str {
         let url = &self.urls[0];
         url.rsplit('/').next().unwrap_or(url)
+    }
+
+    /// The file a `file://` URL names: absolute, or relative to the workspace `root`.
+    pub fn local_path(url: &str, root: &std::path::Path) -> Option<PathBuf> {
+        url.strip_prefix("file://").map(|path| root.join(path))
     }
 }
 
@@ -138,6 +147,9 @@ impl VariantSet {
 pub struct Series {
     pub name: String,
     pub version: semver::Version,
+    /// No `version` was written: it is read from the package's tarball (`package=` sources).
+    #[serde(default)]
+    pub version_from_source: bool,
     pub source: Source,
     pub arches: Vec<Arch>,
     pub builder: String,

@@ -268,3 +268,35 @@ pub fn config_update(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
     }
     Ok(0)
 }
+
+/// `kbuild pin`: one line per series saying what changed where.
+pub fn pin(ws: &Workspace, series: &[String]) -> miette::Result<i32> {
+    use crate::manifest::packages::Renew;
+    let renew = if series.is_empty() {
+        Renew::All
+    } else {
+        Renew::Series(series)
+    };
+    // Not the memoized model: the point is to look at every source again.
+    let model = crate::manifest::load_renewing(&ws.root, renew)?;
+    for pinned in crate::maint::pin::pin(&ws.root, &model, series)? {
+        let file = pinned.home.file();
+        match pinned.old {
+            Some(old) if old == pinned.new => {
+                println!(
+                    "{}: {} unchanged (sha256 {})",
+                    pinned.series, pinned.url, pinned.new
+                )
+            }
+            Some(old) => println!(
+                "{}: {} re-pinned in {file}: sha256 {old} -> {}",
+                pinned.series, pinned.url, pinned.new
+            ),
+            None => println!(
+                "{}: {} pinned in {file}: sha256 {}",
+                pinned.series, pinned.url, pinned.new
+            ),
+        }
+    }
+    Ok(0)
+}

@@ -98,6 +98,8 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// Pin the sources of these series (default: all) again to what their URLs serve now.
+    Pin { series: Vec<String> },
     /// Add a series as a copy of another at a new version, then show the config drift.
     NewSeries {
         new: String,
@@ -215,6 +217,10 @@ pub(crate) enum ExecutorKind {
 
 /// Exit codes: 0 success, 1 build failure, 2 usage or manifest error.
 pub fn main() -> i32 {
+    // Never wrap a message: help lines carry commands and paths that must paste as they are.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -452,6 +458,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             write,
         } => maint::new_series(&ws, new, from, version, *write),
         Command::ImportLinuxkit { linuxkit } => maint::import_linuxkit(&ws.root, linuxkit),
+        Command::Pin { series } => maint::pin(&ws, series),
     }
 }
 

@@ -24,14 +24,14 @@ pub enum BumpError {
     Syntax,
 }
 
-fn series_node<'a>(doc: &'a KdlDocument, name: &str) -> Option<&'a KdlNode> {
+pub(crate) fn series_node<'a>(doc: &'a KdlDocument, name: &str) -> Option<&'a KdlNode> {
     doc.nodes().iter().find(|n| {
         n.name().value() == "series"
             && n.entries().first().and_then(|e| e.value().as_string()) == Some(name)
     })
 }
 
-fn child<'a>(node: &'a KdlNode, name: &str) -> Option<&'a KdlNode> {
+pub(crate) fn child<'a>(node: &'a KdlNode, name: &str) -> Option<&'a KdlNode> {
     node.children()?
         .nodes()
         .iter()
@@ -39,7 +39,7 @@ fn child<'a>(node: &'a KdlNode, name: &str) -> Option<&'a KdlNode> {
 }
 
 /// Replacements as (byte range, new text), applied from the end so ranges stay valid.
-fn apply(text: &str, mut edits: Vec<(std::ops::Range<usize>, String)>) -> String {
+pub(crate) fn apply(text: &str, mut edits: Vec<(std::ops::Range<usize>, String)>) -> String {
     edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
     let mut out = text.to_string();
     for (range, new) in edits {

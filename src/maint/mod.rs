@@ -4,4 +4,5 @@ pub mod bump;
 pub mod import;
 pub mod kconfig_split;
 pub mod patch_lint;
+pub mod pin;
 pub mod update_refs;

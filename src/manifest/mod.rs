@@ -2,6 +2,7 @@
 
 mod diag;
 mod nodes;
+pub mod packages;
 pub mod pins;
 mod schema;
 
@@ -25,19 +26,38 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read `{path}`: {source}")]
+    #[diagnostic(help(
+        "it exists, so kbuild will not build as if it did not: fix its permissions, or remove it"
+    ))]
+    ReadOptional {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(#[from] ManifestError),
+    /// A `package=` source could not be pinned on this machine.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Package(#[from] packages::PackageError),
 }
 
 /// The files that decide the model, in the order they apply.
-pub const FILES: [&str; 3] = [MANIFEST_FILE, pins::LOCK_FILE, pins::LOCAL_FILE];
+pub const FILES: [&str; 4] = [
+    MANIFEST_FILE,
+    pins::LOCK_FILE,
+    pins::LOCAL_FILE,
+    packages::LOCAL_LOCK_FILE,
+];
 
 /// The texts of [`FILES`]; only kernel.kdl must exist.
 struct Texts {
     manifest: String,
     lock: Option<String>,
     local: Option<String>,
+    /// Read for the memo's digest only: [`packages::resolve`] reads and writes it itself.
+    local_lock: Option<String>,
 }
 
 impl Texts {
@@ -45,11 +65,11 @@ impl Texts {
         let path = root.join(MANIFEST_FILE);
         let manifest =
             std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })?;
-        let optional = |name: &str| std::fs::read_to_string(root.join(name)).ok();
         Ok(Texts {
             manifest,
-            lock: optional(pins::LOCK_FILE),
-            local: optional(pins::LOCAL_FILE),
+            lock: optional(root, pins::LOCK_FILE)?,
+            local: optional(root, pins::LOCAL_FILE)?,
+            local_lock: optional(root, packages::LOCAL_LOCK_FILE)?,
         })
     }
 
@@ -60,6 +80,7 @@ impl Texts {
             Some(&self.manifest),
             self.lock.as_ref(),
             self.local.as_ref(),
+            self.local_lock.as_ref(),
         ] {
             h.update(format!("\n{}\n", text.map_or(0, |t| t.len())).as_bytes());
             h.update(text.map_or(&b""[..], |t| t.as_bytes()));
@@ -67,7 +88,7 @@ impl Texts {
         crate::digest::Digest::from_bytes(*h.finalize().as_bytes())
     }
 
-    fn parse(self, root: &Path) -> Result<Model, LoadError> {
+    fn parse(self, root: &Path, renew: packages::Renew) -> Result<Model, LoadError> {
         let mut model = parse(root, MANIFEST_FILE, self.manifest)?;
         let named = |name: &str, text: String| Arc::new(NamedSource::new(name, text));
         let pins = match self.lock {
@@ -81,13 +102,30 @@ impl Texts {
             None => Default::default(),
         };
         pins::apply(&mut model, &pins, replacements);
+        packages::resolve(root, &mut model, renew)?;
         Ok(model)
+    }
+}
+
+/// The text of an optional file: absent is `None`, but a file that exists and cannot be read is
+/// an error, never a silently different build (an unpinned source, a dropped replacement).
+fn optional(root: &Path, name: &str) -> Result<Option<String>, LoadError> {
+    let path = root.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LoadError::ReadOptional { path, source }),
     }
 }
 
 /// Loads and validates the manifest of the workspace at `root`, with its lock and local files.
 pub fn load(root: &Path) -> Result<Model, LoadError> {
-    Texts::read(root)?.parse(root)
+    Texts::read(root)?.parse(root, packages::Renew::Nothing)
+}
+
+/// Like [`load`], but pins the package sources that `renew` names again (`kbuild pin`).
+pub fn load_renewing(root: &Path, renew: packages::Renew) -> Result<Model, LoadError> {
+    Texts::read(root)?.parse(root, renew)
 }
 
 /// A parsed manifest remembered by the digest of its texts (and of kbuild's version).
@@ -113,11 +151,11 @@ pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
         && d == digest
     {
         model.root = root.to_path_buf();
-        if schema::files_present(&model) {
+        if schema::files_present(&model) && packages::current(root, &model) {
             return Ok(model);
         }
     }
-    let model = texts.parse(root)?;
+    let model = texts.parse(root, packages::Renew::Nothing)?;
     if let Ok(bytes) = serde_json::to_vec(&Memo {
         digest,
         model: model.clone(),

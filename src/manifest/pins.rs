@@ -91,14 +91,14 @@ fn read_replace(node: &kdl::KdlNode, model: &Model) -> Result<(String, Source), 
     let mut node = node.clone();
     node.entries_mut().remove(0);
     let (source, _) = super::schema::read_source(&node)?;
-    if source.sha256.is_none() {
+    if source.sha256.is_none() && source.package.is_none() {
         // Pinning it in kernel.lock would commit one machine's file to everyone.
         return Err(Problem::new(
             "a replacement needs its own sha256=",
             node.span(),
             "unpinned",
         )
-        .help("add sha256=\"…\" (sha256sum of the tarball) to this `replace` node"));
+        .help("add sha256=\"…\" (sha256sum of the tarball) to this `replace` node, or package=\"NAME\" to pin it per machine and follow the package"));
     }
     Ok((series.value, source))
 }
@@ -127,9 +127,14 @@ pub fn pin(root: &Path, url: &str, sha256: &Sha256) -> std::io::Result<()> {
     let lock_path = root.join(".kernel.lock.lock");
     let guard = std::fs::File::create(&lock_path)?;
     guard.lock()?;
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        "// Pinned sha256 of every source kernel.kdl names without one. Written by kbuild; commit it.\n".to_string()
-    });
+    let mut text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        // Only an absent lock starts afresh: an unreadable one is never overwritten.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "// Pinned sha256 of every source kernel.kdl names without one. Written by kbuild; commit it.\n".to_string()
+        }
+        Err(e) => return Err(e),
+    };
     if !text.contains(&format!("\"{url}\"")) {
         if !text.ends_with('\n') {
             text.push('\n');

@@ -417,7 +417,17 @@ fn read_series(
     // Report everything that is wrong with the series before giving up on it.
     let variants = resolve_variants(&raw.variants, model, problems);
     let tools = resolve_tools(&raw.tools, model, problems);
-    let version = record(problems, version_of(&raw, &id, major, minor));
+    let follows_package = raw.version.is_none()
+        && raw
+            .source
+            .as_ref()
+            .is_some_and(|(s, _)| s.package.is_some());
+    let version = if follows_package {
+        // Read from the package's tarball once the source is resolved (manifest::packages).
+        Some(semver::Version::new(major, minor, 0))
+    } else {
+        record(problems, version_of(&raw, &id, major, minor))
+    };
     let source = raw.source.take().ok_or_else(|| {
         Problem::new(format!("series `{}` has no `source`", id.value), id.span, "declared here").help(
             "add: source \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-X.Y.Z.tar.xz\" sha256=\"…\"",
@@ -436,6 +446,7 @@ fn read_series(
     };
     let series = Series {
         version,
+        version_from_source: follows_package,
         source,
         arches: raw.arches.unwrap_or_else(|| model.defaults.arches.clone()),
         builder: raw
@@ -517,7 +528,7 @@ fn version_of(
             "declared here",
         )
         .help(format!(
-            "add: version \"{major}.{minor}.1\" (the full kernel release)"
+            "add: version \"{major}.{minor}.1\" (the full kernel release), or take it from a package's tarball with package= on the source"
         ))
     })?;
     let version = semver::Version::parse(&v.value).map_err(|e| {
@@ -546,7 +557,7 @@ fn version_of(
 /// `source "URL" "MIRROR"… [sha256="HEX"]`.
 pub fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
     let mut unknown = Vec::new();
-    nodes::check_props(node, &["sha256"], &mut unknown);
+    nodes::check_props(node, &["sha256", "package"], &mut unknown);
     if let Some(problem) = unknown.pop() {
         return Err(problem);
     }
@@ -575,13 +586,56 @@ pub fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
         })?),
         None => None,
     };
+    let package = nodes::string_prop(node, "package")?;
+    if let Some(package) = &package {
+        check_package_source(node, &urls, package, sha256.is_some())?;
+    }
     let first = urls[0].clone();
     let source = Source {
         urls: urls.into_iter().map(|u| u.value).collect(),
         sha256,
         replaced: None,
+        package: package.map(|p| p.value),
     };
     Ok((source, first))
+}
+
+/// A package source is one local file, pinned per machine: a committed sha256 would pin one
+/// machine's package version for everyone, which is what `package=` exists to avoid.
+fn check_package_source(
+    node: &KdlNode,
+    urls: &[Spanned],
+    package: &Spanned,
+    pinned: bool,
+) -> Result<(), Problem> {
+    if let [url, ..] = urls
+        && (urls.len() > 1 || !url.value.starts_with("file://"))
+    {
+        return Err(Problem::new(
+            "a `package=` source is one file:// URL",
+            url.span,
+            "not the package's file",
+        )
+        .help("name the tarball the package installs, e.g. \"file:///usr/src/linux-source-6.1.tar.xz\""));
+    }
+    if pinned {
+        let span = nodes::prop(node, "sha256").map_or(package.span, |e| e.span());
+        return Err(Problem::new(
+            "a `package=` source is pinned on each machine, not in kernel.kdl",
+            span,
+            "remove this sha256",
+        )
+        .help("kbuild pins it in kernel.local.lock (not committed) and follows the package's updates; see doc/manifest.md"));
+    }
+    if package.value.is_empty() || package.value.contains(char::is_whitespace) {
+        return Err(Problem::new(
+            format!("`{}` is not a package name", package.value),
+            package.span,
+            "not a package",
+        )
+        .help("write the name the package manager knows, e.g. \"linux-source-6.1\""));
+    }
+    Ok(())
 }
 
 /// Parses `rt-dbg`-style sets; each part must be a declared variant, used once.

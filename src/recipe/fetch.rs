@@ -26,7 +26,7 @@ pub fn run(
         match fetch_one(ctx, url, &dest) {
             Ok(()) => {
                 return match sha256 {
-                    Some(sha256) => verify(&dest, sha256, url),
+                    Some(sha256) => verify(ctx, &dest, sha256, url),
                     None => pin(ctx, &dest, &urls[0]),
                 };
             }
@@ -107,13 +107,51 @@ fn pin(ctx: &Ctx, path: &std::path::Path, url: &str) -> Result<(), RecipeError> 
 }
 
 /// A mismatch fails the action, so nothing of the download reaches the cache.
-fn verify(path: &std::path::Path, expected: &str, url: &str) -> Result<(), RecipeError> {
+fn verify(ctx: &Ctx, path: &std::path::Path, expected: &str, url: &str) -> Result<(), RecipeError> {
     let actual = Sha256::of_file(path).map_err(io(format!("hashing {}", path.display())))?;
     if actual.as_str() == expected {
         return Ok(());
     }
-    Err(RecipeError::failed(
-        format!("sha256 mismatch for {url}\n  expected {expected}\n  actual   {actual}"),
-        "if the new tarball is the one you want, put its sha256 in kernel.kdl; otherwise the download is corrupt or tampered with",
-    ))
+    let message = format!("sha256 mismatch for {url}\n  expected {expected}\n  actual   {actual}");
+    let series = ctx.action.labels.first().map(|l| l.series.as_str());
+    let repin = series.map(|s| crate::manifest::packages::pin_command(ctx.workspace, s));
+    match crate::model::Source::local_path(url, ctx.workspace) {
+        Some(file) => Err(local_mismatch(message, &file, repin.as_deref())),
+        None => Err(RecipeError::failed(
+            message,
+            format!(
+                "if the new tarball is the one you want, re-pin it{}; otherwise the download is corrupt or tampered with",
+                repin.map(|c| format!(": {c}")).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// A local file under a committed pin changed: most often a package updated it. Says which
+/// package and version dpkg knows, how to re-pin, and how to stop pinning it in the repository.
+fn local_mismatch(message: String, file: &std::path::Path, repin: Option<&str>) -> RecipeError {
+    let mut message = format!("{message}\n  file     {}", file.display());
+    let owners = crate::dpkg::owners(file);
+    let package = owners.first();
+    match package {
+        Some(package) => {
+            let version = crate::dpkg::installed_version(package)
+                .map(|v| format!(", now at version {v}"))
+                .unwrap_or_default();
+            message += &format!(
+                "\n  the file belongs to the package `{package}`{version}: the package was probably updated after the pin was written"
+            );
+        }
+        None => message += "\n  the file changed after the pin was written",
+    }
+    let mut hint = match repin {
+        Some(command) => format!("if the new tarball is the one you want, re-pin it: {command}"),
+        None => "if the new tarball is the one you want, put its sha256 in the pin".into(),
+    };
+    if let Some(package) = package {
+        hint += &format!(
+            "; to follow the package on every machine instead of pinning it in the repository, write package=\"{package}\" on the source (doc/manifest.md)"
+        );
+    }
+    RecipeError::failed(message, hint)
 }

@@ -104,17 +104,7 @@ impl Ws {
     pub fn run(&self, labels: &[&str], code: i32) -> Report {
         let mut args = vec!["run", "--format", "json"];
         args.extend(labels);
-        let out = self.kbuild(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Report {
-            json: serde_json::from_slice(&out.stdout).unwrap(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        report(self.kbuild(&args), code)
     }
 
     /// The entry of `out/index.json` that the image layout names `reference`.
@@ -194,6 +184,20 @@ series "6.6.x" {{
 pub struct Report {
     pub json: serde_json::Value,
     pub stderr: String,
+}
+
+/// The report of a finished `kbuild run --format json`; panics unless the exit code is `code`.
+pub fn report(out: Output, code: i32) -> Report {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Report {
+        json: serde_json::from_slice(&out.stdout).unwrap(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 impl Report {
