@@ -1,20 +1,10 @@
-//! Tarballs: deterministic writing (sorted, fixed mtime, uid/gid 0) and safe unpacking.
+//! Tarballs: deterministic writing (sorted, fixed mtime, uid/gid 0) and reading one member.
+//! Unpacking a source, which must survive hostile archives, is [`crate::unpack`].
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    #[error("`{archive}`: {source}")]
-    Io {
-        archive: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("`{archive}` has an entry that escapes the tree: `{entry}`")]
-    Escape { archive: PathBuf, entry: String },
-}
 
 /// Writes the contents of `dir` as a tar at `dest` whose bytes depend only on names, contents and
 /// modes: sorted entries, mtime `epoch`, owner 0:0, no user or group names.
@@ -184,7 +174,7 @@ pub fn write_tar_xz(dir: &Path, dest: &Path, prefix: &str, epoch: u64) -> std::i
 }
 
 /// Opens a `.tar`, `.tar.gz`/`.tgz` or `.tar.xz` by its name.
-fn open(archive: &Path) -> std::io::Result<Box<dyn Read>> {
+pub(crate) fn open(archive: &Path) -> std::io::Result<Box<dyn Read>> {
     let file = BufReader::with_capacity(1 << 20, File::open(archive)?);
     let name = archive.to_string_lossy();
     Ok(if name.ends_with(".xz") {
@@ -218,109 +208,9 @@ pub fn read_top_file(archive: &Path, name: &str, limit: u64) -> std::io::Result<
     Ok(None)
 }
 
-/// Strips the first component and rejects anything that could land outside `dest`.
-fn safe_relative(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for (i, component) in path.components().enumerate() {
-        match component {
-            Component::Normal(part) if i > 0 => out.push(part),
-            Component::Normal(_) | Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Whether a symlink at `rel` pointing to `target` stays inside the tree.
-fn link_stays_inside(rel: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth = rel.components().count() as i64 - 1;
-    for component in target.components() {
-        match component {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
-/// Unpacks `archive` into `dest` without its top directory; returns the newest entry mtime,
-/// which is the source's date for reproducible builds.
-pub fn unpack(archive: &Path, dest: &Path) -> Result<u64, ArchiveError> {
-    let io = |source| ArchiveError::Io {
-        archive: archive.to_path_buf(),
-        source,
-    };
-    let mut tar = tar::Archive::new(open(archive).map_err(io)?);
-    tar.set_preserve_permissions(true);
-    let mut newest = 0;
-    for entry in tar.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let raw = entry.path().map_err(io)?.into_owned();
-        let escape = || ArchiveError::Escape {
-            archive: archive.to_path_buf(),
-            entry: raw.display().to_string(),
-        };
-        let rel = safe_relative(&raw).ok_or_else(escape)?;
-        if rel.as_os_str().is_empty() || entry.header().entry_type().is_pax_global_extensions() {
-            continue;
-        }
-        newest = newest.max(entry.header().mtime().unwrap_or(0));
-        let target = dest.join(&rel);
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() {
-            let link = entry
-                .link_name()
-                .map_err(io)?
-                .ok_or_else(escape)?
-                .into_owned();
-            if !link_stays_inside(&rel, &link) {
-                return Err(escape());
-            }
-        }
-        if kind.is_hard_link() {
-            let link = entry
-                .link_name()
-                .map_err(io)?
-                .ok_or_else(escape)?
-                .into_owned();
-            let source = dest.join(safe_relative(&link).ok_or_else(escape)?);
-            std::fs::hard_link(&source, &target).map_err(io)?;
-            continue;
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        entry.unpack(&target).map_err(io)?;
-    }
-    Ok(newest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rejects_escapes() {
-        assert_eq!(
-            safe_relative(Path::new("linux-6.6/a/b")),
-            Some(PathBuf::from("a/b"))
-        );
-        assert_eq!(safe_relative(Path::new("linux/../../etc")), None);
-        assert_eq!(safe_relative(Path::new("/etc/passwd")), None);
-        assert!(link_stays_inside(Path::new("a/b/link"), Path::new("../c")));
-        assert!(!link_stays_inside(
-            Path::new("a/link"),
-            Path::new("../../etc")
-        ));
-        assert!(!link_stays_inside(Path::new("link"), Path::new("/etc")));
-    }
 
     #[test]
     fn deterministic_tar_round_trips() {
@@ -333,7 +223,10 @@ mod tests {
         write_tar(&dir.path().join("in"), &b, "top", 7).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         let out = dir.path().join("out");
-        assert_eq!(unpack(&a, &out).unwrap(), 7);
+        assert_eq!(
+            crate::unpack::unpack(&a, &out, &Default::default()).unwrap(),
+            7
+        );
         assert_eq!(std::fs::read(out.join("sub/f")).unwrap(), b"hello");
     }
 
@@ -347,7 +240,10 @@ mod tests {
         write_tar_xz(&dir.path().join("in"), &b, "linux", 9).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         let out = dir.path().join("out");
-        assert_eq!(unpack(&a, &out).unwrap(), 9);
+        assert_eq!(
+            crate::unpack::unpack(&a, &out, &Default::default()).unwrap(),
+            9
+        );
         assert_eq!(std::fs::read(out.join("d/f")).unwrap().len(), 100_000);
     }
 

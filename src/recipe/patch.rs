@@ -9,12 +9,10 @@ use crate::exec::{ExecError, Invocation};
 pub fn run(ctx: &Ctx, patches: &[String]) -> Result<(), RecipeError> {
     let source = single_file(ctx.dep(Role::Source))?;
     let tree = ctx.out.join("tree");
-    let newest = crate::archive::unpack(&source, &tree).map_err(|e| {
-        RecipeError::failed(
-            e.to_string(),
-            "the tarball is damaged or hostile; check its source",
-        )
-    })?;
+    let limits = crate::unpack::Limits::from_env()
+        .map_err(|e| RecipeError::failed(e, "unset it or give a whole number"))?;
+    let newest = crate::unpack::unpack(&source, &tree, &limits)
+        .map_err(|e| RecipeError::failed(e.to_string(), e.hint()))?;
     let _ = writeln!(
         &*ctx.log,
         "unpacked {} (source date {newest})",
@@ -52,9 +50,33 @@ fn apply(ctx: &Ctx, tree: &std::path::Path, patch: &str) -> Result<(), RecipeErr
     let log_start = ctx.log.metadata().map(|m| m.len()).unwrap_or(0);
     match ctx.run(inv) {
         Err(RecipeError::Exec(ExecError::Failed { .. })) => {
-            Err(describe_failure(ctx, patch, log_start))
+            return Err(describe_failure(ctx, patch, log_start));
         }
-        other => other,
+        other => other?,
+    }
+    refuse_escaping_links(ctx, tree, patch)
+}
+
+/// Only a git patch with mode 120000 creates a symlink; one that leads out of the tree is refused
+/// as it would be in a tarball, before a later patch or the build could follow it.
+fn refuse_escaping_links(
+    ctx: &Ctx,
+    tree: &std::path::Path,
+    patch: &str,
+) -> Result<(), RecipeError> {
+    let text = std::fs::read(ctx.input(patch)).map_err(io(format!("reading {patch}")))?;
+    if !text.windows(6).any(|w| w == b"120000") {
+        return Ok(());
+    }
+    match crate::unpack::escaping_link(tree).map_err(io("checking the patched tree's symlinks"))? {
+        None => Ok(()),
+        Some(link) => Err(RecipeError::failed(
+            format!(
+                "patch `{patch}` makes `{}` a symlink that leads outside the tree",
+                link.display()
+            ),
+            "a kernel patch never needs that: remove the symlink from the patch",
+        )),
     }
 }
 
