@@ -6,6 +6,7 @@
 //! or when `out/` is removed as a whole.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{Cache, CacheError, io_err};
@@ -48,7 +49,8 @@ pub fn refresh(
             };
             let rel = format!("{}/{name}", target.series);
             let wanted = cache.tree_path(output).join(file);
-            if record.get(&rel) == Some(&wanted) {
+            // The tree may have gone with the cache (`rm -rf cache`) while the link stayed.
+            if record.get(&rel) == Some(&wanted) && cache.tree_ready(output) {
                 continue;
             }
             let Some(manifest) = status[id.index()].key().and_then(|key| cache.lookup(key)) else {
@@ -103,9 +105,11 @@ pub fn write_layout(
             )
         })
         .filter_map(|id| {
-            status[id.index()]
-                .output()
-                .map(|o| format!("{}\t{o}\n", graph.action(id).name))
+            // The tree's inode too: a tree made again (after `cache verify` dropped a corrupt
+            // one) has the same digest but new files, which the layout must link instead.
+            let output = status[id.index()].output()?;
+            let made = std::fs::metadata(cache.tree_path(output)).map_or(0, |m| m.ino());
+            Some(format!("{}\t{output}\t{made}\n", graph.action(id).name))
         })
         .collect();
     let record = out.join(".kbuild-layout");

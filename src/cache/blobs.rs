@@ -28,12 +28,19 @@ impl BlobStore {
     }
 
     /// Moves `file` (already hashed to `digest`) into the store. An existing blob is kept as it
-    /// is, so that links to it elsewhere keep their inode and mtime.
+    /// is, so that links to it elsewhere keep their inode and mtime; anything else in its place
+    /// (a directory, a link, a file of another size) is replaced.
     pub fn adopt(&self, file: &Path, digest: Digest, executable: bool) -> std::io::Result<PathBuf> {
         let dest = self.path(digest, executable);
-        if dest.exists() {
-            std::fs::remove_file(file)?;
-            return Ok(dest);
+        match std::fs::symlink_metadata(&dest) {
+            Ok(meta)
+                if meta.is_file() && Some(meta.len()) == file.metadata().ok().map(|m| m.len()) =>
+            {
+                std::fs::remove_file(file)?;
+                return Ok(dest);
+            }
+            Ok(_) => remove_any(&dest)?,
+            Err(_) => {}
         }
         std::fs::create_dir_all(dest.parent().expect("blob paths have parents"))?;
         let mode = if executable { 0o555 } else { 0o444 };
@@ -44,11 +51,23 @@ impl BlobStore {
 
     /// Whether the blob holds the bytes its name promises.
     pub fn verify(&self, digest: Digest, executable: bool) -> bool {
-        Digest::of_file(&self.path(digest, executable)).is_ok_and(|d| d == digest)
+        let path = self.path(digest, executable);
+        std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+            && Digest::of_file(&path).is_ok_and(|d| d == digest)
     }
 
     pub fn remove(&self, digest: Digest, executable: bool) {
-        let _ = std::fs::remove_file(self.path(digest, executable));
+        let _ = remove_any(&self.path(digest, executable));
+    }
+}
+
+/// Removes whatever is at `path`: a file, a link, or a whole directory.
+pub fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -76,12 +95,13 @@ impl BlobStore {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 let expected = Digest::from_hex(&format!("{shard}{}", name.trim_end_matches(".x")));
-                expected.is_none() || Digest::of_file(path).ok() != expected
+                let file = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+                !file || expected.is_none() || Digest::of_file(path).ok() != expected
             })
             .cloned()
             .collect();
         for path in &bad {
-            let _ = std::fs::remove_file(path);
+            let _ = remove_any(path);
         }
         Ok((paths.len(), bad))
     }

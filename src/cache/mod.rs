@@ -8,6 +8,8 @@
 mod blobs;
 mod outputs;
 mod state;
+mod sweep;
+mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub use blobs::BlobStore;
 pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
 pub use state::{LastRun, RunEntry};
+pub use verify::VerifyReport;
 
 use crate::digest::Digest;
 use crate::key::{ActionKey, KeyRecord};
@@ -51,6 +54,9 @@ pub struct Cache {
     /// Trees this process has made or checked: one check per tree and run, not one per action
     /// that reads it (a kernel tree is ~80k files).
     checked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Digest>>>,
+    /// A shared lock on `tmp/.users` held for the life of the process: while any kbuild holds
+    /// it, `tmp/` may hold its work; when none does, what is there is left over (see `sweep`).
+    _users: std::sync::Arc<std::fs::File>,
 }
 
 impl Cache {
@@ -64,11 +70,13 @@ impl Cache {
         let root = root.canonicalize().map_err(io_err(root))?;
         let ac = root.join("ac");
         let ac_dir = std::sync::Arc::new(std::fs::File::open(&ac).map_err(io_err(&ac))?);
+        let users = sweep::enter(&root.join("tmp"))?;
         Ok(Cache {
             blobs: BlobStore::new(root.join("blobs")),
             root,
             ac_dir,
             checked: Default::default(),
+            _users: std::sync::Arc::new(users),
         })
     }
 
@@ -129,13 +137,16 @@ impl Cache {
     }
 
     /// Records a successful action. The first writer wins: an entry, once visible, never changes,
-    /// so a digest read from it earlier stays true.
+    /// so a digest read from it earlier stays true. An entry that cannot be read (truncated,
+    /// damaged) is no entry, and is replaced.
     pub fn store(&self, key: ActionKey, manifest: &OutputManifest) -> Result<(), CacheError> {
         let path = self.entry_path("ac", key.0);
-        write_once(
-            &path,
-            &serde_json::to_vec(manifest).expect("manifests serialise"),
-        )
+        let bytes = serde_json::to_vec(manifest).expect("manifests serialise");
+        write_once(&self.dir("tmp"), &path, &bytes)?;
+        if self.lookup(key).is_none() {
+            write_atomic(&path, &bytes)?;
+        }
+        Ok(())
     }
 
     /// Drops the entry for `key`, after its outputs were found corrupt or missing.
@@ -147,7 +158,7 @@ impl Cache {
     pub fn store_record(&self, key: ActionKey, record: &KeyRecord) -> Result<(), CacheError> {
         let path = self.entry_path("keys", key.0);
         if !path.is_file() {
-            write_once(&path, &record.encode())?;
+            write_once(&self.dir("tmp"), &path, &record.encode())?;
         }
         Ok(())
     }
@@ -158,12 +169,13 @@ impl Cache {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path` and publishes it with a hard link, which fails
-/// rather than replacing an existing file: readers see nothing or the whole file.
-pub fn write_once(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+/// Writes `bytes` to a temp file in `tmp` (the cache's, on the same filesystem) and publishes it
+/// at `path` with a hard link, which fails rather than replacing an existing file: readers see
+/// nothing or the whole file, and a killed writer leaves its temp file where the sweep finds it.
+pub fn write_once(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let dir = path.parent().expect("cache paths have parents");
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp).map_err(io_err(tmp))?;
     tmp.write_all(bytes).map_err(io_err(path))?;
     match std::fs::hard_link(tmp.path(), path) {
         Ok(()) => Ok(()),

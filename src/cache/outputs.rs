@@ -1,6 +1,6 @@
 //! Output manifests: ingesting an action's output directory into blobs, and materialising it back.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -222,22 +222,40 @@ impl Cache {
         }
     }
 
+    /// Checks a reused tree by `stat`: a file whose size differs, or whose mtime or ctime is
+    /// newer than the tree (written, or touched back, since it was made) is hashed again. When
+    /// every such file still holds its content, the stamp moves to the check's start, so the
+    /// next run trusts them again (a blob linked into a newer tree gets a newer ctime).
     fn check_tree(
         &self,
         manifest: &OutputManifest,
         dest: &Path,
         made: SystemTime,
     ) -> Result<(), CacheError> {
+        let started = SystemTime::now();
+        let made_ns = made
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let rehashed = std::sync::atomic::AtomicBool::new(false);
         manifest
             .entries
             .par_iter()
             .filter(|e| e.symlink.is_none())
             .try_for_each(|e| {
                 let path = dest.join(&e.path);
-                let fresh = std::fs::metadata(&path).is_ok_and(|m| {
-                    m.len() == e.size && m.modified().is_ok_and(|t| t <= made) && m.nlink() > 0
+                let fresh = std::fs::symlink_metadata(&path).is_ok_and(|m| {
+                    let stamp = crate::statcache::Stamp::of(&m);
+                    m.is_file()
+                        && m.len() == e.size
+                        && stamp.mtime_ns <= made_ns
+                        && stamp.ctime_ns <= made_ns
                 });
-                if fresh || Digest::of_file(&path).is_ok_and(|d| d == e.digest) {
+                if fresh {
+                    return Ok::<(), CacheError>(());
+                }
+                rehashed.store(true, std::sync::atomic::Ordering::Relaxed);
+                let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+                if is_file && Digest::of_file(&path).is_ok_and(|d| d == e.digest) {
                     return Ok(());
                 }
                 Err(Corrupt {
@@ -245,7 +263,15 @@ impl Cache {
                     digest: e.digest,
                 }
                 .into())
-            })
+            })?;
+        if rehashed.into_inner() {
+            let stamp = made_stamp(dest);
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&stamp)
+                .and_then(|f| f.set_modified(started));
+        }
+        Ok(())
     }
 
     /// Forgets a corrupt tree and the blobs behind it, so that the next build recreates them.

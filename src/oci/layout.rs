@@ -25,14 +25,31 @@ pub fn write(out: &Path, entries: &[Entry], blob_dirs: &[PathBuf]) -> std::io::R
         for file in files {
             let file = file?;
             let dest = blobs.join(file.file_name());
-            // Blob names are content digests: one that exists already is this very blob, maybe
-            // linked a moment ago by a concurrent run.
-            match crate::fsutil::link_or_copy(&file.path(), &dest) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
+            // Blob names are content digests: one that is linked to this very blob already
+            // stays (maybe a concurrent run linked it a moment ago); another file of that name
+            // may hold bytes the cache has since found corrupt, and is replaced.
+            if same_file(&file.path(), &dest) {
+                continue;
             }
+            let tmp = blobs.join(format!(".{}.tmp", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            crate::fsutil::link_or_copy(&file.path(), &tmp)?;
+            std::fs::rename(&tmp, &dest)?;
         }
     }
+    write_index(out, entries)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// `oci-layout`, and `index.json` with `entries` replacing the earlier entries of their references.
+fn write_index(out: &Path, entries: &[Entry]) -> std::io::Result<()> {
     crate::fsutil::write_atomic(
         &out.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
