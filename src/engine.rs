@@ -449,6 +449,13 @@ impl RunOwner<'_> {
         self.keys.manifests[id.index()].clone()
     }
 
+    /// With `id` evicted, its dependencies whose outputs are gone too go in the same round.
+    fn evict_missing_deps(&mut self, id: ActionId) {
+        let (cache, graph) = (self.keys.engine.cache, self.keys.graph);
+        let more = crate::heal::evict_missing_deps(cache, graph, &self.keys.status, id);
+        self.evicted.extend(more);
+    }
+
     fn progress(&self, id: ActionId, what: &str, after: &str) {
         if self.keys.engine.progress {
             eprintln!(
@@ -485,6 +492,7 @@ impl Owner for RunOwner<'_> {
                         .key()
                         .expect("a cached dep has a key"),
                 );
+                self.evict_missing_deps(dep.id);
                 self.evicted.push(dep.id);
                 self.keys.status[id.index()] = Status::Skipped;
                 return Ready::Done(false);
@@ -540,6 +548,7 @@ impl Owner for RunOwner<'_> {
                 if let Some(key) = self.keys.status[dep.index()].key() {
                     self.keys.engine.cache.evict(key);
                 }
+                self.evict_missing_deps(dep);
                 self.evicted.push(dep);
                 self.keys.status[id.index()] = Status::Skipped;
                 false

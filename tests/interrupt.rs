@@ -30,8 +30,8 @@ fn compile_log_started(ws: &Ws) -> bool {
     })
 }
 
-#[test]
-fn ctrl_c_kills_children_and_caches_nothing_unfinished() {
+/// A run of the dbg kernel whose compile hangs, stopped by `signal` once make runs.
+fn stop_mid_compile(signal: i32) -> (Ws, std::process::ExitStatus, Instant) {
     let ws = Ws::new();
     ws.write(
         "kernel/common/config-dbg",
@@ -50,25 +50,72 @@ fn ctrl_c_kills_children_and_caches_nothing_unfinished() {
         || "compile never started".into(),
     );
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "the hung make was not killed"
     );
-    std::thread::sleep(Duration::from_millis(200));
-    let left = processes_mentioning(&ws.path().display().to_string());
-    assert!(left.is_empty(), "children left behind: {left:?}");
+    (ws, status, started)
+}
+
+/// Nothing of the workspace runs any more, and the unfinished actions have no cache entry.
+fn nothing_left(ws: &Ws) {
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || processes_mentioning(&ws.path().display().to_string()).is_empty(),
+        || {
+            format!(
+                "children left behind: {:?}",
+                processes_mentioning(&ws.path().display().to_string())
+            )
+        },
+    );
     let plan = String::from_utf8(ws.kbuild(&["plan", "//6.6.x:dbg-amd64"]).stdout).unwrap();
     assert!(
-        plan.contains(
-            "run     compile //6.6.x:dbg-amd64  (its inputs are unchanged but no cache entry exists"
-        ),
+        plan.contains("run     compile //6.6.x:dbg-amd64  ("),
         "{plan}"
     );
     assert!(plan.contains("run     tag //6.6.x:dbg-amd64"), "{plan}");
+}
+
+#[test]
+fn ctrl_c_kills_children_and_caches_nothing_unfinished() {
+    let (ws, status, _) = stop_mid_compile(libc::SIGINT);
+    assert_eq!(status.code(), Some(130));
+    nothing_left(&ws);
+    let plan = String::from_utf8(ws.kbuild(&["plan", "//6.6.x:dbg-amd64"]).stdout).unwrap();
+    let why = "(its inputs are unchanged but no cache entry exists";
+    assert!(plan.contains(why), "{plan}");
+}
+
+#[test]
+fn sigterm_sighup_and_sigquit_stop_a_run_like_ctrl_c() {
+    for (signal, code) in [
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+        (libc::SIGQUIT, 131),
+    ] {
+        let (ws, status, _) = stop_mid_compile(signal);
+        assert_eq!(status.code(), Some(code), "signal {signal}");
+        nothing_left(&ws);
+    }
+}
+
+#[test]
+fn kill_9_takes_the_whole_build_with_it() {
+    let (ws, status, _) = stop_mid_compile(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    // make and the shell and sleep under it: all gone, with nobody to tell them but the guard.
+    nothing_left(&ws);
+    // And the next run builds in the same directory, alone.
+    ws.write("kernel/common/config-dbg", common::DBG_FRAGMENT);
+    ws.run(&["//6.6.x:dbg-amd64"], 0);
 }
 
 #[test]

@@ -406,15 +406,36 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
         Command::Cache(CacheCommand::Verify) => {
             let cache = open_cache(&ws)?;
-            let (checked, bad) = cache
-                .blobs
-                .verify_all()
+            let report = cache
+                .verify()
                 .map_err(|e| miette::miette!("reading the cache: {e}"))?;
-            for path in &bad {
-                println!("corrupt, removed: {}", path.display());
+            for p in &report.problems {
+                match &p.unrepaired {
+                    None => println!("removed: {} ({})", p.path.display(), p.what),
+                    Some(e) => println!("NOT removed: {} ({}): {e}", p.path.display(), p.what),
+                }
             }
-            eprintln!("kbuild: {checked} blob(s) checked, {} corrupt", bad.len());
-            Ok(i32::from(!bad.is_empty()))
+            eprintln!(
+                "kbuild: {} blob(s), {} action cache entries and {} tree(s) checked; {} problem(s), {}",
+                report.blobs,
+                report.entries,
+                report.trees,
+                report.problems.len(),
+                if report.repaired_all() {
+                    "all repaired: the next run rebuilds what was removed"
+                } else {
+                    "some could not be removed"
+                }
+            );
+            if report.repaired_all() {
+                Ok(0)
+            } else {
+                eprintln!(
+                    "kbuild: remove what is listed by hand, or the whole cache: rm -rf {}",
+                    cache.root().display()
+                );
+                Ok(1)
+            }
         }
         Command::Tags { labels, format } => publish::tags(&ws, labels, *format),
         Command::Builder { command: None } => builder::show(&ws),
@@ -470,6 +491,34 @@ pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<La
     crate::tags::assign(model, &mut graph, &mut stat)?;
     stat.save();
     Ok((targets, graph))
+}
+
+/// Whether some action of the report failed or did not run.
+pub(crate) fn broken(report: &crate::engine::Report) -> bool {
+    report
+        .status
+        .iter()
+        .any(|s| matches!(s, Status::Failed { .. } | Status::Skipped))
+}
+
+/// Runs the graph; then what out/ or a push needs must be there in full, and what is not is
+/// evicted and built again (two more rounds at most).
+pub(crate) fn run_healing(
+    engine: &Engine,
+    cache: &Cache,
+    graph: &Graph,
+) -> miette::Result<crate::engine::Report> {
+    let mut report = engine.run(graph)?;
+    for _ in 0..2 {
+        if broken(&report) || !report.errors.is_empty() || engine.cancel.is_cancelled() {
+            break;
+        }
+        if crate::heal::outputs(cache, graph, &report.status) == 0 {
+            break;
+        }
+        report = engine.run(graph)?;
+    }
+    Ok(report)
 }
 
 pub(crate) fn open_cache(ws: &Workspace) -> miette::Result<Cache> {
@@ -554,14 +603,11 @@ fn run(
     engine.progress = format == Format::Text;
     engine.locked = locked;
     engine.cancel.install_handler();
-    let report = engine.run(&graph)?;
+    let report = run_healing(&engine, &cache, &graph)?;
+    let failed = broken(&report);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }
-    let failed = report
-        .status
-        .iter()
-        .any(|s| matches!(s, Status::Failed { .. } | Status::Skipped));
     if failed {
         crate::fingerprint::forget(&ws.root, &cache, labels);
     } else {
@@ -588,7 +634,7 @@ fn run(
         ),
     }
     let code = if engine.cancel.is_cancelled() {
-        130
+        engine.cancel.exit_code()
     } else {
         i32::from(failed)
     };

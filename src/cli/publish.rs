@@ -19,7 +19,7 @@ pub fn push(
     let exec = ws.executor()?;
     let engine = engine(ws, &cache, exec.as_ref(), jobs, false);
     engine.cancel.install_handler();
-    let report = engine.run(&graph)?;
+    let report = super::run_healing(&engine, &cache, &graph)?;
     eprint!("{}", render::failures(&graph, &report.status));
     if report
         .status
@@ -27,7 +27,11 @@ pub fn push(
         .any(|s| !matches!(s, Status::Cached { .. } | Status::Executed { .. }))
     {
         eprintln!("kbuild: the build did not finish; nothing was pushed");
-        return Ok(1);
+        return Ok(if engine.cancel.is_cancelled() {
+            engine.cancel.exit_code()
+        } else {
+            1
+        });
     }
     // What is pushed is also what out/ holds.
     crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;

@@ -1,7 +1,9 @@
-//! Cooperative cancellation: Ctrl-C sets a flag and kills every running child's process group.
+//! Cooperative cancellation: Ctrl-C, or a SIGTERM, SIGHUP or SIGQUIT (CI cancelling a job,
+//! `timeout`, a closed terminal), sets a flag and stops every running child's process group.
+//! kbuild then exits with 128 + the signal's number, as a shell reports a death by signal.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How long a cancelled command's process group has between SIGTERM and SIGKILL. make waits
@@ -12,8 +14,13 @@ pub const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 #[derive(Clone, Default, Debug)]
 pub struct Cancel {
     flag: Arc<AtomicBool>,
+    /// The signal that cancelled the run, 0 for none (or a cancel from code).
+    signal: Arc<AtomicI32>,
     groups: Arc<Mutex<HashSet<i32>>>,
 }
+
+/// The signals that stop a run as Ctrl-C does.
+pub const STOP_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 impl Cancel {
     pub fn is_cancelled(&self) -> bool {
@@ -57,12 +64,38 @@ impl Cancel {
             .remove(&pgid);
     }
 
-    /// Installs the Ctrl-C handler for this process; later calls are ignored.
+    /// The exit code of a cancelled run: 128 + the signal (130 for Ctrl-C).
+    pub fn exit_code(&self) -> i32 {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => 128 + libc::SIGINT,
+            signal => 128 + signal,
+        }
+    }
+
+    /// Handles [`STOP_SIGNALS`] for this process from now on; later calls are ignored.
     pub fn install_handler(&self) {
+        static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        if INSTALLED.set(()).is_err() {
+            return;
+        }
+        let Ok(mut signals) = signal_hook::iterator::Signals::new(STOP_SIGNALS) else {
+            return;
+        };
         let me = self.clone();
-        let _ = ctrlc::set_handler(move || {
-            eprintln!("\nkbuild: interrupted, stopping running actions");
-            me.cancel();
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                let _ = me
+                    .signal
+                    .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                let name = match signal {
+                    libc::SIGINT => "interrupted",
+                    libc::SIGTERM => "terminated (SIGTERM)",
+                    libc::SIGHUP => "hung up (SIGHUP)",
+                    _ => "quit (SIGQUIT)",
+                };
+                eprintln!("\nkbuild: {name}, stopping running actions");
+                me.cancel();
+            }
         });
     }
 }

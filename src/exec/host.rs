@@ -37,6 +37,28 @@ fn first_line_of_version(path: &Path) -> String {
     }
 }
 
+/// In the child, before exec: if kbuild dies, even by SIGKILL, the command gets SIGKILL too
+/// (its own children then finish their current job and stop, as make is gone); and the locks in
+/// `held` are inherited, so they stay held until the last of those processes ends.
+fn die_with(parent: libc::pid_t, held: &[std::os::fd::RawFd]) -> std::io::Result<()> {
+    // SAFETY: plain system calls on integers.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // kbuild may have died between fork and prctl: then no signal would ever come.
+        if libc::getppid() != parent {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        for &fd in held {
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Executor for Host {
     fn identity(&self, set: &Toolset, stat: &mut StatCache) -> Result<String, ExecError> {
         let mut id = String::from("host");
@@ -72,11 +94,21 @@ impl Executor for Host {
                 cmd.env(var, value);
             }
         }
+        let parent = std::process::id() as libc::pid_t;
+        let held = inv.held.clone();
+        // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || die_with(parent, &held));
+        }
         let mut child = cmd.spawn().map_err(spawn_err)?;
         let pgid = child.id() as i32;
         cancel.register(pgid);
+        let guard = super::guard::spawn(pgid);
         let status = child.wait();
         cancel.unregister(pgid);
+        if let Some(guard) = guard {
+            super::guard::dismiss(guard);
+        }
         let status = status.map_err(spawn_err)?;
         if cancel.is_cancelled() {
             // The command has gone; whatever of its group ignored SIGTERM, or is still dying,

@@ -4,6 +4,7 @@
 mod cancel;
 pub mod docker;
 mod dry_run;
+pub mod guard;
 mod host;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,10 @@ pub struct Invocation {
     pub builder: Option<String>,
     /// Off the critical path: an executor runs it at its lowest CPU priority.
     pub background: bool,
+    /// Open lock files (flock) that the command's processes inherit: the lock then stays held
+    /// while any of them lives, even if kbuild itself was killed, so a later run waits for the
+    /// orphans instead of building beside them. Host processes only.
+    pub held: Vec<std::os::fd::RawFd>,
 }
 
 /// What an action asks of whoever runs its commands: the tools, the arch it builds for and the
@@ -53,7 +58,14 @@ impl Invocation {
             arch: None,
             builder: None,
             background: false,
+            held: Vec::new(),
         }
+    }
+
+    /// Lets the command's processes hold the lock open on `fd` (see [`Invocation::held`]).
+    pub fn hold(mut self, fd: std::os::fd::RawFd) -> Invocation {
+        self.held.push(fd);
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Invocation {

@@ -33,7 +33,14 @@ impl BuildDir {
         std::fs::create_dir_all(root.join("obj"))
             .map_err(io(format!("creating {}", root.display())))?;
         let lock = File::create(root.join("lock")).map_err(io("creating the build lock"))?;
-        lock.lock().map_err(io("locking the build directory"))?;
+        if lock.try_lock().is_err() {
+            // Another run's, or the processes a killed run left behind, which inherited it.
+            eprintln!(
+                "kbuild: waiting for {}: another build (or the make of a killed one) still uses it",
+                root.display()
+            );
+            lock.lock().map_err(io("locking the build directory"))?;
+        }
         let src = SrcDir::open(&ctx.build_root.join(&dirs.src))?;
         Ok(BuildDir {
             root,
@@ -44,6 +51,11 @@ impl BuildDir {
 
     pub fn src(&self) -> PathBuf {
         self.src.path.clone()
+    }
+
+    /// The directory's lock, for the make that builds in it to hold as well.
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self._lock)
     }
 
     pub fn obj(&self) -> PathBuf {

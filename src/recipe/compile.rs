@@ -27,6 +27,7 @@ fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Invocation {
     let map = format!("-ffile-prefix-map={}/=", bd.prefix().display());
     let mut inv = ctx
         .make(&bd.src(), &bd.obj())
+        .hold(bd.lock_fd())
         .arg(format!("KCFLAGS={map}"))
         .arg(format!("HOSTCFLAGS={map}"));
     inv.env.insert("EXTRA_CFLAGS".into(), map);

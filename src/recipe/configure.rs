@@ -48,6 +48,7 @@ pub fn configure(ctx: &Ctx, spec: &ConfigSpec, dir: &str) -> Result<(), RecipeEr
     let tree = ctx.dep(Role::Tree).join("tree");
     ctx.run(
         ctx.make(&tree, &obj)
+            .hold(std::os::fd::AsRawFd::as_raw_fd(&lock))
             .arg("olddefconfig")
             .output(obj.join(".config")),
     )?;
