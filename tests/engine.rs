@@ -640,7 +640,10 @@ fn cache_verify_finds_and_removes_corrupt_blobs() {
     let out = ws.kbuild(&["cache", "verify"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("removed:") && stdout.contains("blob does not hold"), "{stdout}");
+    assert!(
+        stdout.contains("removed:") && stdout.contains("blob does not hold"),
+        "{stdout}"
+    );
     assert!(!blob.exists());
     let again = ws.kbuild(&["cache", "verify"]);
     assert_eq!(again.status.code(), Some(0));

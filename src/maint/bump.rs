@@ -98,7 +98,7 @@ pub fn bump(root: &Path, series: &str, version: &str) -> Result<String, BumpErro
     check_version(series, version)?;
     let path = root.join(crate::manifest::MANIFEST_FILE);
     let text = std::fs::read_to_string(&path)?;
-    let doc = KdlDocument::parse_v2(&text).map_err(|_| BumpError::Syntax)?;
+    let doc = crate::manifest::parse_kdl(&text).map_err(|_| BumpError::Syntax)?;
     let node = series_node(&doc, series).ok_or_else(|| BumpError::NoSeries(series.into()))?;
     let old = child(node, "version")
         .and_then(|n| n.entries().first())
@@ -133,7 +133,7 @@ pub fn new_series(root: &Path, new: &str, from: &str, version: &str) -> Result<(
     check_version(new, version)?;
     let path = root.join(crate::manifest::MANIFEST_FILE);
     let text = std::fs::read_to_string(&path)?;
-    let doc = KdlDocument::parse_v2(&text).map_err(|_| BumpError::Syntax)?;
+    let doc = crate::manifest::parse_kdl(&text).map_err(|_| BumpError::Syntax)?;
     if series_node(&doc, new).is_some() {
         return Err(BumpError::Exists(new.into()));
     }

@@ -6,7 +6,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use kdl::{KdlDocument, KdlEntry, KdlNode};
+use kdl::{KdlEntry, KdlNode};
 
 use super::bump::{apply, child, series_node};
 use crate::digest::Sha256;
@@ -145,8 +145,8 @@ fn write(root: &Path, file: &str, text: &str) -> Result<(), PinError> {
 fn write_pin(root: &Path, series: &Series, sha: &Sha256) -> Result<PinHome, PinError> {
     if series.source.replaced.is_some() {
         let text = read(root, pins::LOCAL_FILE)?;
-        let doc =
-            KdlDocument::parse_v2(&text).map_err(|_| PinError::Syntax(pins::LOCAL_FILE.into()))?;
+        let doc = crate::manifest::parse_kdl(&text)
+            .map_err(|_| PinError::Syntax(pins::LOCAL_FILE.into()))?;
         let node = doc.nodes().iter().find(|n| {
             n.name().value() == "replace"
                 && n.entries().first().and_then(|e| e.value().as_string())
@@ -158,7 +158,7 @@ fn write_pin(root: &Path, series: &Series, sha: &Sha256) -> Result<PinHome, PinE
         }
     }
     let text = read(root, manifest::MANIFEST_FILE)?;
-    let doc = KdlDocument::parse_v2(&text)
+    let doc = crate::manifest::parse_kdl(&text)
         .map_err(|_| PinError::Syntax(manifest::MANIFEST_FILE.into()))?;
     let source = series_node(&doc, &series.name).and_then(|n| child(n, "source"));
     if let Some(edit) = source.and_then(|n| sha_edit(n, sha)) {

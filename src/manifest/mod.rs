@@ -1,5 +1,6 @@
 //! Reading `kernel.kdl` (KDL v2) into the validated [`Model`], with spanned diagnostics.
 
+mod depth;
 mod diag;
 mod nodes;
 pub mod packages;
@@ -168,10 +169,16 @@ pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
 
 /// Parses manifest text; `root` is where relative paths in it are checked.
 pub fn parse(root: &Path, name: &str, text: String) -> Result<Model, LoadError> {
-    let parsed = kdl::KdlDocument::parse_v2(&text);
+    let doc = parse_kdl(&text);
     let source = Arc::new(NamedSource::new(name, text));
-    let doc = parsed.map_err(|e| ManifestError::new(source.clone(), syntax_problems(e)))?;
+    let doc = doc.map_err(|problems| ManifestError::new(source.clone(), problems))?;
     schema::read(root, &doc).map_err(|problems| ManifestError::new(source, problems).into())
+}
+
+/// Parses KDL v2 text, refusing a nesting that would overflow the parser's stack first.
+pub(crate) fn parse_kdl(text: &str) -> Result<kdl::KdlDocument, Vec<Problem>> {
+    depth::check(text).map_err(|p| vec![p])?;
+    kdl::KdlDocument::parse_v2(text).map_err(syntax_problems)
 }
 
 /// KDL's own diagnostics, as problems that render against the named manifest.

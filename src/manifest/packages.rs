@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kdl::{KdlDocument, KdlNode, KdlValue};
+use kdl::{KdlNode, KdlValue};
 
 use crate::digest::Sha256;
 use crate::dpkg::{self, Verdict};
@@ -365,7 +365,8 @@ fn read_lock(root: &Path) -> Result<BTreeMap<String, Pin>, PackageError> {
         Err(source) => return Err(PackageError::Io { path, source }),
     };
     let bad = |message: String| PackageError::BadLock { message };
-    let doc = KdlDocument::parse_v2(&text).map_err(|e| bad(format!("not valid KDL: {e}")))?;
+    let doc =
+        super::parse_kdl(&text).map_err(|p| bad(format!("not valid KDL: {}", p[0].message)))?;
     doc.nodes()
         .iter()
         .map(|node| {

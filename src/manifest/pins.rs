@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kdl::KdlDocument;
-
 use super::diag::Problem;
 use super::nodes::{self, name};
 use crate::digest::Sha256;
@@ -17,7 +15,7 @@ pub const LOCAL_FILE: &str = "kernel.local.kdl";
 
 /// URL → pinned sha256, from kernel.lock.
 pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
-    let doc = KdlDocument::parse_v2(text).map_err(super::syntax_problems)?;
+    let doc = super::parse_kdl(text)?;
     let mut pins = BTreeMap::new();
     let mut problems = Vec::new();
     for node in doc.nodes() {
@@ -46,7 +44,7 @@ pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
 
 /// Series name → replacement source, from kernel.local.kdl: `replace "6.12.x" "URL" sha256="…"`.
 pub fn read_local(text: &str, model: &Model) -> Result<BTreeMap<String, Source>, Vec<Problem>> {
-    let doc = KdlDocument::parse_v2(text).map_err(super::syntax_problems)?;
+    let doc = super::parse_kdl(text)?;
     let mut replacements = BTreeMap::new();
     let mut problems = Vec::new();
     for node in doc.nodes() {

@@ -22,6 +22,11 @@ pub enum RegistryError {
         status: u16,
         body: String,
     },
+    #[error("cannot make a request to registry `{host}`: {message}")]
+    #[diagnostic(help(
+        "check --registry (HOST[:PORT], no scheme or path); if the server sent the URL or token, it answered something invalid"
+    ))]
+    Invalid { host: String, message: String },
 }
 
 pub struct Registry {
@@ -129,18 +134,22 @@ impl Registry {
         } else if let Some(basic) = &self.basic {
             request = request.header("Authorization", format!("Basic {basic}"));
         }
+        let invalid = |e: ureq::http::Error| RegistryError::Invalid {
+            host: self.host.clone(),
+            message: format!("{url}: {e}"),
+        };
         let response = match body {
             Body::Empty => self.agent.run(
                 request
                     .header("Content-Length", "0")
                     .body(())
-                    .expect("valid request"),
+                    .map_err(invalid)?,
             ),
             Body::Bytes(media, bytes) => {
                 let request = request
                     .header("Content-Type", *media)
                     .body(bytes.to_vec())
-                    .expect("valid request");
+                    .map_err(invalid)?;
                 self.agent.run(request)
             }
             Body::File(path) => {
@@ -153,7 +162,7 @@ impl Registry {
                     .header("Content-Type", "application/octet-stream")
                     .header("Content-Length", len.to_string())
                     .body(ureq::SendBody::from_owned_reader(file))
-                    .expect("valid request");
+                    .map_err(invalid)?;
                 self.agent.run(request)
             }
         }
