@@ -57,8 +57,25 @@ pub struct ManifestError {
     pub problems: Vec<ProblemReport>,
 }
 
+/// Problems shown in full; the rest are counted. Rendering each one walks the source text, and
+/// nobody reads the 35,000th.
+pub const SHOWN: usize = 20;
+
 impl ManifestError {
-    pub fn new(source: Arc<NamedSource<String>>, problems: Vec<Problem>) -> ManifestError {
+    pub fn new(source: Arc<NamedSource<String>>, mut problems: Vec<Problem>) -> ManifestError {
+        if problems.len() > SHOWN + 1 {
+            let more = problems.len() - SHOWN;
+            let next = problems[SHOWN].clone();
+            problems.truncate(SHOWN);
+            problems.push(
+                Problem::new(
+                    format!("and {more} more problems, starting here: {}", next.message),
+                    next.span,
+                    "the next one",
+                )
+                .help("fix the ones above and run `kbuild check` again"),
+            );
+        }
         let problems = problems
             .into_iter()
             .map(|problem| ProblemReport {

@@ -24,10 +24,23 @@ fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {
     node.entries().iter().filter(|e| e.name().is_none())
 }
 
-/// Rejects properties other than `allowed`.
+/// Rejects properties other than `allowed`, and a property given twice (KDL keeps the last).
 pub fn check_props(node: &KdlNode, allowed: &[&str], problems: &mut Vec<Problem>) {
+    let mut seen: Vec<&str> = Vec::new();
     for entry in node.entries() {
         let Some(key) = entry.name() else { continue };
+        if seen.contains(&key.value()) {
+            problems.push(Problem::new(
+                format!(
+                    "property `{}` is given twice on `{}`",
+                    key.value(),
+                    name(node)
+                ),
+                key.span(),
+                "second one",
+            ));
+        }
+        seen.push(key.value());
         if !allowed.contains(&key.value()) {
             let problem = Problem::new(
                 format!("unknown property `{}` on `{}`", key.value(), name(node)),
@@ -141,4 +154,47 @@ pub fn unknown_node(node: &KdlNode, parent: &str, known: &[&str]) -> Problem {
     let message = format!("unknown node `{}` in {parent}", name(node));
     Problem::new(message, node.name().span(), "not understood here")
         .suggest(name(node), known.iter().copied())
+}
+
+/// Refuses a second `child` of a node among the `single` names, which take one value: a repeat
+/// would silently override (a second `version` winning over the first).
+pub fn once<'a>(
+    child: &'a KdlNode,
+    parent: &str,
+    single: &[&str],
+    seen: &mut Vec<&'a str>,
+) -> Result<(), Problem> {
+    let key = name(child);
+    if !single.contains(&key) {
+        return Ok(());
+    }
+    if seen.contains(&key) {
+        return Err(Problem::new(
+            format!("`{key}` is given twice in {parent}"),
+            child.span(),
+            "second one",
+        )
+        .help("keep one of them"));
+    }
+    seen.push(key);
+    Ok(())
+}
+
+/// A path kernel.kdl names must stay in the workspace (or, for a tool's `dir`, in the kernel
+/// tree): relative, without `..`.
+pub fn inside(value: &Spanned, what: &str) -> Result<(), Problem> {
+    let path = std::path::Path::new(&value.value);
+    let escapes = path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if escapes {
+        return Err(Problem::new(
+            format!("{what} `{}` leaves the workspace", value.value),
+            value.span,
+            "outside",
+        )
+        .help("name a path inside the workspace, relative to kernel.kdl and without `..`; copy the file in if it lives elsewhere"));
+    }
+    Ok(())
 }

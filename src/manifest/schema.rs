@@ -1,6 +1,6 @@
 //! The manifest schema: top-level nodes, their children, defaults and cross-references.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use kdl::{KdlDocument, KdlNode};
@@ -69,9 +69,23 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
         native_builds: false,
     };
     // Defaults first: series inherit from them wherever they appear in the file.
-    for node in doc.nodes().iter().filter(|n| name(n) == "defaults") {
+    for (i, node) in doc
+        .nodes()
+        .iter()
+        .filter(|n| name(n) == "defaults")
+        .enumerate()
+    {
+        if i > 0 {
+            problems.push(
+                Problem::new("a second `defaults` block", node.span(), "second one")
+                    .help("merge it into the first: one `defaults` block per file"),
+            );
+            continue;
+        }
         read_defaults(node, &mut model.defaults, &mut problems);
     }
+    // Names declared so far, so that a file of thousands of nodes is read in linear time.
+    let mut names = Names::default();
     for node in doc.nodes() {
         match name(node) {
             "defaults" => {}
@@ -80,12 +94,12 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
                 model.endpoints.extend(endpoints.into_iter().flatten());
             }
             "variant" => collect(
-                read_variant(node, &model, &mut problems),
+                read_variant(node, &mut names, &mut problems),
                 &mut model.variants,
                 &mut problems,
             ),
             "tool" => collect(
-                read_tool(node, &model, &mut problems),
+                read_tool(node, &mut names, &mut problems),
                 &mut model.tools,
                 &mut problems,
             ),
@@ -93,7 +107,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             _ => problems.push(nodes::unknown_node(node, "kernel.kdl", TOP)),
         }
     }
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for node in doc.nodes().iter().filter(|n| name(n) == "series") {
         let series = read_series(root, node, &model, &mut seen, &mut problems);
         collect(series, &mut model.series, &mut problems);
@@ -103,6 +117,13 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// Variant and tool names declared so far.
+#[derive(Default)]
+struct Names {
+    variants: HashSet<String>,
+    tools: HashSet<String>,
 }
 
 fn collect<T>(item: Result<T, Problem>, into: &mut Vec<T>, problems: &mut Vec<Problem>) {
@@ -118,10 +139,29 @@ fn record<T>(problems: &mut Vec<Problem>, result: Result<T, Problem>) -> Option<
 }
 
 fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) {
+    let single = [
+        "executor",
+        "llvm",
+        "source-snapshot",
+        "org",
+        "image",
+        "arches",
+        "localversion",
+        "cross-compile",
+    ];
+    let mut seen = Vec::new();
     for child in nodes::children(node) {
+        if let Err(p) = nodes::once(child, "`defaults`", &single, &mut seen) {
+            problems.push(p);
+            continue;
+        }
         let ok = match name(child) {
-            "org" => nodes::string(child).map(|s| d.org = s.value),
-            "image" => nodes::string(child).map(|s| d.image = s.value),
+            "org" => nodes::string(child)
+                .and_then(|s| repository_name(&s, "org", true))
+                .map(|s| d.org = s),
+            "image" => nodes::string(child)
+                .and_then(|s| repository_name(&s, "image", false))
+                .map(|s| d.image = s),
             "builder" => read_builder(child).map(|(arch, image)| match arch {
                 Some(arch) => {
                     d.arch_builders.insert(arch, image);
@@ -251,12 +291,12 @@ fn read_cross(node: &KdlNode) -> Result<BTreeMap<Arch, String>, Problem> {
 
 fn read_variant(
     node: &KdlNode,
-    model: &Model,
+    names: &mut Names,
     problems: &mut Vec<Problem>,
 ) -> Result<Variant, Problem> {
     let id = nodes::string(node)?;
     check_simple_name(&id, "variant")?;
-    if model.variant(&id.value).is_some() {
+    if !names.variants.insert(id.value.clone()) {
         return Err(Problem::new(
             format!("variant `{}` is declared twice", id.value),
             id.span,
@@ -272,18 +312,30 @@ fn read_variant(
         exact_config: false,
         patches: None,
     };
+    let mut seen = Vec::new();
     for child in nodes::children(node) {
+        let single = ["localversion", "exact-config", "patches"];
+        if let Err(p) = nodes::once(child, "a `variant`", &single, &mut seen) {
+            problems.push(p);
+            continue;
+        }
         let ok = match name(child) {
-            "fragment" => {
-                nodes::strings(child).map(|s| v.fragments.extend(s.into_iter().map(|s| s.value)))
-            }
+            "fragment" => nodes::strings(child).and_then(|s| {
+                for f in &s {
+                    nodes::inside(f, "fragment")?;
+                }
+                v.fragments.extend(s.into_iter().map(|s| s.value));
+                Ok(())
+            }),
             "force-off" => read_options(child).map(|o| v.force_off.extend(o)),
             "localversion" => nodes::string(child).map(|s| v.localversion_suffix = s.value),
             "outputs" => {
                 nodes::strings(child).map(|s| v.outputs.extend(s.into_iter().map(|s| s.value)))
             }
             "exact-config" => nodes::boolean(child).map(|b| v.exact_config = b),
-            "patches" => nodes::string(child).map(|s| v.patches = Some(s.value)),
+            "patches" => nodes::string(child)
+                .and_then(|s| nodes::inside(&s, "patch directory").map(|_| s))
+                .map(|s| v.patches = Some(s.value)),
             _ => Err(nodes::unknown_node(child, "a `variant`", VARIANT)),
         };
         record(problems, ok);
@@ -313,6 +365,32 @@ fn read_options(node: &KdlNode) -> Result<Vec<String>, Problem> {
     Ok(out)
 }
 
+/// `org` and `image` become image references (`org/image:tag`): OCI repository components,
+/// lowercase letters and digits joined by `.`, `_`, `__` or dashes; `org` may have several.
+fn repository_name(s: &Spanned, what: &str, slashes: bool) -> Result<String, Problem> {
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        let alnum = |x: &u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        !b.is_empty()
+            && alnum(&b[0])
+            && alnum(&b[b.len() - 1])
+            && b.iter()
+                .all(|x| alnum(x) || matches!(x, b'.' | b'_' | b'-'))
+            && !c.contains("..")
+            && !c.contains("___")
+    };
+    let parts: Vec<&str> = s.value.split('/').collect();
+    if (slashes || parts.len() == 1) && parts.iter().all(|c| component_ok(c)) {
+        return Ok(s.value.clone());
+    }
+    Err(Problem::new(
+        format!("`{}` is not a valid image {what}", s.value),
+        s.span,
+        "not an image name",
+    )
+    .help("use lowercase letters and digits, joined by `.`, `_` or `-`, e.g. \"linuxkit\""))
+}
+
 /// Variant and tool names appear inside labels, where `-` separates parts.
 fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
     let ok = !id.value.is_empty()
@@ -332,10 +410,14 @@ fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
     .help("use lowercase letters and digits only, and not an architecture name"))
 }
 
-fn read_tool(node: &KdlNode, model: &Model, problems: &mut Vec<Problem>) -> Result<Tool, Problem> {
+fn read_tool(
+    node: &KdlNode,
+    names: &mut Names,
+    problems: &mut Vec<Problem>,
+) -> Result<Tool, Problem> {
     let id = nodes::string(node)?;
     check_simple_name(&id, "tool")?;
-    if model.tool(&id.value).is_some() || model.variant(&id.value).is_some() {
+    if names.variants.contains(&id.value) || !names.tools.insert(id.value.clone()) {
         return Err(Problem::new(
             format!("`{}` is declared twice", id.value),
             id.span,
@@ -352,10 +434,20 @@ fn read_tool(node: &KdlNode, model: &Model, problems: &mut Vec<Problem>) -> Resu
         arch_args: BTreeMap::new(),
         strip: false,
     };
+    let mut seen = Vec::new();
     for child in nodes::children(node) {
+        let single = ["dir", "binary", "headers", "strip"];
+        if let Err(p) = nodes::once(child, "a `tool`", &single, &mut seen) {
+            problems.push(p);
+            continue;
+        }
         let ok = match name(child) {
-            "dir" => nodes::string(child).map(|s| tool.dir = s.value),
-            "binary" => nodes::string(child).map(|s| tool.binary = s.value),
+            "dir" => nodes::string(child)
+                .and_then(|s| nodes::inside(&s, "tool directory").map(|_| s))
+                .map(|s| tool.dir = s.value),
+            "binary" => nodes::string(child)
+                .and_then(|s| nodes::inside(&s, "tool binary").map(|_| s))
+                .map(|s| tool.binary = s.value),
             "headers" => nodes::boolean(child).map(|b| tool.needs_headers = b),
             "strip" => nodes::boolean(child).map(|b| tool.strip = b),
             "args" => read_tool_args(child).map(|(arch, args)| match arch {
@@ -398,20 +490,30 @@ fn read_series(
     root: &Path,
     node: &KdlNode,
     model: &Model,
-    seen: &mut Vec<String>,
+    seen: &mut HashSet<String>,
     problems: &mut Vec<Problem>,
 ) -> Result<Series, Problem> {
     let id = nodes::string(node)?;
     let (major, minor) = parse_series_name(&id)?;
-    if seen.contains(&id.value) {
+    if !seen.insert(id.value.clone()) {
         let message = format!("series `{}` is declared twice", id.value);
         return Err(Problem::new(message, id.span, "second declaration")
             .help("each series appears once; bump its `version` instead"));
     }
-    seen.push(id.value.clone());
     let mut raw = RawSeries::default();
+    let mut seen = Vec::new();
+    let single = [
+        "version",
+        "source",
+        "arches",
+        "deprecated",
+        "config",
+        "patches",
+        "source-date-epoch",
+    ];
     for child in nodes::children(node) {
-        let ok = read_series_child(child, &mut raw);
+        let ok = nodes::once(child, "a `series`", &single, &mut seen)
+            .and_then(|_| read_series_child(child, &mut raw));
         record(problems, ok);
     }
     // Report everything that is wrong with the series before giving up on it.
@@ -492,8 +594,12 @@ fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem
         "variants" => nodes::strings(child).map(|s| raw.variants.extend(s)),
         "tools" => nodes::strings(child).map(|s| raw.tools.extend(s)),
         "deprecated" => nodes::boolean(child).map(|b| raw.deprecated = b),
-        "config" => nodes::string(child).map(|s| raw.config = Some(s)),
-        "patches" => nodes::string(child).map(|s| raw.patches = Some(s.value)),
+        "config" => nodes::string(child)
+            .and_then(|s| nodes::inside(&s, "config").map(|_| s))
+            .map(|s| raw.config = Some(s)),
+        "patches" => nodes::string(child)
+            .and_then(|s| nodes::inside(&s, "patch directory").map(|_| s))
+            .map(|s| raw.patches = Some(s.value)),
         "source-date-epoch" => nodes::integer(child).map(|n| raw.epoch = Some(n)),
         _ => Err(nodes::unknown_node(child, "a `series`", SERIES)),
     }
