@@ -143,3 +143,30 @@ fn a_manifest_of_70000_tools_is_read() {
     let (code, stderr) = check(&ws);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn every_summary_line_ends_with_a_newline() {
+    // The shell prompt must not start on kbuild's last line, on stdout or stderr.
+    let ws = Ws::new();
+    ws.run(&[], 0);
+    for args in [
+        vec!["check"],
+        vec!["list"],
+        vec!["plan"],
+        vec!["plan", "--format", "json"],
+        vec!["run"],
+        vec!["why", "//6.6.x:amd64"],
+        vec!["tags"],
+        vec!["cache", "verify"],
+    ] {
+        let out = ws.kbuild(&args);
+        assert!(out.status.success(), "{args:?}");
+        for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                bytes.is_empty() || bytes.ends_with(b"\n"),
+                "{args:?} {stream} ends without a newline: {:?}",
+                String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(80)..])
+            );
+        }
+    }
+}
