@@ -103,18 +103,58 @@ pub fn patch_dirs(model: &Model, targets: &[Label]) -> Vec<String> {
     dirs
 }
 
-/// `*.patch` files of a directory in numeric-prefix order; a missing directory has none.
-pub fn patch_files(root: &Path, dir: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
-        return Vec::new();
+/// A patch directory that exists but cannot be listed, or holds a name kbuild cannot carry:
+/// building without its patches would cache an unpatched kernel under a valid key.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PatchDirError {
+    #[error("cannot read the patch directory `{dir}`: {source}")]
+    #[diagnostic(help(
+        "fix its permissions; kbuild builds nothing rather than a kernel without its patches"
+    ))]
+    Unreadable { dir: String, source: std::io::Error },
+    #[error("patch directory `{dir}` holds a file whose name is not UTF-8: {name}")]
+    #[diagnostic(help("rename it (patch names appear in keys and logs)"))]
+    BadName { dir: String, name: String },
+}
+
+/// `*.patch` files of a directory in numeric-prefix order; only a missing directory has none.
+pub fn read_patch_dir(root: &Path, dir: &str) -> Result<Vec<String>, PatchDirError> {
+    let unreadable = |source| PatchDirError::Unreadable {
+        dir: dir.to_string(),
+        source,
     };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".patch"))
-        .collect();
+    let entries = match std::fs::read_dir(root.join(dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(unreadable)?.file_name();
+        let name = name.into_string().map_err(|n| PatchDirError::BadName {
+            dir: dir.to_string(),
+            name: n.to_string_lossy().into_owned(),
+        })?;
+        if name.ends_with(".patch") {
+            names.push(name);
+        }
+    }
     names.sort_by_key(|n| (numeric_prefix(n), n.clone()));
-    names.into_iter().map(|n| format!("{dir}/{n}")).collect()
+    Ok(names.into_iter().map(|n| format!("{dir}/{n}")).collect())
+}
+
+/// Like [`read_patch_dir`], for callers that checked the directories first
+/// ([`check_patch_dirs`]) or only compare listings (the fingerprint): an error lists nothing.
+pub fn patch_files(root: &Path, dir: &str) -> Vec<String> {
+    read_patch_dir(root, dir).unwrap_or_default()
+}
+
+/// Every patch directory the targets use must be readable before anything is lowered.
+pub fn check_patch_dirs(model: &Model, targets: &[Label]) -> Result<(), PatchDirError> {
+    for dir in patch_dirs(model, targets) {
+        read_patch_dir(&model.root, &dir)?;
+    }
+    Ok(())
 }
 
 fn numeric_prefix(name: &str) -> u64 {

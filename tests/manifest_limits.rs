@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
+
 use common::Ws;
 
 fn check(ws: &Ws) -> (Option<i32>, String) {
@@ -168,5 +170,47 @@ fn every_summary_line_ends_with_a_newline() {
                 String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(80)..])
             );
         }
+    }
+}
+
+/// A file that exists but cannot be read is never taken for an absent one. (Tests run as root,
+/// which reads anything: a directory where a file belongs, or a file where a directory belongs,
+/// is what stays unreadable.)
+#[test]
+fn unreadable_inputs_are_errors_not_absent() {
+    let ws = Ws::new();
+    std::fs::remove_dir_all(ws.path().join("kernel/6.6.x/patches")).unwrap();
+    ws.write("kernel/6.6.x/patches", "not a directory");
+    let out = ws.kbuild(&["run", "//6.6.x:amd64"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the patch directory `kernel/6.6.x/patches`"),
+        "{stderr}"
+    );
+    assert!(
+        !ws.cache.join("ac").exists()
+            || std::fs::read_dir(ws.cache.join("ac")).unwrap().count() == 0
+    );
+
+    let ws = Ws::new();
+    let bad = std::ffi::OsStr::from_bytes(b"0002-\xff.patch");
+    std::fs::write(ws.path().join("kernel/6.6.x/patches").join(bad), "x").unwrap();
+    let out = ws.kbuild(&["plan", "//6.6.x:amd64"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("whose name is not UTF-8"), "{stderr}");
+
+    for file in ["kernel.lock", "kernel.local.kdl"] {
+        let ws = Ws::new();
+        std::fs::create_dir(ws.path().join(file)).unwrap();
+        let out = ws.kbuild(&["run", "//6.6.x:amd64"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot read `{}", ws.path().join(file).display())),
+            "{stderr}"
+        );
+        assert!(ws.path().join(file).is_dir(), "{file} was not replaced");
     }
 }

@@ -486,6 +486,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
 pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
     let model = ws.model()?;
     let targets = label::resolve(model, labels)?;
+    crate::plan::check_patch_dirs(model, &targets)?;
     let mut graph = crate::plan::lower(model, &targets)?;
     let mut stat = StatCache::load(ws.cache_dir.join("state").join("stat.json"));
     crate::tags::assign(model, &mut graph, &mut stat)?;

@@ -23,7 +23,7 @@ fn stamp_of(ctx: &Ctx) -> String {
 /// in the kernel's objects and in the host programs kernel-dev.tar carries (modpost, fixdep,
 /// objtool; objtool's libsubcmd takes only `EXTRA_CFLAGS`, from the environment so that no
 /// Makefile's own assignment is overridden).
-fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Invocation {
+fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Result<Invocation, RecipeError> {
     let map = format!("-ffile-prefix-map={}/=", bd.prefix().display());
     let mut inv = ctx
         .make(&bd.src(), &bd.obj())
@@ -32,12 +32,12 @@ fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Invocation {
         .arg(format!("HOSTCFLAGS={map}"));
     inv.env.insert("EXTRA_CFLAGS".into(), map);
     if !ctx.action.env.contains_key("KBUILD_BUILD_TIMESTAMP") {
-        let date = ctx.source_date();
+        let date = ctx.source_date()?;
         inv.env
             .insert("KBUILD_BUILD_TIMESTAMP".into(), format!("@{date}"));
         inv.env.insert("SOURCE_DATE_EPOCH".into(), date.to_string());
     }
-    inv
+    Ok(inv)
 }
 
 /// Brings the build dir to this action's tree and config and runs `make all` there.
@@ -47,7 +47,7 @@ fn build(ctx: &Ctx, bd: &BuildDir) -> Result<(), RecipeError> {
         &ctx.dep(Role::Config).join("config"),
         ctx.toolchain,
     )?;
-    ctx.run(kernel_make(ctx, bd).arg("all"))?;
+    ctx.run(kernel_make(ctx, bd)?.arg("all"))?;
     bd.set_stamp(&stamp_of(ctx))
 }
 
@@ -97,20 +97,20 @@ pub fn install(ctx: &Ctx, arch: Arch, dirs: &BuildDirs) -> Result<(), RecipeErro
     let mods = ctx.work.join("modules");
     std::fs::create_dir_all(&mods).map_err(io("creating the modules directory"))?;
     ctx.run(
-        kernel_make(ctx, &bd)
+        kernel_make(ctx, &bd)?
             .arg(format!("INSTALL_MOD_PATH={}", mods.display()))
             .arg("modules_install"),
     )?;
     if arch == Arch::Aarch64 {
         let dtb = mods.join("boot/dtb");
         ctx.run(
-            kernel_make(ctx, &bd)
+            kernel_make(ctx, &bd)?
                 .arg(format!("INSTALL_DTBS_PATH={}", dtb.display()))
                 .arg("dtbs_install"),
         )?;
     }
     drop_build_links(&mods);
-    let epoch = ctx.source_date();
+    let epoch = ctx.source_date()?;
     write_tar(&mods, &ctx.out.join("kernel.tar"), "", epoch).map_err(io("writing kernel.tar"))?;
     let release = std::fs::read_to_string(bd.obj().join("include/config/kernel.release"))
         .map_err(io("reading kernel.release"))?;
@@ -225,7 +225,7 @@ pub fn headers(ctx: &Ctx, _arch: Arch) -> Result<(), RecipeError> {
         &dest,
         &ctx.out.join("kernel-headers.tar"),
         "",
-        ctx.source_date(),
+        ctx.source_date()?,
     )
     .map_err(io("writing kernel-headers.tar"))
 }

@@ -54,7 +54,7 @@ impl<W: std::io::Write> std::io::Write for Hashing<W> {
 pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
     let file = std::fs::File::create(ctx.out.join("layer")).map_err(io("writing the layer"))?;
     let blob = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
-    let (from, epoch) = (ctx.dep(Role::Image), ctx.source_date());
+    let (from, epoch) = (ctx.dep(Role::Image), ctx.source_date()?);
     let (blob, diff_id, media_type) = if spec.gzip {
         // Level 1: most of the bytes are tarballs; a higher level costs seconds on every rebuild
         // for little gain.
@@ -130,7 +130,7 @@ pub fn image(ctx: &Ctx, spec: &ImageSpec) -> Result<(), RecipeError> {
         diff_ids.push(diff_id.trim().to_string());
         layers.push(layer);
     }
-    let created = oci::rfc3339(ctx.source_date());
+    let created = oci::rfc3339(ctx.source_date()?);
     let platform = Platform::of(spec.arch);
     let labels = BTreeMap::from([
         (

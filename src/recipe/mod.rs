@@ -95,13 +95,21 @@ impl Ctx<'_> {
             .expect("the planner gives every recipe its dependencies")
     }
 
-    /// The source date recorded by the patch action, for reproducible timestamps.
-    pub fn source_date(&self) -> u64 {
+    /// The source date recorded by the patch action, for reproducible timestamps. Unreadable is
+    /// an error: a silent 0 would stamp every file and image 1970.
+    pub fn source_date(&self) -> Result<u64, RecipeError> {
         let path = self.dep(Role::Tree).join("source-date");
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        let text = std::fs::read_to_string(&path)
+            .map_err(io(format!("reading the source date {}", path.display())))?;
+        text.trim().parse().map_err(|_| {
+            RecipeError::failed(
+                format!(
+                    "the source date in {} is not a number: {text:?}",
+                    path.display()
+                ),
+                "the patch action's output is damaged: run `kbuild cache verify`",
+            )
+        })
     }
 
     /// Runs one command with the action's environment through the executor.

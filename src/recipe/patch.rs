@@ -119,6 +119,6 @@ fn describe_failure(ctx: &Ctx, patch: &str, log_start: u64) -> RecipeError {
 pub fn snapshot(ctx: &Ctx) -> Result<(), RecipeError> {
     let tree = ctx.dep(Role::Tree).join("tree");
     let dest = ctx.out.join(crate::action::SNAPSHOT);
-    crate::archive::write_tar_xz(&tree, &dest, "linux", ctx.source_date())
+    crate::archive::write_tar_xz(&tree, &dest, "linux", ctx.source_date()?)
         .map_err(io("writing linux.tar.xz"))
 }
