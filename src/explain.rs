@@ -42,6 +42,12 @@ pub enum Reason {
         old: String,
         new: String,
     },
+    /// One program of a host toolchain changed, appeared or went away.
+    ToolchainChanged {
+        program: String,
+        old: String,
+        new: String,
+    },
     /// The builder image behind a reference changed content (or the reference itself).
     BuilderChanged {
         old: String,
@@ -72,6 +78,9 @@ impl fmt::Display for Reason {
                 write!(f, "environment `{var}` changed ({old} → {new})")
             }
             Reason::ExecutorChanged { old, new } => write!(f, "executor changed ({old} → {new})"),
+            Reason::ToolchainChanged { program, old, new } => {
+                write!(f, "toolchain changed: {program} ({old} → {new})")
+            }
             Reason::BuilderChanged { old, new } => {
                 write!(f, "builder image changed ({old} → {new})")
             }
@@ -90,6 +99,30 @@ fn builder_image(identity: &str) -> Option<String> {
     let (image, id) = rest.split_once("; id=")?;
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     Some(format!("{image}@{}", &id[..id.len().min(12)]))
+}
+
+/// The programs of a host identity (`host; make=blake3:…; pahole=absent`), by name.
+fn programs(identity: &str) -> Option<BTreeMap<&str, &str>> {
+    let rest = identity.strip_prefix("host")?;
+    Some(
+        rest.split("; ")
+            .filter_map(|part| part.rsplit_once('='))
+            .collect(),
+    )
+}
+
+/// The first program whose state differs between two host identities.
+fn diff_programs(old: &str, new: &str) -> Option<Reason> {
+    let (old, new) = (programs(old)?, programs(new)?);
+    let names: std::collections::BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
+    names.into_iter().find_map(|program| {
+        let (o, n) = (old.get(program), new.get(program));
+        (o != n).then(|| Reason::ToolchainChanged {
+            program: program.to_string(),
+            old: o.unwrap_or(&"not used").to_string(),
+            new: n.unwrap_or(&"not used").to_string(),
+        })
+    })
 }
 
 /// Explains a miss. `dep_names` maps dependency roles to the action names they stand for.
@@ -117,6 +150,9 @@ pub fn explain(
         if let (Some(old), Some(new)) = (builder_image(&old.executor), builder_image(&new.executor))
         {
             return Reason::BuilderChanged { old, new };
+        }
+        if let Some(reason) = diff_programs(&old.executor, &new.executor) {
+            return reason;
         }
         return Reason::ExecutorChanged {
             old: old.executor.clone(),

@@ -43,7 +43,9 @@ impl Stamp {
 #[derive(Default, Debug, Serialize, Deserialize)]
 struct Stored {
     files: HashMap<PathBuf, (Stamp, Digest)>,
-    tools: HashMap<PathBuf, (Stamp, String)>,
+    /// Answers of a program to one question (`gcc -print-prog-name=cc1`), by program and question.
+    #[serde(default)]
+    probes: HashMap<String, (Stamp, String)>,
 }
 
 /// The stat cache of one process; loaded once, saved if anything new was learnt.
@@ -85,23 +87,28 @@ impl StatCache {
         Ok(digest)
     }
 
-    /// The cached answer of `probe` for the program at `path`, rerun when the program changed.
-    pub fn tool_version(&mut self, path: &Path, probe: impl FnOnce() -> String) -> String {
+    /// The cached answer of the program at `path` to `question`, asked again (by `probe`) when
+    /// the program changed.
+    pub fn answer(
+        &mut self,
+        path: &Path,
+        question: &str,
+        probe: impl FnOnce() -> String,
+    ) -> String {
         let Ok(meta) = std::fs::metadata(path) else {
             return probe();
         };
         let stamp = Stamp::of(&meta);
-        if let Some((known, version)) = self.stored.tools.get(path)
+        let key = format!("{}\0{question}", path.display());
+        if let Some((known, answer)) = self.stored.probes.get(&key)
             && *known == stamp
         {
-            return version.clone();
+            return answer.clone();
         }
-        let version = probe();
-        self.stored
-            .tools
-            .insert(path.to_path_buf(), (stamp, version.clone()));
+        let answer = probe();
+        self.stored.probes.insert(key, (stamp, answer.clone()));
         self.dirty = true;
-        version
+        answer
     }
 
     pub fn save(&self) {

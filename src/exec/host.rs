@@ -21,19 +21,34 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn first_line_of_version(path: &Path) -> String {
-    let out = Command::new(path)
-        .arg("--version")
+/// What a program of a toolset is on this host: the content digest of the file `PATH` resolves
+/// it to, or `absent`. `CC -print-prog-name=X` and `CC -print-file-name=X` name the file the
+/// compiler itself would use (its `cc1`, its `libc.a`).
+fn program_state(tool: &str, stat: &mut StatCache) -> String {
+    let file = match tool.split_once(" -print-") {
+        None => which(tool),
+        Some((compiler, question)) => which(compiler).and_then(|cc| {
+            let answer = stat.answer(&cc, question, || ask(&cc, question));
+            let path = PathBuf::from(answer);
+            path.is_absolute().then_some(path)
+        }),
+    };
+    match file.filter(|f| f.is_file()).map(|f| stat.digest(&f)) {
+        Some(Ok(digest)) => format!("blake3:{}", &digest.to_hex()[..16]),
+        Some(Err(e)) => format!("unreadable ({})", e.kind()),
+        None => "absent".into(),
+    }
+}
+
+/// The compiler's answer to `-print-QUESTION`: a path when it knows the file, else the bare name.
+fn ask(compiler: &Path, question: &str) -> String {
+    let out = Command::new(compiler)
+        .arg(format!("-print-{question}"))
         .stdin(Stdio::null())
         .output();
     match out {
-        Ok(out) => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string(),
-        Err(e) => format!("unusable ({e})"),
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => String::new(),
     }
 }
 
@@ -63,11 +78,7 @@ impl Executor for Host {
     fn identity(&self, set: &Toolset, stat: &mut StatCache) -> Result<String, ExecError> {
         let mut id = String::from("host");
         for tool in &set.tools {
-            let version = match which(tool) {
-                Some(path) => stat.tool_version(&path, || first_line_of_version(&path)),
-                None => "missing".to_string(),
-            };
-            id.push_str(&format!("; {tool}={version}"));
+            id.push_str(&format!("; {tool}={}", program_state(tool, stat)));
         }
         Ok(id)
     }

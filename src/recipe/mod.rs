@@ -176,21 +176,83 @@ pub fn toolset_of(action: &Action) -> Toolset {
 fn tools_of(action: &Action) -> Vec<String> {
     match &action.recipe {
         Recipe::Patch { .. } => vec!["patch".into()],
-        Recipe::Tool(spec) if spec.strip => {
-            let mut tools = compilers(&action.env);
-            tools.push(tool::strip_for(&action.env));
+        Recipe::Tool(spec) => {
+            let mut tools = toolchain(&action.env);
+            if spec.strip {
+                tools.push(tool::strip_for(&action.env));
+            }
+            tools.extend(static_libraries(&action.env));
             tools
         }
-        _ if action.kind.uses_toolchain() => compilers(&action.env),
+        _ if action.kind.uses_toolchain() => toolchain(&action.env),
         _ => Vec::new(),
     }
 }
 
-/// make and the compiler (and linker) of the toolchain that `env` selects.
-fn compilers(env: &BTreeMap<String, String>) -> Vec<String> {
+/// Every program a kernel build runs, directly or through make and gcc, for the toolchain `env`
+/// selects: the compiler driver and its own programs (`… -print-prog-name=cc1`), the binutils
+/// of the target prefix, the host compiler (Kconfig and scripts are host programs), and what
+/// Kconfig and the build call. Kconfig writes the versions of `as`, `ld` and `pahole` into
+/// `.config`, so each is part of the identity, and so is its absence (no pahole, no BTF).
+fn toolchain(env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut tools = vec!["make".to_string()];
     if env.contains_key("LLVM") {
-        return vec!["make".into(), "clang".into(), "ld.lld".into()];
+        for t in [
+            "clang",
+            "ld.lld",
+            "llvm-objcopy",
+            "llvm-objdump",
+            "llvm-nm",
+            "llvm-ar",
+            "llvm-strip",
+            "llvm-readelf",
+        ] {
+            tools.push(t.into());
+        }
+    } else {
+        let cross = env.get("CROSS_COMPILE").map_or("", String::as_str);
+        for t in [
+            "gcc", "as", "ld", "ld.bfd", "objcopy", "objdump", "nm", "ar", "strip", "readelf",
+        ] {
+            tools.push(format!("{cross}{t}"));
+        }
+        for internal in ["cc1", "collect2", "lto-wrapper"] {
+            tools.push(format!("{cross}gcc -print-prog-name={internal}"));
+        }
+        if !cross.is_empty() {
+            for t in ["gcc", "gcc -print-prog-name=cc1", "as", "ld"] {
+                tools.push(t.into());
+            }
+        }
     }
-    let cross = env.get("CROSS_COMPILE").map_or("", String::as_str);
-    vec!["make".into(), format!("{cross}gcc")]
+    for t in [
+        "perl", "flex", "bison", "bc", "openssl", "python3", "xz", "cpio", "depmod", "pahole", "sh",
+    ] {
+        tools.push(t.into());
+    }
+    tools
+}
+
+/// The static libraries a statically linked tool may link, as its compiler finds them.
+fn static_libraries(env: &BTreeMap<String, String>) -> Vec<String> {
+    let cc = match env.get("CROSS_COMPILE") {
+        _ if env.contains_key("LLVM") => "clang".to_string(),
+        Some(cross) => format!("{cross}gcc"),
+        None => "gcc".to_string(),
+    };
+    [
+        "libc.a",
+        "libm.a",
+        "libpthread.a",
+        "libdl.a",
+        "librt.a",
+        "libelf.a",
+        "libz.a",
+        "liblzma.a",
+        "libzstd.a",
+        "libcrypto.a",
+    ]
+    .iter()
+    .map(|lib| format!("{cc} -print-file-name={lib}"))
+    .collect()
 }
