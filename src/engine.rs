@@ -165,11 +165,11 @@ impl<'a> Keys<'a> {
     fn parts(&mut self, id: ActionId) -> Result<Option<KeyParts>, KeyError> {
         let action = self.graph.action(id);
         let mut deps = BTreeMap::new();
-        for dep in &action.deps {
-            match self.status[dep.id.index()].output() {
-                Some(output) => deps.insert(dep.role.as_str().to_string(), output),
-                None => return Ok(None),
+        for (dep, name) in action.deps.iter().zip(dep_keys(action)) {
+            let Some(output) = self.status[dep.id.index()].output() else {
+                return Ok(None);
             };
+            deps.insert(name, output);
         }
         let mut inputs = BTreeMap::new();
         for rel in &action.inputs {
@@ -209,15 +209,10 @@ impl<'a> Keys<'a> {
 
     fn dep_names(&self, id: ActionId) -> BTreeMap<String, String> {
         let action = self.graph.action(id);
-        action
-            .deps
-            .iter()
-            .map(|d| {
-                (
-                    d.role.as_str().to_string(),
-                    self.graph.action(d.id).name.clone(),
-                )
-            })
+        dep_keys(action)
+            .into_iter()
+            .zip(&action.deps)
+            .map(|(key, d)| (key, self.graph.action(d.id).name.clone()))
             .collect()
     }
 
@@ -318,6 +313,27 @@ pub struct Job {
     deps: Vec<(Role, ActionId, Arc<OutputManifest>)>,
     /// The executor identity in the key: a kept build directory made with another is stale.
     toolchain: String,
+}
+
+/// The name each dependency has in a key: its role, and for a second or later dependency in one
+/// role (the layers of an image) `role#2`, `role#3` … in dependency order, so none is dropped.
+fn dep_keys(action: &Action) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::with_capacity(action.deps.len());
+    for dep in &action.deps {
+        let role = dep.role.as_str();
+        let same = keys
+            .iter()
+            .filter(|k| {
+                k.as_str() == role || k.strip_prefix(role).is_some_and(|r| r.starts_with('#'))
+            })
+            .count();
+        keys.push(if same == 0 {
+            role.to_string()
+        } else {
+            format!("{role}#{}", same + 1)
+        });
+    }
+    keys
 }
 
 pub enum JobResult {
@@ -636,5 +652,36 @@ impl Engine<'_> {
                 return Ok(owner.keys.into_report(started));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{ActionKind, Dep, Recipe};
+
+    #[test]
+    fn two_dependencies_in_one_role_both_have_a_key_name() {
+        let dep = |role, id| Dep {
+            role,
+            id: ActionId(id),
+        };
+        let action = Action {
+            kind: ActionKind::Image,
+            name: "image".into(),
+            labels: vec![],
+            recipe: Recipe::Snapshot,
+            inputs: vec![],
+            deps: vec![
+                dep(Role::Layer, 0),
+                dep(Role::Tree, 1),
+                dep(Role::Layer, 2),
+                dep(Role::Layer, 3),
+            ],
+            env: Default::default(),
+            arch: None,
+            builder: None,
+        };
+        assert_eq!(dep_keys(&action), ["layer", "tree", "layer#2", "layer#3"]);
     }
 }
