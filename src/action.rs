@@ -39,6 +39,23 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    pub const ALL: &'static [ActionKind] = &[
+        ActionKind::Fetch,
+        ActionKind::Patch,
+        ActionKind::Snapshot,
+        ActionKind::Headers,
+        ActionKind::Configure,
+        ActionKind::CheckConfig,
+        ActionKind::Compile,
+        ActionKind::Install,
+        ActionKind::Tool,
+        ActionKind::Package,
+        ActionKind::Layer,
+        ActionKind::Image,
+        ActionKind::Index,
+        ActionKind::Tag,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionKind::Fetch => "fetch",
@@ -56,11 +73,6 @@ impl ActionKind {
             ActionKind::Index => "index",
             ActionKind::Tag => "tag",
         }
-    }
-
-    /// Bumped whenever the recipe of that kind changes what it produces, so old cache entries die.
-    pub fn recipe_version(self) -> u32 {
-        1
     }
 
     /// Work that no kernel waits for (the source snapshot, the UAPI headers): it runs at the

@@ -16,7 +16,6 @@ pub mod dpkg;
 pub mod elf;
 pub mod engine;
 pub mod exec;
-pub mod explain;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;

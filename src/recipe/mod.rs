@@ -1,6 +1,7 @@
 //! Recipes: what each action kind does, given its materialised dependencies and an executor.
 
 mod build_dir;
+pub mod code;
 mod compile;
 mod configure;
 mod fetch;

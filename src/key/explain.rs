@@ -53,7 +53,11 @@ pub enum Reason {
         old: String,
         new: String,
     },
-    RecipeChanged,
+    /// kbuild's own part changed: the key schema, a recipe's version or the code behind it.
+    RecipeChanged {
+        kind: String,
+        what: String,
+    },
     /// The key matches the last run, but its cache entry is gone (failed, evicted or corrupt).
     NotInCache,
 }
@@ -84,7 +88,9 @@ impl fmt::Display for Reason {
             Reason::BuilderChanged { old, new } => {
                 write!(f, "builder image changed ({old} → {new})")
             }
-            Reason::RecipeChanged => write!(f, "the recipe of this action kind changed"),
+            Reason::RecipeChanged { kind, what } => {
+                write!(f, "the recipe of {kind} changed ({what})")
+            }
             Reason::NotInCache => write!(
                 f,
                 "its inputs are unchanged but no cache entry exists (failed, interrupted or evicted)"
@@ -134,8 +140,8 @@ pub fn explain(
     let Some(old) = old else {
         return Reason::NeverBuilt;
     };
-    if old.kind != new.kind || old.recipe_version != new.recipe_version {
-        return Reason::RecipeChanged;
+    if let Some(reason) = diff_recipe(old, new) {
+        return reason;
     }
     if let Some(reason) = diff_files(&old.inputs, &new.inputs) {
         return reason;
@@ -166,6 +172,29 @@ pub fn explain(
         }
     }
     Reason::NotInCache
+}
+
+/// The first of kbuild's own parts that differs: schema, kind, recipe version, recipe code.
+fn diff_recipe(old: &KeyRecord, new: &KeyRecord) -> Option<Reason> {
+    let what = if old.schema != new.schema {
+        format!("key schema {} → {}", old.schema, new.schema)
+    } else if old.kind != new.kind {
+        format!("kind {} → {}", old.kind, new.kind)
+    } else if old.recipe.version != new.recipe.version {
+        format!("version {} → {}", old.recipe.version, new.recipe.version)
+    } else if old.recipe.code != new.recipe.code {
+        format!(
+            "kbuild's code for it: {} → {}",
+            old.recipe.code.short(),
+            new.recipe.code.short()
+        )
+    } else {
+        return None;
+    };
+    Some(Reason::RecipeChanged {
+        kind: new.kind.clone(),
+        what,
+    })
 }
 
 fn diff_files(old: &BTreeMap<String, Digest>, new: &BTreeMap<String, Digest>) -> Option<Reason> {
@@ -238,8 +267,9 @@ mod tests {
 
     fn record() -> KeyRecord {
         KeyRecord {
+            schema: crate::key::SCHEMA,
             kind: "configure".into(),
-            recipe_version: 1,
+            recipe: crate::recipe::code::of(crate::action::ActionKind::Configure),
             params: serde_json::json!({"localversion": "-linuxkit", "arch": "X86_64"}),
             env: BTreeMap::from([("ARCH".into(), "x86_64".into())]),
             executor: "host".into(),

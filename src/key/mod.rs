@@ -1,6 +1,11 @@
 //! Action keys: blake3 over a stable encoding of everything that decides an action's result.
 //!
+//! This module owns the key. [`KeyView`] is the one encoding every key comes from, and
+//! [`KeyRecord`] the same fields kept whole, stored beside each cache entry and shown by
+//! `kbuild why --key` and `kbuild plan --format json`; [`explain`] says how two records differ.
 //! See `doc/keys.md` for the table of fields and why each is (or is not) there.
+
+pub mod explain;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,6 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
 use crate::digest::Digest;
+use crate::recipe::code::RecipeCode;
+
+/// The version of the key encoding itself: bumped when a field is added, removed or encoded
+/// differently, so that no key of one schema can equal a key of another.
+pub const SCHEMA: u32 = 2;
 
 /// The key under which an action's outputs are cached.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -24,10 +34,12 @@ impl fmt::Display for ActionKey {
 /// Everything that enters a key, kept whole beside the key so that a miss can be explained.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct KeyRecord {
+    /// [`SCHEMA`] when the record was made.
+    pub schema: u32,
     /// The action kind, e.g. `compile`.
     pub kind: String,
-    /// The recipe version of that kind; bumped when the recipe's behaviour changes.
-    pub recipe_version: u32,
+    /// The recipe of that kind: its version and the digest of the code that implements it.
+    pub recipe: RecipeCode,
     /// The typed recipe parameters (arch, fragments by name, LOCALVERSION, URLs …).
     pub params: serde_json::Value,
     /// The exact environment of the action's commands.
@@ -44,8 +56,9 @@ pub struct KeyRecord {
 /// Keys come only from this encoding; a stored record is for explanation.
 #[derive(Serialize)]
 pub struct KeyView<'a> {
+    pub schema: u32,
     pub kind: &'a str,
-    pub recipe_version: u32,
+    pub recipe: RecipeCode,
     pub params: &'a crate::action::Recipe,
     pub env: &'a BTreeMap<String, String>,
     pub executor: &'a str,
@@ -61,8 +74,9 @@ impl<'a> KeyView<'a> {
         deps: &'a BTreeMap<String, Digest>,
     ) -> KeyView<'a> {
         KeyView {
+            schema: SCHEMA,
             kind: action.kind.as_str(),
-            recipe_version: action.kind.recipe_version(),
+            recipe: crate::recipe::code::of(action.kind),
             params: &action.recipe,
             env: &action.env,
             executor,
@@ -93,8 +107,9 @@ impl KeyRecord {
         deps: BTreeMap<String, Digest>,
     ) -> KeyRecord {
         KeyRecord {
+            schema: SCHEMA,
             kind: action.kind.as_str().to_string(),
-            recipe_version: action.kind.recipe_version(),
+            recipe: crate::recipe::code::of(action.kind),
             params: serde_json::to_value(&action.recipe).expect("recipes serialise"),
             env: (*action.env).clone(),
             executor,

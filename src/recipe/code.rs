@@ -1,0 +1,163 @@
+//! What a recipe is, as a key sees it: a version a maintainer bumps when a kind's outputs change
+//! in a way its code does not show (a tool it calls behaves differently), and a digest of the
+//! code that implements the kind, so that changing a command line, a make variable, a tar layout
+//! or an OCI field changes that kind's keys without anyone remembering to bump anything.
+//!
+//! The digest covers the Rust tokens of the files listed for the kind below, comments and doc
+//! comments left out (build.rs makes that normal form): rewording a comment or reformatting
+//! keeps every key. A file the kind's code calls into and that decides its outputs belongs in
+//! its list; plain helpers (digests, paths, the cache) do not.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::ActionKind;
+use crate::digest::Digest;
+
+mod normal_forms {
+    include!(concat!(env!("OUT_DIR"), "/code.rs"));
+}
+
+/// The recipe part of a key record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RecipeCode {
+    /// Bumped by hand when the outputs change for a reason outside kbuild's code.
+    pub version: u32,
+    /// The digest of the code that implements the kind.
+    pub code: Digest,
+}
+
+/// The version of each kind's recipe. All started at 2 when the code digest joined the key.
+fn version(kind: ActionKind) -> u32 {
+    match kind {
+        ActionKind::Fetch
+        | ActionKind::Patch
+        | ActionKind::Snapshot
+        | ActionKind::Headers
+        | ActionKind::Configure
+        | ActionKind::CheckConfig
+        | ActionKind::Compile
+        | ActionKind::Install
+        | ActionKind::Tool
+        | ActionKind::Package
+        | ActionKind::Layer
+        | ActionKind::Image
+        | ActionKind::Index
+        | ActionKind::Tag => 2,
+    }
+}
+
+/// How commands reach a build: the invocation, its environment, the host executor that runs it.
+const COMMANDS: &[&str] = &["recipe/mod.rs", "exec/mod.rs", "exec/host.rs"];
+
+/// The files whose code decides what an action of `kind` produces.
+pub fn files(kind: ActionKind) -> Vec<&'static str> {
+    let own: &[&str] = match kind {
+        ActionKind::Fetch => &["recipe/fetch.rs"],
+        ActionKind::Patch => &["recipe/patch.rs", "unpack.rs", "archive.rs"],
+        ActionKind::Snapshot => &["recipe/patch.rs", "archive.rs"],
+        ActionKind::Headers | ActionKind::Compile | ActionKind::Install => {
+            &["recipe/compile.rs", "recipe/build_dir.rs", "archive.rs"]
+        }
+        ActionKind::Configure | ActionKind::CheckConfig => {
+            &["recipe/configure.rs", "recipe/build_dir.rs", "kconfig.rs"]
+        }
+        ActionKind::Tool => &[
+            "recipe/tool.rs",
+            "recipe/compile.rs",
+            "recipe/build_dir.rs",
+            "elf.rs",
+            "archive.rs",
+        ],
+        ActionKind::Package => &["recipe/package.rs"],
+        ActionKind::Tag => &["recipe/package.rs", "tags.rs"],
+        ActionKind::Layer | ActionKind::Image | ActionKind::Index => &[
+            "recipe/image.rs",
+            "oci/mod.rs",
+            "oci/layout.rs",
+            "archive.rs",
+        ],
+    };
+    let mut files = own.to_vec();
+    if kind.uses_toolchain() {
+        files.extend_from_slice(COMMANDS);
+    }
+    files
+}
+
+/// The digest of `files`' normal forms, each named, in the order given.
+fn digest_of(files: &[&str]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    for file in files {
+        let normal = normal_forms::NORMAL_FORMS
+            .iter()
+            .find(|(name, _)| name == file)
+            .map(|(_, text)| *text)
+            .unwrap_or_else(|| panic!("build.rs lists no normal form for {file}"));
+        h.update(format!("{file} {}\n", normal.len()).as_bytes());
+        h.update(normal.as_bytes());
+    }
+    Digest::from_bytes(*h.finalize().as_bytes())
+}
+
+/// The recipe of `kind`, computed once per process.
+pub fn of(kind: ActionKind) -> RecipeCode {
+    static ALL: OnceLock<Vec<RecipeCode>> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        ActionKind::ALL
+            .iter()
+            .map(|&k| RecipeCode {
+                version: version(k),
+                code: digest_of(&files(k)),
+            })
+            .collect()
+    });
+    all[ActionKind::ALL
+        .iter()
+        .position(|&k| k == kind)
+        .expect("ALL lists every kind")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kinds_files_have_a_normal_form_and_kinds_differ_where_their_code_does() {
+        for &kind in ActionKind::ALL {
+            let _ = of(kind);
+        }
+        assert_eq!(
+            of(ActionKind::Compile).code,
+            of(ActionKind::Install).code,
+            "one file implements both"
+        );
+        assert_ne!(of(ActionKind::Compile).code, of(ActionKind::Configure).code);
+        assert_ne!(of(ActionKind::Image).code, of(ActionKind::Package).code);
+    }
+
+    #[test]
+    fn normal_forms_drop_comments_but_keep_code() {
+        let (_, compile) = normal_forms::NORMAL_FORMS
+            .iter()
+            .find(|(f, _)| *f == "recipe/compile.rs")
+            .unwrap();
+        assert!(
+            compile.contains("\"KCFLAGS={map}\""),
+            "string literals stay"
+        );
+        assert!(!compile.contains("reproducible timestamps"), "comments go");
+        assert!(!compile.contains("doc"), "doc comments go");
+        let (_, kconfig) = normal_forms::NORMAL_FORMS
+            .iter()
+            .find(|(f, _)| *f == "kconfig.rs")
+            .unwrap();
+        assert!(kconfig.contains("fn parse"), "code stays");
+        assert!(
+            kconfig.contains("fn depends_on"),
+            "code after a test module stays"
+        );
+        assert!(!kconfig.contains("mod tests"), "unit tests go");
+    }
+}
