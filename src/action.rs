@@ -196,6 +196,28 @@ pub enum Recipe {
     Tag(TagSpec),
 }
 
+impl Recipe {
+    /// What the action is: one type says both that and how it runs, so they cannot disagree.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Recipe::Fetch { .. } => ActionKind::Fetch,
+            Recipe::Patch { .. } => ActionKind::Patch,
+            Recipe::Snapshot => ActionKind::Snapshot,
+            Recipe::Headers { .. } => ActionKind::Headers,
+            Recipe::Configure { .. } => ActionKind::Configure,
+            Recipe::CheckConfig(_) => ActionKind::CheckConfig,
+            Recipe::Compile { .. } => ActionKind::Compile,
+            Recipe::Install { .. } => ActionKind::Install,
+            Recipe::Tool(_) => ActionKind::Tool,
+            Recipe::Package(_) => ActionKind::Package,
+            Recipe::Layer(_) => ActionKind::Layer,
+            Recipe::Image(_) => ActionKind::Image,
+            Recipe::Index(_) => ActionKind::Index,
+            Recipe::Tag(_) => ActionKind::Tag,
+        }
+    }
+}
+
 /// A tool such as perf, built by `make -C <dir>` in the kernel tree, for one arch.
 #[derive(Clone, Debug, Serialize)]
 pub struct ToolSpec {
@@ -285,7 +307,6 @@ pub struct TagSpec {
 /// One node of the action graph.
 #[derive(Clone, Debug)]
 pub struct Action {
-    pub kind: ActionKind,
     /// Unique and stable across runs: `compile //6.6.x:dbg-arm64`.
     pub name: String,
     pub labels: Vec<Label>,
@@ -304,6 +325,10 @@ pub struct Action {
 }
 
 impl Action {
+    pub fn kind(&self) -> ActionKind {
+        self.recipe.kind()
+    }
+
     pub fn inputs_of(recipe: &Recipe) -> Vec<String> {
         match recipe {
             Recipe::Patch { patches } => patches.clone(),

@@ -9,10 +9,10 @@ use std::time::Instant;
 use crate::action::{Action, ActionId, Role};
 use crate::cache::{Cache, CacheError, Corrupt, LastRun, OutputManifest, RunEntry};
 use crate::digest::Digest;
-use crate::exec::{Cancel, Executor, Toolset};
+use crate::exec::{Cancel, Executor, Identity, Toolset};
 use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
-use crate::key::{ActionKey, KeyRecord, KeyView};
+use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names};
 use crate::recipe::{self, Ctx, DepOutput};
 use crate::schedule::{self, Owner, Ready, Worker};
 use crate::statcache::StatCache;
@@ -79,6 +79,9 @@ pub struct Engine<'a> {
     pub progress: bool,
     /// Refuse to pin sources in kernel.lock.
     pub locked: bool,
+    /// Keep every action's whole key record in the report (`plan --format json`, `why --key`),
+    /// not only those of misses.
+    pub records: bool,
 }
 
 /// Why computing a key failed: an input file is unreadable, or the executor cannot say who
@@ -101,24 +104,18 @@ pub enum KeyError {
     },
 }
 
-/// What an action's key is made of besides the action itself.
-struct KeyParts {
-    executor: String,
-    inputs: BTreeMap<String, Digest>,
-    deps: BTreeMap<String, Digest>,
-}
-
 /// The scheduler-thread state of a plan or run.
 struct Keys<'a> {
     engine: &'a Engine<'a>,
     graph: &'a Graph,
     stat: StatCache,
-    identities: HashMap<Toolset, String>,
+    identities: HashMap<Toolset, Identity>,
     /// Input digests of this pass: many actions read the same config.
     input_digests: HashMap<String, Digest>,
     last: LastRun,
     status: Vec<Status>,
     manifests: Vec<Option<Arc<OutputManifest>>>,
+    records: Vec<Option<KeyRecord>>,
     errors: Vec<KeyError>,
 }
 
@@ -133,14 +130,19 @@ impl<'a> Keys<'a> {
             last: engine.cache.load_state(engine.workspace),
             status: vec![Status::Pending; graph.len()],
             manifests: vec![None; graph.len()],
+            records: if engine.records {
+                vec![None; graph.len()]
+            } else {
+                Vec::new()
+            },
             errors: Vec::new(),
         }
     }
 
-    fn identity(&mut self, action: &Action) -> Result<String, KeyError> {
+    fn identity(&mut self, action: &Action) -> Result<Identity, KeyError> {
         let set = recipe::toolset_of(action);
         if set.tools.is_empty() {
-            return Ok("kbuild".into());
+            return Ok(Identity::Kbuild);
         }
         if let Some(id) = self.identities.get(&set) {
             return Ok(id.clone());
@@ -161,39 +163,36 @@ impl<'a> Keys<'a> {
         Ok(id)
     }
 
-    /// The key record of `id`, or `None` while a dependency's output is unknown.
-    fn parts(&mut self, id: ActionId) -> Result<Option<KeyParts>, KeyError> {
+    /// What `id` sees, or `None` while a dependency's output is unknown.
+    fn seen(&mut self, id: ActionId) -> Result<Option<Seen>, KeyError> {
         let action = self.graph.action(id);
-        let mut deps = BTreeMap::new();
-        for (dep, name) in action.deps.iter().zip(dep_keys(action)) {
-            let Some(output) = self.status[dep.id.index()].output() else {
-                return Ok(None);
-            };
-            deps.insert(name, output);
-        }
-        let mut inputs = BTreeMap::new();
-        for rel in &action.inputs {
-            let digest = match self.input_digests.get(rel) {
-                Some(digest) => *digest,
-                None => {
-                    let path = self.engine.workspace.join(rel);
-                    let digest = self.stat.digest(&path).map_err(|source| KeyError::Input {
-                        action: action.name.clone(),
-                        path: rel.clone(),
-                        source,
-                    })?;
-                    self.input_digests.insert(rel.clone(), digest);
-                    digest
-                }
-            };
-            inputs.insert(rel.clone(), digest);
-        }
-        let executor = self.identity(action)?;
-        Ok(Some(KeyParts {
-            executor,
-            inputs,
-            deps,
-        }))
+        let status = &self.status;
+        let (stat, known, workspace) = (
+            &mut self.stat,
+            &mut self.input_digests,
+            self.engine.workspace,
+        );
+        let digest_of = |rel: &str| match known.get(rel) {
+            Some(digest) => Ok(*digest),
+            None => {
+                let digest =
+                    stat.digest(&workspace.join(rel))
+                        .map_err(|source| KeyError::Input {
+                            action: action.name.clone(),
+                            path: rel.to_string(),
+                            source,
+                        })?;
+                known.insert(rel.to_string(), digest);
+                Ok(digest)
+            }
+        };
+        let output_of = |dep: ActionId| status[dep.index()].output();
+        let seen = Seen::gather(action, output_of, digest_of, || Ok(Identity::Kbuild))?;
+        let Some(mut seen) = seen else {
+            return Ok(None);
+        };
+        seen.executor = self.identity(action)?;
+        Ok(Some(seen))
     }
 
     /// The output digest cached for `key`, preferring the last run's note to reading the entry.
@@ -209,7 +208,7 @@ impl<'a> Keys<'a> {
 
     fn dep_names(&self, id: ActionId) -> BTreeMap<String, String> {
         let action = self.graph.action(id);
-        dep_keys(action)
+        dep_names(action)
             .into_iter()
             .zip(&action.deps)
             .map(|(key, d)| (key, self.graph.action(d.id).name.clone()))
@@ -227,8 +226,8 @@ impl<'a> Keys<'a> {
 
     /// Decides one action without running anything: cached, or would run and why.
     fn decide(&mut self, id: ActionId) -> Option<(KeyRecord, ActionKey)> {
-        let parts = match self.parts(id) {
-            Ok(Some(parts)) => parts,
+        let seen = match self.seen(id) {
+            Ok(Some(seen)) => seen,
             Ok(None) => {
                 let action = self.graph.action(id);
                 let dep = action
@@ -251,13 +250,19 @@ impl<'a> Keys<'a> {
             }
         };
         let action = self.graph.action(id);
-        let key = KeyView::new(action, &parts.executor, &parts.inputs, &parts.deps).key();
+        let key = KeyView::new(action, &seen).key();
         if let Some(output) = self.cached_output(&action.name, key) {
             self.status[id.index()] = Status::Cached { key, output };
+            if self.engine.records {
+                self.records[id.index()] = Some(KeyRecord::new(action, seen));
+            }
             return None;
         }
         // Only a miss needs the whole record: to explain it and to store it for next time.
-        let record = KeyRecord::new(action, parts.executor, parts.inputs, parts.deps);
+        let record = KeyRecord::new(action, seen);
+        if self.engine.records {
+            self.records[id.index()] = Some(record.clone());
+        }
         let reason = self.reason(id, &record);
         self.status[id.index()] = Status::WillRun {
             key: Some(key),
@@ -312,28 +317,7 @@ pub struct Job {
     reason: Reason,
     deps: Vec<(Role, ActionId, Arc<OutputManifest>)>,
     /// The executor identity in the key: a kept build directory made with another is stale.
-    toolchain: String,
-}
-
-/// The name each dependency has in a key: its role, and for a second or later dependency in one
-/// role (the layers of an image) `role#2`, `role#3` … in dependency order, so none is dropped.
-fn dep_keys(action: &Action) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::with_capacity(action.deps.len());
-    for dep in &action.deps {
-        let role = dep.role.as_str();
-        let same = keys
-            .iter()
-            .filter(|k| {
-                k.as_str() == role || k.strip_prefix(role).is_some_and(|r| r.starts_with('#'))
-            })
-            .count();
-        keys.push(if same == 0 {
-            role.to_string()
-        } else {
-            format!("{role}#{}", same + 1)
-        });
-    }
-    keys
+    toolchain: Identity,
 }
 
 pub enum JobResult {
@@ -411,7 +395,7 @@ impl Runner<'_> {
             locked: self.engine.locked,
             toolchain: &job.toolchain,
         };
-        let result = if action.kind.is_background() {
+        let result = if action.kind().is_background() {
             crate::exec::in_background(|| recipe::execute(&ctx))
         } else {
             recipe::execute(&ctx)
@@ -583,6 +567,8 @@ impl Owner for RunOwner<'_> {
 /// The result of a plan or run: a status per action.
 pub struct Report {
     pub status: Vec<Status>,
+    /// Each action's key record, when the engine was asked to keep them and the key is known.
+    pub records: Vec<Option<KeyRecord>>,
     pub errors: Vec<KeyError>,
     pub seconds: f64,
     pub last: LastRun,
@@ -596,6 +582,7 @@ impl Keys<'_> {
     fn into_report(self, started: Instant) -> Report {
         Report {
             status: self.status,
+            records: self.records,
             errors: self.errors,
             seconds: started.elapsed().as_secs_f64(),
             last: self.last,
@@ -652,36 +639,5 @@ impl Engine<'_> {
                 return Ok(owner.keys.into_report(started));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::action::{ActionKind, Dep, Recipe};
-
-    #[test]
-    fn two_dependencies_in_one_role_both_have_a_key_name() {
-        let dep = |role, id| Dep {
-            role,
-            id: ActionId(id),
-        };
-        let action = Action {
-            kind: ActionKind::Image,
-            name: "image".into(),
-            labels: vec![],
-            recipe: Recipe::Snapshot,
-            inputs: vec![],
-            deps: vec![
-                dep(Role::Layer, 0),
-                dep(Role::Tree, 1),
-                dep(Role::Layer, 2),
-                dep(Role::Layer, 3),
-            ],
-            env: Default::default(),
-            arch: None,
-            builder: None,
-        };
-        assert_eq!(dep_keys(&action), ["layer", "tree", "layer#2", "layer#3"]);
     }
 }

@@ -77,7 +77,7 @@ fn digest(
         h.update(format!("input {input} {}\n", stat.digest(&root.join(input)).ok()?).as_bytes());
     }
     for set in &deps.toolsets {
-        h.update(format!("tools {}\n", exec.identity(set, stat).ok()?).as_bytes());
+        h.update(format!("tools {}\n", exec.identity(set, stat).ok()?.digest()).as_bytes());
     }
     Some(Digest::from_bytes(*h.finalize().as_bytes()))
 }

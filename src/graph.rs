@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::action::{Action, ActionId};
+use crate::action::{Action, ActionId, ActionKind};
 use crate::label::Label;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -21,6 +21,9 @@ pub struct CycleError {
 pub struct Graph {
     actions: Vec<Action>,
     by_name: HashMap<String, ActionId>,
+    /// The action of each kind that serves a target: typed lookups for everyone outside the
+    /// planner, which alone names actions.
+    by_target: HashMap<(ActionKind, Label), ActionId>,
     edges: DiGraph<ActionId, ()>,
     dependents: Vec<Vec<ActionId>>,
 }
@@ -29,11 +32,8 @@ impl Graph {
     /// Adds an action, or returns the existing one of the same name with `action`'s labels merged.
     pub fn add(&mut self, action: Action) -> ActionId {
         if let Some(&id) = self.by_name.get(&action.name) {
-            let existing = &mut self.actions[id.index()];
             for label in action.labels {
-                if !existing.labels.contains(&label) {
-                    existing.labels.push(label);
-                }
+                self.add_label(id, &label);
             }
             return id;
         }
@@ -45,6 +45,11 @@ impl Graph {
             self.dependents[dep.id.index()].push(id);
         }
         self.by_name.insert(action.name.clone(), id);
+        for label in &action.labels {
+            self.by_target
+                .entry((action.kind(), label.clone()))
+                .or_insert(id);
+        }
         self.actions.push(action);
         self.dependents.push(Vec::new());
         id
@@ -52,10 +57,13 @@ impl Graph {
 
     /// Records that `id` also serves `label`.
     pub fn add_label(&mut self, id: ActionId, label: &Label) {
-        let labels = &mut self.actions[id.index()].labels;
-        if !labels.contains(label) {
-            labels.push(label.clone());
+        let action = &mut self.actions[id.index()];
+        if !action.labels.contains(label) {
+            action.labels.push(label.clone());
         }
+        self.by_target
+            .entry((action.recipe.kind(), label.clone()))
+            .or_insert(id);
     }
 
     pub fn len(&self) -> usize {
@@ -79,8 +87,14 @@ impl Graph {
         &mut self.actions[id.index()].recipe
     }
 
+    /// The action called `name`: how the planner finds what it lowered already.
     pub fn find(&self, name: &str) -> Option<ActionId> {
         self.by_name.get(name).copied()
+    }
+
+    /// The action of `kind` that serves `target` (its tag, its image, its series' index …).
+    pub fn of(&self, kind: ActionKind, target: &Label) -> Option<ActionId> {
+        self.by_target.get(&(kind, target.clone())).copied()
     }
 
     pub fn dependents(&self, id: ActionId) -> &[ActionId] {
@@ -139,11 +153,10 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::{ActionKind, Recipe};
+    use crate::action::Recipe;
 
     fn action(name: &str) -> Action {
         Action {
-            kind: ActionKind::Tag,
             name: name.into(),
             labels: vec![],
             recipe: Recipe::Patch { patches: vec![] },

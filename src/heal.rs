@@ -64,7 +64,7 @@ pub fn outputs(cache: &Cache, graph: &Graph, status: &[Status]) -> usize {
         let action = graph.action(id);
         let Some(key) = status[id.index()]
             .key()
-            .filter(|_| SHOWN.contains(&action.kind))
+            .filter(|_| SHOWN.contains(&action.kind()))
         else {
             continue;
         };

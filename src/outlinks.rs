@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::action::ActionKind;
 use crate::cache::{Cache, CacheError, io_err};
 use crate::engine::Status;
 use crate::graph::Graph;
@@ -37,11 +38,11 @@ pub fn refresh(
     let mut changed = false;
     for target in targets {
         let links = [
-            ("package", target.name(), ""),
-            ("tag", format!("{}.tags", target.name()), "tags"),
+            (ActionKind::Package, target.name(), ""),
+            (ActionKind::Tag, format!("{}.tags", target.name()), "tags"),
         ];
         for (kind, name, file) in links {
-            let Some(id) = graph.find(&format!("{kind} {target}")) else {
+            let Some(id) = graph.of(kind, target) else {
                 continue;
             };
             let Some(output) = status[id.index()].output() else {
@@ -127,7 +128,7 @@ pub fn write_layout(
                 crate::tags::references(&spec.repository, &spec.prefix, &spec.hash, "").index
             }
             Recipe::Image(_) => match graph
-                .find(&format!("tag {}", action.labels[0]))
+                .of(ActionKind::Tag, &action.labels[0])
                 .map(|t| &graph.action(t).recipe)
             {
                 Some(Recipe::Tag(spec)) => {

@@ -67,7 +67,7 @@ struct Lowerer<'a> {
 }
 
 /// The name of the index action of `label`'s series and kind: `index //6.6.x:dbg`.
-pub fn index_name(label: &Label) -> String {
+fn index_name(label: &Label) -> String {
     match &label.kind {
         TargetKind::Kernel(set) if set.is_plain() => format!("index //{}", label.series),
         TargetKind::Kernel(set) => format!("index //{}:{}", label.series, set.name()),
@@ -179,7 +179,6 @@ impl Lowerer<'_> {
     /// Checking first means a shared action is built (and its patch directories read) once.
     fn lowered(
         &mut self,
-        kind: ActionKind,
         name: String,
         label: &Label,
         build: impl FnOnce(&mut Self) -> Spec,
@@ -189,6 +188,7 @@ impl Lowerer<'_> {
             return id;
         }
         let spec = build(self);
+        let kind = spec.recipe.kind();
         let env = match spec.arch.filter(|_| kind.uses_toolchain()) {
             Some(arch) => self.shared_env(&label.series, arch),
             None => Arc::default(),
@@ -198,7 +198,6 @@ impl Lowerer<'_> {
             .uses_toolchain()
             .then(|| self.series(label).builder_for(spec.arch).to_string());
         self.graph.add(Action {
-            kind,
             name,
             labels: vec![label.clone()],
             recipe: spec.recipe,
@@ -269,7 +268,7 @@ impl Lowerer<'_> {
             .map_or("unpinned", |sha| &sha.as_str()[..12]);
         let file = source.file_name().to_string();
         let name = format!("fetch {file}@{pin}");
-        self.lowered(ActionKind::Fetch, name, label, |_| Spec {
+        self.lowered(name, label, |_| Spec {
             deps: vec![],
             recipe: Recipe::Fetch {
                 sha256: source.sha256.as_ref().map(ToString::to_string),
@@ -305,7 +304,7 @@ impl Lowerer<'_> {
 
     fn patch(&mut self, label: &Label, set: &VariantSet) -> ActionId {
         let name = format!("patch {}", self.tree_name(label, set));
-        self.lowered(ActionKind::Patch, name, label, |me| Spec {
+        self.lowered(name, label, |me| Spec {
             deps: vec![dep(Role::Source, me.fetch(label))],
             recipe: Recipe::Patch {
                 patches: me.patch_list(label, set),
@@ -316,7 +315,7 @@ impl Lowerer<'_> {
 
     fn snapshot(&mut self, label: &Label, set: &VariantSet) -> ActionId {
         let name = format!("snapshot {}", self.tree_name(label, set));
-        self.lowered(ActionKind::Snapshot, name, label, |me| Spec {
+        self.lowered(name, label, |me| Spec {
             deps: vec![dep(Role::Tree, me.patch(label, set))],
             recipe: Recipe::Snapshot,
             arch: None,
@@ -326,7 +325,7 @@ impl Lowerer<'_> {
     /// `linux.tar.xz` as a layer of its own, uncompressed: xz already did that.
     fn source_layer(&mut self, label: &Label, set: &VariantSet) -> ActionId {
         let name = format!("layer {}", self.tree_name(label, set));
-        self.lowered(ActionKind::Layer, name, label, |me| Spec {
+        self.lowered(name, label, |me| Spec {
             deps: vec![
                 dep(Role::Image, me.snapshot(label, set)),
                 dep(Role::Tree, me.patch(label, set)),
@@ -343,7 +342,7 @@ impl Lowerer<'_> {
         let tree_name = self.tree_name(label, set);
         let sep = if tree_name.contains(':') { "-" } else { ":" };
         let name = format!("headers {tree_name}{sep}{}", label.arch);
-        self.lowered(ActionKind::Headers, name, label, |me| Spec {
+        self.lowered(name, label, |me| Spec {
             deps: vec![dep(Role::Tree, me.patch(label, set))],
             recipe: Recipe::Headers { arch: label.arch },
             arch: Some(label.arch),
@@ -374,36 +373,26 @@ impl Lowerer<'_> {
     }
 
     fn configure(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        self.lowered(
-            ActionKind::Configure,
-            format!("configure {label}"),
-            label,
-            |me| Spec {
-                deps: vec![dep(Role::Tree, me.patch(label, set))],
-                recipe: Recipe::Configure {
-                    spec: me.config_spec(label, set),
-                    dir: format!("{}/kconfig", me.build_dirs(label, set).obj),
-                },
-                arch: Some(label.arch),
+        self.lowered(format!("configure {label}"), label, |me| Spec {
+            deps: vec![dep(Role::Tree, me.patch(label, set))],
+            recipe: Recipe::Configure {
+                spec: me.config_spec(label, set),
+                dir: format!("{}/kconfig", me.build_dirs(label, set).obj),
             },
-        )
+            arch: Some(label.arch),
+        })
     }
 
     fn check(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        self.lowered(
-            ActionKind::CheckConfig,
-            format!("check-config {label}"),
-            label,
-            |me| Spec {
-                // The tree's Kconfig files explain a dropped option.
-                deps: vec![
-                    dep(Role::Config, me.configure(label, set)),
-                    dep(Role::Tree, me.patch(label, set)),
-                ],
-                recipe: Recipe::CheckConfig(me.config_spec(label, set)),
-                arch: None,
-            },
-        )
+        self.lowered(format!("check-config {label}"), label, |me| Spec {
+            // The tree's Kconfig files explain a dropped option.
+            deps: vec![
+                dep(Role::Config, me.configure(label, set)),
+                dep(Role::Tree, me.patch(label, set)),
+            ],
+            recipe: Recipe::CheckConfig(me.config_spec(label, set)),
+            arch: None,
+        })
     }
 
     /// The source directory is named after the tree (`6.1.x/src`, `6.1.x/src-rt`), so targets
@@ -422,48 +411,38 @@ impl Lowerer<'_> {
     }
 
     fn compile(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        self.lowered(
-            ActionKind::Compile,
-            format!("compile {label}"),
-            label,
-            |me| Spec {
-                deps: vec![
-                    dep(Role::Tree, me.patch(label, set)),
-                    dep(Role::Config, me.configure(label, set)),
-                    dep(Role::Check, me.check(label, set)),
-                ],
-                recipe: Recipe::Compile {
-                    arch: label.arch,
-                    dirs: me.build_dirs(label, set),
-                    extra_outputs: me
-                        .model
-                        .variants_of(set)
-                        .flat_map(|v| v.outputs.iter().cloned())
-                        .collect(),
-                },
-                arch: Some(label.arch),
+        self.lowered(format!("compile {label}"), label, |me| Spec {
+            deps: vec![
+                dep(Role::Tree, me.patch(label, set)),
+                dep(Role::Config, me.configure(label, set)),
+                dep(Role::Check, me.check(label, set)),
+            ],
+            recipe: Recipe::Compile {
+                arch: label.arch,
+                dirs: me.build_dirs(label, set),
+                extra_outputs: me
+                    .model
+                    .variants_of(set)
+                    .flat_map(|v| v.outputs.iter().cloned())
+                    .collect(),
             },
-        )
+            arch: Some(label.arch),
+        })
     }
 
     fn install(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        self.lowered(
-            ActionKind::Install,
-            format!("install {label}"),
-            label,
-            |me| Spec {
-                deps: vec![
-                    dep(Role::Tree, me.patch(label, set)),
-                    dep(Role::Config, me.configure(label, set)),
-                    dep(Role::Kernel, me.compile(label, set)),
-                ],
-                recipe: Recipe::Install {
-                    arch: label.arch,
-                    dirs: me.build_dirs(label, set),
-                },
-                arch: Some(label.arch),
+        self.lowered(format!("install {label}"), label, |me| Spec {
+            deps: vec![
+                dep(Role::Tree, me.patch(label, set)),
+                dep(Role::Config, me.configure(label, set)),
+                dep(Role::Kernel, me.compile(label, set)),
+            ],
+            recipe: Recipe::Install {
+                arch: label.arch,
+                dirs: me.build_dirs(label, set),
             },
-        )
+            arch: Some(label.arch),
+        })
     }
 
     /// The patches of the tree `label` builds from, as its patch action (lowered before any
@@ -501,26 +480,21 @@ impl Lowerer<'_> {
     }
 
     fn package(&mut self, label: &Label, set: &VariantSet) -> ActionId {
-        self.lowered(
-            ActionKind::Package,
-            format!("package {label}"),
-            label,
-            |me| {
-                let mut deps = vec![
-                    dep(Role::Kernel, me.compile(label, set)),
-                    dep(Role::Modules, me.install(label, set)),
-                    dep(Role::Headers, me.headers(label, set)),
-                ];
-                if me.model.defaults.source_snapshot {
-                    deps.push(dep(Role::Snapshot, me.snapshot(label, set)));
-                }
-                Spec {
-                    deps,
-                    recipe: Recipe::Package(me.package_spec(label, set, None)),
-                    arch: None,
-                }
-            },
-        )
+        self.lowered(format!("package {label}"), label, |me| {
+            let mut deps = vec![
+                dep(Role::Kernel, me.compile(label, set)),
+                dep(Role::Modules, me.install(label, set)),
+                dep(Role::Headers, me.headers(label, set)),
+            ];
+            if me.model.defaults.source_snapshot {
+                deps.push(dep(Role::Snapshot, me.snapshot(label, set)));
+            }
+            Spec {
+                deps,
+                recipe: Recipe::Package(me.package_spec(label, set, None)),
+                arch: None,
+            }
+        })
     }
 
     fn tag_spec(&self, label: &Label, image: String, variant: &str) -> TagSpec {
@@ -555,28 +529,26 @@ impl Lowerer<'_> {
         // A kernel's snapshot, if it has one, is a layer of its own.
         let snapshot =
             matches!(label.kind, TargetKind::Kernel(_)) && self.model.defaults.source_snapshot;
-        let layer = self.lowered(ActionKind::Layer, format!("layer {label}"), label, |me| {
-            Spec {
-                deps: vec![
-                    dep(Role::Image, package),
-                    dep(Role::Tree, me.patch(label, &set)),
-                ],
-                recipe: Recipe::Layer(LayerSpec {
-                    omit: if snapshot {
-                        vec![SNAPSHOT.into()]
-                    } else {
-                        vec![]
-                    },
-                    gzip: true,
-                }),
-                arch: None,
-            }
+        let layer = self.lowered(format!("layer {label}"), label, |me| Spec {
+            deps: vec![
+                dep(Role::Image, package),
+                dep(Role::Tree, me.patch(label, &set)),
+            ],
+            recipe: Recipe::Layer(LayerSpec {
+                omit: if snapshot {
+                    vec![SNAPSHOT.into()]
+                } else {
+                    vec![]
+                },
+                gzip: true,
+            }),
+            arch: None,
         });
         let mut layers = vec![dep(Role::Layer, layer)];
         if snapshot {
             layers.push(dep(Role::SourceLayer, self.source_layer(label, &set)));
         }
-        let image = self.lowered(ActionKind::Image, format!("image {label}"), label, |me| {
+        let image = self.lowered(format!("image {label}"), label, |me| {
             let series = me.series(label);
             let spec = ImageSpec {
                 arch: label.arch,
@@ -594,7 +566,7 @@ impl Lowerer<'_> {
             }
         });
         let (image_name, variant) = self.naming(label);
-        self.lowered(ActionKind::Tag, format!("tag {label}"), label, |me| Spec {
+        self.lowered(format!("tag {label}"), label, |me| Spec {
             deps: vec![dep(Role::Image, image)],
             recipe: Recipe::Tag(me.tag_spec(label, image_name, &variant)),
             arch: None,
@@ -615,7 +587,7 @@ impl Lowerer<'_> {
             .map(|label| {
                 let image = self
                     .graph
-                    .find(&format!("image {label}"))
+                    .of(ActionKind::Image, label)
                     .expect("images are lowered before indexes");
                 dep(Role::Platform(label.arch), image)
             })
@@ -627,7 +599,7 @@ impl Lowerer<'_> {
             prefix: tag.prefix,
             hash: String::new(),
         };
-        let id = self.lowered(ActionKind::Index, name, first, |_| Spec {
+        let id = self.lowered(name, first, |_| Spec {
             deps,
             recipe: Recipe::Index(spec),
             arch: None,
@@ -641,7 +613,7 @@ impl Lowerer<'_> {
     /// Tools build from the plain tree; their images hold the binary under /usr/bin.
     fn tool(&mut self, label: &Label, tool: &Tool) -> ActionId {
         let plain = VariantSet::default();
-        self.lowered(ActionKind::Tool, format!("tool {label}"), label, |me| {
+        self.lowered(format!("tool {label}"), label, |me| {
             let mut deps = vec![dep(Role::Tree, me.patch(label, &plain))];
             if tool.needs_headers {
                 deps.push(dep(Role::Headers, me.headers(label, &plain)));
@@ -668,16 +640,11 @@ impl Lowerer<'_> {
             .expect("tools come from the model")
             .clone();
         let plain = VariantSet::default();
-        let package = self.lowered(
-            ActionKind::Package,
-            format!("package {label}"),
-            label,
-            |me| Spec {
-                deps: vec![dep(Role::Tool, me.tool(label, &tool))],
-                recipe: Recipe::Package(me.package_spec(label, &plain, Some(tool.binary.clone()))),
-                arch: None,
-            },
-        );
+        let package = self.lowered(format!("package {label}"), label, |me| Spec {
+            deps: vec![dep(Role::Tool, me.tool(label, &tool))],
+            recipe: Recipe::Package(me.package_spec(label, &plain, Some(tool.binary.clone()))),
+            arch: None,
+        });
         self.publish(label, package)
     }
 }

@@ -122,3 +122,13 @@ impl StatCache {
         );
     }
 }
+
+impl crate::exec::Probe for StatCache {
+    fn digest(&mut self, path: &Path) -> std::io::Result<Digest> {
+        StatCache::digest(self, path)
+    }
+
+    fn answer(&mut self, path: &Path, question: &str, ask: &mut dyn FnMut() -> String) -> String {
+        StatCache::answer(self, path, question, ask)
+    }
+}

@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use crate::action::ActionId;
 use crate::action::Recipe;
+use crate::action::{ActionId, ActionKind};
 use crate::digest::Digest;
 use crate::graph::Graph;
 use crate::label::{Label, TargetKind, all_targets};
@@ -44,10 +44,7 @@ fn hash_actions(
     let mut entries = Vec::new();
     for id in ids {
         let action = graph.action(id);
-        let mut h = blake3::Hasher::new();
-        h.update(action.kind.as_str().as_bytes());
-        h.update(&serde_json::to_vec(&action.recipe).expect("recipes serialise"));
-        h.update(&serde_json::to_vec(&*action.env).expect("env serialises"));
+        let mut inputs = Vec::with_capacity(action.inputs.len());
         for rel in &action.inputs {
             let digest = stat
                 .digest(&model.root.join(rel))
@@ -55,10 +52,9 @@ fn hash_actions(
                     path: rel.clone(),
                     source,
                 })?;
-            h.update(rel.as_bytes());
-            h.update(digest.as_bytes());
+            inputs.push((rel.clone(), digest));
         }
-        entries.push(*h.finalize().as_bytes());
+        entries.push(*crate::key::declared(action, &inputs).as_bytes());
     }
     entries.sort();
     Ok(Digest::of_bytes(&entries.concat()).to_hex()[..40].to_string())
@@ -82,9 +78,9 @@ fn group_hash_in(
     let group = group_targets(model, label);
     let mut roots = Vec::new();
     for target in &group {
-        roots.push(graph.find(&format!("tag {target}"))?);
+        roots.push(graph.of(ActionKind::Tag, target)?);
     }
-    let index = graph.find(&crate::plan::index_name(label))?;
+    let index = graph.of(ActionKind::Index, label)?;
     if graph.action(index).deps.len() != group.len() {
         return None;
     }

@@ -68,7 +68,12 @@ enum Command {
         format: Format,
     },
     /// Explain, per action, why it ran in the last run or would run now.
-    Why { labels: Vec<String> },
+    Why {
+        labels: Vec<String>,
+        /// Print each action's whole key record: every input, program and dependency digest.
+        #[arg(long)]
+        key: bool,
+    },
     /// Work on the committed configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -402,7 +407,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             (*keep_going, *locked),
             *format,
         ),
-        Command::Why { labels } => why(&ws, labels),
+        Command::Why { labels, key } => why(&ws, labels, *key),
         Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
         Command::Cache(CacheCommand::Verify) => {
             let cache = open_cache(&ws)?;
@@ -542,6 +547,7 @@ pub(crate) fn engine<'a>(
         cancel: Cancel::default(),
         progress: true,
         locked: false,
+        records: false,
     }
 }
 
@@ -549,7 +555,9 @@ fn plan(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32
     let (_, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
-    let report = engine(ws, &cache, exec.as_ref(), 1, false).plan(&graph);
+    let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
+    engine.records = format == Format::Json;
+    let report = engine.plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }
@@ -558,7 +566,10 @@ fn plan(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32
             print!("{}", render::replacements(ws.model()?));
             print!("{}", render::plan_text(&graph, &report.status));
         }
-        Format::Json => println!("{}", render::plan_json(&graph, &report.status)),
+        Format::Json => println!(
+            "{}",
+            render::plan_json(&graph, &report.status, &report.records)
+        ),
         Format::Dot => print!(
             "{}",
             graph.to_dot(
@@ -649,15 +660,24 @@ pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
-fn why(ws: &Workspace, labels: &[String]) -> miette::Result<i32> {
+fn why(ws: &Workspace, labels: &[String], key: bool) -> miette::Result<i32> {
     let (_, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
-    let report = engine(ws, &cache, exec.as_ref(), 1, false).plan(&graph);
+    let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
+    engine.records = key;
+    let report = engine.plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }
     print!("{}", render::replacements(ws.model()?));
-    print!("{}", render::why_text(&graph, &report.status, &report.last));
+    if key {
+        print!(
+            "{}",
+            render::key_text(&graph, &report.status, &report.records)
+        );
+    } else {
+        print!("{}", render::why_text(&graph, &report.status, &report.last));
+    }
     Ok(0)
 }

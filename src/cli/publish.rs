@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Format, Workspace, engine, lower, open_cache, render};
+use crate::action::ActionKind;
 use crate::engine::Status;
 
 /// Builds, then publishes: nothing is pushed unless every action succeeded.
@@ -53,7 +54,7 @@ pub fn push(
         for dep in &graph.action(id).deps {
             let image = graph.action(dep.id);
             let Some(Recipe::Tag(tag)) = graph
-                .find(&format!("tag {}", image.labels[0]))
+                .of(ActionKind::Tag, &image.labels[0])
                 .map(|t| &graph.action(t).recipe)
             else {
                 continue;
@@ -155,7 +156,7 @@ pub fn tags(ws: &Workspace, labels: &[String], format: Format) -> miette::Result
     let mut rows = Vec::new();
     for target in &targets {
         let id = graph
-            .find(&format!("tag {target}"))
+            .of(ActionKind::Tag, target)
             .expect("every target has a tag action");
         if let crate::action::Recipe::Tag(spec) = &graph.action(id).recipe {
             let refs = crate::tags::references(

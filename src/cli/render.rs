@@ -6,7 +6,9 @@ use serde_json::json;
 
 use crate::cache::LastRun;
 use crate::engine::Status;
+use crate::exec::Identity;
 use crate::graph::Graph;
+use crate::key::KeyRecord;
 use crate::label::all_targets;
 use crate::model::Model;
 
@@ -87,7 +89,7 @@ fn action_json(graph: &Graph, status: &[Status], id: crate::action::ActionId) ->
     json!({
         "id": id.0,
         "name": action.name,
-        "kind": action.kind,
+        "kind": action.kind(),
         "labels": action.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
         "key": s.key().map(|k| k.to_string()),
         "inputs": action.inputs,
@@ -97,10 +99,15 @@ fn action_json(graph: &Graph, status: &[Status], id: crate::action::ActionId) ->
     })
 }
 
-pub fn plan_json(graph: &Graph, status: &[Status]) -> String {
+/// Every action with its whole key record (`null` while a dependency has yet to run).
+pub fn plan_json(graph: &Graph, status: &[Status], records: &[Option<KeyRecord>]) -> String {
     let actions: Vec<_> = graph
         .ids()
-        .map(|id| action_json(graph, status, id))
+        .map(|id| {
+            let mut v = action_json(graph, status, id);
+            v["record"] = json!(records.get(id.index()).and_then(Option::as_ref));
+            v
+        })
         .collect();
     serde_json::to_string_pretty(&json!({ "actions": actions })).expect("json")
 }
@@ -219,6 +226,55 @@ pub fn why_text(graph: &Graph, status: &[Status], last: &LastRun) -> String {
             other => state_word(other).to_string(),
         };
         let _ = writeln!(out, "{name}: {line}");
+    }
+    out
+}
+
+/// `why --key`: each action's key and the whole record it is hashed from, one field a line.
+pub fn key_text(graph: &Graph, status: &[Status], records: &[Option<KeyRecord>]) -> String {
+    let mut out = String::new();
+    for id in graph.ids() {
+        let action = graph.action(id);
+        let _ = writeln!(out, "{}", action.name);
+        let (Some(key), Some(Some(record))) = (status[id.index()].key(), records.get(id.index()))
+        else {
+            let _ = writeln!(out, "  key       unknown until its dependencies have run\n");
+            continue;
+        };
+        let _ = writeln!(out, "  key       {key}");
+        let _ = writeln!(out, "  schema    {}", record.schema);
+        let _ = writeln!(
+            out,
+            "  recipe    {} version {}, code {}",
+            record.kind,
+            record.recipe.version,
+            record.recipe.code.short()
+        );
+        let _ = writeln!(out, "  params    {}", record.params);
+        for (var, value) in &record.env {
+            let _ = writeln!(out, "  env       {var}={value}");
+        }
+        match &record.executor {
+            Identity::Host { programs } => {
+                let _ = writeln!(out, "  executor  host");
+                for (program, state) in programs {
+                    let _ = writeln!(out, "            {program:<40} {state}");
+                }
+            }
+            other => {
+                let _ = writeln!(out, "  executor  {other}");
+            }
+        }
+        for (path, digest) in &record.inputs {
+            let _ = writeln!(out, "  input     {path:<40} blake3 {}", digest.short());
+        }
+        let deps = crate::key::dep_names(action).into_iter().zip(&action.deps);
+        for (name, dep) in deps {
+            let digest = record.deps.get(&name).map_or(String::new(), |d| d.short());
+            let from = &graph.action(dep.id).name;
+            let _ = writeln!(out, "  dep       {name:<12} {digest}  ({from})");
+        }
+        out.push('\n');
     }
     out
 }

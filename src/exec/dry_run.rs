@@ -3,9 +3,8 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use super::{Cancel, ExecError, Executor, Invocation, Toolset};
+use super::{Cancel, ExecError, Executor, Identity, Invocation, Probe, Toolset};
 use crate::digest::Digest;
-use crate::statcache::StatCache;
 
 #[derive(Debug, Default)]
 pub struct DryRun {
@@ -13,8 +12,10 @@ pub struct DryRun {
 }
 
 impl Executor for DryRun {
-    fn identity(&self, set: &Toolset, _stat: &mut StatCache) -> Result<String, ExecError> {
-        Ok(format!("dry-run; {}", set.tools.join(",")))
+    fn identity(&self, set: &Toolset, _probe: &mut dyn Probe) -> Result<Identity, ExecError> {
+        Ok(Identity::DryRun {
+            tools: set.tools.clone(),
+        })
     }
 
     fn run(

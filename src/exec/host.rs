@@ -4,8 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Cancel, ExecError, Executor, Invocation, Toolset};
-use crate::statcache::StatCache;
+use super::{Cancel, ExecError, Executor, Identity, Invocation, Probe, Program, Toolset};
 
 #[derive(Debug, Default)]
 pub struct Host;
@@ -24,19 +23,19 @@ pub fn which(program: &str) -> Option<PathBuf> {
 /// What a program of a toolset is on this host: the content digest of the file `PATH` resolves
 /// it to, or `absent`. `CC -print-prog-name=X` and `CC -print-file-name=X` name the file the
 /// compiler itself would use (its `cc1`, its `libc.a`).
-fn program_state(tool: &str, stat: &mut StatCache) -> String {
+fn program_state(tool: &str, probe: &mut dyn Probe) -> Program {
     let file = match tool.split_once(" -print-") {
         None => which(tool),
         Some((compiler, question)) => which(compiler).and_then(|cc| {
-            let answer = stat.answer(&cc, question, || ask(&cc, question));
+            let answer = probe.answer(&cc, question, &mut || ask(&cc, question));
             let path = PathBuf::from(answer);
             path.is_absolute().then_some(path)
         }),
     };
-    match file.filter(|f| f.is_file()).map(|f| stat.digest(&f)) {
-        Some(Ok(digest)) => format!("blake3:{}", &digest.to_hex()[..16]),
-        Some(Err(e)) => format!("unreadable ({})", e.kind()),
-        None => "absent".into(),
+    match file.filter(|f| f.is_file()).map(|f| probe.digest(&f)) {
+        Some(Ok(digest)) => Program::File(digest),
+        Some(Err(_)) => Program::Unreadable,
+        None => Program::Absent,
     }
 }
 
@@ -75,12 +74,13 @@ fn die_with(parent: libc::pid_t, held: &[std::os::fd::RawFd]) -> std::io::Result
 }
 
 impl Executor for Host {
-    fn identity(&self, set: &Toolset, stat: &mut StatCache) -> Result<String, ExecError> {
-        let mut id = String::from("host");
-        for tool in &set.tools {
-            id.push_str(&format!("; {tool}={}", program_state(tool, stat)));
-        }
-        Ok(id)
+    fn identity(&self, set: &Toolset, probe: &mut dyn Probe) -> Result<Identity, ExecError> {
+        let programs = set
+            .tools
+            .iter()
+            .map(|tool| (tool.clone(), program_state(tool, probe)))
+            .collect();
+        Ok(Identity::Host { programs })
     }
 
     fn run(&self, inv: &Invocation, log: &std::fs::File, cancel: &Cancel) -> Result<(), ExecError> {

@@ -6,6 +6,7 @@ pub mod docker;
 mod dry_run;
 pub mod guard;
 mod host;
+mod identity;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,9 +15,9 @@ pub use cancel::Cancel;
 pub use docker::Docker;
 pub use dry_run::DryRun;
 pub use host::Host;
+pub use identity::{Identity, Probe, Program};
 
 use crate::arch::Arch;
-use crate::statcache::StatCache;
 
 /// One command, fully specified: nothing is inherited from kbuild's own environment but `PATH`.
 #[derive(Clone, Debug)]
@@ -134,10 +135,9 @@ impl ExecError {
 
 /// Runs commands. Knows nothing of actions, keys or the graph.
 pub trait Executor: Send + Sync {
-    /// What enters the key of every action this executor runs with `set`: e.g.
-    /// `host; make=GNU Make 4.3; gcc=aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0`, or the
-    /// builder image's ID.
-    fn identity(&self, set: &Toolset, stat: &mut StatCache) -> Result<String, ExecError>;
+    /// What enters the key of every action this executor runs with `set`: the content of
+    /// every host program it names, or the builder image's ID.
+    fn identity(&self, set: &Toolset, probe: &mut dyn Probe) -> Result<Identity, ExecError>;
 
     /// Runs `inv`, appending its output to `log`.
     fn run(&self, inv: &Invocation, log: &std::fs::File, cancel: &Cancel) -> Result<(), ExecError>;

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::exec::{Identity, Program};
 use crate::key::KeyRecord;
 
 /// A typed reason, ordered from most to least specific cause.
@@ -99,34 +100,17 @@ impl fmt::Display for Reason {
     }
 }
 
-/// `image@id` of a Docker executor identity (`docker; image=…; id=…`), short enough to read.
-fn builder_image(identity: &str) -> Option<String> {
-    let rest = identity.strip_prefix("docker; image=")?;
-    let (image, id) = rest.split_once("; id=")?;
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    Some(format!("{image}@{}", &id[..id.len().min(12)]))
-}
-
-/// The programs of a host identity (`host; make=blake3:…; pahole=absent`), by name.
-fn programs(identity: &str) -> Option<BTreeMap<&str, &str>> {
-    let rest = identity.strip_prefix("host")?;
-    Some(
-        rest.split("; ")
-            .filter_map(|part| part.rsplit_once('='))
-            .collect(),
-    )
-}
-
 /// The first program whose state differs between two host identities.
-fn diff_programs(old: &str, new: &str) -> Option<Reason> {
-    let (old, new) = (programs(old)?, programs(new)?);
-    let names: std::collections::BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
+fn diff_programs(old: &Identity, new: &Identity) -> Option<Reason> {
+    let (old, new) = (old.programs()?, new.programs()?);
+    let names: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let show = |p: Option<&Program>| p.map_or("not used".to_string(), Program::to_string);
     names.into_iter().find_map(|program| {
         let (o, n) = (old.get(program), new.get(program));
         (o != n).then(|| Reason::ToolchainChanged {
-            program: program.to_string(),
-            old: o.unwrap_or(&"not used").to_string(),
-            new: n.unwrap_or(&"not used").to_string(),
+            program: program.clone(),
+            old: show(o),
+            new: show(n),
         })
     })
 }
@@ -153,16 +137,15 @@ pub fn explain(
         return reason;
     }
     if old.executor != new.executor {
-        if let (Some(old), Some(new)) = (builder_image(&old.executor), builder_image(&new.executor))
-        {
+        if let (Some(old), Some(new)) = (old.executor.builder(), new.executor.builder()) {
             return Reason::BuilderChanged { old, new };
         }
         if let Some(reason) = diff_programs(&old.executor, &new.executor) {
             return reason;
         }
         return Reason::ExecutorChanged {
-            old: old.executor.clone(),
-            new: new.executor.clone(),
+            old: old.executor.to_string(),
+            new: new.executor.to_string(),
         };
     }
     for (role, digest) in &new.deps {
@@ -272,7 +255,7 @@ mod tests {
             recipe: crate::recipe::code::of(crate::action::ActionKind::Configure),
             params: serde_json::json!({"localversion": "-linuxkit", "arch": "X86_64"}),
             env: BTreeMap::from([("ARCH".into(), "x86_64".into())]),
-            executor: "host".into(),
+            executor: Identity::Kbuild,
             inputs: BTreeMap::from([("kernel/6.6.x/config-x86_64".into(), Digest::of_bytes(b"a"))]),
             deps: BTreeMap::from([("tree".into(), Digest::of_bytes(b"t"))]),
         }
@@ -314,9 +297,13 @@ mod tests {
     #[test]
     fn names_the_builder_image_change() {
         let mut old = record();
-        old.executor = "docker; image=kbuild/builder:bookworm; id=sha256:0123456789abcdef".into();
+        let docker = |id: &str| Identity::Docker {
+            image: "kbuild/builder:bookworm".into(),
+            id: id.into(),
+        };
+        old.executor = docker("sha256:0123456789abcdef");
         let mut new = record();
-        new.executor = "docker; image=kbuild/builder:bookworm; id=sha256:fedcba9876543210".into();
+        new.executor = docker("sha256:fedcba9876543210");
         assert_eq!(
             explain(Some(&old), &new, &BTreeMap::new()).to_string(),
             "builder image changed (kbuild/builder:bookworm@0123456789ab → kbuild/builder:bookworm@fedcba987654)"

@@ -20,6 +20,7 @@ use super::{Ctx, DepOutput, RecipeError, io};
 use crate::action::BuildDirs;
 use crate::cache::OutputEntry;
 use crate::digest::Digest;
+use crate::exec::Identity;
 
 pub struct BuildDir {
     root: PathBuf,
@@ -86,13 +87,13 @@ impl BuildDir {
         &self,
         tree: &DepOutput,
         config: &Path,
-        toolchain: &str,
+        toolchain: &Identity,
     ) -> Result<(), RecipeError> {
         // A build interrupted from here on must not be taken as matching its stamp.
         self.clear_stamp();
         // make tracks neither the compiler's identity nor files that went back in time: objects
         // from another toolchain or another fill of the source tree are not to be trusted.
-        let generation = format!("{}\n{toolchain}", self.src.bring_to(tree)?);
+        let generation = format!("{}\n{}", self.src.bring_to(tree)?, toolchain.digest());
         let gen_path = self.root.join("generation");
         if std::fs::read_to_string(&gen_path).ok().as_deref() != Some(generation.as_str()) {
             let _ = std::fs::remove_dir_all(self.obj());

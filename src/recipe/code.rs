@@ -86,15 +86,20 @@ pub fn files(kind: ActionKind) -> Vec<&'static str> {
     files
 }
 
-/// The digest of `files`' normal forms, each named, in the order given.
-fn digest_of(files: &[&str]) -> Digest {
+/// The normal form build.rs made of `file`.
+fn normal_form(file: &str) -> &'static str {
+    normal_forms::NORMAL_FORMS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, text)| *text)
+        .unwrap_or_else(|| panic!("build.rs lists no normal form for {file}"))
+}
+
+/// The digest of `files`' normal forms (as `normal` gives them), each named, in order.
+fn digest_of(files: &[&str], normal: impl Fn(&str) -> &'static str) -> Digest {
     let mut h = blake3::Hasher::new();
     for file in files {
-        let normal = normal_forms::NORMAL_FORMS
-            .iter()
-            .find(|(name, _)| name == file)
-            .map(|(_, text)| *text)
-            .unwrap_or_else(|| panic!("build.rs lists no normal form for {file}"));
+        let normal = normal(file);
         h.update(format!("{file} {}\n", normal.len()).as_bytes());
         h.update(normal.as_bytes());
     }
@@ -109,7 +114,7 @@ pub fn of(kind: ActionKind) -> RecipeCode {
             .iter()
             .map(|&k| RecipeCode {
                 version: version(k),
-                code: digest_of(&files(k)),
+                code: digest_of(&files(k), normal_form),
             })
             .collect()
     });
@@ -135,6 +140,25 @@ mod tests {
         );
         assert_ne!(of(ActionKind::Compile).code, of(ActionKind::Configure).code);
         assert_ne!(of(ActionKind::Image).code, of(ActionKind::Package).code);
+    }
+
+    #[test]
+    fn a_changed_command_line_changes_the_code_of_the_kinds_that_run_it_only() {
+        let edited = |file: &str| -> &'static str {
+            if file == "recipe/configure.rs" {
+                let text = normal_form(file).replacen("\"olddefconfig\"", "\"syncconfig\"", 1);
+                assert_ne!(text, normal_form(file), "configure runs olddefconfig");
+                Box::leak(text.into_boxed_str())
+            } else {
+                normal_form(file)
+            }
+        };
+        let changed: Vec<ActionKind> = ActionKind::ALL
+            .iter()
+            .copied()
+            .filter(|&k| digest_of(&files(k), edited) != of(k).code)
+            .collect();
+        assert_eq!(changed, [ActionKind::Configure, ActionKind::CheckConfig]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::action::{Action, Recipe, Role};
-use crate::exec::{Cancel, ExecError, Executor, Invocation, Toolset};
+use crate::exec::{Cancel, ExecError, Executor, Identity, Invocation, Toolset};
 
 /// A dependency's outputs, as a directory.
 #[derive(Clone, Debug)]
@@ -46,8 +46,8 @@ pub struct Ctx<'a> {
     pub build_root: &'a Path,
     /// Refuse to pin unpinned sources in kernel.lock (`--locked`, for CI).
     pub locked: bool,
-    /// The identity of whoever runs the commands, as keyed (host tool versions, builder image).
-    pub toolchain: &'a str,
+    /// The identity of whoever runs the commands, as keyed (host programs, builder image).
+    pub toolchain: &'a Identity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +119,7 @@ impl Ctx<'_> {
         let mut inv = inv.envs(&self.action.env);
         inv.arch = self.action.arch;
         inv.builder = self.action.builder.clone();
-        inv.background = self.action.kind.is_background();
+        inv.background = self.action.kind().is_background();
         let _ = writeln!(&*self.log, "$ {}", inv.display());
         Ok(self.exec.run(&inv, self.log, self.cancel)?)
     }
@@ -185,7 +185,7 @@ fn tools_of(action: &Action) -> Vec<String> {
             tools.extend(static_libraries(&action.env));
             tools
         }
-        _ if action.kind.uses_toolchain() => toolchain(&action.env),
+        _ if action.kind().uses_toolchain() => toolchain(&action.env),
         _ => Vec::new(),
     }
 }

@@ -17,8 +17,7 @@ use std::sync::Mutex;
 
 pub use endpoint::Endpoints;
 
-use super::{Cancel, ExecError, Executor, Invocation, Toolset};
-use crate::statcache::StatCache;
+use super::{Cancel, ExecError, Executor, Identity, Invocation, Probe, Toolset};
 
 /// The paths a container sees, at the same paths as on the host.
 #[derive(Clone, Debug, Default)]
@@ -136,10 +135,13 @@ impl Docker {
 impl Executor for Docker {
     /// The image's content ID: the toolchain inside it is what the image is. The endpoint is
     /// not part of it, as the same image builds the same bytes on any daemon.
-    fn identity(&self, set: &Toolset, _stat: &mut StatCache) -> Result<String, ExecError> {
+    fn identity(&self, set: &Toolset, _probe: &mut dyn Probe) -> Result<Identity, ExecError> {
         let image = self.builder_of(set.builder.as_deref())?;
         let id = self.image_id(self.endpoints.for_arch(set.arch), image)?;
-        Ok(format!("docker; image={image}; id={id}"))
+        Ok(Identity::Docker {
+            image: image.to_string(),
+            id,
+        })
     }
 
     fn run(&self, inv: &Invocation, log: &std::fs::File, cancel: &Cancel) -> Result<(), ExecError> {

@@ -1,0 +1,249 @@
+//! The key record: everything that decides an action's result, gathered in one place.
+//!
+//! [`Seen`] is what an action sees besides itself (its input files' digests, its dependencies'
+//! output digests, its executor's identity); [`KeyView`] joins it with the action into the one
+//! encoding every key is hashed from, and [`KeyRecord`] keeps the same fields whole for `why`,
+//! `plan --format json` and `why --key`. Nothing else makes keys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ActionKey, SCHEMA};
+use crate::action::{Action, ActionId, Recipe};
+use crate::digest::Digest;
+use crate::exec::Identity;
+use crate::recipe::code::RecipeCode;
+
+/// What an action sees besides itself.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub executor: Identity,
+    /// Workspace-relative input files and their content digests.
+    pub inputs: BTreeMap<String, Digest>,
+    /// Each dependency's name in the key ([`dep_names`]) and its output digest.
+    pub deps: BTreeMap<String, Digest>,
+}
+
+impl Seen {
+    /// Gathers what `action` sees: `None` while a dependency's output is unknown (it has yet to
+    /// run), an error when an input cannot be read. Only the executor's identity is given, as
+    /// it is the same for every action of one toolset.
+    pub fn gather<E>(
+        action: &Action,
+        output_of: impl Fn(ActionId) -> Option<Digest>,
+        mut digest_of: impl FnMut(&str) -> Result<Digest, E>,
+        executor: impl FnOnce() -> Result<Identity, E>,
+    ) -> Result<Option<Seen>, E> {
+        let mut deps = BTreeMap::new();
+        for (dep, name) in action.deps.iter().zip(dep_names(action)) {
+            let Some(output) = output_of(dep.id) else {
+                return Ok(None);
+            };
+            deps.insert(name, output);
+        }
+        let mut inputs = BTreeMap::new();
+        for rel in &action.inputs {
+            inputs.insert(rel.clone(), digest_of(rel)?);
+        }
+        Ok(Some(Seen {
+            executor: executor()?,
+            inputs,
+            deps,
+        }))
+    }
+}
+
+/// The name each dependency has in a key: its role, and for a second or later dependency in one
+/// role (the layers of an image) `role#2`, `role#3` … in dependency order, so none is dropped.
+/// Roles, not action names: renaming a series changes no key.
+pub fn dep_names(action: &Action) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(action.deps.len());
+    for dep in &action.deps {
+        let role = dep.role.as_str();
+        let same = names
+            .iter()
+            .filter(|k| {
+                k.as_str() == role || k.strip_prefix(role).is_some_and(|r| r.starts_with('#'))
+            })
+            .count();
+        names.push(if same == 0 {
+            role.to_string()
+        } else {
+            format!("{role}#{}", same + 1)
+        });
+    }
+    names
+}
+
+/// Everything that enters a key, kept whole beside the key so that a miss can be explained.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// [`SCHEMA`] when the record was made.
+    pub schema: u32,
+    /// The action kind, e.g. `compile`.
+    pub kind: String,
+    /// The recipe of that kind: its version and the digest of the code that implements it.
+    pub recipe: RecipeCode,
+    /// The typed recipe parameters (arch, fragments by name, LOCALVERSION, URLs …).
+    pub params: serde_json::Value,
+    /// The exact environment of the action's commands.
+    pub env: BTreeMap<String, String>,
+    /// Who runs the commands: every host program's content, or the builder image's ID.
+    pub executor: Identity,
+    /// Workspace-relative input files and their content digests.
+    pub inputs: BTreeMap<String, Digest>,
+    /// Dependency name and the digest of that dependency's output manifest.
+    pub deps: BTreeMap<String, Digest>,
+}
+
+/// The same fields as [`KeyRecord`], borrowed, so that a key is hashed without building a record.
+/// Keys come only from this encoding; a stored record is for explanation.
+#[derive(Serialize)]
+pub struct KeyView<'a> {
+    schema: u32,
+    kind: &'a str,
+    recipe: RecipeCode,
+    params: &'a Recipe,
+    env: &'a BTreeMap<String, String>,
+    executor: &'a Identity,
+    inputs: &'a BTreeMap<String, Digest>,
+    deps: &'a BTreeMap<String, Digest>,
+}
+
+impl<'a> KeyView<'a> {
+    pub fn new(action: &'a Action, seen: &'a Seen) -> KeyView<'a> {
+        KeyView {
+            schema: SCHEMA,
+            kind: action.kind().as_str(),
+            recipe: crate::recipe::code::of(action.kind()),
+            params: &action.recipe,
+            env: &action.env,
+            executor: &seen.executor,
+            inputs: &seen.inputs,
+            deps: &seen.deps,
+        }
+    }
+
+    /// Encodes into a reused buffer and hashes it once (serde_json writes many tiny pieces,
+    /// which blake3 digests slowly one by one).
+    pub fn key(&self) -> ActionKey {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, self).expect("key views serialise");
+            ActionKey(Digest::of_bytes(buf))
+        })
+    }
+}
+
+impl KeyRecord {
+    pub fn new(action: &Action, seen: Seen) -> KeyRecord {
+        KeyRecord {
+            schema: SCHEMA,
+            kind: action.kind().as_str().to_string(),
+            recipe: crate::recipe::code::of(action.kind()),
+            params: serde_json::to_value(&action.recipe).expect("recipes serialise"),
+            env: (*action.env).clone(),
+            executor: seen.executor,
+            inputs: seen.inputs,
+            deps: seen.deps,
+        }
+    }
+
+    /// serde_json writes struct fields in declaration order and maps sorted, so the bytes are stable.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("key records serialise")
+    }
+}
+
+/// The digest of what the manifest and kernel/ declare for `action` (its kind, parameters,
+/// environment and input contents), without what ran it or what its dependencies produced:
+/// the content hash inside image tags is made of these (see `tags.rs`).
+pub fn declared(action: &Action, inputs: &[(String, Digest)]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(action.kind().as_str().as_bytes());
+    h.update(&serde_json::to_vec(&action.recipe).expect("recipes serialise"));
+    h.update(&serde_json::to_vec(&*action.env).expect("env serialises"));
+    for (rel, digest) in inputs {
+        h.update(rel.as_bytes());
+        h.update(digest.as_bytes());
+    }
+    Digest::from_bytes(*h.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{Dep, Role};
+
+    fn action(deps: Vec<Dep>) -> Action {
+        Action {
+            name: "image".into(),
+            labels: vec![],
+            recipe: Recipe::Snapshot,
+            inputs: vec!["kernel/config".into()],
+            deps,
+            env: Default::default(),
+            arch: None,
+            builder: None,
+        }
+    }
+
+    #[test]
+    fn two_dependencies_in_one_role_both_have_a_key_name() {
+        let dep = |role, id| Dep {
+            role,
+            id: ActionId(id),
+        };
+        let action = action(vec![
+            dep(Role::Layer, 0),
+            dep(Role::Tree, 1),
+            dep(Role::Layer, 2),
+            dep(Role::Layer, 3),
+        ]);
+        assert_eq!(dep_names(&action), ["layer", "tree", "layer#2", "layer#3"]);
+    }
+
+    #[test]
+    fn every_part_of_what_an_action_sees_enters_its_key() {
+        let action = action(vec![Dep {
+            role: Role::Tree,
+            id: ActionId(0),
+        }]);
+        let seen = Seen::gather(
+            &action,
+            |_| Some(Digest::of_bytes(b"tree")),
+            |rel| Ok::<_, ()>(Digest::of_bytes(rel.as_bytes())),
+            || Ok(Identity::Kbuild),
+        )
+        .unwrap()
+        .unwrap();
+        let key = KeyView::new(&action, &seen).key();
+        assert_eq!(KeyView::new(&action, &seen.clone()).key(), key);
+        let mut other = seen.clone();
+        other.executor = Identity::DryRun { tools: vec![] };
+        assert_ne!(KeyView::new(&action, &other).key(), key, "executor");
+        let mut other = seen.clone();
+        other
+            .deps
+            .insert("tree".into(), Digest::of_bytes(b"other tree"));
+        assert_ne!(KeyView::new(&action, &other).key(), key, "dependency");
+        let mut other = seen.clone();
+        other
+            .inputs
+            .insert("kernel/config".into(), Digest::of_bytes(b"edited"));
+        assert_ne!(KeyView::new(&action, &other).key(), key, "input");
+        let record = KeyRecord::new(&action, seen);
+        assert_eq!(record.executor, Identity::Kbuild);
+        let unknown = Seen::gather(
+            &action,
+            |_| None,
+            |_| Ok::<_, ()>(Digest::of_bytes(b"")),
+            || Ok(Identity::Kbuild),
+        );
+        assert!(unknown.unwrap().is_none(), "a dependency yet to run");
+    }
+}
