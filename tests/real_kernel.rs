@@ -226,6 +226,65 @@ fn hello_module(kernel_dev: &[u8], dir: &Path) -> String {
     .to_string()
 }
 
+/// With another `ld` first on PATH (a wrapper: other bytes, the same linker behind them), the
+/// built kernel's configure and compile are not reused, while fetch and patch are: Kconfig
+/// writes CONFIG_LD_VERSION into .config, so binutils decide the kernel. Planned, not built: the
+/// plan's keys are the ones a build would look up.
+fn another_ld_is_another_kernel(ws: &Tiny) {
+    let shim = tempfile::tempdir().unwrap();
+    let ld = shim.path().join("ld");
+    std::fs::write(
+        &ld,
+        "#!/bin/sh\n# another binutils\nexec /usr/bin/ld \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&ld, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shim.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let with_shim = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kbuild"))
+            .arg("-C")
+            .arg(ws.path())
+            .args(args)
+            .env("KBUILD_CACHE", &ws.cache)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plan: serde_json::Value =
+        serde_json::from_str(&with_shim(&["plan", "--format", "json", "//6.1.x:amd64"])).unwrap();
+    let state = |prefix: &str| {
+        plan["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"].as_str().unwrap().starts_with(prefix))
+            .map(|a| a["state"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no action {prefix}"))
+    };
+    assert_eq!(state("fetch "), "cached");
+    assert_eq!(state("patch "), "cached");
+    assert_eq!(state("configure //6.1.x:amd64"), "run");
+    assert_eq!(state("compile //6.1.x:amd64"), "run");
+    let why = with_shim(&["why", "//6.1.x:amd64"]);
+    assert!(
+        why.contains("configure //6.1.x:amd64: will run: toolchain changed: ld (blake3 "),
+        "{why}"
+    );
+    // Without the shim, the same build is all cached again.
+    let (again, _) = ws.run("//6.1.x:amd64", 0);
+    assert!(again.is_empty(), "{again:?}");
+}
+
 #[test]
 #[ignore = "real kernel build (minutes); run with --include-ignored"]
 fn x86_64_builds_boots_loads_a_module_and_checks_its_config() {
@@ -238,6 +297,7 @@ fn x86_64_builds_boots_loads_a_module_and_checks_its_config() {
     );
     let (again, _) = ws.run("//6.1.x:amd64", 0);
     assert!(again.is_empty(), "a second run executes nothing: {again:?}");
+    another_ld_is_another_kernel(&ws);
 
     let scratch = tempfile::tempdir().unwrap();
     let console = boot(
