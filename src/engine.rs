@@ -14,6 +14,7 @@ use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
 use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names};
 use crate::recipe::{self, Ctx, DepOutput};
+use crate::remote::Remote;
 use crate::schedule::{self, Owner, Ready, Worker};
 use crate::statcache::StatCache;
 
@@ -37,6 +38,13 @@ pub enum Status {
         reason: Reason,
         seconds: f64,
     },
+    /// In the remote cache: taken from there (run), or would be (plan). `reason` says why it
+    /// is not in the local cache.
+    Remote {
+        key: ActionKey,
+        output: Digest,
+        reason: Reason,
+    },
     Failed {
         key: ActionKey,
         reason: Reason,
@@ -51,7 +59,9 @@ pub enum Status {
 impl Status {
     pub fn output(&self) -> Option<Digest> {
         match self {
-            Status::Cached { output, .. } | Status::Executed { output, .. } => Some(*output),
+            Status::Cached { output, .. }
+            | Status::Executed { output, .. }
+            | Status::Remote { output, .. } => Some(*output),
             _ => None,
         }
     }
@@ -60,6 +70,7 @@ impl Status {
         match self {
             Status::Cached { key, .. }
             | Status::Executed { key, .. }
+            | Status::Remote { key, .. }
             | Status::Failed { key, .. } => Some(*key),
             Status::WillRun { key, .. } => *key,
             _ => None,
@@ -82,6 +93,8 @@ pub struct Engine<'a> {
     /// Keep every action's whole key record in the report (`plan --format json`, `why --key`),
     /// not only those of misses.
     pub records: bool,
+    /// Where a local miss is looked up before it runs, and what ran is uploaded to.
+    pub remote: Option<Arc<Remote>>,
 }
 
 /// Why computing a key failed: an input file is unreadable, or the executor cannot say who
@@ -271,6 +284,28 @@ impl<'a> Keys<'a> {
         Some((record, key))
     }
 
+    /// For plan: an action that would run but is in the remote cache is taken from there, and
+    /// the output digest it claims gives its dependents their keys.
+    fn look_remote(&mut self, id: ActionId) {
+        let Some(remote) = &self.engine.remote else {
+            return;
+        };
+        let Status::WillRun {
+            key: Some(key),
+            reason,
+        } = &self.status[id.index()]
+        else {
+            return;
+        };
+        if let Some(hit) = remote.lookup(self.graph.action(id).kind(), *key) {
+            self.status[id.index()] = Status::Remote {
+                key: *key,
+                output: hit.manifest.digest(),
+                reason: reason.clone(),
+            };
+        }
+    }
+
     /// The last-run entries for every action this pass decided.
     fn updates(&self) -> BTreeMap<String, RunEntry> {
         let mut out = BTreeMap::new();
@@ -290,6 +325,7 @@ impl<'a> Keys<'a> {
                     reason,
                     ..
                 } => (*key, Some(*output), "executed", Some(reason.to_string())),
+                Status::Remote { key, output, .. } => (*key, Some(*output), "remote", None),
                 Status::Failed { key, reason, .. } => {
                     (*key, None, "failed", Some(reason.to_string()))
                 }
@@ -325,6 +361,8 @@ pub enum JobResult {
         manifest: OutputManifest,
         seconds: f64,
     },
+    /// Found in the remote cache, verified and stored locally instead of executed.
+    Remote { manifest: OutputManifest },
     Failed {
         error: String,
         hint: Option<String>,
@@ -354,9 +392,29 @@ fn log_name(name: &str) -> String {
 }
 
 impl Runner<'_> {
+    /// The action's outputs from the remote cache, stored locally, if it holds them.
+    fn take_remote(
+        &self,
+        action: &Action,
+        key: ActionKey,
+    ) -> Result<Option<JobResult>, CacheError> {
+        let Some(remote) = &self.engine.remote else {
+            return Ok(None);
+        };
+        let Some(hit) = remote.lookup(action.kind(), key) else {
+            return Ok(None);
+        };
+        let scratch = self.engine.cache.scratch()?;
+        let fetched = remote.fetch(&hit, key, &scratch.path().join("out"));
+        Ok(fetched.map(|manifest| JobResult::Remote { manifest }))
+    }
+
     fn execute(&self, id: ActionId, job: Job) -> Result<JobResult, CacheError> {
         let started = Instant::now();
         let action = self.graph.action(id);
+        if let Some(result) = self.take_remote(action, job.key)? {
+            return Ok(result);
+        }
         let mut deps = BTreeMap::new();
         for (role, dep, manifest) in job.deps {
             match self.engine.cache.tree(&manifest) {
@@ -412,6 +470,9 @@ impl Runner<'_> {
         // Only now, with every output written, does the action enter the cache.
         let manifest = OutputManifest::ingest(&out, &self.engine.cache.blobs)?;
         self.engine.cache.store(job.key, &manifest)?;
+        if let Some(remote) = &self.engine.remote {
+            remote.upload(action.kind(), job.key, &manifest, &log_path);
+        }
         Ok(JobResult::Executed {
             manifest,
             seconds: started.elapsed().as_secs_f64(),
@@ -529,6 +590,17 @@ impl Owner for RunOwner<'_> {
                 self.progress(id, "executed", &format!(" ({seconds:.1}s)"));
                 true
             }
+            JobResult::Remote { manifest } => {
+                let output = manifest.digest();
+                self.keys.manifests[id.index()] = Some(Arc::new(manifest));
+                self.keys.status[id.index()] = Status::Remote {
+                    key,
+                    output,
+                    reason,
+                };
+                self.progress(id, "remote", "");
+                true
+            }
             JobResult::Failed { error, hint, log } => {
                 self.keys.status[id.index()] = Status::Failed {
                     key,
@@ -599,6 +671,7 @@ impl Engine<'_> {
         let mut keys = Keys::new(self, graph);
         for id in graph.ids() {
             keys.decide(id);
+            keys.look_remote(id);
         }
         keys.stat.save();
         keys.into_report(started)
@@ -636,6 +709,9 @@ impl Engine<'_> {
                 self.cache.save_state(self.workspace, &updates)?;
             }
             if owner.evicted.is_empty() || rounds == 3 || self.cancel.is_cancelled() {
+                if let Some(remote) = &self.remote {
+                    remote.finish();
+                }
                 return Ok(owner.keys.into_report(started));
             }
         }

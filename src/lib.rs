@@ -30,6 +30,7 @@ pub mod oci;
 pub mod outlinks;
 pub mod plan;
 pub mod recipe;
+pub mod remote;
 pub mod schedule;
 pub mod statcache;
 pub mod tags;

@@ -7,31 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::Ws;
+use common::contents;
 
-/// Every file reachable under `out/`, links followed, by path: what a user or a push would read.
-fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for entry in std::fs::read_dir(dir.join(&rel)).unwrap() {
-            let entry = entry.unwrap();
-            let child = rel.join(entry.file_name());
-            let name = child.to_string_lossy().into_owned();
-            if name.starts_with(".kbuild-") {
-                continue;
-            }
-            let meta =
-                std::fs::metadata(entry.path()).unwrap_or_else(|e| panic!("{name} dangles: {e}"));
-            if meta.is_dir() {
-                stack.push(child);
-            } else {
-                files.insert(name, std::fs::read(entry.path()).unwrap());
-            }
-        }
-    }
-    files
-}
+use common::Ws;
 
 /// A workspace built once, with what its clean `out/` holds.
 fn built() -> (Ws, BTreeMap<String, Vec<u8>>) {

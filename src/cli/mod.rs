@@ -34,8 +34,80 @@ pub struct Cli {
     /// Who runs the commands [default: the manifest's `executor`, else host].
     #[arg(long, global = true, value_enum, env = "KBUILD_EXECUTOR")]
     executor: Option<ExecutorKind>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The remote cache (doc/remote-cache.md). Nothing here enters a key.
+#[derive(clap::Args, Debug, Clone)]
+struct RemoteArgs {
+    /// Share action results with a remote cache: grpc:// or grpcs:// (REAPI v2), http:// or
+    /// https:// (the HTTP cache protocol). Extra headers (a token) come from
+    /// KBUILD_REMOTE_HEADERS, one `Name: value` a line.
+    #[arg(long, global = true, env = "KBUILD_REMOTE_CACHE", value_name = "URL")]
+    remote_cache: Option<String>,
+    /// The REAPI instance name, or the HTTP path prefix.
+    #[arg(
+        long,
+        global = true,
+        env = "KBUILD_REMOTE_INSTANCE",
+        default_value = ""
+    )]
+    remote_instance: String,
+    /// Write results to the remote (false: read only, for untrusted builds).
+    #[arg(
+        long,
+        global = true,
+        env = "KBUILD_REMOTE_UPLOAD",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    remote_upload: bool,
+    /// Seconds one remote call may take.
+    #[arg(
+        long,
+        global = true,
+        env = "KBUILD_REMOTE_TIMEOUT",
+        default_value_t = 60
+    )]
+    remote_timeout: u64,
+    /// Transfers to and from the remote at once.
+    #[arg(
+        long,
+        global = true,
+        env = "KBUILD_REMOTE_TRANSFERS",
+        default_value_t = 8
+    )]
+    remote_transfers: usize,
+}
+
+impl RemoteArgs {
+    fn settings(&self) -> miette::Result<Option<crate::remote::Settings>> {
+        let Some(url) = self.remote_cache.clone().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let schemes = ["grpc://", "grpcs://", "http://", "https://"];
+        if !schemes.iter().any(|s| url.starts_with(s)) {
+            return Err(miette::miette!(
+                help = "use grpc:// or grpcs:// (REAPI v2), http:// or https:// (the HTTP cache protocol)",
+                "`{url}` is no remote cache URL"
+            ));
+        }
+        let text = std::env::var(crate::remote::settings::HEADERS_VAR).unwrap_or_default();
+        let headers = crate::remote::settings::parse_headers(&text)
+            .map_err(|e| miette::miette!(help = "write one `Name: value` header a line", "{e}"))?;
+        Ok(Some(crate::remote::Settings {
+            url,
+            instance: self.remote_instance.clone(),
+            headers,
+            upload: self.remote_upload,
+            timeout: std::time::Duration::from_secs(self.remote_timeout.max(1)),
+            transfers: self.remote_transfers.max(1),
+        }))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -251,6 +323,7 @@ pub(crate) struct Workspace {
     memoize: bool,
     model: std::cell::OnceCell<Model>,
     executor_flag: Option<ExecutorKind>,
+    remote: RemoteArgs,
 }
 
 impl Workspace {
@@ -281,7 +354,21 @@ impl Workspace {
             memoize,
             model: std::cell::OnceCell::new(),
             executor_flag: cli.executor,
+            remote: cli.remote.clone(),
         })
+    }
+
+    /// The remote cache this command uses, connected, if one is configured.
+    pub(crate) fn remote(
+        &self,
+        cache: &Cache,
+    ) -> miette::Result<Option<std::sync::Arc<crate::remote::Remote>>> {
+        let Some(settings) = self.remote.settings()? else {
+            return Ok(None);
+        };
+        crate::remote::Remote::connect(&settings, cache)
+            .map(Some)
+            .map_err(|e| miette::miette!(help = "fix --remote-cache or KBUILD_REMOTE_CACHE", "{e}"))
     }
 
     /// The executor a command uses: `--executor`, else the manifest's default, else host.
@@ -548,6 +635,7 @@ pub(crate) fn engine<'a>(
         progress: true,
         locked: false,
         records: false,
+        remote: None,
     }
 }
 
@@ -557,6 +645,7 @@ fn plan(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
     engine.records = format == Format::Json;
+    engine.remote = ws.remote(&cache)?;
     let report = engine.plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
@@ -593,6 +682,8 @@ fn run(
 ) -> miette::Result<i32> {
     let started = std::time::Instant::now();
     let cache = open_cache(ws)?;
+    // Settings are checked before anything else; the remote itself is not asked for a null build.
+    ws.remote.settings()?;
     // A text-mode null build needs no per-action report: try the fingerprint first.
     let links_present =
         ws.root.join("out/.kbuild-links").exists() && ws.root.join("out/index.json").exists();
@@ -612,6 +703,7 @@ fn run(
     let exec = exec.as_ref();
     let (targets, graph) = lower(ws, labels)?;
     let mut engine = engine(ws, &cache, exec, jobs, keep_going);
+    engine.remote = ws.remote(&cache)?;
     engine.progress = format == Format::Text;
     engine.locked = locked;
     engine.cancel.install_handler();
@@ -635,14 +727,18 @@ fn run(
         crate::fingerprint::record(&ws.root, &cache, exec, labels, &deps);
     }
     eprint!("{}", render::failures(&graph, &report.status));
+    let traffic = engine
+        .remote
+        .as_ref()
+        .map(|r| render::Traffic::of(&r.stats));
     match format {
         Format::Json => println!(
             "{}",
-            render::run_json(&graph, &report.status, report.seconds)
+            render::run_json(&graph, &report.status, report.seconds, traffic)
         ),
         _ => eprint!(
             "{}",
-            render::run_text(&graph, &report.status, report.seconds)
+            render::run_text(&graph, &report.status, report.seconds, traffic)
         ),
     }
     let code = if engine.cancel.is_cancelled() {
@@ -666,6 +762,7 @@ fn why(ws: &Workspace, labels: &[String], key: bool) -> miette::Result<i32> {
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
     engine.records = key;
+    engine.remote = ws.remote(&cache)?;
     let report = engine.plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());

@@ -18,15 +18,17 @@ pub fn push(
     let (targets, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
-    let engine = engine(ws, &cache, exec.as_ref(), jobs, false);
+    let mut engine = engine(ws, &cache, exec.as_ref(), jobs, false);
+    engine.remote = ws.remote(&cache)?;
     engine.cancel.install_handler();
     let report = super::run_healing(&engine, &cache, &graph)?;
     eprint!("{}", render::failures(&graph, &report.status));
-    if report
-        .status
-        .iter()
-        .any(|s| !matches!(s, Status::Cached { .. } | Status::Executed { .. }))
-    {
+    if report.status.iter().any(|s| {
+        !matches!(
+            s,
+            Status::Cached { .. } | Status::Executed { .. } | Status::Remote { .. }
+        )
+    }) {
         eprintln!("kbuild: the build did not finish; nothing was pushed");
         return Ok(if engine.cancel.is_cancelled() {
             engine.cancel.exit_code()

@@ -201,7 +201,7 @@ pub fn report(out: Output, code: i32) -> Report {
 }
 
 impl Report {
-    fn names(&self, outcome: &str) -> Vec<String> {
+    pub fn names(&self, outcome: &str) -> Vec<String> {
         let mut names: Vec<String> = self.json["actions"]
             .as_array()
             .unwrap()
@@ -284,4 +284,29 @@ pub fn serve(files: Vec<(String, Vec<u8>)>, requests: usize) -> u16 {
         }
     });
     port
+}
+
+/// Every file reachable under `out/`, links followed, by path: what a user or a push would read
+/// (kbuild's own `.kbuild-*` bookkeeping left out).
+pub fn contents(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(dir.join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let child = rel.join(entry.file_name());
+            let name = child.to_string_lossy().into_owned();
+            if name.starts_with(".kbuild-") {
+                continue;
+            }
+            let meta =
+                std::fs::metadata(entry.path()).unwrap_or_else(|e| panic!("{name} dangles: {e}"));
+            if meta.is_dir() {
+                stack.push(child);
+            } else {
+                files.insert(name, std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    files
 }

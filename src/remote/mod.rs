@@ -1,0 +1,527 @@
+//! The remote cache: action results shared between machines over the Remote Execution API
+//! (gRPC, [`grpc`]) or the HTTP cache protocol ([`http`]), so a CI runner that starts empty
+//! takes what another machine built instead of building it again.
+//!
+//! The remote is never trusted and never required. A server that is down or answers errors
+//! gets one warning and the run goes on locally without it; a result whose blobs do not match
+//! their digests, or whose files do not make the manifest it claims, is a miss; nothing enters
+//! the local cache before it is verified. Results go up only after an action succeeded here, in
+//! the background of the rest of the run, and a failed upload is a warning.
+//!
+//! Mapping (see [`reapi`]): one REAPI `Action` per kbuild action, salted with the kbuild key;
+//! its `ActionResult` holds the outputs as a `Tree`, kbuild's output manifest as a file, and
+//! the action's log as stdout.
+
+mod digest;
+mod grpc;
+mod http;
+mod reapi;
+pub mod settings;
+mod transport;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use prost::Message;
+
+pub use digest::Function;
+pub use settings::Settings;
+pub use transport::{RemoteError, Source, Transport};
+
+use crate::action::ActionKind;
+use crate::cache::{Cache, OutputEntry, OutputManifest};
+use crate::key::ActionKey;
+
+/// What a run moved from and to the remote.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub down: AtomicU64,
+    pub up: AtomicU64,
+    pub failed_uploads: AtomicU64,
+}
+
+/// A result found in the remote action cache: the manifest it claims (which gives dependents
+/// their key) and where its files are.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub manifest: OutputManifest,
+    tree: re::Digest,
+}
+
+/// One upload to do after the run's own work.
+struct Upload {
+    kind: ActionKind,
+    key: ActionKey,
+    manifest: OutputManifest,
+    log: Vec<u8>,
+}
+
+pub struct Remote {
+    transport: Box<dyn Transport>,
+    function: Function,
+    url: String,
+    upload: bool,
+    /// Set by the first failure to reach the server: the rest of the run is local.
+    broken: AtomicBool,
+    warned: Mutex<std::collections::HashSet<String>>,
+    pub stats: Stats,
+    /// Remote digests of local blobs learnt this run (only SHA-256 differs from blake3).
+    remote_digests: Mutex<HashMap<(crate::digest::Digest, bool), re::Digest>>,
+    cache: Cache,
+    uploads: Mutex<Option<mpsc::Sender<Upload>>>,
+    uploader: Mutex<Option<std::thread::JoinHandle<()>>>,
+    transfers: rayon::ThreadPool,
+}
+
+impl Remote {
+    /// Connects as `settings` say. Only a malformed setting is an error; a server that cannot
+    /// be reached gives a warning and a remote that answers every lookup with a miss.
+    pub fn connect(settings: &Settings, cache: &Cache) -> Result<std::sync::Arc<Remote>, String> {
+        let transport: Box<dyn Transport> = if settings.url.starts_with("grpc") {
+            Box::new(grpc::Grpc::new(
+                &settings.url,
+                &settings.instance,
+                &settings.headers,
+                settings.timeout,
+            )?)
+        } else if settings.url.starts_with("http://") || settings.url.starts_with("https://") {
+            Box::new(http::Http::new(
+                &settings.url,
+                &settings.instance,
+                settings.headers.clone(),
+                settings.timeout,
+            ))
+        } else {
+            return Err(format!(
+                "`{}` is no remote cache URL: use grpc://, grpcs://, http:// or https://",
+                settings.url
+            ));
+        };
+        Ok(Remote::over(transport, settings, cache))
+    }
+
+    /// A remote over `transport`, with the digest function the server prefers of those kbuild
+    /// speaks (BLAKE3, else SHA-256).
+    pub fn over(
+        transport: Box<dyn Transport>,
+        settings: &Settings,
+        cache: &Cache,
+    ) -> std::sync::Arc<Remote> {
+        let transfers = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.transfers.max(1))
+            .thread_name(|i| format!("kbuild-remote-{i}"))
+            .build()
+            .expect("a thread pool starts");
+        let remote = Remote {
+            transport,
+            function: Function::Sha256,
+            url: settings.url.clone(),
+            upload: settings.upload,
+            broken: AtomicBool::new(false),
+            warned: Mutex::default(),
+            stats: Stats::default(),
+            remote_digests: Mutex::default(),
+            cache: cache.clone(),
+            uploads: Mutex::new(None),
+            uploader: Mutex::new(None),
+            transfers,
+        };
+        let mut remote = remote;
+        match remote.transport.capabilities() {
+            Ok(caps) if caps.functions.contains(&Function::Blake3) => {
+                remote.function = Function::Blake3
+            }
+            Ok(caps) if caps.functions.contains(&Function::Sha256) => {}
+            Ok(_) => remote.give_up(&RemoteError::Invalid(
+                "the server offers neither BLAKE3 nor SHA-256".into(),
+            )),
+            Err(e) => remote.give_up(&e),
+        }
+        std::sync::Arc::new(remote)
+    }
+
+    pub fn function(&self) -> Function {
+        self.function
+    }
+
+    pub fn is_usable(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed)
+    }
+
+    fn warn(&self, what: &str) {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.insert(what.to_string()) {
+            eprintln!("kbuild: warning: remote cache {}: {what}", self.url);
+        }
+    }
+
+    /// The server cannot be reached: one warning, and no more calls this run.
+    fn give_up(&self, error: &RemoteError) {
+        if !self.broken.swap(true, Ordering::Relaxed) {
+            self.warn(&format!("{error}; building without it"));
+        }
+    }
+
+    /// Notes a failure: unreachable stops the remote, invalid data is a miss for this action.
+    fn failed(&self, error: RemoteError) {
+        match error {
+            RemoteError::Unreachable(_) => self.give_up(&error),
+            RemoteError::Invalid(message) => self.warn(&format!("{message}; treated as a miss")),
+        }
+    }
+
+    /// Reads one blob whole into memory, verified (for messages: trees, manifests).
+    fn read_small(&self, digest: &re::Digest) -> Result<Vec<u8>, RemoteError> {
+        let mut bytes = Vec::new();
+        self.transport
+            .read_blob(self.function, digest, &mut bytes)?;
+        self.stats
+            .down
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if self.function.of_bytes(&bytes) != *digest {
+            return Err(RemoteError::Invalid(format!(
+                "the blob {} does not match its digest",
+                digest::show(digest)
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// The remote's result for `key`, if it holds one that kbuild wrote and can read.
+    pub fn lookup(&self, kind: ActionKind, key: ActionKey) -> Option<Hit> {
+        if !self.is_usable() {
+            return None;
+        }
+        match self.try_lookup(kind, key) {
+            Ok(hit) => hit,
+            Err(e) => {
+                self.failed(e);
+                None
+            }
+        }
+    }
+
+    fn try_lookup(&self, kind: ActionKind, key: ActionKey) -> Result<Option<Hit>, RemoteError> {
+        let action = reapi::action(self.function, kind, key).action.digest;
+        let Some(result) = self.transport.get_action_result(self.function, &action)? else {
+            return Ok(None);
+        };
+        let Some((manifest, tree)) = reapi::parts(&result) else {
+            return Ok(None);
+        };
+        let bytes = self.read_small(&manifest)?;
+        let manifest: OutputManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| RemoteError::Invalid(format!("the output manifest of {key}: {e}")))?;
+        Ok(Some(Hit { manifest, tree }))
+    }
+
+    /// Downloads a hit's files into `dest` (which must not exist), verifies each against the
+    /// tree's digest and the manifest's blake3, ingests them and stores the entry under `key`.
+    /// Files whose blob is in the local cache already are taken from there.
+    pub fn fetch(&self, hit: &Hit, key: ActionKey, dest: &Path) -> Option<OutputManifest> {
+        if !self.is_usable() {
+            return None;
+        }
+        match self.try_fetch(hit, key, dest) {
+            Ok(manifest) => Some(manifest),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(dest);
+                self.failed(e);
+                None
+            }
+        }
+    }
+
+    fn try_fetch(
+        &self,
+        hit: &Hit,
+        key: ActionKey,
+        dest: &Path,
+    ) -> Result<OutputManifest, RemoteError> {
+        let tree = re::Tree::decode(self.read_small(&hit.tree)?.as_slice())
+            .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
+        let entries = reapi::entries(self.function, &tree)
+            .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
+        let claimed: HashMap<&str, &OutputEntry> = hit
+            .manifest
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e))
+            .collect();
+        if claimed.len() != entries.len() {
+            return Err(RemoteError::Invalid(format!(
+                "the output tree of {key} holds {} entries, its manifest {}",
+                entries.len(),
+                claimed.len()
+            )));
+        }
+        std::fs::create_dir_all(dest)
+            .map_err(transport::io_error("creating a download directory"))?;
+        let mismatch = |path: &str| {
+            RemoteError::Invalid(format!("`{path}` of {key} differs from its manifest"))
+        };
+        let mut files = Vec::new();
+        for entry in &entries {
+            match entry {
+                reapi::TreeEntry::Symlink { path, target } => {
+                    let want = claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
+                    if want.symlink.as_deref() != Some(target.as_str()) {
+                        return Err(mismatch(path));
+                    }
+                    let at = dest.join(path);
+                    std::fs::create_dir_all(at.parent().expect("under dest"))
+                        .map_err(transport::io_error("creating a download directory"))?;
+                    std::os::unix::fs::symlink(target, &at)
+                        .map_err(transport::io_error("making a downloaded symlink"))?;
+                }
+                reapi::TreeEntry::File {
+                    path,
+                    digest,
+                    executable,
+                } => {
+                    let want = claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
+                    if want.symlink.is_some() || want.executable != *executable {
+                        return Err(mismatch(path));
+                    }
+                    files.push((path.clone(), digest.clone(), *want));
+                }
+            }
+        }
+        use rayon::prelude::*;
+        self.transfers.install(|| {
+            files
+                .par_iter()
+                .try_for_each(|(path, digest, want)| self.fetch_file(dest, path, digest, want, key))
+        })?;
+        let manifest = OutputManifest::ingest(dest, &self.cache.blobs)
+            .map_err(|e| RemoteError::Invalid(format!("ingesting the outputs of {key}: {e}")))?;
+        if manifest.digest() != hit.manifest.digest() {
+            return Err(RemoteError::Invalid(format!(
+                "the outputs of {key} do not make the manifest the server claims"
+            )));
+        }
+        self.cache
+            .store(key, &manifest)
+            .map_err(|e| RemoteError::Unreachable(format!("storing {key} locally: {e}")))?;
+        Ok(manifest)
+    }
+
+    fn fetch_file(
+        &self,
+        dest: &Path,
+        path: &str,
+        digest: &re::Digest,
+        want: &OutputEntry,
+        key: ActionKey,
+    ) -> Result<(), RemoteError> {
+        let at = dest.join(path);
+        std::fs::create_dir_all(at.parent().expect("under dest"))
+            .map_err(transport::io_error("creating a download directory"))?;
+        let local = self.cache.blobs.path(want.digest, want.executable);
+        if crate::digest::Digest::of_file(&local).is_ok_and(|d| d == want.digest) {
+            std::fs::copy(&local, &at).map_err(transport::io_error("copying a local blob"))?;
+            return Ok(());
+        }
+        let file = std::fs::File::create(&at).map_err(transport::io_error("writing a download"))?;
+        let mut writer = digest::HashingWriter::new(self.function, std::io::BufWriter::new(file));
+        self.transport
+            .read_blob(self.function, digest, &mut writer)?;
+        let (got, blake3) = writer
+            .finish()
+            .map_err(transport::io_error("writing a download"))?;
+        self.stats
+            .down
+            .fetch_add(got.size_bytes as u64, Ordering::Relaxed);
+        if got != *digest || blake3 != want.digest {
+            return Err(RemoteError::Invalid(format!(
+                "`{path}` of {key} does not match its digest {}",
+                digest::show(digest)
+            )));
+        }
+        if want.executable {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755))
+                .map_err(transport::io_error("making a download executable"))?;
+        }
+        self.remote_digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((want.digest, want.executable), digest.clone());
+        Ok(())
+    }
+
+    /// Queues the upload of an action that just succeeded here; `finish` waits for the queue.
+    pub fn upload(
+        self: &std::sync::Arc<Self>,
+        kind: ActionKind,
+        key: ActionKey,
+        manifest: &OutputManifest,
+        log: &Path,
+    ) {
+        if !self.upload || !self.is_usable() {
+            return;
+        }
+        let job = Upload {
+            kind,
+            key,
+            manifest: manifest.clone(),
+            log: std::fs::read(log).unwrap_or_default(),
+        };
+        let mut sender = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if sender.is_none() {
+            let (tx, rx) = mpsc::channel::<Upload>();
+            let me = self.clone();
+            let handle = std::thread::Builder::new()
+                .name("kbuild-upload".into())
+                .spawn(move || {
+                    for job in rx {
+                        if !me.is_usable() {
+                            continue;
+                        }
+                        if let Err(e) = me.try_upload(&job) {
+                            me.stats.failed_uploads.fetch_add(1, Ordering::Relaxed);
+                            me.warn(&format!("uploading {} {}: {e}", job.kind, job.key));
+                            if matches!(e, RemoteError::Unreachable(_)) {
+                                me.give_up(&e);
+                            }
+                        }
+                    }
+                })
+                .expect("a thread starts");
+            *self.uploader.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+            *sender = Some(tx);
+        }
+        let _ = sender.as_ref().expect("set above").send(job);
+    }
+
+    /// Waits for every queued upload.
+    pub fn finish(&self) {
+        drop(
+            self.uploads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        if let Some(handle) = self
+            .uploader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
+    }
+
+    /// The remote digest of a local blob: its blake3 under BLAKE3, else hashed (once a run).
+    fn remote_digest(&self, entry: &OutputEntry) -> Result<re::Digest, RemoteError> {
+        if self.function == Function::Blake3 {
+            return Ok(re::Digest {
+                hash: entry.digest.to_hex(),
+                size_bytes: entry.size as i64,
+            });
+        }
+        let memo = (entry.digest, entry.executable);
+        if let Some(known) = self
+            .remote_digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&memo)
+        {
+            return Ok(known.clone());
+        }
+        let path = self.cache.blobs.path(entry.digest, entry.executable);
+        let (digest, _) = digest::of_file(self.function, &path)
+            .map_err(transport::io_error("hashing a blob to upload"))?;
+        self.remote_digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(memo, digest.clone());
+        Ok(digest)
+    }
+
+    fn try_upload(&self, job: &Upload) -> Result<(), RemoteError> {
+        use rayon::prelude::*;
+        let files: Vec<&OutputEntry> = job
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.symlink.is_none())
+            .collect();
+        let digests: Vec<re::Digest> = self.transfers.install(|| {
+            files
+                .par_iter()
+                .map(|e| self.remote_digest(e))
+                .collect::<Result<_, _>>()
+        })?;
+        let by_entry: HashMap<(crate::digest::Digest, bool), &re::Digest> = files
+            .iter()
+            .zip(&digests)
+            .map(|(e, d)| ((e.digest, e.executable), d))
+            .collect();
+        let empty = re::Digest::default();
+        let tree = reapi::tree(self.function, &job.manifest, |e| {
+            by_entry
+                .get(&(e.digest, e.executable))
+                .map_or_else(|| empty.clone(), |d| (*d).clone())
+        });
+        let tree = reapi::Blob::of(self.function, &tree);
+        let manifest = serde_json::to_vec(&job.manifest).expect("manifests serialise");
+        let manifest = reapi::Blob {
+            digest: self.function.of_bytes(&manifest),
+            data: manifest,
+        };
+        let log = reapi::Blob {
+            digest: self.function.of_bytes(&job.log),
+            data: job.log.clone(),
+        };
+        let messages = reapi::action(self.function, job.kind, job.key);
+        let small = [
+            &tree,
+            &manifest,
+            &log,
+            &messages.action,
+            &messages.command,
+            &messages.input_root,
+        ];
+        let mut wanted: Vec<re::Digest> = small.iter().map(|b| b.digest.clone()).collect();
+        wanted.extend(digests.iter().cloned());
+        wanted.sort_by(|a, b| a.hash.cmp(&b.hash));
+        wanted.dedup();
+        let missing: std::collections::HashSet<String> = self
+            .transport
+            .find_missing(self.function, &wanted)?
+            .into_iter()
+            .map(|d| d.hash)
+            .collect();
+        let mut uploads: Vec<(re::Digest, Source<'_>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .map(|e| self.cache.blobs.path(e.digest, e.executable))
+            .collect();
+        for ((_, digest), path) in files.iter().zip(&digests).zip(&paths) {
+            if missing.contains(&digest.hash) && seen.insert(digest.hash.clone()) {
+                uploads.push((digest.clone(), Source::File(path)));
+            }
+        }
+        for blob in small {
+            if missing.contains(&blob.digest.hash) && seen.insert(blob.digest.hash.clone()) {
+                uploads.push((blob.digest.clone(), Source::Bytes(&blob.data)));
+            }
+        }
+        let bytes: u64 = uploads.iter().map(|(d, _)| d.size_bytes as u64).sum();
+        let chunks: Vec<&[(re::Digest, Source<'_>)]> = uploads.chunks(64).collect();
+        self.transfers.install(|| {
+            chunks
+                .par_iter()
+                .try_for_each(|part| self.transport.write_blobs(self.function, part))
+        })?;
+        self.stats.up.fetch_add(bytes, Ordering::Relaxed);
+        let result = reapi::result(&manifest, &tree, Some(&log.digest));
+        self.transport
+            .update_action_result(self.function, &messages.action.digest, &result)
+    }
+}

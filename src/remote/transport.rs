@@ -1,0 +1,87 @@
+//! What a remote cache protocol must do: the few calls kbuild makes, the same for REAPI over
+//! gRPC and for the HTTP cache protocol.
+
+use std::io::Write;
+use std::path::Path;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+
+use super::digest::Function;
+
+/// Why a call to the server failed. Every failure makes the remote a miss, never a failed run.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The server could not be reached or answered an error (down, slow, HTTP 5xx, gRPC status).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The server answered something kbuild cannot use (garbage, a digest that does not match).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the server offers.
+#[derive(Clone, Debug)]
+pub struct Capabilities {
+    pub functions: Vec<Function>,
+    /// The most bytes one batch call may carry; 0 when the server states no bound.
+    pub max_batch: u64,
+}
+
+/// Where the bytes of an upload come from.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+impl Source<'_> {
+    pub fn read_all(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Source::Bytes(b) => Ok(b.to_vec()),
+            Source::File(p) => std::fs::read(p),
+        }
+    }
+}
+
+pub trait Transport: Send + Sync {
+    fn capabilities(&self) -> Result<Capabilities, RemoteError>;
+
+    fn get_action_result(
+        &self,
+        function: Function,
+        action: &re::Digest,
+    ) -> Result<Option<re::ActionResult>, RemoteError>;
+
+    fn update_action_result(
+        &self,
+        function: Function,
+        action: &re::Digest,
+        result: &re::ActionResult,
+    ) -> Result<(), RemoteError>;
+
+    /// Those of `digests` the server does not hold.
+    fn find_missing(
+        &self,
+        function: Function,
+        digests: &[re::Digest],
+    ) -> Result<Vec<re::Digest>, RemoteError>;
+
+    /// Writes the blob's bytes to `to`, as the server sends them (the caller verifies).
+    fn read_blob(
+        &self,
+        function: Function,
+        digest: &re::Digest,
+        to: &mut dyn Write,
+    ) -> Result<(), RemoteError>;
+
+    /// Uploads blobs; a protocol with batch calls groups the small ones.
+    fn write_blobs(
+        &self,
+        function: Function,
+        blobs: &[(re::Digest, Source<'_>)],
+    ) -> Result<(), RemoteError>;
+}
+
+pub fn io_error(what: &str) -> impl FnOnce(std::io::Error) -> RemoteError + '_ {
+    move |e| RemoteError::Unreachable(format!("{what}: {e}"))
+}

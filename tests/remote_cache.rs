@@ -1,0 +1,440 @@
+//! The remote cache against real servers on loopback: nginx with WebDAV `PUT` for the HTTP
+//! cache protocol, BuildGrid for REAPI over gRPC. Two "CI runners" are two workspaces with
+//! their own empty caches and one server between them.
+//!
+//! The tests that need a server are ignored by default (`cargo test -- --include-ignored` runs
+//! them; `KBUILD_SETUP_REAL=1 bash .ci/setup` installs nginx and BuildGrid). Those against a
+//! server that is down or answers errors need none and always run.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::{Report, Ws, contents};
+
+const PATCH_FILE: &str = "kernel/6.6.x/patches/0001-init-say-hello.patch";
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    common::wait_until(
+        Instant::now() + Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            assert!(child.try_wait().unwrap().is_none(), "{what} exited");
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+        || format!("{what} does not listen on {port}"),
+    );
+}
+
+/// A server process of the test, killed with its process group when dropped.
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: a plain kill of the server's own process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// nginx serving `/ac/` and `/cas/` from a directory, `PUT` allowed: the HTTP protocol.
+    fn nginx() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let port = free_port();
+        std::fs::create_dir_all(dir.path().join("store")).unwrap();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  client_max_body_size 0;\n\
+             server {{\n    listen 127.0.0.1:{port};\n    root {d}/store;\n\
+             location / {{ dav_methods PUT DELETE; create_full_put_path on; }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let mut child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .process_group(0)
+            .spawn()
+            .expect("nginx is installed (KBUILD_SETUP_REAL=1 bash .ci/setup)");
+        wait_for_port(port, "nginx", &mut child);
+        Server {
+            child,
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// BuildGrid with a disk CAS and an action cache: REAPI over gRPC, SHA-256.
+    fn buildgrid() -> Server {
+        let bgd = std::env::var("KBUILD_BGD")
+            .unwrap_or_else(|_| "/opt/kbuild-buildgrid/bin/bgd".to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cas = dir.path().join("cas");
+        std::fs::create_dir_all(&cas).unwrap();
+        let conf = format!(
+            "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+             authorization:\n  method: none\n\
+             storages:\n  - !disk-storage &main-storage\n    path: {}\n\
+             caches:\n  - !lru-action-cache &main-action\n    storage: *main-storage\n    max-cached-refs: 1024\n    allow-updates: true\n    cache-failed-actions: true\n\
+             instances:\n  - name: \"\"\n    services:\n      - !action-cache\n        cache: *main-action\n      - !cas\n        storage: *main-storage\n      - !bytestream\n        storage: *main-storage\n",
+            cas.display()
+        );
+        std::fs::write(dir.path().join("bgd.yml"), conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
+        let mut child = Command::new(&bgd)
+            .args(["server", "start"])
+            .arg(dir.path().join("bgd.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{bgd}: {e} (KBUILD_SETUP_REAL=1 bash .ci/setup installs BuildGrid)")
+            });
+        wait_for_port(port, "BuildGrid", &mut child);
+        Server {
+            child,
+            dir,
+            url: format!("grpc://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Where the server keeps blobs (and, for nginx, action results).
+    fn storage(&self) -> PathBuf {
+        if self.url.starts_with("http") {
+            self.dir.path().join("store")
+        } else {
+            self.dir.path().join("cas")
+        }
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// `kbuild run --format json` with `url` as the remote cache and `extra` options.
+fn run_with(ws: &Ws, url: &str, extra: &[&str], labels: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "--format", "json"];
+    args.extend(extra);
+    args.extend(labels);
+    ws.command(&args)
+        .env("KBUILD_REMOTE_CACHE", url)
+        .output()
+        .unwrap()
+}
+
+fn remote_run(ws: &Ws, url: &str, labels: &[&str]) -> Report {
+    common::report(run_with(ws, url, &[], labels), 0)
+}
+
+/// Two runners and one server: the second executes nothing, and gets what the first built;
+/// after a patch change on the second, exactly the dependent actions run, and the first, after
+/// pulling the change, gets them from the remote.
+fn two_runners(server: &Server) {
+    let (first, second) = (Ws::new(), Ws::new());
+    let built = remote_run(&first, &server.url, &[]);
+    assert_eq!(built.total("failed"), 0);
+    assert!(!built.executed().is_empty());
+    assert!(built.json["totals"]["bytes_up"].as_u64().unwrap() > 0);
+
+    let plan = second
+        .command(&["plan", "//..."])
+        .env("KBUILD_REMOTE_CACHE", &server.url)
+        .output()
+        .unwrap();
+    let plan = String::from_utf8(plan.stdout).unwrap();
+    assert!(plan.contains("remote  compile //6.6.x:dbg-arm64"), "{plan}");
+    assert!(plan.contains("0 to run"), "{plan}");
+
+    let pulled = remote_run(&second, &server.url, &[]);
+    assert_eq!(pulled.executed(), Vec::<String>::new(), "{}", pulled.stderr);
+    assert_eq!(pulled.names("remote").len(), built.executed().len());
+    assert_eq!(
+        contents(&second.path().join("out")),
+        contents(&first.path().join("out"))
+    );
+
+    // One patch changes on the second runner: what depends on it runs, nothing else.
+    let local = Ws::new();
+    local.run(&[], 0);
+    local.edit(PATCH_FILE, "return 1;", "return 2;");
+    let alone = local.run(&[], 0).executed();
+    second.edit(PATCH_FILE, "return 1;", "return 2;");
+    let changed = remote_run(&second, &server.url, &[]);
+    assert_eq!(changed.executed(), alone, "{}", changed.stderr);
+    assert!(changed.executed().contains(&"patch //6.6.x".to_string()));
+
+    // The first runner pulls the change and builds nothing.
+    first.edit(PATCH_FILE, "return 1;", "return 2;");
+    let after = remote_run(&first, &server.url, &[]);
+    assert_eq!(after.executed(), Vec::<String>::new(), "{}", after.stderr);
+    assert_eq!(after.names("remote"), alone);
+    assert_eq!(
+        contents(&first.path().join("out")),
+        contents(&second.path().join("out"))
+    );
+}
+
+#[test]
+#[ignore = "needs nginx (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn two_runners_share_results_over_http() {
+    two_runners(&Server::nginx());
+}
+
+#[test]
+#[ignore = "needs BuildGrid (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn two_runners_share_results_over_grpc() {
+    two_runners(&Server::buildgrid());
+}
+
+/// The run completes locally with one warning, and its `out/` is a clean build's.
+fn builds_locally_despite(url: &str, needle: &str) {
+    let clean = Ws::new();
+    clean.run(&[], 0);
+    let ws = Ws::new();
+    let report = remote_run(&ws, url, &[]);
+    let warnings: Vec<&str> = report
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning: remote cache"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {}", report.stderr);
+    assert!(warnings[0].contains(needle), "{}", report.stderr);
+    assert_eq!(report.total("failed"), 0);
+    assert_eq!(
+        contents(&ws.path().join("out")),
+        contents(&clean.path().join("out"))
+    );
+}
+
+#[test]
+fn a_server_that_is_down_is_one_warning() {
+    let port = free_port();
+    builds_locally_despite(&format!("grpc://127.0.0.1:{port}"), "GetCapabilities");
+    builds_locally_despite(&format!("http://127.0.0.1:{port}"), "building without it");
+}
+
+/// Answers every request with HTTP 500, for 60 s at most.
+fn failing_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_answering_500_is_one_warning() {
+    builds_locally_despite(
+        &format!("http://127.0.0.1:{}", failing_server()),
+        "HTTP 500",
+    );
+}
+
+#[test]
+fn a_malformed_remote_url_is_a_usage_error() {
+    let ws = Ws::new();
+    let out = run_with(&ws, "ftp://cache.example", &[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`ftp://cache.example` is no remote cache URL"),
+        "{stderr}"
+    );
+}
+
+/// The blobs of one runner's results on an nginx server: (path, bytes) of every CAS file.
+fn cas_files(server: &Server) -> Vec<PathBuf> {
+    files_under(&server.storage().join("cas"))
+}
+
+#[test]
+#[ignore = "needs nginx (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn a_corrupt_or_missing_blob_on_the_server_is_a_miss() {
+    let server = Server::nginx();
+    let first = Ws::new();
+    remote_run(&first, &server.url, &[]);
+    // Flip a byte of every blob larger than a message: the outputs themselves.
+    let mut flipped = 0;
+    for blob in cas_files(&server) {
+        let mut bytes = std::fs::read(&blob).unwrap();
+        if bytes.len() > 4096 {
+            bytes[100] ^= 0xff;
+            std::fs::write(&blob, bytes).unwrap();
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0);
+    let second = Ws::new();
+    let report = remote_run(&second, &server.url, &[]);
+    assert!(
+        report.stderr.contains("does not match its digest"),
+        "{}",
+        report.stderr
+    );
+    assert!(
+        !report.executed().is_empty(),
+        "what is corrupt is built here"
+    );
+    assert_eq!(
+        contents(&second.path().join("out")),
+        contents(&first.path().join("out"))
+    );
+    // Nothing corrupt entered the local cache: verify finds nothing to remove.
+    let verify = second.kbuild(&["cache", "verify"]);
+    let text = String::from_utf8_lossy(&verify.stdout).into_owned()
+        + &String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{text}");
+    assert!(!text.contains("corrupt,"), "{text}");
+
+    // An action cache entry naming blobs the server no longer has.
+    for blob in cas_files(&server) {
+        std::fs::remove_file(blob).unwrap();
+    }
+    let third = Ws::new();
+    let report = remote_run(&third, &server.url, &[]);
+    assert!(
+        report.stderr.contains("lacks the blob"),
+        "{}",
+        report.stderr
+    );
+    assert_eq!(
+        contents(&third.path().join("out")),
+        contents(&first.path().join("out"))
+    );
+}
+
+#[test]
+#[ignore = "needs nginx and BuildGrid (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn a_read_only_runner_writes_nothing() {
+    for server in [Server::nginx(), Server::buildgrid()] {
+        let before = files_under(&server.storage()).len();
+        let ws = Ws::new();
+        let report = common::report(
+            run_with(&ws, &server.url, &["--remote-upload=false"], &[]),
+            0,
+        );
+        assert!(!report.executed().is_empty());
+        assert_eq!(report.json["totals"]["bytes_up"], 0);
+        assert_eq!(
+            files_under(&server.storage()).len(),
+            before,
+            "{}",
+            server.url
+        );
+        // The same runner with uploads on does write.
+        let ws = Ws::new();
+        remote_run(&ws, &server.url, &[]);
+        assert!(
+            files_under(&server.storage()).len() > before,
+            "{}",
+            server.url
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs BuildGrid (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn a_server_killed_between_runs_is_a_warning_and_a_local_build() {
+    let server = Server::buildgrid();
+    let url = server.url.clone();
+    let first = Ws::new();
+    remote_run(&first, &url, &[]);
+    drop(server);
+    let second = Ws::new();
+    let report = remote_run(&second, &url, &[]);
+    assert!(
+        report.stderr.contains("building without it"),
+        "{}",
+        report.stderr
+    );
+    assert_eq!(report.names("remote"), Vec::<String>::new());
+    assert_eq!(report.executed().len(), report.total("actions") as usize);
+    assert_eq!(
+        contents(&second.path().join("out")),
+        contents(&first.path().join("out"))
+    );
+}
+
+#[test]
+#[ignore = "needs nginx (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn a_bearer_token_appears_in_no_output_log_key_or_plan() {
+    const TOKEN: &str = "s3cr3t-t0ken-do-not-print";
+    let server = Server::nginx();
+    let ws = Ws::new();
+    let with_token = |args: &[&str]| {
+        let out = ws
+            .command(args)
+            .env("KBUILD_REMOTE_CACHE", &server.url)
+            .env(
+                "KBUILD_REMOTE_HEADERS",
+                format!("Authorization: Bearer {TOKEN}"),
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let mut seen = with_token(&["run", "--format", "json"]);
+    seen += &with_token(&["plan", "--format", "json"]);
+    seen += &with_token(&["why", "--key"]);
+    seen += &with_token(&["run", "--remote-cache", "grpc://127.0.0.1:1"]);
+    assert!(!seen.contains(TOKEN), "the token was printed");
+    for file in files_under(&ws.cache) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let found = bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes());
+        assert!(!found, "the token is in {}", file.display());
+    }
+    // It was sent: nginx saw requests carrying it (the header is not logged, the requests are).
+    let access = std::fs::read_to_string(server.dir.path().join("access.log")).unwrap();
+    assert!(access.contains("PUT /ac/"), "{access}");
+}
