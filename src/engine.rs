@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::action::{Action, ActionId, Role};
+use crate::action::{Action, ActionId, ActionKind, Role};
 use crate::cache::{Cache, CacheError, Corrupt, LastRun, OutputManifest, RunEntry};
 use crate::digest::Digest;
 use crate::exec::{Cancel, Executor, Identity, Toolset};
@@ -14,7 +14,7 @@ use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
 use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names};
 use crate::recipe::{self, Ctx, DepOutput};
-use crate::remote::Remote;
+use crate::remote::{Hit, Remote};
 use crate::schedule::{self, Owner, Ready, Worker};
 use crate::statcache::StatCache;
 
@@ -95,7 +95,20 @@ pub struct Engine<'a> {
     pub records: bool,
     /// Where a local miss is looked up before it runs, and what ran is uploaded to.
     pub remote: Option<Arc<Remote>>,
+    /// The kinds whose outputs a run must hold locally even when the remote has them (what
+    /// `out/` and a push read). Other remote hits are fetched only for a local miss that
+    /// reads them: the patched tree of a fully cached target never crosses the wire.
+    pub materialise: &'static [ActionKind],
 }
+
+/// What `out/` and a push read: packages, tags and the OCI blobs.
+pub const OUT_KINDS: &[ActionKind] = &[
+    ActionKind::Package,
+    ActionKind::Tag,
+    ActionKind::Layer,
+    ActionKind::Image,
+    ActionKind::Index,
+];
 
 /// Why computing a key failed: an input file is unreadable, or the executor cannot say who
 /// would run the action (no daemon, no builder image).
@@ -129,6 +142,10 @@ struct Keys<'a> {
     status: Vec<Status>,
     manifests: Vec<Option<Arc<OutputManifest>>>,
     records: Vec<Option<KeyRecord>>,
+    /// Remote hits whose outputs are not local (yet): fetched only when something needs them.
+    hits: HashMap<ActionId, Hit>,
+    /// A run, not a plan: remote hits may be fetched and records are kept.
+    running: bool,
     errors: Vec<KeyError>,
 }
 
@@ -148,6 +165,8 @@ impl<'a> Keys<'a> {
             } else {
                 Vec::new()
             },
+            hits: HashMap::new(),
+            running: false,
             errors: Vec::new(),
         }
     }
@@ -277,33 +296,31 @@ impl<'a> Keys<'a> {
             self.records[id.index()] = Some(record.clone());
         }
         let reason = self.reason(id, &record);
+        if let Some(hit) = self
+            .engine
+            .remote
+            .as_ref()
+            .and_then(|r| r.lookup(action.kind(), key))
+        {
+            self.status[id.index()] = Status::Remote {
+                key,
+                output: hit.manifest.digest(),
+                reason,
+            };
+            self.manifests[id.index()] = Some(Arc::new(hit.manifest.clone()));
+            self.hits.insert(id, hit);
+            // Fetched now only if its outputs are wanted as they are; else when a miss needs them.
+            if self.running && !self.engine.materialise.contains(&action.kind()) {
+                let _ = self.engine.cache.store_record(key, &record);
+                return None;
+            }
+            return self.running.then_some((record, key));
+        }
         self.status[id.index()] = Status::WillRun {
             key: Some(key),
             reason,
         };
         Some((record, key))
-    }
-
-    /// For plan: an action that would run but is in the remote cache is taken from there, and
-    /// the output digest it claims gives its dependents their keys.
-    fn look_remote(&mut self, id: ActionId) {
-        let Some(remote) = &self.engine.remote else {
-            return;
-        };
-        let Status::WillRun {
-            key: Some(key),
-            reason,
-        } = &self.status[id.index()]
-        else {
-            return;
-        };
-        if let Some(hit) = remote.lookup(self.graph.action(id).kind(), *key) {
-            self.status[id.index()] = Status::Remote {
-                key: *key,
-                output: hit.manifest.digest(),
-                reason: reason.clone(),
-            };
-        }
     }
 
     /// The last-run entries for every action this pass decided.
@@ -354,6 +371,10 @@ pub struct Job {
     deps: Vec<(Role, ActionId, Arc<OutputManifest>)>,
     /// The executor identity in the key: a kept build directory made with another is stale.
     toolchain: Identity,
+    /// The action's own outputs in the remote cache: fetched instead of executing, if it can be.
+    own: Option<Hit>,
+    /// Dependencies whose outputs are only in the remote: fetched before executing.
+    remote_deps: Vec<(ActionId, ActionKey, Hit)>,
 }
 
 pub enum JobResult {
@@ -363,6 +384,8 @@ pub enum JobResult {
     },
     /// Found in the remote cache, verified and stored locally instead of executed.
     Remote { manifest: OutputManifest },
+    /// A dependency's outputs could not be fetched from the remote: it must be built here.
+    RemoteFailed { dep: ActionId },
     Failed {
         error: String,
         hint: Option<String>,
@@ -377,6 +400,8 @@ struct Runner<'a> {
     graph: &'a Graph,
     logs: PathBuf,
     build_root: PathBuf,
+    /// One fetch per remote hit, however many workers need it at once.
+    fetches: std::sync::Mutex<HashMap<ActionKey, Arc<std::sync::OnceLock<Option<OutputManifest>>>>>,
 }
 
 fn log_name(name: &str) -> String {
@@ -392,28 +417,39 @@ fn log_name(name: &str) -> String {
 }
 
 impl Runner<'_> {
-    /// The action's outputs from the remote cache, stored locally, if it holds them.
-    fn take_remote(
-        &self,
-        action: &Action,
-        key: ActionKey,
-    ) -> Result<Option<JobResult>, CacheError> {
+    /// The outputs of a remote hit, fetched into the local cache once (or found there).
+    fn fetch(&self, key: ActionKey, hit: &Hit) -> Result<Option<OutputManifest>, CacheError> {
         let Some(remote) = &self.engine.remote else {
             return Ok(None);
         };
-        let Some(hit) = remote.lookup(action.kind(), key) else {
-            return Ok(None);
-        };
+        let once = self
+            .fetches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        if let Some(done) = once.get() {
+            return Ok(done.clone());
+        }
         let scratch = self.engine.cache.scratch()?;
-        let fetched = remote.fetch(&hit, key, &scratch.path().join("out"));
-        Ok(fetched.map(|manifest| JobResult::Remote { manifest }))
+        Ok(once
+            .get_or_init(|| remote.fetch(hit, key, &scratch.path().join("out")))
+            .clone())
     }
 
     fn execute(&self, id: ActionId, job: Job) -> Result<JobResult, CacheError> {
         let started = Instant::now();
         let action = self.graph.action(id);
-        if let Some(result) = self.take_remote(action, job.key)? {
-            return Ok(result);
+        if let Some(hit) = &job.own
+            && let Some(manifest) = self.fetch(job.key, hit)?
+        {
+            return Ok(JobResult::Remote { manifest });
+        }
+        for (dep, key, hit) in &job.remote_deps {
+            if self.fetch(*key, hit)?.is_none() {
+                return Ok(JobResult::RemoteFailed { dep: *dep });
+            }
         }
         let mut deps = BTreeMap::new();
         for (role, dep, manifest) in job.deps {
@@ -470,7 +506,7 @@ impl Runner<'_> {
         // Only now, with every output written, does the action enter the cache.
         let manifest = OutputManifest::ingest(&out, &self.engine.cache.blobs)?;
         self.engine.cache.store(job.key, &manifest)?;
-        if let Some(remote) = &self.engine.remote {
+        if let Some(remote) = self.engine.remote.as_ref().filter(|_| job.own.is_none()) {
             remote.upload(action.kind(), job.key, &manifest, &log_path);
         }
         Ok(JobResult::Executed {
@@ -535,17 +571,30 @@ impl Owner for RunOwner<'_> {
 
     fn ready(&mut self, id: ActionId) -> Ready<Job> {
         let Some((record, key)) = self.keys.decide(id) else {
-            let ok = matches!(self.keys.status[id.index()], Status::Cached { .. });
+            let ok = matches!(
+                self.keys.status[id.index()],
+                Status::Cached { .. } | Status::Remote { .. }
+            );
             self.done += 1;
             return Ready::Done(ok);
         };
         let _ = self.keys.engine.cache.store_record(key, &record);
         let reason = match &self.keys.status[id.index()] {
-            Status::WillRun { reason, .. } => reason.clone(),
+            Status::WillRun { reason, .. } | Status::Remote { reason, .. } => reason.clone(),
             _ => Reason::NeverBuilt,
         };
+        let own = self.keys.hits.get(&id).cloned();
         let mut deps = Vec::new();
+        let mut remote_deps = Vec::new();
         for dep in self.keys.graph.action(id).deps.clone() {
+            if let Some(hit) = self.keys.hits.get(&dep.id) {
+                let dep_key = self.keys.status[dep.id.index()]
+                    .key()
+                    .expect("a hit has a key");
+                remote_deps.push((dep.id, dep_key, hit.clone()));
+                deps.push((dep.role, dep.id, Arc::new(hit.manifest.clone())));
+                continue;
+            }
             let Some(manifest) = self.dep_manifest(dep.id) else {
                 // The entry vanished since it was found: treat it like a corrupt one.
                 self.keys.engine.cache.evict(
@@ -565,6 +614,8 @@ impl Owner for RunOwner<'_> {
             reason,
             deps,
             toolchain: record.executor,
+            own,
+            remote_deps,
         })
     }
 
@@ -574,7 +625,8 @@ impl Owner for RunOwner<'_> {
             Status::WillRun {
                 key: Some(key),
                 reason,
-            } => (*key, reason.clone()),
+            }
+            | Status::Remote { key, reason, .. } => (*key, reason.clone()),
             _ => unreachable!("only actions with a key are executed"),
         };
         match result {
@@ -590,7 +642,14 @@ impl Owner for RunOwner<'_> {
                 self.progress(id, "executed", &format!(" ({seconds:.1}s)"));
                 true
             }
+            JobResult::RemoteFailed { dep } => {
+                // The next round decides it again; the remote no longer offers that key.
+                self.evicted.push(dep);
+                self.keys.status[id.index()] = Status::Skipped;
+                false
+            }
             JobResult::Remote { manifest } => {
+                self.keys.hits.remove(&id);
                 let output = manifest.digest();
                 self.keys.manifests[id.index()] = Some(Arc::new(manifest));
                 self.keys.status[id.index()] = Status::Remote {
@@ -671,7 +730,6 @@ impl Engine<'_> {
         let mut keys = Keys::new(self, graph);
         for id in graph.ids() {
             keys.decide(id);
-            keys.look_remote(id);
         }
         keys.stat.save();
         keys.into_report(started)
@@ -688,6 +746,7 @@ impl Engine<'_> {
             graph,
             logs: self.cache.dir("logs").join(&ws),
             build_root: self.cache.dir("build").join(&ws),
+            fetches: Default::default(),
         };
         std::fs::create_dir_all(&runner.logs).map_err(crate::cache::io_err(&runner.logs))?;
         let opts = schedule::Options {
@@ -697,8 +756,10 @@ impl Engine<'_> {
         let mut rounds = 0;
         loop {
             rounds += 1;
+            let mut keys = Keys::new(self, graph);
+            keys.running = true;
             let mut owner = RunOwner {
-                keys: Keys::new(self, graph),
+                keys,
                 evicted: Vec::new(),
                 done: 0,
             };

@@ -159,6 +159,28 @@ fn remote_run(ws: &Ws, url: &str, labels: &[&str]) -> Report {
     common::report(run_with(ws, url, &[], labels), 0)
 }
 
+/// Whether the local cache holds each action's entry, the keys planned with the remote.
+fn held_locally(ws: &Ws, url: &str) -> std::collections::BTreeMap<String, bool> {
+    let out = ws
+        .command(&["plan", "--format", "json"])
+        .env("KBUILD_REMOTE_CACHE", url)
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let key = a["key"].as_str().unwrap();
+            let entry = ws
+                .cache
+                .join(format!("ac/{}/{}.json", &key[..2], &key[2..]));
+            (a["name"].as_str().unwrap().to_string(), entry.is_file())
+        })
+        .collect()
+}
+
 /// Two runners and one server: the second executes nothing, and gets what the first built;
 /// after a patch change on the second, exactly the dependent actions run, and the first, after
 /// pulling the change, gets them from the remote.
@@ -185,6 +207,13 @@ fn two_runners(server: &Server) {
         contents(&second.path().join("out")),
         contents(&first.path().join("out"))
     );
+    // Only what out/ holds came down: the patched tree and the compile's outputs stayed remote.
+    let local = held_locally(&second, &server.url);
+    assert!(local["package //6.6.x:amd64"]);
+    assert!(!local["patch //6.6.x"]);
+    assert!(!local["compile //6.6.x:amd64"]);
+    let (down, up) = (pulled.total("bytes_down"), built.total("bytes_up"));
+    assert!(down < up, "downloaded {down} of {up} bytes");
 
     // One patch changes on the second runner: what depends on it runs, nothing else.
     let local = Ws::new();

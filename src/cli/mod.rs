@@ -636,6 +636,7 @@ pub(crate) fn engine<'a>(
         locked: false,
         records: false,
         remote: None,
+        materialise: crate::engine::OUT_KINDS,
     }
 }
 

@@ -66,6 +66,8 @@ pub struct Remote {
     upload: bool,
     /// Set by the first failure to reach the server: the rest of the run is local.
     broken: AtomicBool,
+    /// Keys whose result could not be fetched: no longer offered this run.
+    bad: Mutex<std::collections::HashSet<ActionKey>>,
     warned: Mutex<std::collections::HashSet<String>>,
     pub stats: Stats,
     /// Remote digests of local blobs learnt this run (only SHA-256 differs from blake3).
@@ -121,6 +123,7 @@ impl Remote {
             url: settings.url.clone(),
             upload: settings.upload,
             broken: AtomicBool::new(false),
+            bad: Mutex::default(),
             warned: Mutex::default(),
             stats: Stats::default(),
             remote_digests: Mutex::default(),
@@ -192,7 +195,12 @@ impl Remote {
 
     /// The remote's result for `key`, if it holds one that kbuild wrote and can read.
     pub fn lookup(&self, kind: ActionKind, key: ActionKey) -> Option<Hit> {
-        if !self.is_usable() {
+        let bad = self
+            .bad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key);
+        if bad || !self.is_usable() {
             return None;
         }
         match self.try_lookup(kind, key) {
@@ -228,8 +236,14 @@ impl Remote {
         match self.try_fetch(hit, key, dest) {
             Ok(manifest) => Some(manifest),
             Err(e) => {
+                // A server that serves bytes other than it promised is not asked again this
+                // run: what it claims can no longer be taken for granted.
                 let _ = std::fs::remove_dir_all(dest);
-                self.failed(e);
+                self.bad
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key);
+                self.give_up(&e);
                 None
             }
         }
