@@ -5,85 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{Ws, wait_until};
-
-/// A docker-registry process serving from a temp directory, killed on drop.
-struct Registry {
-    child: Child,
-    host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let host = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n", dir.path().join("data").display())).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry (apt install docker-registry)");
-        let registry = Registry {
-            child,
-            host,
-            _dir: dir,
-        };
-        wait_until(
-            Instant::now() + Duration::from_secs(20),
-            Duration::from_millis(100),
-            || {
-                ureq::get(&format!("http://{}/v2/", registry.host))
-                    .call()
-                    .is_ok()
-            },
-            || "the registry did not start".into(),
-        );
-        registry
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let accept =
-            "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json";
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut reply = agent
-            .get(&format!("http://{}{path}", self.host))
-            .header("Accept", accept)
-            .call()
-            .unwrap();
-        (
-            reply.status().as_u16(),
-            reply.body_mut().read_to_string().unwrap_or_default(),
-        )
-    }
-
-    fn manifest(&self, repo: &str, reference: &str) -> serde_json::Value {
-        let (status, body) = self.get(&format!("/v2/{repo}/manifests/{reference}"));
-        assert_eq!(status, 200, "{repo}:{reference}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Ws;
+use common::servers::Registry;
 
 fn push(ws: &Ws, registry: &Registry, extra: &[&str]) -> (i32, String) {
     let mut args = vec!["push", "--registry", &registry.host, "--insecure"];

@@ -120,8 +120,8 @@ enum Command {
     Plan {
         /// Targets or patterns (default: //...).
         labels: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
     },
     /// Build targets.
     Run {
@@ -280,6 +280,18 @@ pub(crate) enum Format {
     Text,
     Json,
     Dot,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum PlanFormat {
+    Text,
+    /// Every action with its state, reason and whole key record.
+    Json,
+    /// Graphviz.
+    Dot,
+    /// `{"target":[…]}`: the targets with work to do (neither cached nor in the remote cache),
+    /// one line, for a CI build matrix (doc/ci.md).
+    Matrix,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -640,27 +652,28 @@ pub(crate) fn engine<'a>(
     }
 }
 
-fn plan(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32> {
-    let (_, graph) = lower(ws, labels)?;
+fn plan(ws: &Workspace, labels: &[String], format: PlanFormat) -> miette::Result<i32> {
+    let (targets, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
-    engine.records = format == Format::Json;
+    engine.records = format == PlanFormat::Json;
     engine.remote = ws.remote(&cache)?;
     let report = engine.plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }
     match format {
-        Format::Text => {
+        PlanFormat::Text => {
             print!("{}", render::replacements(ws.model()?));
             print!("{}", render::plan_text(&graph, &report.status));
         }
-        Format::Json => println!(
+        PlanFormat::Json => println!(
             "{}",
             render::plan_json(&graph, &report.status, &report.records)
         ),
-        Format::Dot => print!(
+        PlanFormat::Matrix => println!("{}", render::matrix(&graph, &report.status, &targets)),
+        PlanFormat::Dot => print!(
             "{}",
             graph.to_dot(
                 |id| if matches!(report.status[id.index()], Status::Cached { .. }) {

@@ -129,6 +129,26 @@ pub fn plan_json(graph: &Graph, status: &[Status], records: &[Option<KeyRecord>]
     serde_json::to_string_pretty(&json!({ "actions": actions })).expect("json")
 }
 
+/// The targets with an action to run (not cached, not in the remote cache), in the order asked:
+/// `{"target":["//6.1.x:amd64"]}`, what a CI build matrix is made of. A multi-arch index is
+/// left out: a job of one target never makes it (it needs every arch), and the final job makes
+/// it from the cached images in milliseconds.
+pub fn matrix(graph: &Graph, status: &[Status], targets: &[crate::label::Label]) -> String {
+    let mut busy = std::collections::HashSet::new();
+    for id in graph.ids() {
+        let waits = matches!(status[id.index()], Status::WillRun { .. } | Status::Pending);
+        if waits && graph.action(id).kind() != crate::action::ActionKind::Index {
+            busy.extend(graph.action(id).labels.iter());
+        }
+    }
+    let work: Vec<String> = targets
+        .iter()
+        .filter(|t| busy.contains(t))
+        .map(|t| t.to_string())
+        .collect();
+    json!({ "target": work }).to_string()
+}
+
 struct Totals {
     cached: usize,
     executed: usize,
