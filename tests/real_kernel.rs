@@ -110,6 +110,22 @@ impl Tiny {
         (executed, stderr)
     }
 
+    /// `run --format json LABEL` with a remote cache, asserting success; the report.
+    fn run_remote(&self, label: &str, url: &str) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_kbuild"))
+            .arg("-C")
+            .arg(self.path())
+            .args(["run", "--format", "json", label])
+            .env("KBUILD_CACHE", &self.cache)
+            .env("KBUILD_REMOTE_CACHE", url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("warning: remote cache"), "{stderr}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     fn image(&self, target: &str, file: &str) -> Vec<u8> {
         std::fs::read(self.path().join("out/6.1.x").join(target).join(file)).unwrap()
     }
@@ -378,6 +394,35 @@ fn arm64_cross_compiles_plain_and_dbg() {
     assert!(
         release.contains(&format!("KERNEL_VERSION={}", version())),
         "{release}"
+    );
+}
+
+/// Two CI runners of the real example and one remote cache (nginx): the first builds
+/// //6.1.x:amd64 from an empty cache and uploads it; the second, as empty, executes nothing,
+/// downloads no more than what its out/ holds plus metadata, and its out/ is the first's, byte
+/// for byte.
+#[test]
+#[ignore = "real kernel build (minutes) and nginx; run with --include-ignored"]
+fn a_second_runner_takes_the_real_kernel_from_the_remote_cache() {
+    let _serial = one_at_a_time();
+    let server = common::servers::Server::nginx();
+    let caches = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (Tiny::new(caches.0.path()), Tiny::new(caches.1.path()));
+    let built = first.run_remote("//6.1.x:amd64", &server.url);
+    assert_eq!(built["totals"]["failed"], 0);
+    assert!(built["totals"]["executed"].as_u64().unwrap() > 10);
+
+    let pulled = second.run_remote("//6.1.x:amd64", &server.url);
+    let totals = &pulled["totals"];
+    assert_eq!(totals["executed"], 0, "{totals}");
+    assert_eq!(totals["remote"], built["totals"]["executed"], "{totals}");
+    let out = common::contents(&second.path().join("out"));
+    assert_eq!(out, common::contents(&first.path().join("out")));
+    let held: u64 = out.values().map(|bytes| bytes.len() as u64).sum();
+    let down = totals["bytes_down"].as_u64().unwrap();
+    assert!(
+        down <= held + held / 10,
+        "downloaded {down} bytes for an out/ of {held}"
     );
 }
 

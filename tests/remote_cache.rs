@@ -340,3 +340,45 @@ fn a_bearer_token_appears_in_no_output_log_key_or_plan() {
     let access = std::fs::read_to_string(server.dir.path().join("access.log")).unwrap();
     assert!(access.contains("PUT /ac/"), "{access}");
 }
+
+#[test]
+fn kernel_local_kdl_names_this_machines_remote_cache_and_the_flag_wins() {
+    let ws = Ws::new();
+    let port = free_port();
+    ws.write(
+        "kernel.local.kdl",
+        &format!("remote-cache \"grpc://127.0.0.1:{port}\" upload=#false\n"),
+    );
+    let out = ws.kbuild(&["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("remote cache grpc://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    // Planning is the same with or without it: the remote enters no key.
+    let other = Ws::new();
+    other.run(&[], 0);
+    assert_eq!(
+        contents(&ws.path().join("out")),
+        contents(&other.path().join("out"))
+    );
+
+    let ws = Ws::new();
+    ws.write("kernel.local.kdl", "remote-cache \"grpc://127.0.0.1:1\"\n");
+    let out = run_with(&ws, &format!("http://127.0.0.1:{port}"), &[], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("grpc://127.0.0.1:1"), "{stderr}");
+
+    ws.write(
+        "kernel.local.kdl",
+        "remote-cache \"a\"\nremote-cache \"b\"\n",
+    );
+    let out = ws.kbuild(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`remote-cache` is given twice"));
+}

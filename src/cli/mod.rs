@@ -48,24 +48,18 @@ struct RemoteArgs {
     /// KBUILD_REMOTE_HEADERS, one `Name: value` a line.
     #[arg(long, global = true, env = "KBUILD_REMOTE_CACHE", value_name = "URL")]
     remote_cache: Option<String>,
-    /// The REAPI instance name, or the HTTP path prefix.
-    #[arg(
-        long,
-        global = true,
-        env = "KBUILD_REMOTE_INSTANCE",
-        default_value = ""
-    )]
-    remote_instance: String,
-    /// Write results to the remote (false: read only, for untrusted builds).
+    /// The REAPI instance name, or the HTTP path prefix [default: none].
+    #[arg(long, global = true, env = "KBUILD_REMOTE_INSTANCE")]
+    remote_instance: Option<String>,
+    /// Write results to the remote (false: read only, for untrusted builds) [default: true].
     #[arg(
         long,
         global = true,
         env = "KBUILD_REMOTE_UPLOAD",
-        default_value_t = true,
         action = clap::ArgAction::Set,
         value_name = "BOOL"
     )]
-    remote_upload: bool,
+    remote_upload: Option<bool>,
     /// Seconds one remote call may take.
     #[arg(
         long,
@@ -85,10 +79,23 @@ struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    fn settings(&self) -> miette::Result<Option<crate::remote::Settings>> {
-        let Some(url) = self.remote_cache.clone().filter(|u| !u.is_empty()) else {
+    /// The remote cache settings: the flags and `KBUILD_REMOTE_*` first, then the machine's
+    /// `remote-cache` in kernel.local.kdl.
+    fn settings(&self, root: &std::path::Path) -> miette::Result<Option<crate::remote::Settings>> {
+        let machine = match &self.remote_cache {
+            Some(_) => None,
+            None => crate::manifest::machine::remote_default(root)?,
+        };
+        let url = (self.remote_cache.clone()).or_else(|| machine.as_ref().map(|m| m.url.clone()));
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
+        let instance = (self.remote_instance.clone())
+            .or_else(|| machine.as_ref().and_then(|m| m.instance.clone()))
+            .unwrap_or_default();
+        let upload = (self.remote_upload)
+            .or_else(|| machine.as_ref().and_then(|m| m.upload))
+            .unwrap_or(true);
         let schemes = ["grpc://", "grpcs://", "http://", "https://"];
         if !schemes.iter().any(|s| url.starts_with(s)) {
             return Err(miette::miette!(
@@ -101,9 +108,9 @@ impl RemoteArgs {
             .map_err(|e| miette::miette!(help = "write one `Name: value` header a line", "{e}"))?;
         Ok(Some(crate::remote::Settings {
             url,
-            instance: self.remote_instance.clone(),
+            instance,
             headers,
-            upload: self.remote_upload,
+            upload,
             timeout: std::time::Duration::from_secs(self.remote_timeout.max(1)),
             transfers: self.remote_transfers.max(1),
         }))
@@ -375,7 +382,7 @@ impl Workspace {
         &self,
         cache: &Cache,
     ) -> miette::Result<Option<std::sync::Arc<crate::remote::Remote>>> {
-        let Some(settings) = self.remote.settings()? else {
+        let Some(settings) = self.remote.settings(&self.root)? else {
             return Ok(None);
         };
         crate::remote::Remote::connect(&settings, cache)
@@ -697,7 +704,7 @@ fn run(
     let started = std::time::Instant::now();
     let cache = open_cache(ws)?;
     // Settings are checked before anything else; the remote itself is not asked for a null build.
-    ws.remote.settings()?;
+    ws.remote.settings(&ws.root)?;
     // A text-mode null build needs no per-action report: try the fingerprint first.
     let links_present =
         ws.root.join("out/.kbuild-links").exists() && ws.root.join("out/index.json").exists();

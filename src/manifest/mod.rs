@@ -2,6 +2,7 @@
 
 mod depth;
 mod diag;
+pub mod machine;
 mod nodes;
 pub mod packages;
 pub mod pins;

@@ -48,8 +48,16 @@ pub fn read_local(text: &str, model: &Model) -> Result<BTreeMap<String, Source>,
     let mut replacements = BTreeMap::new();
     let mut problems = Vec::new();
     for node in doc.nodes() {
+        // The remote cache is this machine's too; `machine` reads it.
+        if name(node) == super::machine::NODE {
+            continue;
+        }
         if name(node) != "replace" {
-            problems.push(nodes::unknown_node(node, LOCAL_FILE, &["replace"]));
+            problems.push(nodes::unknown_node(
+                node,
+                LOCAL_FILE,
+                &["replace", super::machine::NODE],
+            ));
             continue;
         }
         match read_replace(node, model) {
