@@ -424,6 +424,60 @@ impl Transport for Grpc {
         })
     }
 
+    fn read_blobs(
+        &self,
+        function: Function,
+        digests: &[re::Digest],
+    ) -> Result<Vec<(re::Digest, Vec<u8>)>, RemoteError> {
+        let bound = self.capabilities().map_or(0, |c| c.max_batch);
+        let mut out = Vec::with_capacity(digests.len());
+        let mut batch: Vec<re::Digest> = Vec::new();
+        let mut size = 0u64;
+        let flush = |batch: &mut Vec<re::Digest>, out: &mut Vec<_>| -> Result<(), RemoteError> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let request = re::BatchReadBlobsRequest {
+                instance_name: self.instance.clone(),
+                digests: std::mem::take(batch),
+                digest_function: function.code(),
+                ..Default::default()
+            };
+            let response = retrying("BatchReadBlobs", || {
+                self.runtime
+                    .block_on(self.cas().batch_read_blobs(self.request(request.clone())))
+            })?;
+            for r in response.into_inner().responses {
+                let digest = r.digest.unwrap_or_default();
+                if let Some(s) = r.status.filter(|s| s.code != 0) {
+                    return Err(RemoteError::Invalid(format!(
+                        "the server lacks the blob {} that its action cache names (code {}: {})",
+                        digest.hash, s.code, s.message
+                    )));
+                }
+                out.push((digest, r.data));
+            }
+            Ok(())
+        };
+        for digest in digests {
+            let bytes = digest.size_bytes as u64 + 256;
+            if bound == 0 || bytes >= bound {
+                let mut data = Vec::new();
+                self.read_blob(function, digest, &mut data)?;
+                out.push((digest.clone(), data));
+                continue;
+            }
+            if size + bytes >= bound {
+                flush(&mut batch, &mut out)?;
+                size = 0;
+            }
+            size += bytes;
+            batch.push(digest.clone());
+        }
+        flush(&mut batch, &mut out)?;
+        Ok(out)
+    }
+
     fn write_blobs(
         &self,
         function: Function,
@@ -454,5 +508,43 @@ impl Transport for Grpc {
             self.batch_update(function, batch)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_names_follow_the_bytestream_rules() {
+        let d = re::Digest {
+            hash: "ab".repeat(32),
+            size_bytes: 42,
+        };
+        let plain = Grpc::new("grpc://127.0.0.1:1", "", &[], Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            plain.resource(Function::Sha256, &d),
+            format!("blobs/{}/42", d.hash)
+        );
+        // BLAKE3 must name its function; SHA-256 may not.
+        let named =
+            Grpc::new("grpc://127.0.0.1:1", "kernels", &[], Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            named.resource(Function::Blake3, &d),
+            format!("kernels/blobs/blake3/{}/42", d.hash)
+        );
+        let upload = named.upload_resource(Function::Blake3, &d);
+        let parts: Vec<&str> = upload.split('/').collect();
+        assert_eq!(parts[..2], ["kernels", "uploads"]);
+        assert_eq!(parts[2].len(), 36, "a UUID: {upload}");
+        assert_eq!(parts[3..], ["blobs", "blake3", d.hash.as_str(), "42"]);
+        assert_ne!(
+            upload,
+            named.upload_resource(Function::Blake3, &d),
+            "a new UUID each time"
+        );
+        assert!(Grpc::new("http://x", "", &[], Duration::from_secs(1)).is_err());
+        let bad = [("bad header".to_string(), "v".to_string())];
+        assert!(Grpc::new("grpc://x:1", "", &bad, Duration::from_secs(1)).is_err());
     }
 }

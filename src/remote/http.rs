@@ -29,9 +29,14 @@ impl Http {
         if !instance.is_empty() {
             base = format!("{base}/{}", instance.trim_matches('/'));
         }
+        // https:// trusts the system's roots, as grpcs:// does.
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
+            .tls_config(tls)
             .build()
             .into();
         Http {

@@ -35,6 +35,9 @@ use crate::action::ActionKind;
 use crate::cache::{Cache, OutputEntry, OutputManifest};
 use crate::key::ActionKey;
 
+/// Blobs below this size are read in batches, the others streamed one by one.
+const SMALL_BLOB: i64 = 1 << 20;
+
 /// What a run moved from and to the remote.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -304,9 +307,42 @@ impl Remote {
                 }
             }
         }
+        // Files already in the local blob store are copied; small ones come in batch calls;
+        // the rest stream, several at once.
         use rayon::prelude::*;
+        let mut needed = Vec::new();
+        for (path, digest, want) in &files {
+            if !self.copy_local(dest, path, want)? {
+                needed.push((path, digest, *want));
+            }
+        }
+        let (small, large): (Vec<_>, Vec<_>) = needed
+            .into_iter()
+            .partition(|(_, d, _)| d.size_bytes < SMALL_BLOB);
+        let groups: Vec<_> = small.chunks(256).collect();
         self.transfers.install(|| {
-            files
+            groups.par_iter().try_for_each(|group| {
+                let digests: Vec<re::Digest> = group.iter().map(|(_, d, _)| (*d).clone()).collect();
+                let blobs: HashMap<String, Vec<u8>> = self
+                    .transport
+                    .read_blobs(self.function, &digests)?
+                    .into_iter()
+                    .map(|(d, data)| (d.hash, data))
+                    .collect();
+                for (path, digest, want) in group.iter() {
+                    let data = blobs.get(&digest.hash).ok_or_else(|| {
+                        RemoteError::Invalid(format!(
+                            "the server lacks the blob {} that its action cache names",
+                            digest.hash
+                        ))
+                    })?;
+                    self.write_file(dest, path, digest, want, key, &mut data.as_slice())?;
+                }
+                Ok(())
+            })
+        })?;
+        self.transfers.install(|| {
+            large
                 .par_iter()
                 .try_for_each(|(path, digest, want)| self.fetch_file(dest, path, digest, want, key))
         })?;
@@ -323,6 +359,20 @@ impl Remote {
         Ok(manifest)
     }
 
+    /// Copies a file whose blob the local cache holds already; whether it did.
+    fn copy_local(&self, dest: &Path, path: &str, want: &OutputEntry) -> Result<bool, RemoteError> {
+        let local = self.cache.blobs.path(want.digest, want.executable);
+        if !crate::digest::Digest::of_file(&local).is_ok_and(|d| d == want.digest) {
+            return Ok(false);
+        }
+        let at = dest.join(path);
+        std::fs::create_dir_all(at.parent().expect("under dest"))
+            .map_err(transport::io_error("creating a download directory"))?;
+        std::fs::copy(&local, &at).map_err(transport::io_error("copying a local blob"))?;
+        Ok(true)
+    }
+
+    /// Streams one large file from the server into `dest/path`, verified.
     fn fetch_file(
         &self,
         dest: &Path,
@@ -331,21 +381,52 @@ impl Remote {
         want: &OutputEntry,
         key: ActionKey,
     ) -> Result<(), RemoteError> {
-        let at = dest.join(path);
-        std::fs::create_dir_all(at.parent().expect("under dest"))
-            .map_err(transport::io_error("creating a download directory"))?;
-        let local = self.cache.blobs.path(want.digest, want.executable);
-        if crate::digest::Digest::of_file(&local).is_ok_and(|d| d == want.digest) {
-            std::fs::copy(&local, &at).map_err(transport::io_error("copying a local blob"))?;
-            return Ok(());
-        }
+        let at = self.create(dest, path)?;
         let file = std::fs::File::create(&at).map_err(transport::io_error("writing a download"))?;
         let mut writer = digest::HashingWriter::new(self.function, std::io::BufWriter::new(file));
         self.transport
             .read_blob(self.function, digest, &mut writer)?;
-        let (got, blake3) = writer
+        let got = writer
             .finish()
             .map_err(transport::io_error("writing a download"))?;
+        self.verified(&at, path, digest, want, key, got)
+    }
+
+    /// Writes bytes read whole (a batch) into `dest/path`, verified.
+    fn write_file(
+        &self,
+        dest: &Path,
+        path: &str,
+        digest: &re::Digest,
+        want: &OutputEntry,
+        key: ActionKey,
+        data: &mut &[u8],
+    ) -> Result<(), RemoteError> {
+        let at = self.create(dest, path)?;
+        let mut file =
+            std::fs::File::create(&at).map_err(transport::io_error("writing a download"))?;
+        let got = digest::copy_hashing(self.function, data, &mut file)
+            .map_err(transport::io_error("writing a download"))?;
+        self.verified(&at, path, digest, want, key, got)
+    }
+
+    fn create(&self, dest: &Path, path: &str) -> Result<PathBuf, RemoteError> {
+        let at = dest.join(path);
+        std::fs::create_dir_all(at.parent().expect("under dest"))
+            .map_err(transport::io_error("creating a download directory"))?;
+        Ok(at)
+    }
+
+    /// Checks a downloaded file against the tree's digest and the manifest's blake3.
+    fn verified(
+        &self,
+        at: &Path,
+        path: &str,
+        digest: &re::Digest,
+        want: &OutputEntry,
+        key: ActionKey,
+        (got, blake3): (re::Digest, crate::digest::Digest),
+    ) -> Result<(), RemoteError> {
         self.stats
             .down
             .fetch_add(got.size_bytes as u64, Ordering::Relaxed);
@@ -357,7 +438,7 @@ impl Remote {
         }
         if want.executable {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755))
+            std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755))
                 .map_err(transport::io_error("making a download executable"))?;
         }
         self.remote_digests

@@ -74,6 +74,23 @@ pub trait Transport: Send + Sync {
         to: &mut dyn Write,
     ) -> Result<(), RemoteError>;
 
+    /// Reads small blobs whole, as the server sends them (the caller verifies); a protocol with
+    /// batch calls asks for many at once.
+    fn read_blobs(
+        &self,
+        function: Function,
+        digests: &[re::Digest],
+    ) -> Result<Vec<(re::Digest, Vec<u8>)>, RemoteError> {
+        digests
+            .iter()
+            .map(|d| {
+                let mut bytes = Vec::new();
+                self.read_blob(function, d, &mut bytes)?;
+                Ok((d.clone(), bytes))
+            })
+            .collect()
+    }
+
     /// Uploads blobs; a protocol with batch calls groups the small ones.
     fn write_blobs(
         &self,
