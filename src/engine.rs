@@ -631,6 +631,9 @@ impl Owner for RunOwner<'_> {
         };
         match result {
             JobResult::Executed { manifest, seconds } => {
+                // A remote hit that could not be fetched and was built here: dependents read
+                // what was built, not what the remote claimed.
+                self.keys.hits.remove(&id);
                 let output = manifest.digest();
                 self.keys.manifests[id.index()] = Some(Arc::new(manifest));
                 self.keys.status[id.index()] = Status::Executed {

@@ -382,3 +382,42 @@ fn kernel_local_kdl_names_this_machines_remote_cache_and_the_flag_wins() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`remote-cache` is given twice"));
 }
+
+#[test]
+#[ignore = "needs nginx (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn a_server_that_dies_mid_run_is_one_warning_and_a_local_build() {
+    let server = Server::nginx();
+    let first = Ws::new();
+    remote_run(&first, &server.url, &[]);
+    // A copy of what nginx holds, served for a few requests only: then the port is closed,
+    // in the middle of the second runner's lookups and downloads.
+    let store = server.storage();
+    let files: Vec<(String, Vec<u8>)> = files_under(&store)
+        .into_iter()
+        .map(|f| {
+            let rel = f
+                .strip_prefix(&store)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (format!("/{rel}"), std::fs::read(&f).unwrap())
+        })
+        .collect();
+    for requests in [3, 12] {
+        let port = common::serve(files.clone(), requests);
+        let ws = Ws::new();
+        let url = format!("http://127.0.0.1:{port}");
+        let report = common::report(run_with(&ws, &url, &["--remote-upload=false"], &[]), 0);
+        let warnings = report
+            .stderr
+            .lines()
+            .filter(|l| l.contains("warning: remote cache"))
+            .count();
+        assert_eq!(warnings, 1, "{}", report.stderr);
+        assert_eq!(report.total("failed"), 0);
+        assert_eq!(
+            contents(&ws.path().join("out")),
+            contents(&first.path().join("out"))
+        );
+    }
+}
