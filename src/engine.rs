@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::action::{Action, ActionId, ActionKind, Role};
 use crate::cache::{Cache, CacheError, Corrupt, LastRun, OutputManifest, RunEntry};
 use crate::digest::Digest;
-use crate::exec::{Cancel, Executor, Identity, Toolset};
+use crate::exec::{Cancel, Executor, Identity, Known, Toolset};
 use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
 use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names};
@@ -135,7 +135,9 @@ struct Keys<'a> {
     engine: &'a Engine<'a>,
     graph: &'a Graph,
     stat: StatCache,
-    identities: HashMap<Toolset, Identity>,
+    identities: HashMap<Toolset, Known>,
+    /// The identity of what kbuild does in-process, made once.
+    kbuild: Known,
     /// Input digests of this pass: many actions read the same config.
     input_digests: HashMap<String, Digest>,
     last: LastRun,
@@ -156,6 +158,7 @@ impl<'a> Keys<'a> {
             graph,
             stat: StatCache::load(engine.cache.dir("state").join("stat.json")),
             identities: HashMap::new(),
+            kbuild: Known::new(Identity::Kbuild),
             input_digests: HashMap::new(),
             last: engine.cache.load_state(engine.workspace),
             status: vec![Status::Pending; graph.len()],
@@ -171,10 +174,10 @@ impl<'a> Keys<'a> {
         }
     }
 
-    fn identity(&mut self, action: &Action) -> Result<Identity, KeyError> {
+    fn identity(&mut self, action: &Action) -> Result<Known, KeyError> {
         let set = recipe::toolset_of(action);
         if set.tools.is_empty() {
-            return Ok(Identity::Kbuild);
+            return Ok(self.kbuild.clone());
         }
         if let Some(id) = self.identities.get(&set) {
             return Ok(id.clone());
@@ -191,6 +194,7 @@ impl<'a> Keys<'a> {
                     .to_string(),
                 message: e.to_string(),
             })?;
+        let id = Known::new(id);
         self.identities.insert(set, id.clone());
         Ok(id)
     }
@@ -219,7 +223,8 @@ impl<'a> Keys<'a> {
             }
         };
         let output_of = |dep: ActionId| status[dep.index()].output();
-        let seen = Seen::gather(action, output_of, digest_of, || Ok(Identity::Kbuild))?;
+        let kbuild = self.kbuild.clone();
+        let seen = Seen::gather(action, output_of, digest_of, || Ok(kbuild))?;
         let Some(mut seen) = seen else {
             return Ok(None);
         };

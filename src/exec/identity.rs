@@ -24,6 +24,23 @@ pub enum Identity {
     DryRun { tools: Vec<String> },
 }
 
+/// An identity with its digest, made once per toolset and shared by every action of it: keys
+/// hold the digest, so a key is not 25 programs' worth of JSON longer for each action.
+#[derive(Clone, Debug)]
+pub struct Known {
+    pub identity: std::sync::Arc<Identity>,
+    pub digest: Digest,
+}
+
+impl Known {
+    pub fn new(identity: Identity) -> Known {
+        Known {
+            digest: identity.digest(),
+            identity: std::sync::Arc::new(identity),
+        }
+    }
+}
+
 /// What one program of a host toolset is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

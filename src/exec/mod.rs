@@ -15,7 +15,7 @@ pub use cancel::Cancel;
 pub use docker::Docker;
 pub use dry_run::DryRun;
 pub use host::Host;
-pub use identity::{Identity, Probe, Program};
+pub use identity::{Identity, Known, Probe, Program};
 
 use crate::arch::Arch;
 

@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use super::{ActionKey, SCHEMA};
 use crate::action::{Action, ActionId, Recipe};
 use crate::digest::Digest;
-use crate::exec::Identity;
+use crate::exec::{Identity, Known};
 use crate::recipe::code::RecipeCode;
 
 /// What an action sees besides itself.
 #[derive(Clone, Debug)]
 pub struct Seen {
-    pub executor: Identity,
+    pub executor: Known,
     /// Workspace-relative input files and their content digests.
     pub inputs: BTreeMap<String, Digest>,
     /// Each dependency's name in the key ([`dep_names`]) and its output digest.
@@ -33,7 +33,7 @@ impl Seen {
         action: &Action,
         output_of: impl Fn(ActionId) -> Option<Digest>,
         mut digest_of: impl FnMut(&str) -> Result<Digest, E>,
-        executor: impl FnOnce() -> Result<Identity, E>,
+        executor: impl FnOnce() -> Result<Known, E>,
     ) -> Result<Option<Seen>, E> {
         let mut deps = BTreeMap::new();
         for (dep, name) in action.deps.iter().zip(dep_names(action)) {
@@ -106,7 +106,8 @@ pub struct KeyView<'a> {
     recipe: RecipeCode,
     params: &'a Recipe,
     env: &'a BTreeMap<String, String>,
-    executor: &'a Identity,
+    /// The digest of the record's `executor`: the same programs, one field.
+    executor: Digest,
     inputs: &'a BTreeMap<String, Digest>,
     deps: &'a BTreeMap<String, Digest>,
 }
@@ -119,7 +120,7 @@ impl<'a> KeyView<'a> {
             recipe: crate::recipe::code::of(action.kind()),
             params: &action.recipe,
             env: &action.env,
-            executor: &seen.executor,
+            executor: seen.executor.digest,
             inputs: &seen.inputs,
             deps: &seen.deps,
         }
@@ -147,7 +148,7 @@ impl KeyRecord {
             recipe: crate::recipe::code::of(action.kind()),
             params: serde_json::to_value(&action.recipe).expect("recipes serialise"),
             env: (*action.env).clone(),
-            executor: seen.executor,
+            executor: (*seen.executor.identity).clone(),
             inputs: seen.inputs,
             deps: seen.deps,
         }
@@ -217,14 +218,14 @@ mod tests {
             &action,
             |_| Some(Digest::of_bytes(b"tree")),
             |rel| Ok::<_, ()>(Digest::of_bytes(rel.as_bytes())),
-            || Ok(Identity::Kbuild),
+            || Ok(Known::new(Identity::Kbuild)),
         )
         .unwrap()
         .unwrap();
         let key = KeyView::new(&action, &seen).key();
         assert_eq!(KeyView::new(&action, &seen.clone()).key(), key);
         let mut other = seen.clone();
-        other.executor = Identity::DryRun { tools: vec![] };
+        other.executor = Known::new(Identity::DryRun { tools: vec![] });
         assert_ne!(KeyView::new(&action, &other).key(), key, "executor");
         let mut other = seen.clone();
         other
@@ -242,7 +243,7 @@ mod tests {
             &action,
             |_| None,
             |_| Ok::<_, ()>(Digest::of_bytes(b"")),
-            || Ok(Identity::Kbuild),
+            || Ok(Known::new(Identity::Kbuild)),
         );
         assert!(unknown.unwrap().is_none(), "a dependency yet to run");
     }
