@@ -120,7 +120,7 @@ impl Remote {
             .thread_name(|i| format!("kbuild-remote-{i}"))
             .build()
             .expect("a thread pool starts");
-        let remote = Remote {
+        let mut remote = Remote {
             transport,
             function: Function::Sha256,
             url: settings.url.clone(),
@@ -135,7 +135,6 @@ impl Remote {
             uploader: Mutex::new(None),
             transfers,
         };
-        let mut remote = remote;
         match remote.transport.capabilities() {
             Ok(caps) if caps.functions.contains(&Function::Blake3) => {
                 remote.function = Function::Blake3
@@ -336,15 +335,20 @@ impl Remote {
                             digest.hash
                         ))
                     })?;
-                    self.write_file(dest, path, digest, want, key, &mut data.as_slice())?;
+                    self.download((dest, path), digest, want, key, |w| {
+                        w.write_all(data)
+                            .map_err(transport::io_error("writing a download"))
+                    })?;
                 }
                 Ok(())
             })
         })?;
         self.transfers.install(|| {
-            large
-                .par_iter()
-                .try_for_each(|(path, digest, want)| self.fetch_file(dest, path, digest, want, key))
+            large.par_iter().try_for_each(|(path, digest, want)| {
+                self.download((dest, path), digest, want, key, |w| {
+                    self.transport.read_blob(self.function, digest, w)
+                })
+            })
         })?;
         let manifest = OutputManifest::ingest(dest, &self.cache.blobs)
             .map_err(|e| RemoteError::Invalid(format!("ingesting the outputs of {key}: {e}")))?;
@@ -365,47 +369,27 @@ impl Remote {
         if !crate::digest::Digest::of_file(&local).is_ok_and(|d| d == want.digest) {
             return Ok(false);
         }
-        let at = dest.join(path);
-        std::fs::create_dir_all(at.parent().expect("under dest"))
-            .map_err(transport::io_error("creating a download directory"))?;
+        let at = self.create(dest, path)?;
         std::fs::copy(&local, &at).map_err(transport::io_error("copying a local blob"))?;
         Ok(true)
     }
 
-    /// Streams one large file from the server into `dest/path`, verified.
-    fn fetch_file(
+    /// Writes one file of a hit into `dest/path` from `fill` (a stream from the server, or bytes
+    /// a batch brought), hashing on the way, and verifies it.
+    fn download(
         &self,
-        dest: &Path,
-        path: &str,
+        (dest, path): (&Path, &str),
         digest: &re::Digest,
         want: &OutputEntry,
         key: ActionKey,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), RemoteError>,
     ) -> Result<(), RemoteError> {
         let at = self.create(dest, path)?;
         let file = std::fs::File::create(&at).map_err(transport::io_error("writing a download"))?;
         let mut writer = digest::HashingWriter::new(self.function, std::io::BufWriter::new(file));
-        self.transport
-            .read_blob(self.function, digest, &mut writer)?;
+        fill(&mut writer)?;
         let got = writer
             .finish()
-            .map_err(transport::io_error("writing a download"))?;
-        self.verified(&at, path, digest, want, key, got)
-    }
-
-    /// Writes bytes read whole (a batch) into `dest/path`, verified.
-    fn write_file(
-        &self,
-        dest: &Path,
-        path: &str,
-        digest: &re::Digest,
-        want: &OutputEntry,
-        key: ActionKey,
-        data: &mut &[u8],
-    ) -> Result<(), RemoteError> {
-        let at = self.create(dest, path)?;
-        let mut file =
-            std::fs::File::create(&at).map_err(transport::io_error("writing a download"))?;
-        let got = digest::copy_hashing(self.function, data, &mut file)
             .map_err(transport::io_error("writing a download"))?;
         self.verified(&at, path, digest, want, key, got)
     }

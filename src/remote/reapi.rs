@@ -152,12 +152,8 @@ pub fn tree(
     }
     let mut children = Vec::new();
     let root = root.message(function, &mut children);
-    children.sort_by(|a, b| {
-        Blob::of(function, a)
-            .digest
-            .hash
-            .cmp(&Blob::of(function, b).digest.hash)
-    });
+    // Each directory is hashed once for the sort, not once per comparison.
+    children.sort_by_cached_key(|d| Blob::of(function, d).digest.hash);
     children.dedup();
     re::Tree {
         root: Some(root),
