@@ -63,6 +63,9 @@ fn two_runners(server: &Server) {
     assert_eq!(built.total("failed"), 0);
     assert!(!built.executed().is_empty());
     assert!(built.json["totals"]["bytes_up"].as_u64().unwrap() > 0);
+    if server.url.starts_with("http") {
+        each_blob_went_up_once(server);
+    }
 
     let plan = second
         .command(&["plan", "//..."])
@@ -107,12 +110,72 @@ fn two_runners(server: &Server) {
         contents(&first.path().join("out")),
         contents(&second.path().join("out"))
     );
+
+    // A third runner changes an option: its compile needs the patched tree, which the remote
+    // keeps by its manifest alone. The tree is made here, without a warning, it comes out the
+    // same, and nothing else runs that a local build of the change would not run.
+    let (config, from, to) = (
+        "kernel/6.6.x/config-x86_64",
+        "CONFIG_NR_CPUS=64",
+        "CONFIG_NR_CPUS=128",
+    );
+    local.edit(config, from, to);
+    let mut alone = local.run(&[], 0).executed();
+    let third = Ws::new();
+    third.edit(PATCH_FILE, "return 1;", "return 2;");
+    third.edit(config, from, to);
+    let optioned = remote_run(&third, &server.url, &[]);
+    assert!(
+        !optioned.stderr.contains("warning: remote cache"),
+        "{}",
+        optioned.stderr
+    );
+    let mut executed = optioned.executed();
+    alone.push("patch //6.6.x".to_string());
+    alone.sort();
+    executed.sort();
+    assert_eq!(executed, alone, "{}", optioned.stderr);
+    assert!(!optioned.names("remote").is_empty());
+    let clean = Ws::new();
+    clean.edit(PATCH_FILE, "return 1;", "return 2;");
+    clean.edit(config, from, to);
+    clean.run(&[], 0);
+    assert_eq!(
+        contents(&third.path().join("out")),
+        contents(&clean.path().join("out"))
+    );
 }
 
 #[test]
 #[ignore = "needs nginx (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
 fn two_runners_share_results_over_http() {
     two_runners(&Server::nginx());
+}
+
+/// The first run's requests to nginx: each blob went up once, even where trees share it, and
+/// only large ones were asked for first.
+fn each_blob_went_up_once(server: &Server) {
+    let log = std::fs::read_to_string(server.dir.path().join("access.log")).unwrap();
+    let mut puts = std::collections::HashMap::<&str, usize>::new();
+    for line in log.lines() {
+        if let Some(path) = request_path(line, "PUT /cas/") {
+            *puts.entry(path).or_default() += 1;
+        }
+        if let Some(path) = request_path(line, "HEAD /cas/") {
+            let size = std::fs::metadata(server.storage().join(&path[1..])).map_or(0, |m| m.len());
+            assert!(size >= 16 << 10, "asked for a blob of {size} bytes: {line}");
+        }
+    }
+    assert!(puts.len() > 10, "{log}");
+    let again: Vec<_> = puts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(again.is_empty(), "sent more than once: {again:?}");
+}
+
+/// The path of an access log line's request if it starts with `prefix` (`METHOD /dir/`).
+fn request_path<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    let at = line.find(prefix)?;
+    let path = &line[at + prefix.find(' ')? + 1..];
+    path.split(' ').next()
 }
 
 #[test]

@@ -163,7 +163,9 @@ pub fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-fn lower_own_priority() {
+/// Puts the calling thread (and what it starts from now on) at the lowest CPU priority, for
+/// good: background work such as remote uploads.
+pub fn lower_own_priority() {
     // SAFETY: both calls only read their arguments (the param struct lives across the call);
     // failure leaves the priority as it was, which is still correct, only slower for the compile.
     unsafe {

@@ -11,6 +11,10 @@ use prost::Message;
 use super::digest::Function;
 use super::transport::{Capabilities, RemoteError, Source, Transport};
 
+/// Blobs from this size on are asked for (`HEAD`) before they are sent; smaller ones are sent
+/// without asking (a kernel tree's median file is a few KiB).
+const ASK_FROM: i64 = 16 << 10;
+
 pub struct Http {
     base: String,
     agent: ureq::Agent,
@@ -179,6 +183,11 @@ impl Transport for Http {
         only_sha256(function)?;
         let mut missing = Vec::new();
         for digest in digests {
+            // Asking costs a round trip, as sending a small blob does: those are sent unasked.
+            if digest.size_bytes < ASK_FROM {
+                missing.push(digest.clone());
+                continue;
+            }
             let url = self.url("cas", digest);
             let request = self
                 .request("HEAD", &url)

@@ -19,7 +19,7 @@ mod reapi;
 pub mod settings;
 mod transport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
@@ -46,12 +46,27 @@ pub struct Stats {
     pub failed_uploads: AtomicU64,
 }
 
+/// Kinds whose results go up as their manifest alone, without their files: a patched kernel
+/// tree is 1.3 GB in 80,000 files, which the fetched tarball and the patches make again here
+/// in 10 to 20 seconds, faster than a server sends it and far cheaper than sending it up
+/// (most of a cold build's upload). The manifest still gives dependents their keys, so a target
+/// whose actions are all in the remote never needs the tree; one that needs it builds it here,
+/// and dependents stay hits as long as it comes out the same.
+pub const MANIFEST_ONLY: &[ActionKind] = &[ActionKind::Patch];
+
 /// A result found in the remote action cache: the manifest it claims (which gives dependents
-/// their key) and where its files are.
+/// their key) and where its files are (`None` for a result kept by its manifest alone).
 #[derive(Clone, Debug)]
 pub struct Hit {
     pub manifest: OutputManifest,
-    tree: re::Digest,
+    tree: Option<re::Digest>,
+}
+
+impl Hit {
+    /// Whether the remote holds the files, not only the manifest.
+    pub fn has_files(&self) -> bool {
+        self.tree.is_some()
+    }
 }
 
 /// One upload to do after the run's own work.
@@ -70,15 +85,22 @@ pub struct Remote {
     /// Set by the first failure to reach the server: the rest of the run is local.
     broken: AtomicBool,
     /// Keys whose result could not be fetched: no longer offered this run.
-    bad: Mutex<std::collections::HashSet<ActionKey>>,
-    warned: Mutex<std::collections::HashSet<String>>,
+    bad: Mutex<HashSet<ActionKey>>,
+    warned: Mutex<HashSet<String>>,
     pub stats: Stats,
     /// Remote digests of local blobs learnt this run (only SHA-256 differs from blake3).
     remote_digests: Mutex<HashMap<(crate::digest::Digest, bool), re::Digest>>,
     cache: Cache,
     uploads: Mutex<Option<mpsc::Sender<Upload>>>,
     uploader: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Remote hashes the server is known to hold this run (uploaded, found or downloaded):
+    /// never asked for or sent again, so a tree made from another tree costs its changes only.
+    present: Mutex<HashSet<String>>,
+    /// Downloads: on the critical path, at the run's priority.
     transfers: rayon::ThreadPool,
+    /// Uploads and their hashing: background work at the lowest CPU priority, so the build
+    /// never waits for them while it has work (see `exec::lower_own_priority`).
+    uploading: rayon::ThreadPool,
 }
 
 impl Remote {
@@ -120,6 +142,12 @@ impl Remote {
             .thread_name(|i| format!("kbuild-remote-{i}"))
             .build()
             .expect("a thread pool starts");
+        let uploading = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.transfers.max(1))
+            .thread_name(|i| format!("kbuild-upload-{i}"))
+            .start_handler(|_| crate::exec::lower_own_priority())
+            .build()
+            .expect("a thread pool starts");
         let mut remote = Remote {
             transport,
             function: Function::Sha256,
@@ -133,7 +161,9 @@ impl Remote {
             cache: cache.clone(),
             uploads: Mutex::new(None),
             uploader: Mutex::new(None),
+            present: Mutex::default(),
             transfers,
+            uploading,
         };
         match remote.transport.capabilities() {
             Ok(caps) if caps.functions.contains(&Function::Blake3) => {
@@ -235,7 +265,15 @@ impl Remote {
         if !self.is_usable() {
             return None;
         }
-        match self.try_fetch(hit, key, dest) {
+        let Some(tree) = &hit.tree else {
+            // Kept by its manifest alone: built here, which is no fault of the server's.
+            self.bad
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+            return None;
+        };
+        match self.try_fetch(hit, tree, key, dest) {
             Ok(manifest) => Some(manifest),
             Err(e) => {
                 // A server that serves bytes other than it promised is not asked again this
@@ -254,10 +292,11 @@ impl Remote {
     fn try_fetch(
         &self,
         hit: &Hit,
+        tree: &re::Digest,
         key: ActionKey,
         dest: &Path,
     ) -> Result<OutputManifest, RemoteError> {
-        let tree = re::Tree::decode(self.read_small(&hit.tree)?.as_slice())
+        let tree = re::Tree::decode(self.read_small(tree)?.as_slice())
             .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
         let entries = reapi::entries(self.function, &tree)
             .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
@@ -429,7 +468,42 @@ impl Remote {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((want.digest, want.executable), digest.clone());
+        self.known_present([digest.hash.clone()]);
         Ok(())
+    }
+
+    fn known_present(&self, hashes: impl IntoIterator<Item = String>) {
+        self.present
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(hashes);
+    }
+
+    /// Which of `wanted` the server lacks, asking only about what this run has not seen there;
+    /// in parallel parts (the HTTP protocol asks blob by blob).
+    fn missing(&self, wanted: Vec<re::Digest>) -> Result<HashSet<String>, RemoteError> {
+        use rayon::prelude::*;
+        let unknown: Vec<re::Digest> = {
+            let present = self.present.lock().unwrap_or_else(|e| e.into_inner());
+            wanted
+                .into_iter()
+                .filter(|d| !present.contains(&d.hash))
+                .collect()
+        };
+        let parts: Vec<Vec<re::Digest>> = self.uploading.install(|| {
+            unknown
+                .par_chunks(1_000)
+                .map(|part| self.transport.find_missing(self.function, part))
+                .collect::<Result<_, _>>()
+        })?;
+        let missing: HashSet<String> = parts.into_iter().flatten().map(|d| d.hash).collect();
+        self.known_present(
+            unknown
+                .into_iter()
+                .map(|d| d.hash)
+                .filter(|h| !missing.contains(h)),
+        );
+        Ok(missing)
     }
 
     /// Queues the upload of an action that just succeeded here; `finish` waits for the queue.
@@ -456,6 +530,7 @@ impl Remote {
             let handle = std::thread::Builder::new()
                 .name("kbuild-upload".into())
                 .spawn(move || {
+                    crate::exec::lower_own_priority();
                     for job in rx {
                         if !me.is_usable() {
                             continue;
@@ -523,30 +598,20 @@ impl Remote {
 
     fn try_upload(&self, job: &Upload) -> Result<(), RemoteError> {
         use rayon::prelude::*;
+        let with_files = !MANIFEST_ONLY.contains(&job.kind);
         let files: Vec<&OutputEntry> = job
             .manifest
             .entries
             .iter()
-            .filter(|e| e.symlink.is_none())
+            .filter(|e| with_files && e.symlink.is_none())
             .collect();
-        let digests: Vec<re::Digest> = self.transfers.install(|| {
+        let digests: Vec<re::Digest> = self.uploading.install(|| {
             files
                 .par_iter()
                 .map(|e| self.remote_digest(e))
                 .collect::<Result<_, _>>()
         })?;
-        let by_entry: HashMap<(crate::digest::Digest, bool), &re::Digest> = files
-            .iter()
-            .zip(&digests)
-            .map(|(e, d)| ((e.digest, e.executable), d))
-            .collect();
-        let empty = re::Digest::default();
-        let tree = reapi::tree(self.function, &job.manifest, |e| {
-            by_entry
-                .get(&(e.digest, e.executable))
-                .map_or_else(|| empty.clone(), |d| (*d).clone())
-        });
-        let tree = reapi::Blob::of(self.function, &tree);
+        let tree = with_files.then(|| self.tree_blob(&job.manifest, &files, &digests));
         let manifest = serde_json::to_vec(&job.manifest).expect("manifests serialise");
         let manifest = reapi::Blob {
             digest: self.function.of_bytes(&manifest),
@@ -557,50 +622,70 @@ impl Remote {
             data: job.log.clone(),
         };
         let messages = reapi::action(self.function, job.kind, job.key);
-        let small = [
-            &tree,
-            &manifest,
-            &log,
-            &messages.action,
-            &messages.command,
-            &messages.input_root,
-        ];
+        let small: Vec<&reapi::Blob> = [
+            tree.as_ref(),
+            Some(&manifest),
+            Some(&log),
+            Some(&messages.action),
+            Some(&messages.command),
+            Some(&messages.input_root),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let mut wanted: Vec<re::Digest> = small.iter().map(|b| b.digest.clone()).collect();
         wanted.extend(digests.iter().cloned());
         wanted.sort_by(|a, b| a.hash.cmp(&b.hash));
         wanted.dedup();
-        let missing: std::collections::HashSet<String> = self
-            .transport
-            .find_missing(self.function, &wanted)?
-            .into_iter()
-            .map(|d| d.hash)
-            .collect();
+        let missing = self.missing(wanted)?;
         let mut uploads: Vec<(re::Digest, Source<'_>)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let paths: Vec<PathBuf> = files
             .iter()
             .map(|e| self.cache.blobs.path(e.digest, e.executable))
             .collect();
-        for ((_, digest), path) in files.iter().zip(&digests).zip(&paths) {
+        for (digest, path) in digests.iter().zip(&paths) {
             if missing.contains(&digest.hash) && seen.insert(digest.hash.clone()) {
                 uploads.push((digest.clone(), Source::File(path)));
             }
         }
-        for blob in small {
+        for blob in &small {
             if missing.contains(&blob.digest.hash) && seen.insert(blob.digest.hash.clone()) {
                 uploads.push((blob.digest.clone(), Source::Bytes(&blob.data)));
             }
         }
         let bytes: u64 = uploads.iter().map(|(d, _)| d.size_bytes as u64).sum();
         let chunks: Vec<&[(re::Digest, Source<'_>)]> = uploads.chunks(64).collect();
-        self.transfers.install(|| {
+        self.uploading.install(|| {
             chunks
                 .par_iter()
                 .try_for_each(|part| self.transport.write_blobs(self.function, part))
         })?;
         self.stats.up.fetch_add(bytes, Ordering::Relaxed);
-        let result = reapi::result(&manifest, &tree, Some(&log.digest));
+        self.known_present(uploads.iter().map(|(d, _)| d.hash.clone()));
+        let result = reapi::result(&manifest, tree.as_ref(), Some(&log.digest));
         self.transport
             .update_action_result(self.function, &messages.action.digest, &result)
+    }
+
+    /// The REAPI `Tree` of a manifest's files, whose remote digests are `digests`.
+    fn tree_blob(
+        &self,
+        manifest: &OutputManifest,
+        files: &[&OutputEntry],
+        digests: &[re::Digest],
+    ) -> reapi::Blob {
+        let by_entry: HashMap<(crate::digest::Digest, bool), &re::Digest> = files
+            .iter()
+            .zip(digests)
+            .map(|(e, d)| ((e.digest, e.executable), d))
+            .collect();
+        let empty = re::Digest::default();
+        let tree = reapi::tree(self.function, manifest, |e| {
+            by_entry
+                .get(&(e.digest, e.executable))
+                .map_or_else(|| empty.clone(), |d| (*d).clone())
+        });
+        reapi::Blob::of(self.function, &tree)
     }
 }

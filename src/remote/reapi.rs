@@ -237,18 +237,23 @@ fn walk(
 }
 
 /// The `ActionResult` of a successful kbuild action.
-pub fn result(manifest: &Blob, tree: &Blob, log: Option<&re::Digest>) -> re::ActionResult {
+/// The result of an action: kbuild's manifest as a file, the outputs as a directory (none for
+/// a result kept by its manifest alone), the log as stdout.
+pub fn result(manifest: &Blob, tree: Option<&Blob>, log: Option<&re::Digest>) -> re::ActionResult {
     re::ActionResult {
         output_files: vec![re::OutputFile {
             path: MANIFEST_FILE.into(),
             digest: Some(manifest.digest.clone()),
             ..Default::default()
         }],
-        output_directories: vec![re::OutputDirectory {
-            path: OUT_DIR.into(),
-            tree_digest: Some(tree.digest.clone()),
-            ..Default::default()
-        }],
+        output_directories: tree
+            .map(|tree| re::OutputDirectory {
+                path: OUT_DIR.into(),
+                tree_digest: Some(tree.digest.clone()),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
         exit_code: 0,
         stdout_digest: log.cloned(),
         execution_metadata: Some(re::ExecutedActionMetadata {
@@ -259,9 +264,9 @@ pub fn result(manifest: &Blob, tree: &Blob, log: Option<&re::Digest>) -> re::Act
     }
 }
 
-/// Where a result keeps kbuild's manifest and its output tree; `None` for a result some other
-/// tool wrote, or one that failed.
-pub fn parts(result: &re::ActionResult) -> Option<(re::Digest, re::Digest)> {
+/// Where a result keeps kbuild's manifest and its output tree (`None` for a result kept by its
+/// manifest alone); `None` for a result some other tool wrote, or one that failed.
+pub fn parts(result: &re::ActionResult) -> Option<(re::Digest, Option<re::Digest>)> {
     if result.exit_code != 0 {
         return None;
     }
@@ -271,12 +276,10 @@ pub fn parts(result: &re::ActionResult) -> Option<(re::Digest, re::Digest)> {
         .find(|f| f.path == MANIFEST_FILE)?
         .digest
         .clone()?;
-    let tree = result
-        .output_directories
-        .iter()
-        .find(|d| d.path == OUT_DIR)?
-        .tree_digest
-        .clone()?;
+    let tree = match result.output_directories.iter().find(|d| d.path == OUT_DIR) {
+        Some(dir) => Some(dir.tree_digest.clone()?),
+        None => None,
+    };
     Some((manifest, tree))
 }
 
