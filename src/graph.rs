@@ -66,6 +66,26 @@ impl Graph {
             .or_insert(id);
     }
 
+    /// Gives every action the labels of the actions that depend on it, index actions aside
+    /// (an index serves the targets of all its arches, a tag only its own): an action lowered
+    /// once, for the first target that needed it (a series' fetch), serves them all.
+    pub fn spread_labels(&mut self) {
+        // Dependencies are added before their dependents: from the last action back, every
+        // dependent's labels are complete when they are passed on.
+        for i in (0..self.actions.len()).rev() {
+            if self.actions[i].kind() == ActionKind::Index {
+                continue;
+            }
+            let labels = self.actions[i].labels.clone();
+            let deps: Vec<ActionId> = self.actions[i].deps.iter().map(|d| d.id).collect();
+            for dep in deps {
+                for label in &labels {
+                    self.add_label(dep, label);
+                }
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.actions.len()
     }

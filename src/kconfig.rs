@@ -66,7 +66,9 @@ pub fn parse(text: &str) -> Config {
     config
 }
 
-fn parse_line(line: &str) -> Option<(&str, &str)> {
+/// One line's setting, read as Kconfig reads a config: `CONFIG_X=v` or `# CONFIG_X is not set`
+/// (blanks around the line ignored); anything else is no setting.
+pub fn parse_line(line: &str) -> Option<(&str, &str)> {
     let line = line.trim();
     if let Some(rest) = line.strip_prefix("# ") {
         let symbol = rest.strip_suffix(" is not set")?;

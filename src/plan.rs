@@ -37,6 +37,7 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
     for group in groups {
         lowerer.index(&group);
     }
+    lowerer.graph.spread_labels();
     lowerer.graph.check_acyclic()?;
     Ok(lowerer.graph)
 }

@@ -115,6 +115,62 @@ fn update_refs_moves_references_and_nothing_else() {
     );
 }
 
+/// Found by trying update-refs on LinuxKit's tree: digest pins, Docker Hub's long names,
+/// files that are not UTF-8, and paths that are not in the workspace.
+#[test]
+fn update_refs_keeps_pins_reads_docker_io_and_bytes_and_refuses_stray_paths() {
+    let ws = two_series();
+    let old = "0".repeat(40);
+    let h66 = hash_of(&ws, "//6.6.x:amd64");
+    let pinned = format!("linuxkit/kernel:6.6.9-{old}@sha256:{}", "1".repeat(64));
+    ws.write(
+        "a.yml",
+        &format!(
+            "k: {pinned}
+h: docker.io/linuxkit/kernel:6.6.9-{old}
+"
+        ),
+    );
+    let mut latin1 = b"# caf\xe9\nimage: linuxkit/kernel:6.1.9\n".to_vec();
+    latin1.extend_from_slice(b"\xff\n");
+    std::fs::write(ws.path().join("b.yml"), &latin1).unwrap();
+    git(&ws, &["init", "-q"]);
+    git(&ws, &["add", "-A"]);
+
+    let check = ws.kbuild(&["update-refs", "--check"]);
+    assert_eq!(check.status.code(), Some(1), "docker.io refs count");
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        err.contains(&format!(
+            "a.yml:1: left alone: {pinned} is pinned by its digest"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("would change 2 reference(s), 1 digest-pinned"),
+        "{err}"
+    );
+
+    assert!(ws.kbuild(&["update-refs"]).status.success());
+    assert_eq!(
+        ws.read("a.yml"),
+        format!("k: {pinned}\nh: docker.io/linuxkit/kernel:6.6.71-{h66}\n")
+    );
+    let mut want = b"# caf\xe9\nimage: linuxkit/kernel:6.6.71\n".to_vec();
+    want.extend_from_slice(b"\xff\n");
+    assert_eq!(std::fs::read(ws.path().join("b.yml")).unwrap(), want);
+
+    for (path, says) in [
+        ("/tmp", "is outside the workspace"),
+        ("no/such/dir", "no such file or directory in the workspace"),
+    ] {
+        let out = ws.kbuild(&["update-refs", "--check", path]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{path}: {err}");
+        assert!(err.contains(says), "{path}: {err}");
+    }
+}
+
 #[test]
 fn semver_order_not_string_order() {
     let ws = two_series();
@@ -202,12 +258,12 @@ fn patches_check_reports_file_and_line() {
     let text = stdout(&out);
     assert!(
         text.contains(
-            "kernel/6.6.x/patches/0001-again.patch:0: order 1 is used by more than one patch"
+            "kernel/6.6.x/patches/0001-again.patch:0: error: order 1 is used by more than one patch"
         ),
         "{text}"
     );
     assert!(
-        text.contains("kernel/6.6.x/patches/fix.patch:0: the name needs a numeric prefix"),
+        text.contains("kernel/6.6.x/patches/fix.patch:0: error: the name needs a numeric prefix"),
         "{text}"
     );
     assert!(
@@ -222,23 +278,190 @@ fn patches_check_reports_file_and_line() {
     );
 }
 
+/// Found by trying patches check on LinuxKit's trees: which rules fail, what counts as an
+/// origin, empty patches, and series that do not exist or are retired.
+#[test]
+fn patches_check_tells_errors_from_advice() {
+    let ws = two_series();
+    let patch = ws.read("kernel/6.6.x/patches/0001-init-say-hello.patch");
+    let origin = patch
+        .lines()
+        .find(|l| l.starts_with("Origin:") || l.contains("cherry picked"))
+        .expect("the fixture says where it came from")
+        .to_string();
+    ws.write(
+        "kernel/6.6.x/patches/0002-no-origin.patch",
+        &patch.replace(&format!("{origin}\n"), "Upstream is where this goes\n"),
+    );
+    let out = ws.kbuild(&["patches", "check", "6.6.x"]);
+    let (text, err) = (
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "advice fails nothing: {text}{err}"
+    );
+    assert!(
+        text.contains("0002-no-origin.patch:1: advice: no origin"),
+        "a line starting with Upstream is no origin: {text}"
+    );
+    assert!(
+        err.contains("0 error(s), which fail the check; 1 advice"),
+        "{err}"
+    );
+    let check = ws.kbuild(&["check"]);
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("kernel.kdl is valid") && err.contains("1 advice"),
+        "{err}"
+    );
+
+    let header = &patch[..patch.find("\n---\n").unwrap() + 1];
+    ws.write("kernel/6.6.x/patches/0003-empty.patch", header);
+    let out = ws.kbuild(&["patches", "check", "6.6.x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("0003-empty.patch:1: error: no diff"),
+        "{}",
+        stdout(&out)
+    );
+
+    for (series, says) in [
+        ("6.7.x", "kernel.kdl has no series `6.7.x`"),
+        ("5.15.x", "series `5.15.x` is deprecated"),
+    ] {
+        let out = ws.kbuild(&["patches", "check", series]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{series}: {err}");
+        assert!(err.contains(says), "{series}: {err}");
+    }
+}
+
+#[test]
+fn kconfig_commands_name_the_file_they_cannot_use() {
+    let ws = Ws::new();
+    let config = ws.read("kernel/6.6.x/config-x86_64");
+    ws.write("a/config-x86_64", &config);
+    ws.write(
+        "b/config-x86_64",
+        &config.replace("CONFIG_NET=y", "CONFIG_NET=m"),
+    );
+    let out = ws.kbuild(&["kconfig", "split", "a/config-x86_64", "b/config-x86_64"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("would both be written as split-config-x86_64"),
+        "{err}"
+    );
+    assert!(!ws.path().join("split-common").exists(), "nothing written");
+    for args in [
+        ["kconfig", "diff", "a/config-x86_64", "missing/config"],
+        ["kconfig", "split", "missing/config", "a/config-x86_64"],
+    ] {
+        let out = ws.kbuild(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(err.contains("missing/config"), "{args:?}: {err}");
+    }
+}
+
+/// Small ones: a format a command cannot print, a shared fetch's labels, help for every
+/// argument of new-series, and a list that leaves no cache behind.
+#[test]
+fn small_cli_defects_stay_fixed() {
+    let ws = two_series();
+    let dot = ws.kbuild(&["tags", "--format", "dot", "//6.6.x:amd64"]);
+    assert_eq!(dot.status.code(), Some(2), "clap refuses it");
+    assert!(String::from_utf8_lossy(&dot.stderr).contains("invalid value 'dot'"));
+
+    let plan = ws.kbuild(&["plan", "--format", "json", "//6.6.x:amd64", "//6.6.x:arm64"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let fetch = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "fetch")
+        .unwrap();
+    assert_eq!(
+        fetch["labels"],
+        serde_json::json!(["//6.6.x:amd64", "//6.6.x:arm64"]),
+        "{fetch}"
+    );
+
+    let help = stdout(&ws.kbuild(&["new-series", "-h"]));
+    let lines: Vec<&str> = help.lines().collect();
+    for arg in ["--write", "--from", "<NEW>", "<VERSION>"] {
+        // clap puts the text beside the argument, or on the next line when options are long.
+        let at = lines.iter().position(|l| l.trim_start().starts_with(arg));
+        let at = at.unwrap_or_else(|| panic!("{arg} is listed: {help}"));
+        let beside = lines[at].trim().len() > arg.len() + 10;
+        let below = lines
+            .get(at + 1)
+            .is_some_and(|l| !l.trim_start().starts_with('-') && l.starts_with("          "));
+        assert!(beside || below, "{arg} has help: {help}");
+    }
+
+    let fresh = Ws::new();
+    std::fs::remove_dir_all(fresh.path().join("cache")).ok();
+    assert!(fresh.kbuild(&["list"]).status.success());
+    assert!(!fresh.path().join("cache").exists(), "list made cache/");
+}
+
+/// Points kernel.kdl's source at the tarball under sources/ by a workspace-relative URL, which
+/// bump and new-series edit like a kernel.org one.
+fn relative_source(ws: &Ws) {
+    let line = ws.source_line();
+    let relative = format!(
+        "    source \"file://sources/linux-6.6.71.tar\" sha256=\"{}\"",
+        ws.source_sha()
+    );
+    ws.edit("kernel.kdl", &line, &relative);
+}
+
+/// A series kept as a minimal config (LinuxKit's defconfig style): only the options it names
+/// can drift, no flood of "new" options, and --write says why it writes nothing.
+#[test]
+fn bump_with_a_minimal_config_reports_only_what_it_names() {
+    let ws = Ws::new();
+    make_tarball(&ws.path().join("sources"), "6.6.72");
+    relative_source(&ws);
+    ws.write(
+        "kernel/6.6.x/config-x86_64",
+        "CONFIG_LOCALVERSION=\"-linuxkit\"\nCONFIG_NET=y\nCONFIG_PANIC_ON_OOPS=y\n",
+    );
+    let out = ws.kbuild(&["bump", "6.6.x", "6.6.72", "--write"]);
+    let report = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("//6.6.x:amd64: 0 option(s) drift\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("new options: not listed for a minimal config"),
+        "{report}"
+    );
+    assert!(
+        report.contains("not written: kernel/6.6.x/config-x86_64 is a minimal config"),
+        "{report}"
+    );
+    assert_eq!(
+        ws.read("kernel/6.6.x/config-x86_64"),
+        "CONFIG_LOCALVERSION=\"-linuxkit\"\nCONFIG_NET=y\nCONFIG_PANIC_ON_OOPS=y\n"
+    );
+}
+
 #[test]
 fn bump_pins_the_new_source_and_shows_drift() {
     let ws = Ws::new();
     make_tarball(&ws.path().join("sources"), "6.6.72");
-    let text = ws.read("kernel.kdl");
-    let line = ws.source_line();
-    let relative = "    source \"file://sources/linux-6.6.71.tar\" sha256=\"x\"";
-    let sha = line
-        .split("sha256=\"")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
-    ws.write(
-        "kernel.kdl",
-        &text.replace(&line, &relative.replace("\"x\"", &format!("\"{sha}\""))),
-    );
+    relative_source(&ws);
     // The fake Kconfig knows CONFIG_FAKE_SLOW; drop it from the committed config so it is "new".
     ws.edit(
         "kernel/6.6.x/config-x86_64",

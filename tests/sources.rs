@@ -164,11 +164,7 @@ fn a_download_that_does_not_match_its_pin_stores_nothing() {
     );
     let text = ws.read("kernel.kdl");
     let line = ws.source_line();
-    let sha = line
-        .split("sha256=\"")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('"');
+    let sha = ws.source_sha();
     let http = format!("    source \"http://127.0.0.1:{port}/linux-6.6.71.tar\" sha256=\"{sha}\"");
     ws.write("kernel.kdl", &text.replace(&line, &http));
     let r = ws.run(&["//6.6.x:amd64"], 1);

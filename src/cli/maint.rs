@@ -18,16 +18,17 @@ pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Re
     let latest = update_refs::Latest::of(model, &mut stat)?;
     stat.save();
     let mut changes = Vec::new();
-    for file in update_refs::tracked_files(&ws.root, paths).into_diagnostic()? {
+    let mut pinned = Vec::new();
+    let files = update_refs::tracked_files(&ws.root, paths).map_err(|e| miette::miette!("{e}"))?;
+    for file in files {
         let path = ws.root.join(&file);
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let (new, found) = update_refs::rewrite(&file, &text, model, &latest);
-        if !found.is_empty() && !check {
-            std::fs::write(&path, new).into_diagnostic()?;
+        let text = std::fs::read(&path).map_err(|e| miette::miette!("{file}: {e}"))?;
+        let found = update_refs::rewrite(&file, &text, model, &latest);
+        if !found.changes.is_empty() && !check {
+            std::fs::write(&path, &found.bytes).map_err(|e| miette::miette!("{file}: {e}"))?;
         }
-        changes.extend(found);
+        changes.extend(found.changes);
+        pinned.extend(found.pinned);
     }
     for c in &changes {
         println!(
@@ -35,21 +36,42 @@ pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Re
             c.file, c.line, c.old, c.file, c.line, c.new
         );
     }
+    for p in &pinned {
+        eprintln!(
+            "{}:{}: left alone: {} is pinned by its digest, which names one image; \
+             update the tag and the digest together by hand, or drop the digest",
+            p.file, p.line, p.reference
+        );
+    }
     let verb = if check { "would change" } else { "changed" };
-    eprintln!("update-refs: {verb} {} reference(s)", changes.len());
+    eprintln!(
+        "update-refs: {verb} {} reference(s), {} digest-pinned left alone",
+        changes.len(),
+        pinned.len()
+    );
     Ok(i32::from(check && !changes.is_empty()))
 }
 
 pub fn kconfig_split(inputs: &[PathBuf], out: &std::path::Path) -> miette::Result<i32> {
-    for path in kconfig_split::split(inputs, out).into_diagnostic()? {
+    let done = kconfig_split::split(inputs, out).map_err(|e| miette::miette!("{e}"))?;
+    for r in &done.repeats {
+        eprintln!(
+            "warning: {}:{}: {} was set on line {} already; the last setting wins, as in Kconfig",
+            r.file.display(),
+            r.again,
+            r.symbol,
+            r.first
+        );
+    }
+    for path in &done.written {
         eprintln!("wrote {}", path.display());
     }
     Ok(0)
 }
 
 pub fn kconfig_diff(a: &std::path::Path, b: &std::path::Path) -> miette::Result<i32> {
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).map(|t| crate::kconfig::parse(&t));
-    let diff = kconfig_split::diff(&read(a).into_diagnostic()?, &read(b).into_diagnostic()?);
+    let read = |p| kconfig_split::read(p).map_err(|e| miette::miette!("{e}"));
+    let diff = kconfig_split::diff(&read(a)?, &read(b)?);
     print!("{}", kconfig_split::render_diff(&diff));
     Ok(i32::from(!diff.is_empty()))
 }
@@ -68,10 +90,32 @@ pub fn patch_findings(
     series: &[String],
 ) -> miette::Result<Vec<patch_lint::Finding>> {
     let model = ws.model()?;
+    for name in series {
+        match model.series(name) {
+            None => {
+                let known: Vec<&str> = model.series.iter().map(|s| s.name.as_str()).collect();
+                miette::bail!(
+                    "kernel.kdl has no series `{name}` (it has {}): name one of those",
+                    known.join(", ")
+                );
+            }
+            Some(s) if s.deprecated => miette::bail!(
+                "series `{name}` is deprecated: it builds nothing, so no patch of it is applied \
+                 or checked; drop `deprecated` in kernel.kdl to check its patches"
+            ),
+            Some(_) => {}
+        }
+    }
     Ok(patch_dirs(model, series)
         .iter()
         .flat_map(|dir| patch_lint::check_dir(&ws.root, dir))
         .collect())
+}
+
+/// One line that says how many findings fail the check and how many are advice.
+pub fn findings_summary(findings: &[patch_lint::Finding]) -> String {
+    let (errors, advice) = patch_lint::count(findings);
+    format!("{errors} error(s), which fail the check; {advice} advice, which does not")
 }
 
 pub fn patches_check(ws: &Workspace, series: &[String]) -> miette::Result<i32> {
@@ -79,8 +123,8 @@ pub fn patches_check(ws: &Workspace, series: &[String]) -> miette::Result<i32> {
     for f in &findings {
         println!("{f}");
     }
-    eprintln!("patches check: {} finding(s)", findings.len());
-    Ok(i32::from(!findings.is_empty()))
+    eprintln!("patches check: {}", findings_summary(&findings));
+    Ok(i32::from(patch_lint::count(&findings).0 > 0))
 }
 
 /// Resolves the plain configs of `series` with the (new) source and shows, per arch, how the
@@ -111,10 +155,13 @@ fn drift(ws: &Workspace, series: &str, write: bool) -> miette::Result<i32> {
         let committed_path = ws.root.join(series_model.config_path(target.arch));
         let committed = std::fs::read_to_string(&committed_path).into_diagnostic()?;
         let resolved = std::fs::read_to_string(&resolved_path).into_diagnostic()?;
-        let diff = crate::kconfig::diff(
-            &crate::kconfig::parse(&committed),
-            &crate::kconfig::parse(&resolved),
-        );
+        let committed_config = crate::kconfig::parse(&committed);
+        let full = committed_config.full;
+        let mut diff = crate::kconfig::diff(&committed_config, &crate::kconfig::parse(&resolved));
+        if !full {
+            // A minimal config leaves every option it does not name to its default.
+            diff.retain(|m| m.wanted.is_some());
+        }
         println!("{target}: {} option(s) drift", diff.len());
         for m in &diff {
             println!("  {m}");
@@ -125,7 +172,12 @@ fn drift(ws: &Workspace, series: &str, write: bool) -> miette::Result<i32> {
             .iter()
             .find(|d| d.role == crate::action::Role::Tree)
             .map(|d| d.id);
-        if let Some(tree) = tree
+        if !full {
+            println!(
+                "  new options: not listed for a minimal config (make listnewconfig would name \
+                 every option it leaves to its default)"
+            );
+        } else if let Some(tree) = tree
             .and_then(|t| report.status[t.index()].key())
             .and_then(|k| cache.lookup(k))
         {
@@ -139,12 +191,38 @@ fn drift(ws: &Workspace, series: &str, write: bool) -> miette::Result<i32> {
                 }
             );
         }
-        if write && crate::kconfig::parse(&committed).full {
-            std::fs::copy(&resolved_path, &committed_path).into_diagnostic()?;
+        if write && full {
+            std::fs::write(&committed_path, keep_header_arch(&committed, &resolved))
+                .into_diagnostic()?;
             println!("  wrote {}", series_model.config_path(target.arch));
+        } else if write {
+            println!(
+                "  not written: {} is a minimal config, which kbuild does not rewrite; \
+                 edit it from the drift above",
+                series_model.config_path(target.arch)
+            );
         }
     }
     Ok(code)
+}
+
+/// The resolved config with the arch of the committed one's `# Linux/<arch> <version> Kernel
+/// Configuration` line: LinuxKit's configs say `Linux/x86` (made with ARCH=x86) where kbuild's
+/// ARCH=x86_64 writes `Linux/x86_64`, and the header is not worth a diff.
+fn keep_header_arch(committed: &str, resolved: &str) -> String {
+    let arch_of = |text: &str| {
+        text.lines()
+            .take(5)
+            .find_map(|l| l.strip_prefix("# Linux/"))
+            .and_then(|rest| rest.split(' ').next())
+            .map(str::to_string)
+    };
+    match (arch_of(committed), arch_of(resolved)) {
+        (Some(keep), Some(got)) if keep != got => {
+            resolved.replacen(&format!("# Linux/{got} "), &format!("# Linux/{keep} "), 1)
+        }
+        _ => resolved.to_string(),
+    }
 }
 
 /// `make listnewconfig` on the committed config: the symbols the new tree asks about.
@@ -299,4 +377,18 @@ pub fn pin(ws: &Workspace, series: &[String]) -> miette::Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_header_arch_is_kept() {
+        let committed = "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86 6.6.13 Kernel Configuration\n#\nCONFIG_A=y\n";
+        let resolved = "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 6.6.71 Kernel Configuration\n#\nCONFIG_A=y\n";
+        assert_eq!(
+            super::keep_header_arch(committed, resolved),
+            resolved.replace("Linux/x86_64 6.6.71", "Linux/x86 6.6.71")
+        );
+        assert_eq!(super::keep_header_arch("CONFIG_A=y\n", resolved), resolved);
+    }
 }

@@ -178,7 +178,8 @@ enum Command {
     Bump {
         series: String,
         version: String,
-        /// Write the resolved configs back to kernel/.
+        /// Write the resolved configs back to kernel/ (full configs only: a minimal one is
+        /// left for you to edit from the drift shown).
         #[arg(long)]
         write: bool,
     },
@@ -186,10 +187,14 @@ enum Command {
     Pin { series: Vec<String> },
     /// Add a series as a copy of another at a new version, then show the config drift.
     NewSeries {
+        /// The new series, `M.m.x`.
         new: String,
+        /// The series whose node, configs and patches the new one starts from.
         #[arg(long)]
         from: String,
+        /// The new series' first version, `M.m.p`.
         version: String,
+        /// Write the resolved configs of the new series back to kernel/ (full configs only).
         #[arg(long)]
         write: bool,
     },
@@ -286,7 +291,6 @@ enum ConfigCommand {
 pub(crate) enum Format {
     Text,
     Json,
-    Dot,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -366,7 +370,8 @@ impl Workspace {
             )
         })?;
         let cache_dir = cli.cache_dir.clone().unwrap_or_else(|| root.join("cache"));
-        let memoize = !matches!(cli.command, Command::Check);
+        // Commands that build nothing create no cache/ for the memo.
+        let memoize = !matches!(cli.command, Command::Check | Command::List);
         Ok(Workspace {
             root,
             cache_dir,
@@ -480,16 +485,18 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             for f in &findings {
                 println!("{f}");
             }
-            if !findings.is_empty() {
-                eprintln!(
-                    "kernel.kdl is valid, but {} patch finding(s) above need fixing",
-                    findings.len()
-                );
+            let targets = label::all_targets(model);
+            let patches = if findings.is_empty() {
+                String::new()
+            } else {
+                format!("; patches: {}", maint::findings_summary(&findings))
+            };
+            if crate::maint::patch_lint::count(&findings).0 > 0 {
+                eprintln!("kernel.kdl is valid, but the patch errors above need fixing{patches}");
                 return Ok(2);
             }
-            let targets = label::all_targets(model);
             eprintln!(
-                "kernel.kdl is valid: {} series, {} targets",
+                "kernel.kdl is valid: {} series, {} targets{patches}",
                 model.series.len(),
                 targets.len()
             );

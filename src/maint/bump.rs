@@ -79,7 +79,7 @@ fn version_edits(
             match entry.name().map(|n| n.value()) {
                 None => {
                     let url = entry.value().as_string().unwrap_or_default();
-                    edits.push((range, format!("\"{}\"", url.replace(old, new))));
+                    edits.push((range, format!("\"{}\"", new_url(url, old, new))));
                 }
                 Some("sha256") => {
                     // Also drop the blank before the property.
@@ -91,6 +91,18 @@ fn version_edits(
         }
     }
     edits
+}
+
+/// `url` with version `old` replaced by `new`, and kernel.org's major directory (`/v5.x/`)
+/// moved along when the major changes.
+fn new_url(url: &str, old: &str, new: &str) -> String {
+    let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
+    let url = url.replace(old, new);
+    let (from, to) = (major(old), major(new));
+    if from == to {
+        return url;
+    }
+    url.replace(&format!("/v{from}.x/"), &format!("/v{to}.x/"))
 }
 
 /// Sets the version of `series`; returns the old version.
@@ -158,6 +170,16 @@ pub fn new_series(root: &Path, new: &str, from: &str, version: &str) -> Result<(
         name.offset() - start..name.offset() + name.len() - start,
         format!("\"{new}\""),
     ));
+    // A new series is meant to build: the old one's retirement stays with it.
+    if let Some(retired) = child(node, "deprecated") {
+        let span = retired.span();
+        let line_start = text[..span.offset()].rfind('\n').map_or(0, |i| i + 1);
+        let mut end = span.offset() + span.len();
+        if text[end..].starts_with('\n') {
+            end += 1;
+        }
+        edits.push((line_start - start..end - start, String::new()));
+    }
     let copy = apply(node_text, edits);
     let mut out = text[..end].to_string();
     out.push_str("\n\n");
@@ -190,6 +212,32 @@ mod tests {
     use super::*;
 
     const KDL: &str = "// the matrix\nseries \"6.6.x\" {\n    // pinned\n    version \"6.6.9\" // old\n    source \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.6.9.tar.xz\" sha256=\"abc\"\n}\n";
+
+    #[test]
+    fn a_new_major_moves_the_url_directory_and_drops_deprecated() {
+        assert_eq!(
+            new_url(
+                "https://cdn.kernel.org/pub/linux/kernel/v5.x/linux-5.15.1.tar.xz",
+                "5.15.1",
+                "6.1.1"
+            ),
+            "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.1.tar.xz"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let old = "series \"5.15.x\" {\n    version \"5.15.1\"\n    source \"https://cdn.kernel.org/pub/linux/kernel/v5.x/linux-5.15.1.tar.xz\"\n    deprecated\n}\n";
+        std::fs::write(dir.path().join("kernel.kdl"), old).unwrap();
+        std::fs::create_dir_all(dir.path().join("kernel/5.15.x")).unwrap();
+        new_series(dir.path(), "6.1.x", "5.15.x", "6.1.1").unwrap();
+        let text = std::fs::read_to_string(dir.path().join("kernel.kdl")).unwrap();
+        assert!(
+            text.starts_with(old),
+            "the old series keeps deprecated:\n{text}"
+        );
+        assert!(
+            text.ends_with("series \"6.1.x\" {\n    version \"6.1.1\"\n    source \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.1.tar.xz\"\n}\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn bump_edits_values_and_keeps_everything_else() {
@@ -229,6 +277,7 @@ mod tests {
         );
         assert!(text.contains("series \"6.12.x\" {\n    // pinned\n    version \"6.12.1\" // old\n    source \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.12.1.tar.xz\"\n}"), "{text}");
         assert!(dir.path().join("kernel/6.12.x/config-x86_64").is_file());
+        assert!(!text.contains("deprecated"), "{text}");
         assert!(dir.path().join("kernel/6.12.x/patches").is_dir());
     }
 }

@@ -2,13 +2,18 @@
 //!
 //! split writes, like LinuxKit's scripts/kconfig-split.py, `split-common` with the settings all
 //! configs share and `split-<name>` per config with the rest, sorted by option, one per line.
+//! It reads configs as Kconfig does, which differs from that script's pattern where a line is
+//! not what Kconfig writes (doc/maintainers.md lists each case).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::kconfig::{self, Config, Mismatch};
 
-fn settings(config: &Config) -> BTreeSet<(String, String)> {
+/// One config's settings as (symbol, value) pairs.
+type Settings = BTreeSet<(String, String)>;
+
+fn settings(config: &Config) -> Settings {
     config
         .settings
         .iter()
@@ -16,39 +21,125 @@ fn settings(config: &Config) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn render(set: &BTreeSet<(String, String)>) -> String {
+fn render(set: &Settings) -> String {
     set.iter()
         .map(|(symbol, value)| format!("{}\n", kconfig::render(symbol, value)))
         .collect()
 }
 
-/// The common settings and, per input, its own; returns the files written.
-pub fn split(inputs: &[PathBuf], out: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut configs: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+/// Why split could not run, naming the file.
+#[derive(Debug)]
+pub enum SplitError {
+    Read(PathBuf, std::io::Error),
+    Write(PathBuf, std::io::Error),
+    /// Two inputs whose outputs would be the same `split-<name>`.
+    SameName(String, PathBuf, PathBuf),
+}
+
+impl std::fmt::Display for SplitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SplitError::Read(path, e) => write!(f, "reading {}: {e}", path.display()),
+            SplitError::Write(path, e) => write!(f, "writing {}: {e}", path.display()),
+            SplitError::SameName(name, a, b) => write!(
+                f,
+                "{} and {} would both be written as split-{name}: give the configs distinct file names",
+                a.display(),
+                b.display()
+            ),
+        }
+    }
+}
+
+/// A setting given twice in one config: Kconfig takes the last, as split does.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Repeat {
+    pub file: PathBuf,
+    pub symbol: String,
+    pub first: usize,
+    pub again: usize,
+}
+
+/// Reads one config file, naming it in the error.
+pub fn read(path: &Path) -> Result<Config, SplitError> {
+    std::fs::read_to_string(path)
+        .map(|t| kconfig::parse(&t))
+        .map_err(|e| SplitError::Read(path.to_path_buf(), e))
+}
+
+/// The settings of `path` given more than once.
+fn repeats(path: &Path, text: &str) -> Vec<Repeat> {
+    let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some((symbol, _)) = kconfig::parse_line(line) else {
+            continue;
+        };
+        match first.get(symbol) {
+            Some(&at) => found.push(Repeat {
+                file: path.to_path_buf(),
+                symbol: symbol.to_string(),
+                first: at,
+                again: i + 1,
+            }),
+            None => {
+                first.insert(symbol, i + 1);
+            }
+        }
+    }
+    found
+}
+
+/// What split wrote, and the repeated settings it saw.
+pub struct Split {
+    pub written: Vec<PathBuf>,
+    pub repeats: Vec<Repeat>,
+}
+
+/// The common settings and, per input, its own.
+pub fn split(inputs: &[PathBuf], out: &Path) -> Result<Split, SplitError> {
+    let mut configs: BTreeMap<String, (&PathBuf, Settings)> = BTreeMap::new();
+    let mut all_repeats = Vec::new();
     for input in inputs {
         let name = input.file_name().map_or_else(
             || input.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        configs.insert(
-            name,
-            settings(&kconfig::parse(&std::fs::read_to_string(input)?)),
-        );
+        let text =
+            std::fs::read_to_string(input).map_err(|e| SplitError::Read(input.to_path_buf(), e))?;
+        all_repeats.extend(repeats(input, &text));
+        if let Some((earlier, _)) = configs.get(&name) {
+            return Err(SplitError::SameName(
+                name,
+                earlier.to_path_buf(),
+                input.to_path_buf(),
+            ));
+        }
+        configs.insert(name, (input, settings(&kconfig::parse(&text))));
     }
-    let mut common = configs.values().next().cloned().unwrap_or_default();
-    for set in configs.values() {
+    let mut common = configs
+        .values()
+        .next()
+        .map(|(_, set)| set.clone())
+        .unwrap_or_default();
+    for (_, set) in configs.values() {
         common = common.intersection(set).cloned().collect();
     }
-    std::fs::create_dir_all(out)?;
-    let mut written = vec![out.join("split-common")];
-    std::fs::write(&written[0], render(&common))?;
-    for (name, set) in &configs {
+    let write = |path: PathBuf, text: String| {
+        std::fs::write(&path, text)
+            .map(|()| path.clone())
+            .map_err(|e| SplitError::Write(path, e))
+    };
+    std::fs::create_dir_all(out).map_err(|e| SplitError::Write(out.to_path_buf(), e))?;
+    let mut written = vec![write(out.join("split-common"), render(&common))?];
+    for (name, (_, set)) in &configs {
         let own: BTreeSet<_> = set.difference(&common).cloned().collect();
-        let path = out.join(format!("split-{name}"));
-        std::fs::write(&path, render(&own))?;
-        written.push(path);
+        written.push(write(out.join(format!("split-{name}")), render(&own))?);
     }
-    Ok(written)
+    Ok(Split {
+        written,
+        repeats: all_repeats,
+    })
 }
 
 /// Option-level differences between two configs (toolchain symbols included: this is for
@@ -103,6 +194,39 @@ mod tests {
         assert_eq!(read("split-common"), "CONFIG_A=y\n# CONFIG_B is not set\n");
         assert_eq!(read("split-config-x86_64"), "CONFIG_X86=y\n");
         assert_eq!(read("split-config-aarch64"), "CONFIG_ARM64=y\n");
+    }
+
+    #[test]
+    fn same_file_names_are_an_error_and_repeats_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["a", "b"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+            std::fs::write(
+                dir.path().join(d).join("config-x86_64"),
+                "CONFIG_A=y\nCONFIG_B=y\nCONFIG_A=m\n",
+            )
+            .unwrap();
+        }
+        let inputs = [
+            dir.path().join("a/config-x86_64"),
+            dir.path().join("b/config-x86_64"),
+        ];
+        let e = split(&inputs, &dir.path().join("out")).err().unwrap();
+        assert!(matches!(e, SplitError::SameName(..)), "{e}");
+        assert!(e.to_string().contains("distinct file names"), "{e}");
+        assert!(!dir.path().join("out").exists(), "nothing written");
+        std::fs::rename(&inputs[1], dir.path().join("b/config-aarch64")).unwrap();
+        let done = split(
+            &[inputs[0].clone(), dir.path().join("b/config-aarch64")],
+            &dir.path().join("out"),
+        )
+        .unwrap();
+        assert_eq!(done.repeats.len(), 2);
+        assert_eq!((done.repeats[0].first, done.repeats[0].again), (1, 3));
+        let e = split(&[dir.path().join("nope")], &dir.path().join("out"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("nope"), "{e}");
     }
 
     #[test]

@@ -1,20 +1,67 @@
 //! `kbuild patches check`: every patch is a `git format-patch` file in a unique numeric order,
-//! signed off, and says where it came from when it was cherry-picked.
+//! signed off, with a diff, and says where it came from.
+//!
+//! Findings are errors or advice. An error is a patch the series cannot rely on: no order, an
+//! order used twice, no diff, not a `git format-patch` file or not signed off (LinuxKit's own
+//! rules for its patches). Where a patch came from is advice: LinuxKit's own trees carry
+//! hundreds of patches without an `Origin:`, and they build.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// Whether a finding fails a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Advice,
+}
 
 /// One finding, at a file and line (1-based; 0 for the file as a whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub file: String,
     pub line: usize,
+    pub severity: Severity,
     pub message: String,
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        let what = match self.severity {
+            Severity::Error => "error",
+            Severity::Advice => "advice",
+        };
+        write!(f, "{}:{}: {what}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// How many findings are errors and how many advice.
+pub fn count(findings: &[Finding]) -> (usize, usize) {
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    (errors, findings.len() - errors)
+}
+
+fn is_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether a header line says where the patch came from: an `Origin:` line, or the stable
+/// trees' `[ Upstream commit <sha> ]` and `commit <sha> upstream.`
+fn names_origin(line: &str) -> bool {
+    if line.starts_with("Origin:") {
+        return true;
+    }
+    let words: Vec<&str> = line
+        .trim_matches(|c| c == '[' || c == ']' || c == ' ')
+        .split_whitespace()
+        .collect();
+    match words.as_slice() {
+        ["Upstream", "commit", sha] => is_sha(sha),
+        ["commit", sha, "upstream."] => is_sha(sha),
+        _ => false,
     }
 }
 
@@ -31,6 +78,7 @@ pub fn check_dir(root: &Path, dir: &str) -> Vec<Finding> {
             _ => findings.push(Finding {
                 file: file.clone(),
                 line: 0,
+                severity: Severity::Error,
                 message: "the name needs a numeric prefix that fixes the order, as `git format-patch` writes (0001-subject.patch)".into(),
             }),
         }
@@ -39,6 +87,7 @@ pub fn check_dir(root: &Path, dir: &str) -> Vec<Finding> {
             Err(e) => findings.push(Finding {
                 file: file.clone(),
                 line: 0,
+                severity: Severity::Error,
                 message: format!("unreadable: {e}"),
             }),
         }
@@ -48,6 +97,7 @@ pub fn check_dir(root: &Path, dir: &str) -> Vec<Finding> {
             findings.push(Finding {
                 file: file.to_string(),
                 line: 0,
+                severity: Severity::Error,
                 message: format!("order {n} is used by more than one patch"),
             });
         }
@@ -57,9 +107,10 @@ pub fn check_dir(root: &Path, dir: &str) -> Vec<Finding> {
 
 /// The rules that read a patch's text.
 pub fn check_text(file: &str, text: &str) -> Vec<Finding> {
-    let at = |line: usize, message: &str| Finding {
+    let at = |line: usize, severity: Severity, message: &str| Finding {
         file: file.to_string(),
         line,
+        severity,
         message: message.to_string(),
     };
     let mut findings = Vec::new();
@@ -75,11 +126,27 @@ pub fn check_text(file: &str, text: &str) -> Vec<Finding> {
     {
         findings.push(at(
             1,
+            Severity::Error,
             "not a `git format-patch` file: it needs the `From <sha>` line and a `Subject:`",
         ));
     }
     if !header.iter().any(|l| l.starts_with("Signed-off-by:")) {
-        findings.push(at(end.min(lines.len()).max(1), "no `Signed-off-by:` line"));
+        findings.push(at(
+            end.min(lines.len()).max(1),
+            Severity::Error,
+            "no `Signed-off-by:` line",
+        ));
+    }
+    let diffs = lines.iter().any(|l| l.starts_with("diff --git"))
+        || lines
+            .windows(2)
+            .any(|w| w[0].starts_with("--- ") && w[1].starts_with("+++ "));
+    if !diffs {
+        findings.push(at(
+            1,
+            Severity::Error,
+            "no diff: the patch changes no file (an empty or truncated patch?)",
+        ));
     }
     let picked = header.iter().position(|l| {
         l.contains("cherry picked from commit") || l.starts_with("(cherry-picked from")
@@ -89,18 +156,16 @@ pub fn check_text(file: &str, text: &str) -> Vec<Finding> {
             .split("commit")
             .nth(1)
             .map(|s| s.trim().trim_end_matches(')').trim());
-        let ok = sha.is_some_and(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ok {
+        if !sha.is_some_and(is_sha) {
             findings.push(at(
                 i + 1,
+                Severity::Advice,
                 "write a cherry-pick as `(cherry picked from commit <40 hex digits>)`",
             ));
         }
-    } else if !header.iter().any(|l| l.starts_with("Origin:"))
-        && !header.iter().any(|l| l.starts_with("Upstream"))
-    {
-        // Not a cherry-pick: it must say where it came from.
-        findings.push(at(1, "no origin: add `(cherry picked from commit <sha>)` or an `Origin: <url>` line after the sign-offs"));
+    } else if !header.iter().any(|l| names_origin(l)) {
+        // Not a cherry-pick: it should say where it came from.
+        findings.push(at(1, Severity::Advice, "no origin: add `(cherry picked from commit <sha>)` or an `Origin: <url>` line after the sign-offs"));
     }
     findings
 }
@@ -109,7 +174,7 @@ pub fn check_text(file: &str, text: &str) -> Vec<Finding> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH] x\n\nSigned-off-by: A <a@b>\nOrigin: https://lore.kernel.org/x\n---\n diff\n";
+    const GOOD: &str = "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH] x\n\nSigned-off-by: A <a@b>\nOrigin: https://lore.kernel.org/x\n---\n a | 1 +\n\ndiff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -0,0 +1 @@\n+x\n";
 
     #[test]
     fn a_good_patch_passes() {
@@ -147,5 +212,36 @@ mod tests {
                 .iter()
                 .any(|f| f.message.contains("format-patch"))
         );
+    }
+
+    #[test]
+    fn origins_are_the_known_forms_only() {
+        let sha = "b".repeat(40);
+        let with = |line: &str| {
+            check_text(
+                "p",
+                &GOOD.replace("Origin: https://lore.kernel.org/x", line),
+            )
+            .iter()
+            .any(|f| f.message.contains("no origin"))
+        };
+        assert!(!with(&format!("[ Upstream commit {sha} ]")));
+        assert!(!with(&format!("commit {sha} upstream.")));
+        assert!(with("Upstream is where this should go"));
+        assert!(with("Upstream-Status: Pending"));
+        let f = check_text(
+            "p",
+            &GOOD.replace("Origin: https://lore.kernel.org/x\n", ""),
+        );
+        assert_eq!(count(&f), (0, 1), "a missing origin is advice");
+    }
+
+    #[test]
+    fn a_patch_without_a_diff_is_an_error() {
+        let empty = &GOOD[..GOOD.find("---").unwrap()];
+        let f = check_text("p", empty);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(f[0].to_string().contains("error: no diff"), "{}", f[0]);
     }
 }

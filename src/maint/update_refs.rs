@@ -82,24 +82,57 @@ fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')
 }
 
+/// Docker Hub's other names for its own repositories: `docker.io/linuxkit/kernel` is
+/// `linuxkit/kernel`.
+const HUB_PREFIXES: [&[u8]; 3] = [b"docker.io/", b"index.docker.io/", b"registry-1.docker.io/"];
+
+/// Whether the reference at `start` stands alone on its left: nothing glued to it, or only a
+/// Docker Hub prefix that itself stands alone.
+fn stands_alone(bytes: &[u8], start: usize) -> bool {
+    let glued = |at: usize| at > 0 && (is_word(bytes[at - 1]) || bytes[at - 1] == b'/');
+    if !glued(start) {
+        return true;
+    }
+    HUB_PREFIXES
+        .iter()
+        .any(|prefix| bytes[..start].ends_with(prefix) && !glued(start - prefix.len()))
+}
+
+/// A reference the scan found: one to move, or one pinned by a digest (`…@sha256:…`), which
+/// names one image and is left alone.
+enum Found {
+    Movable(Ref),
+    Pinned { start: usize, end: usize },
+}
+
 /// Finds `<org>/<image>[-<tool>]:<M.m.p>[-<variant>][-<hash>][-<arch>]` references that stand
-/// alone: a reference glued to more word characters on either side is not one.
-fn scan(text: &str, org: &str, image: &str, variants: &[String], tools: &[String]) -> Vec<Ref> {
+/// alone: a reference glued to more word characters on either side is not one. The text is
+/// bytes: a file that is not UTF-8 elsewhere is still scanned, and kept byte for byte.
+fn scan(text: &[u8], org: &str, image: &str, variants: &[String], tools: &[String]) -> Vec<Found> {
     let needle = format!("{org}/{image}");
-    let bytes = text.as_bytes();
+    let needle = needle.as_bytes();
     let mut found = Vec::new();
     let mut from = 0;
-    while let Some(pos) = text[from..].find(&needle) {
+    while let Some(pos) = text[from..].windows(needle.len()).position(|w| w == needle) {
         let start = from + pos;
         from = start + needle.len();
-        if start > 0 && (is_word(bytes[start - 1]) || bytes[start - 1] == b'/') {
+        if !stands_alone(text, start) {
             continue;
         }
-        let end = (from..bytes.len())
-            .find(|&i| !(is_word(bytes[i]) || bytes[i] == b':'))
-            .unwrap_or(bytes.len());
-        if let Some(r) = parse(&text[from..end], variants, tools) {
-            found.push(Ref { start, end, ..r });
+        let end = (from..text.len())
+            .find(|&i| !(is_word(text[i]) || text[i] == b':'))
+            .unwrap_or(text.len());
+        // Word characters and `:` only: ASCII, so UTF-8.
+        let rest = std::str::from_utf8(&text[from..end]).expect("ASCII");
+        if let Some(r) = parse(rest, variants, tools) {
+            if text.get(end) == Some(&b'@') {
+                let end = (end..text.len())
+                    .find(|&i| !(is_word(text[i]) || matches!(text[i], b':' | b'@')))
+                    .unwrap_or(text.len());
+                found.push(Found::Pinned { start, end });
+            } else {
+                found.push(Found::Movable(Ref { start, end, ..r }));
+            }
         }
     }
     found
@@ -185,8 +218,23 @@ pub struct Change {
     pub new: String,
 }
 
-/// The text with every reference moved, and the changes made.
-pub fn rewrite(file: &str, text: &str, model: &Model, latest: &Latest) -> (String, Vec<Change>) {
+/// A digest-pinned reference left as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    pub file: String,
+    pub line: usize,
+    pub reference: String,
+}
+
+/// What `rewrite` made of one file.
+pub struct Rewritten {
+    pub bytes: Vec<u8>,
+    pub changes: Vec<Change>,
+    pub pinned: Vec<Pinned>,
+}
+
+/// The text with every reference moved, the changes made and the pinned references kept.
+pub fn rewrite(file: &str, text: &[u8], model: &Model, latest: &Latest) -> Rewritten {
     let org = &model.defaults.org;
     let image = &model.defaults.image;
     let mut variants: Vec<String> = model
@@ -197,10 +245,26 @@ pub fn rewrite(file: &str, text: &str, model: &Model, latest: &Latest) -> (Strin
     variants.sort();
     variants.dedup();
     let tools: Vec<String> = model.tools.iter().map(|t| t.name.clone()).collect();
-    let mut out = String::with_capacity(text.len());
-    let mut changes = Vec::new();
+    let line_of = |at: usize| text[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let ascii = |from: usize, to: usize| String::from_utf8_lossy(&text[from..to]).into_owned();
+    let mut out = Rewritten {
+        bytes: Vec::with_capacity(text.len()),
+        changes: Vec::new(),
+        pinned: Vec::new(),
+    };
     let mut last = 0;
-    for r in scan(text, org, image, &variants, &tools) {
+    for found in scan(text, org, image, &variants, &tools) {
+        let r = match found {
+            Found::Movable(r) => r,
+            Found::Pinned { start, end } => {
+                out.pinned.push(Pinned {
+                    file: file.to_string(),
+                    line: line_of(start),
+                    reference: ascii(start, end),
+                });
+                continue;
+            }
+        };
         let Some((version, hash)) = latest.target(&r.kind, &r.version, r.hash.is_some()) else {
             continue;
         };
@@ -212,22 +276,21 @@ pub fn rewrite(file: &str, text: &str, model: &Model, latest: &Latest) -> (Strin
             r.hash.as_ref().map(|_| hash.as_str()),
             &r.arch,
         );
-        let old = &text[r.start..r.end];
+        let old = ascii(r.start, r.end);
         if new != old {
-            let line = text[..r.start].matches('\n').count() + 1;
-            changes.push(Change {
+            out.changes.push(Change {
                 file: file.to_string(),
-                line,
-                old: old.to_string(),
+                line: line_of(r.start),
+                old,
                 new: new.clone(),
             });
-            out.push_str(&text[last..r.start]);
-            out.push_str(&new);
+            out.bytes.extend_from_slice(&text[last..r.start]);
+            out.bytes.extend_from_slice(new.as_bytes());
             last = r.end;
         }
     }
-    out.push_str(&text[last..]);
-    (out, changes)
+    out.bytes.extend_from_slice(&text[last..]);
+    out
 }
 
 /// Whether `path` is a file update-refs looks at.
@@ -243,17 +306,44 @@ pub fn wanted(path: &str) -> bool {
 }
 
 /// The files git tracks under `paths` (relative to `root`), or every file when `root` is not a
-/// git checkout.
-pub fn tracked_files(root: &Path, paths: &[PathBuf]) -> std::io::Result<Vec<String>> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["ls-files", "-z", "--"])
-        .args(paths)
-        .output();
-    if let Ok(out) = out
-        && out.status.success()
-    {
+/// git checkout. A path that does not exist or lies outside `root` is an error, never an empty
+/// or a wider search.
+pub fn tracked_files(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, String> {
+    let top = root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let mut relative = Vec::new();
+    for path in paths {
+        let at = top.join(path);
+        let at = at.canonicalize().map_err(|_| {
+            format!(
+                "{}: no such file or directory in the workspace",
+                path.display()
+            )
+        })?;
+        let inside = at.strip_prefix(&top).map_err(|_| {
+            format!(
+                "{} is outside the workspace {}: name paths inside it",
+                path.display(),
+                top.display()
+            )
+        })?;
+        relative.push(inside.to_path_buf());
+    }
+    if top.join(".git").exists() {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&top)
+            .args(["ls-files", "-z", "--"])
+            .args(&relative)
+            .output()
+            .map_err(|e| format!("git ls-files: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "git ls-files: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
         let text = String::from_utf8_lossy(&out.stdout);
         return Ok(text
             .split('\0')
@@ -262,13 +352,11 @@ pub fn tracked_files(root: &Path, paths: &[PathBuf]) -> std::io::Result<Vec<Stri
             .collect());
     }
     let mut files = Vec::new();
-    let starts: Vec<PathBuf> = if paths.is_empty() {
-        vec![PathBuf::new()]
-    } else {
-        paths.to_vec()
-    };
-    for start in starts {
-        walk(root, &start, &mut files)?;
+    if relative.is_empty() {
+        relative.push(PathBuf::new());
+    }
+    for start in relative {
+        walk(&top, &start, &mut files).map_err(|e| format!("{}: {e}", start.display()))?;
     }
     Ok(files.into_iter().filter(|p| wanted(p)).collect())
 }
@@ -321,12 +409,21 @@ mod tests {
 
     #[test]
     fn only_standalone_references_are_found() {
-        let text = "image: linuxkit/kernel:6.6.13\nx: notlinuxkit/kernel:6.6.13\ny: linuxkit/kernel:6.6.13-builder\nz: docker.io/linuxkit/kernel:6.6.13\n";
-        let found = scan(text, "linuxkit", "kernel", &[], &[]);
-        assert_eq!(found.len(), 1);
+        let text = "image: linuxkit/kernel:6.6.13\nx: notlinuxkit/kernel:6.6.13\ny: linuxkit/kernel:6.6.13-builder\nz: docker.io/linuxkit/kernel:6.6.14\nw: ghcr.io/linuxkit/kernel:6.6.13\nv: xdocker.io/linuxkit/kernel:6.6.13\np: linuxkit/kernel:6.6.15@sha256:00\n";
+        let found: Vec<String> = scan(text.as_bytes(), "linuxkit", "kernel", &[], &[])
+            .into_iter()
+            .map(|f| match f {
+                Found::Movable(r) => text[r.start..r.end].to_string(),
+                Found::Pinned { start, end } => format!("pinned {}", &text[start..end]),
+            })
+            .collect();
         assert_eq!(
-            &text[found[0].start..found[0].end],
-            "linuxkit/kernel:6.6.13"
+            found,
+            [
+                "linuxkit/kernel:6.6.13",
+                "linuxkit/kernel:6.6.14",
+                "pinned linuxkit/kernel:6.6.15@sha256:00"
+            ]
         );
     }
 

@@ -88,6 +88,16 @@ impl Ws {
             .to_string()
     }
 
+    /// The sha256 that kernel.kdl pins its source to.
+    pub fn source_sha(&self) -> String {
+        let line = self.source_line();
+        let sha = line
+            .split("sha256=\"")
+            .nth(1)
+            .expect("the source is pinned");
+        sha.trim_end_matches('"').to_string()
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kbuild"));
         cmd.arg("-C")
