@@ -4,6 +4,7 @@ mod builder;
 mod maint;
 mod publish;
 mod render;
+mod shell;
 
 use std::path::PathBuf;
 
@@ -185,6 +186,16 @@ enum Command {
     },
     /// Pin the sources of these series (default: all) again to what their URLs serve now.
     Pin { series: Vec<String> },
+    /// Print a completion script: `source <(kbuild completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: shell::Shell,
+    },
+    /// Write man pages (kbuild.1, kbuild-run.1 …) into DIR, e.g. ~/.local/share/man/man1.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Add a series as a copy of another at a new version, then show the config drift.
     NewSeries {
         /// The new series, `M.m.x`.
@@ -477,6 +488,12 @@ fn kind_of(model: &Model) -> ExecutorKind {
 }
 
 fn dispatch(cli: Cli) -> miette::Result<i32> {
+    // Shell integration needs no workspace.
+    match &cli.command {
+        Command::Completions { shell } => return shell::completions(*shell),
+        Command::Man { dir } => return shell::man(dir),
+        _ => {}
+    }
     let ws = Workspace::locate(&cli)?;
     match &cli.command {
         Command::Check => {
@@ -598,6 +615,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         } => maint::new_series(&ws, new, from, version, *write),
         Command::ImportLinuxkit { linuxkit } => maint::import_linuxkit(&ws.root, linuxkit),
         Command::Pin { series } => maint::pin(&ws, series),
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("answered above"),
     }
 }
 
