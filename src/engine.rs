@@ -409,7 +409,14 @@ struct Runner<'a> {
     fetches: std::sync::Mutex<HashMap<ActionKey, Arc<std::sync::OnceLock<Option<OutputManifest>>>>>,
 }
 
-fn log_name(name: &str) -> String {
+/// Where the last log of each action of `workspace` is written.
+pub fn logs_dir(cache: &Cache, workspace: &Path) -> PathBuf {
+    let ws = Digest::of_bytes(workspace.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string();
+    cache.dir("logs").join(ws)
+}
+
+/// The file name of an action's log in a workspace's log directory.
+pub fn log_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -511,6 +518,15 @@ impl Runner<'_> {
         // Only now, with every output written, does the action enter the cache.
         let manifest = OutputManifest::ingest(&out, &self.engine.cache.blobs)?;
         self.engine.cache.store(job.key, &manifest)?;
+        // The log of the run that made the entry, for `kbuild log` once the per-action log of
+        // this workspace has been written over by a run of another key. Best effort: a log
+        // is an explanation, not an output.
+        let by_key = self.engine.cache.log_of(job.key);
+        if let Some(dir) = by_key.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            let _ = std::fs::copy(&log_path, &by_key);
+        }
         if let Some(remote) = self.engine.remote.as_ref().filter(|_| job.own.is_none()) {
             remote.upload(action.kind(), job.key, &manifest, &log_path);
         }
@@ -752,7 +768,7 @@ impl Engine<'_> {
         let runner = Runner {
             engine: self,
             graph,
-            logs: self.cache.dir("logs").join(&ws),
+            logs: logs_dir(self.cache, self.workspace),
             build_root: self.cache.dir("build").join(&ws),
             fetches: Default::default(),
         };

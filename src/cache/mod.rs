@@ -88,6 +88,14 @@ impl Cache {
         self.root.join(name)
     }
 
+    /// Where the log of the run that made `key`'s entry is kept.
+    pub fn log_of(&self, key: crate::key::ActionKey) -> PathBuf {
+        self.root
+            .join("logs")
+            .join("keys")
+            .join(format!("{key}.log"))
+    }
+
     /// A fresh private directory for one action attempt, removed when dropped.
     pub fn scratch(&self) -> Result<tempfile::TempDir, CacheError> {
         let tmp = self.dir("tmp");

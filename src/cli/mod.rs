@@ -154,6 +154,16 @@ enum Command {
         #[arg(long)]
         key: bool,
     },
+    /// Print the log of a target's action as it stands now: the run that made its cache entry.
+    Log {
+        label: String,
+        /// The action's kind [default: compile for a kernel, tool for a tool].
+        #[arg(long, value_name = "KIND")]
+        action: Option<String>,
+        /// Print the log's path instead of its text.
+        #[arg(long)]
+        path: bool,
+    },
     /// Work on the committed configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -538,6 +548,11 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             *format,
         ),
         Command::Why { labels, key } => why(&ws, labels, *key),
+        Command::Log {
+            label,
+            action,
+            path,
+        } => log(&ws, label, action.as_deref(), *path),
         Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
         Command::Cache(CacheCommand::Verify) => {
             let cache = open_cache(&ws)?;
@@ -800,6 +815,88 @@ fn run(
 
 pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// The log of the run that made the current entry of one action of `label`: kept by key in the
+/// cache, or this workspace's last log of the action when its header names the same key.
+fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miette::Result<i32> {
+    let (targets, graph) = lower(ws, &[label.to_string()])?;
+    let [target] = targets.as_slice() else {
+        miette::bail!(
+            help = "name one target, e.g. //6.6.x:amd64",
+            "`{label}` names {} targets",
+            targets.len()
+        );
+    };
+    let kind = kind.unwrap_or(match target.kind {
+        label::TargetKind::Kernel(_) => "compile",
+        label::TargetKind::Tool(_) => "tool",
+    });
+    let kinds: Vec<crate::action::ActionKind> = graph
+        .ids()
+        .map(|id| graph.action(id).kind())
+        .filter(|k| graph.of(*k, target).is_some())
+        .collect();
+    let Some(id) = kinds
+        .iter()
+        .find(|k| k.as_str() == kind)
+        .and_then(|k| graph.of(*k, target))
+    else {
+        let mut names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        names.sort();
+        names.dedup();
+        miette::bail!(
+            help = format!("its actions: {}", names.join(", ")),
+            "{target} has no `{kind}` action"
+        );
+    };
+    let cache = open_cache(ws)?;
+    let exec = ws.executor()?;
+    let report = engine(ws, &cache, exec.as_ref(), 1, false).plan(&graph);
+    if let Some(e) = report.errors.into_iter().next() {
+        return Err(e.into());
+    }
+    let name = &graph.action(id).name;
+    let status = &report.status[id.index()];
+    let Some(key) = status.key() else {
+        miette::bail!(
+            help = "`kbuild why` says what changed",
+            "{name} has no key yet: an action it depends on has to run first, so it has not run with its current inputs"
+        );
+    };
+    let by_key = cache.log_of(key);
+    let last = crate::engine::logs_dir(&cache, &ws.root)
+        .join(format!("{}.log", crate::engine::log_name(name)));
+    let header_names_key = std::fs::read_to_string(&last).is_ok_and(|t| {
+        t.lines()
+            .next()
+            .is_some_and(|l| l.contains(&key.to_string()))
+    });
+    let found = if by_key.is_file() {
+        by_key
+    } else if header_names_key {
+        last
+    } else {
+        let why = match status {
+            Status::WillRun { .. } => {
+                "it has not run with its current inputs (`kbuild why` says what changed)"
+            }
+            Status::Remote { .. } => {
+                "its entry came from the remote cache, which keeps the log as the result's stdout"
+            }
+            _ => "its entry was made before kbuild kept logs by key",
+        };
+        miette::bail!("no log of {name} (key {key}): {why}");
+    };
+    if path_only {
+        println!("{}", found.display());
+    } else {
+        let text =
+            std::fs::read(&found).map_err(|e| miette::miette!("{}: {e}", found.display()))?;
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&text);
+    }
+    Ok(0)
 }
 
 fn why(ws: &Workspace, labels: &[String], key: bool) -> miette::Result<i32> {
