@@ -409,10 +409,16 @@ struct Runner<'a> {
     fetches: std::sync::Mutex<HashMap<ActionKey, Arc<std::sync::OnceLock<Option<OutputManifest>>>>>,
 }
 
+/// The directory of `workspace` under the cache's `area` (`logs`, `build`): workspaces that
+/// share a cache keep their own last logs and kernel build directories.
+fn workspace_dir(cache: &Cache, area: &str, workspace: &Path) -> PathBuf {
+    let ws = Digest::of_bytes(workspace.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string();
+    cache.dir(area).join(ws)
+}
+
 /// Where the last log of each action of `workspace` is written.
 pub fn logs_dir(cache: &Cache, workspace: &Path) -> PathBuf {
-    let ws = Digest::of_bytes(workspace.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string();
-    cache.dir("logs").join(ws)
+    workspace_dir(cache, "logs", workspace)
 }
 
 /// The file name of an action's log in a workspace's log directory.
@@ -763,13 +769,11 @@ impl Engine<'_> {
     /// further round (at most three rounds).
     pub fn run(&self, graph: &Graph) -> Result<Report, CacheError> {
         let started = Instant::now();
-        let ws = Digest::of_bytes(self.workspace.as_os_str().as_encoded_bytes()).to_hex()[..16]
-            .to_string();
         let runner = Runner {
             engine: self,
             graph,
             logs: logs_dir(self.cache, self.workspace),
-            build_root: self.cache.dir("build").join(&ws),
+            build_root: workspace_dir(self.cache, "build", self.workspace),
             fetches: Default::default(),
         };
         std::fs::create_dir_all(&runner.logs).map_err(crate::cache::io_err(&runner.logs))?;

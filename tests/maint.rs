@@ -45,6 +45,14 @@ fn git(ws: &Ws, args: &[&str]) {
     assert!(status.success());
 }
 
+/// Runs kbuild with `args`, which must fail with `says` on stderr.
+fn fails_saying(ws: &Ws, args: &[&str], says: &str) {
+    let out = ws.kbuild(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
+    assert!(err.contains(says), "{args:?}: {err}");
+}
+
 fn hash_of(ws: &Ws, label: &str) -> String {
     let out = ws.kbuild(&["tags", "--format", "json", label]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -160,15 +168,16 @@ h: docker.io/linuxkit/kernel:6.6.9-{old}
     want.extend_from_slice(b"\xff\n");
     assert_eq!(std::fs::read(ws.path().join("b.yml")).unwrap(), want);
 
-    for (path, says) in [
-        ("/tmp", "is outside the workspace"),
-        ("no/such/dir", "no such file or directory in the workspace"),
-    ] {
-        let out = ws.kbuild(&["update-refs", "--check", path]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(0), "{path}: {err}");
-        assert!(err.contains(says), "{path}: {err}");
-    }
+    fails_saying(
+        &ws,
+        &["update-refs", "--check", "/tmp"],
+        "is outside the workspace",
+    );
+    fails_saying(
+        &ws,
+        &["update-refs", "--check", "no/such/dir"],
+        "no such file or directory in the workspace",
+    );
 }
 
 #[test]
@@ -329,15 +338,16 @@ fn patches_check_tells_errors_from_advice() {
         stdout(&out)
     );
 
-    for (series, says) in [
-        ("6.7.x", "kernel.kdl has no series `6.7.x`"),
-        ("5.15.x", "series `5.15.x` is deprecated"),
-    ] {
-        let out = ws.kbuild(&["patches", "check", series]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(0), "{series}: {err}");
-        assert!(err.contains(says), "{series}: {err}");
-    }
+    fails_saying(
+        &ws,
+        &["patches", "check", "6.7.x"],
+        "kernel.kdl has no series `6.7.x`",
+    );
+    fails_saying(
+        &ws,
+        &["patches", "check", "5.15.x"],
+        "series `5.15.x` is deprecated",
+    );
 }
 
 #[test]
@@ -349,23 +359,22 @@ fn kconfig_commands_name_the_file_they_cannot_use() {
         "b/config-x86_64",
         &config.replace("CONFIG_NET=y", "CONFIG_NET=m"),
     );
-    let out = ws.kbuild(&["kconfig", "split", "a/config-x86_64", "b/config-x86_64"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("would both be written as split-config-x86_64"),
-        "{err}"
+    fails_saying(
+        &ws,
+        &["kconfig", "split", "a/config-x86_64", "b/config-x86_64"],
+        "would both be written as split-config-x86_64",
     );
     assert!(!ws.path().join("split-common").exists(), "nothing written");
-    for args in [
-        ["kconfig", "diff", "a/config-x86_64", "missing/config"],
-        ["kconfig", "split", "missing/config", "a/config-x86_64"],
-    ] {
-        let out = ws.kbuild(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(0), "{err}");
-        assert!(err.contains("missing/config"), "{args:?}: {err}");
-    }
+    fails_saying(
+        &ws,
+        &["kconfig", "diff", "a/config-x86_64", "missing/config"],
+        "missing/config",
+    );
+    fails_saying(
+        &ws,
+        &["kconfig", "split", "missing/config", "a/config-x86_64"],
+        "missing/config",
+    );
 }
 
 /// Small ones: a format a command cannot print, a shared fetch's labels, help for every

@@ -832,19 +832,11 @@ fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miet
         label::TargetKind::Kernel(_) => "compile",
         label::TargetKind::Tool(_) => "tool",
     });
-    let kinds: Vec<crate::action::ActionKind> = graph
-        .ids()
-        .map(|id| graph.action(id).kind())
-        .filter(|k| graph.of(*k, target).is_some())
-        .collect();
-    let Some(id) = kinds
+    let of_target = crate::action::ActionKind::ALL
         .iter()
-        .find(|k| k.as_str() == kind)
-        .and_then(|k| graph.of(*k, target))
-    else {
-        let mut names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        names.sort();
-        names.dedup();
+        .filter_map(|k| Some((k.as_str(), graph.of(*k, target)?)));
+    let Some((_, id)) = of_target.clone().find(|(name, _)| *name == kind) else {
+        let names: Vec<&str> = of_target.map(|(name, _)| name).collect();
         miette::bail!(
             help = format!("its actions: {}", names.join(", ")),
             "{target} has no `{kind}` action"
@@ -867,14 +859,16 @@ fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miet
     let by_key = cache.log_of(key);
     let last = crate::engine::logs_dir(&cache, &ws.root)
         .join(format!("{}.log", crate::engine::log_name(name)));
-    let header_names_key = std::fs::read_to_string(&last).is_ok_and(|t| {
-        t.lines()
-            .next()
-            .is_some_and(|l| l.contains(&key.to_string()))
-    });
+    let header_names_key = || {
+        std::fs::read_to_string(&last).is_ok_and(|t| {
+            t.lines()
+                .next()
+                .is_some_and(|l| l.contains(&key.to_string()))
+        })
+    };
     let found = if by_key.is_file() {
         by_key
-    } else if header_names_key {
+    } else if header_names_key() {
         last
     } else {
         let why = match status {

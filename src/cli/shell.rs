@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use clap::CommandFactory;
-use miette::IntoDiagnostic;
 
 use super::Cli;
 
@@ -62,9 +61,7 @@ pub(crate) fn completions(shell: Shell) -> miette::Result<i32> {
 
 /// Writes `kbuild.1` and a page per subcommand (`kbuild-run.1` …) into `dir`.
 pub(crate) fn man(dir: &Path) -> miette::Result<i32> {
-    std::fs::create_dir_all(dir)
-        .into_diagnostic()
-        .map_err(|e| miette::miette!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| miette::miette!("creating {}: {e}", dir.display()))?;
     clap_mangen::generate_to(Cli::command(), dir)
         .map_err(|e| miette::miette!("writing man pages into {}: {e}", dir.display()))?;
     eprintln!("wrote the man pages into {}", dir.display());

@@ -60,11 +60,13 @@ pub struct Repeat {
     pub again: usize,
 }
 
+fn read_text(path: &Path) -> Result<String, SplitError> {
+    std::fs::read_to_string(path).map_err(|e| SplitError::Read(path.to_path_buf(), e))
+}
+
 /// Reads one config file, naming it in the error.
 pub fn read(path: &Path) -> Result<Config, SplitError> {
-    std::fs::read_to_string(path)
-        .map(|t| kconfig::parse(&t))
-        .map_err(|e| SplitError::Read(path.to_path_buf(), e))
+    read_text(path).map(|t| kconfig::parse(&t))
 }
 
 /// The settings of `path` given more than once.
@@ -105,8 +107,7 @@ pub fn split(inputs: &[PathBuf], out: &Path) -> Result<Split, SplitError> {
             || input.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let text =
-            std::fs::read_to_string(input).map_err(|e| SplitError::Read(input.to_path_buf(), e))?;
+        let text = read_text(input)?;
         all_repeats.extend(repeats(input, &text));
         if let Some((earlier, _)) = configs.get(&name) {
             return Err(SplitError::SameName(

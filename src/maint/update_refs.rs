@@ -98,6 +98,13 @@ fn stands_alone(bytes: &[u8], start: usize) -> bool {
         .any(|prefix| bytes[..start].ends_with(prefix) && !glued(start - prefix.len()))
 }
 
+/// Where the run of word characters and `also` starting at `from` ends.
+fn run_end(text: &[u8], from: usize, also: &[u8]) -> usize {
+    (from..text.len())
+        .find(|&i| !(is_word(text[i]) || also.contains(&text[i])))
+        .unwrap_or(text.len())
+}
+
 /// A reference the scan found: one to move, or one pinned by a digest (`…@sha256:…`), which
 /// names one image and is left alone.
 enum Found {
@@ -119,16 +126,12 @@ fn scan(text: &[u8], org: &str, image: &str, variants: &[String], tools: &[Strin
         if !stands_alone(text, start) {
             continue;
         }
-        let end = (from..text.len())
-            .find(|&i| !(is_word(text[i]) || text[i] == b':'))
-            .unwrap_or(text.len());
+        let end = run_end(text, from, b":");
         // Word characters and `:` only: ASCII, so UTF-8.
         let rest = std::str::from_utf8(&text[from..end]).expect("ASCII");
         if let Some(r) = parse(rest, variants, tools) {
             if text.get(end) == Some(&b'@') {
-                let end = (end..text.len())
-                    .find(|&i| !(is_word(text[i]) || matches!(text[i], b':' | b'@')))
-                    .unwrap_or(text.len());
+                let end = run_end(text, end, b":@");
                 found.push(Found::Pinned { start, end });
             } else {
                 found.push(Found::Movable(Ref { start, end, ..r }));

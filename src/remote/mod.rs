@@ -62,13 +62,6 @@ pub struct Hit {
     tree: Option<re::Digest>,
 }
 
-impl Hit {
-    /// Whether the remote holds the files, not only the manifest.
-    pub fn has_files(&self) -> bool {
-        self.tree.is_some()
-    }
-}
-
 /// One upload to do after the run's own work.
 struct Upload {
     kind: ActionKind,
@@ -267,10 +260,7 @@ impl Remote {
         }
         let Some(tree) = &hit.tree else {
             // Kept by its manifest alone: built here, which is no fault of the server's.
-            self.bad
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key);
+            self.refuse(key);
             return None;
         };
         match self.try_fetch(hit, tree, key, dest) {
@@ -279,10 +269,7 @@ impl Remote {
                 // A server that serves bytes other than it promised is not asked again this
                 // run: what it claims can no longer be taken for granted.
                 let _ = std::fs::remove_dir_all(dest);
-                self.bad
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key);
+                self.refuse(key);
                 self.give_up(&e);
                 None
             }
@@ -470,6 +457,14 @@ impl Remote {
             .insert((want.digest, want.executable), digest.clone());
         self.known_present([digest.hash.clone()]);
         Ok(())
+    }
+
+    /// No longer offers `key` this run: its result is built here.
+    fn refuse(&self, key: ActionKey) {
+        self.bad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
     }
 
     fn known_present(&self, hashes: impl IntoIterator<Item = String>) {

@@ -236,8 +236,7 @@ fn walk(
     Ok(())
 }
 
-/// The `ActionResult` of a successful kbuild action.
-/// The result of an action: kbuild's manifest as a file, the outputs as a directory (none for
+/// The `ActionResult` of a successful kbuild action: kbuild's manifest as a file, the outputs as a directory (none for
 /// a result kept by its manifest alone), the log as stdout.
 pub fn result(manifest: &Blob, tree: Option<&Blob>, log: Option<&re::Digest>) -> re::ActionResult {
     re::ActionResult {
