@@ -15,6 +15,9 @@ use crate::key::explain::{Reason, explain};
 use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names};
 use crate::recipe::{self, Ctx, DepOutput};
 use crate::remote::{Hit, Remote};
+use crate::report::critical::{self, Left};
+use crate::report::watch::Watch;
+use crate::report::{Decision, Event, Expected, Outcome, Reporter, expect};
 use crate::schedule::{self, Owner, Ready, Worker};
 use crate::statcache::StatCache;
 
@@ -86,8 +89,8 @@ pub struct Engine<'a> {
     pub jobs: usize,
     pub keep_going: bool,
     pub cancel: Cancel,
-    /// Print a line per executed action to stderr.
-    pub progress: bool,
+    /// Where progress goes: the terminal, plain lines, event and trace files, or nowhere.
+    pub report: Arc<dyn Reporter>,
     /// Refuse to pin sources in kernel.lock.
     pub locked: bool,
     /// Keep every action's whole key record in the report (`plan --format json`, `why --key`),
@@ -380,6 +383,8 @@ pub struct Job {
     own: Option<Hit>,
     /// Dependencies whose outputs are only in the remote: fetched before executing.
     remote_deps: Vec<(ActionId, ActionKey, Hit)>,
+    /// How the last execution of this action went, for progress estimates.
+    expected: Option<Expected>,
 }
 
 pub enum JobResult {
@@ -407,6 +412,17 @@ struct Runner<'a> {
     build_root: PathBuf,
     /// One fetch per remote hit, however many workers need it at once.
     fetches: std::sync::Mutex<HashMap<ActionKey, Arc<std::sync::OnceLock<Option<OutputManifest>>>>>,
+    /// Counts the lines of running actions' logs for the reporter.
+    watch: Watch,
+}
+
+/// Stops watching an action's log however its execution ends.
+struct Watching<'a>(&'a Watch, &'a str);
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1);
+    }
 }
 
 /// The directory of `workspace` under the cache's `area` (`logs`, `build`): workspaces that
@@ -459,6 +475,12 @@ impl Runner<'_> {
     fn execute(&self, id: ActionId, job: Job) -> Result<JobResult, CacheError> {
         let started = Instant::now();
         let action = self.graph.action(id);
+        self.engine.report.event(&Event::Started {
+            action: &action.name,
+            kind: action.kind(),
+            worker: rayon::current_thread_index().unwrap_or(0),
+            expected: job.expected,
+        });
         if let Some(hit) = &job.own
             && let Some(manifest) = self.fetch(job.key, hit)?
         {
@@ -492,6 +514,8 @@ impl Runner<'_> {
             "# {} (key {})\n# why: {}",
             action.name, job.key, job.reason
         );
+        self.watch.begin(&action.name, &log_path);
+        let _watching = Watching(&self.watch, &action.name);
         let ctx = Ctx {
             action,
             workspace: self.engine.workspace,
@@ -521,6 +545,10 @@ impl Runner<'_> {
                 log: log_path,
             });
         }
+        // The next run of this action estimates its progress from this line.
+        let seconds = started.elapsed().as_secs_f64();
+        let lines = expect::count_lines(&log_path);
+        let _ = write!(&log, "{}", expect::trailer(seconds, lines));
         // Only now, with every output written, does the action enter the cache.
         let manifest = OutputManifest::ingest(&out, &self.engine.cache.blobs)?;
         self.engine.cache.store(job.key, &manifest)?;
@@ -536,10 +564,7 @@ impl Runner<'_> {
         if let Some(remote) = self.engine.remote.as_ref().filter(|_| job.own.is_none()) {
             remote.upload(action.kind(), job.key, &manifest, &log_path);
         }
-        Ok(JobResult::Executed {
-            manifest,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(JobResult::Executed { manifest, seconds })
     }
 }
 
@@ -562,6 +587,12 @@ struct RunOwner<'a> {
     /// Actions whose cached outputs were corrupt: the run goes another round for them.
     evicted: Vec<ActionId>,
     done: usize,
+    /// How each action's last execution went, read when first wanted.
+    expected: Vec<Option<Option<Expected>>>,
+    /// When each action that needed a worker was handed one.
+    queued_at: HashMap<ActionId, Instant>,
+    /// The estimate last sent: a new one goes out only when it moved.
+    estimate: f64,
 }
 
 impl RunOwner<'_> {
@@ -580,15 +611,106 @@ impl RunOwner<'_> {
         self.evicted.extend(more);
     }
 
-    fn progress(&self, id: ActionId, what: &str, after: &str) {
-        if self.keys.engine.progress {
-            eprintln!(
-                "[{}/{}] {what} {}{after}",
-                self.done,
-                self.keys.graph.len(),
-                self.keys.graph.action(id).name
-            );
+    /// How the last execution of `id` went: the trailer of the log kept by its last key, or of
+    /// this workspace's last log of it.
+    fn expected(&mut self, id: ActionId) -> Option<Expected> {
+        if let Some(known) = self.expected[id.index()] {
+            return known;
         }
+        let name = &self.keys.graph.action(id).name;
+        let cache = self.keys.engine.cache;
+        let found = (self.keys.last.actions.get(name))
+            .and_then(|last| expect::read(&cache.log_of(last.key)))
+            .or_else(|| {
+                let dir = logs_dir(cache, self.keys.engine.workspace);
+                expect::read(&dir.join(format!("{}.log", log_name(name))))
+            });
+        self.expected[id.index()] = Some(found);
+        found
+    }
+
+    /// Tells the reporter when the critical path of what is left is expected to end.
+    fn estimate(&mut self) {
+        let left: Vec<Left> = self
+            .keys
+            .graph
+            .ids()
+            .map(|id| {
+                if let Some(&at) = self.queued_at.get(&id) {
+                    let last = self.expected(id).map_or(0.0, |e| e.seconds);
+                    return Left::Seconds(last - at.elapsed().as_secs_f64());
+                }
+                match self.keys.status[id.index()] {
+                    Status::Pending => {
+                        Left::IfDepsRun(self.expected(id).map_or(0.0, |e| e.seconds))
+                    }
+                    _ => Left::Nothing,
+                }
+            })
+            .collect();
+        let seconds = critical::remaining(self.keys.graph, |id| left[id.index()]);
+        // Time passing moves it by itself: only news (a start, an end that changes the
+        // path) is worth an event.
+        let first = self.estimate.is_nan();
+        if first
+            || (seconds - self.estimate).abs() >= 1.0
+            || (seconds == 0.0) != (self.estimate == 0.0)
+        {
+            self.estimate = seconds;
+            self.keys.engine.report.event(&Event::Estimate { seconds });
+        }
+    }
+
+    fn decided(&self, id: ActionId, decision: Decision, expected: Option<Expected>) {
+        let action = self.keys.graph.action(id);
+        let status = &self.keys.status[id.index()];
+        let reason = match status {
+            Status::WillRun { reason, .. } | Status::Remote { reason, .. } => Some(reason),
+            _ => None,
+        };
+        self.keys.engine.report.event(&Event::Decided {
+            action: &action.name,
+            kind: action.kind(),
+            decision,
+            key: status.key(),
+            reason,
+            expected,
+            done: self.done,
+            total: self.keys.graph.len(),
+        });
+    }
+
+    fn finished(
+        &self,
+        id: ActionId,
+        outcome: Outcome,
+        seconds: f64,
+        (key, reason): (ActionKey, &Reason),
+    ) {
+        let action = self.keys.graph.action(id);
+        let (log, error) = match &self.keys.status[id.index()] {
+            Status::Failed { log, error, .. } => (Some(log.clone()), Some(error.as_str())),
+            _ if outcome == Outcome::Executed => {
+                let dir = logs_dir(self.keys.engine.cache, self.keys.engine.workspace);
+                (
+                    Some(dir.join(format!("{}.log", log_name(&action.name)))),
+                    None,
+                )
+            }
+            _ => (None, None),
+        };
+        self.keys.engine.report.event(&Event::Finished {
+            action: &action.name,
+            kind: action.kind(),
+            outcome,
+            key,
+            reason,
+            seconds,
+            log: log.as_deref(),
+            error,
+            done: self.done,
+            total: self.keys.graph.len(),
+        });
     }
 }
 
@@ -598,12 +720,16 @@ impl Owner for RunOwner<'_> {
 
     fn ready(&mut self, id: ActionId) -> Ready<Job> {
         let Some((record, key)) = self.keys.decide(id) else {
-            let ok = matches!(
-                self.keys.status[id.index()],
-                Status::Cached { .. } | Status::Remote { .. }
-            );
+            let decision = match self.keys.status[id.index()] {
+                Status::Cached { .. } => Some(Decision::Cached),
+                Status::Remote { .. } => Some(Decision::Remote),
+                _ => None,
+            };
             self.done += 1;
-            return Ready::Done(ok);
+            if let Some(decision) = decision {
+                self.decided(id, decision, None);
+            }
+            return Ready::Done(decision.is_some());
         };
         let _ = self.keys.engine.cache.store_record(key, &record);
         let reason = match &self.keys.status[id.index()] {
@@ -636,6 +762,10 @@ impl Owner for RunOwner<'_> {
             };
             deps.push((dep.role, dep.id, manifest));
         }
+        let expected = self.expected(id);
+        self.decided(id, Decision::Run, expected);
+        self.queued_at.insert(id, Instant::now());
+        self.estimate();
         Ready::Run(Job {
             key,
             reason,
@@ -643,11 +773,31 @@ impl Owner for RunOwner<'_> {
             toolchain: record.executor,
             own,
             remote_deps,
+            expected,
         })
     }
 
     fn done(&mut self, id: ActionId, result: JobResult) -> bool {
         self.done += 1;
+        let seconds = (self.queued_at.remove(&id)).map_or(0.0, |at| at.elapsed().as_secs_f64());
+        let ok = self.record(id, result, seconds);
+        self.estimate();
+        ok
+    }
+
+    fn skipped(&mut self, id: ActionId) {
+        self.done += 1;
+        if matches!(self.keys.status[id.index()], Status::Pending) {
+            self.keys.status[id.index()] = Status::Skipped;
+        }
+        let action = &self.keys.graph.action(id).name;
+        self.keys.engine.report.event(&Event::Skipped { action });
+    }
+}
+
+impl RunOwner<'_> {
+    /// Records what a worker did with `id` and tells the reporter.
+    fn record(&mut self, id: ActionId, result: JobResult, took: f64) -> bool {
         let (key, reason) = match &self.keys.status[id.index()] {
             Status::WillRun {
                 key: Some(key),
@@ -666,15 +816,16 @@ impl Owner for RunOwner<'_> {
                 self.keys.status[id.index()] = Status::Executed {
                     key,
                     output,
-                    reason,
+                    reason: reason.clone(),
                     seconds,
                 };
-                self.progress(id, "executed", &format!(" ({seconds:.1}s)"));
+                self.finished(id, Outcome::Executed, seconds, (key, &reason));
                 true
             }
             JobResult::RemoteFailed { dep } => {
                 // The next round decides it again; the remote no longer offers that key.
                 self.evicted.push(dep);
+                self.finished(id, Outcome::Retried, took, (key, &reason));
                 self.keys.status[id.index()] = Status::Skipped;
                 false
             }
@@ -685,27 +836,28 @@ impl Owner for RunOwner<'_> {
                 self.keys.status[id.index()] = Status::Remote {
                     key,
                     output,
-                    reason,
+                    reason: reason.clone(),
                 };
-                self.progress(id, "remote", "");
+                self.finished(id, Outcome::Remote, took, (key, &reason));
                 true
             }
             JobResult::Failed { error, hint, log } => {
                 self.keys.status[id.index()] = Status::Failed {
                     key,
-                    reason,
+                    reason: reason.clone(),
                     error,
                     hint,
                     log,
                 };
-                self.progress(id, "FAILED", "");
+                self.finished(id, Outcome::Failed, took, (key, &reason));
                 false
             }
             JobResult::Corrupt { dep, corrupt } => {
-                eprintln!(
+                crate::report::say(&format!(
                     "kbuild: {corrupt}; evicting `{}` and building it again",
                     self.keys.graph.action(dep).name
-                );
+                ));
+                self.finished(id, Outcome::Retried, took, (key, &reason));
                 if let Some(key) = self.keys.status[dep.index()].key() {
                     self.keys.engine.cache.evict(key);
                 }
@@ -714,13 +866,6 @@ impl Owner for RunOwner<'_> {
                 self.keys.status[id.index()] = Status::Skipped;
                 false
             }
-        }
-    }
-
-    fn skipped(&mut self, id: ActionId) {
-        self.done += 1;
-        if matches!(self.keys.status[id.index()], Status::Pending) {
-            self.keys.status[id.index()] = Status::Skipped;
         }
     }
 }
@@ -775,6 +920,7 @@ impl Engine<'_> {
             logs: logs_dir(self.cache, self.workspace),
             build_root: workspace_dir(self.cache, "build", self.workspace),
             fetches: Default::default(),
+            watch: Watch::new(self.report.clone()),
         };
         std::fs::create_dir_all(&runner.logs).map_err(crate::cache::io_err(&runner.logs))?;
         let opts = schedule::Options {
@@ -790,7 +936,14 @@ impl Engine<'_> {
                 keys,
                 evicted: Vec::new(),
                 done: 0,
+                expected: vec![None; graph.len()],
+                queued_at: HashMap::new(),
+                estimate: f64::NAN,
             };
+            self.report.event(&Event::RunStarted {
+                actions: graph.len(),
+                jobs: self.jobs,
+            });
             schedule::run(graph, &opts, &self.cancel, &runner, &mut owner);
             owner.keys.stat.save();
             let updates = owner.keys.updates();

@@ -31,6 +31,7 @@ pub mod outlinks;
 pub mod plan;
 pub mod recipe;
 pub mod remote;
+pub mod report;
 pub mod schedule;
 pub mod statcache;
 pub mod tags;

@@ -5,6 +5,7 @@ mod maint;
 mod publish;
 mod render;
 mod shell;
+mod views;
 
 use std::path::PathBuf;
 
@@ -146,6 +147,8 @@ enum Command {
         locked: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        views: views::Views,
     },
     /// Explain, per action, why it ran in the last run or would run now.
     Why {
@@ -239,6 +242,8 @@ enum Command {
         no_move: bool,
         #[arg(short, long)]
         jobs: Option<usize>,
+        #[command(flatten)]
+        views: views::Views,
     },
     /// Show which builder image and Docker endpoint builds each arch, or create a builder image.
     Builder {
@@ -540,12 +545,13 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             keep_going,
             locked,
             format,
+            views,
         } => run(
             &ws,
             labels,
             num_jobs(*jobs),
             (*keep_going, *locked),
-            *format,
+            (*format, views),
         ),
         Command::Why { labels, key } => why(&ws, labels, *key),
         Command::Log {
@@ -604,12 +610,13 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             insecure,
             no_move,
             jobs,
+            views,
         } => publish::push(
             &ws,
             labels,
             registry,
             (*insecure, *no_move),
-            num_jobs(*jobs),
+            (num_jobs(*jobs), views),
         ),
         Command::UpdateRefs { paths, check } => maint::update_refs(&ws, paths, *check),
         Command::Kconfig(KconfigCommand::Split { configs, out }) => {
@@ -673,6 +680,25 @@ pub(crate) fn run_healing(
     Ok(report)
 }
 
+/// [`run_healing`] with the engine's reporter installed for messages from anywhere, and told
+/// the summary at the end (the terminal view clears its status area then).
+pub(crate) fn run_watched(
+    engine: &Engine,
+    cache: &Cache,
+    graph: &Graph,
+) -> miette::Result<crate::engine::Report> {
+    let _installed = crate::report::install(engine.report.clone());
+    let report = run_healing(engine, cache, graph);
+    let summary = match &report {
+        Ok(r) => render::summary(&r.status, r.seconds, engine.cancel.is_cancelled()),
+        Err(_) => crate::report::Summary::default(),
+    };
+    engine
+        .report
+        .event(&crate::report::Event::Summary(&summary));
+    report
+}
+
 pub(crate) fn open_cache(ws: &Workspace) -> miette::Result<Cache> {
     Ok(Cache::open(&ws.cache_dir)?)
 }
@@ -691,7 +717,7 @@ pub(crate) fn engine<'a>(
         jobs,
         keep_going,
         cancel: Cancel::default(),
-        progress: true,
+        report: std::sync::Arc::new(crate::report::plain::Plain::new()),
         locked: false,
         records: false,
         remote: None,
@@ -739,7 +765,7 @@ fn run(
     labels: &[String],
     jobs: usize,
     (keep_going, locked): (bool, bool),
-    format: Format,
+    (format, views): (Format, &views::Views),
 ) -> miette::Result<i32> {
     let started = std::time::Instant::now();
     let cache = open_cache(ws)?;
@@ -765,10 +791,10 @@ fn run(
     let (targets, graph) = lower(ws, labels)?;
     let mut engine = engine(ws, &cache, exec, jobs, keep_going);
     engine.remote = ws.remote(&cache)?;
-    engine.progress = format == Format::Text;
+    engine.report = views.reporter(format == Format::Json)?;
     engine.locked = locked;
     engine.cancel.install_handler();
-    let report = run_healing(&engine, &cache, &graph)?;
+    let report = run_watched(&engine, &cache, &graph)?;
     let failed = broken(&report);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());

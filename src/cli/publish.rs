@@ -12,7 +12,7 @@ pub fn push(
     labels: &[String],
     host: &str,
     (insecure, no_move): (bool, bool),
-    jobs: usize,
+    (jobs, views): (usize, &super::views::Views),
 ) -> miette::Result<i32> {
     use crate::action::Recipe;
     let (targets, graph) = lower(ws, labels)?;
@@ -20,8 +20,9 @@ pub fn push(
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), jobs, false);
     engine.remote = ws.remote(&cache)?;
+    engine.report = views.reporter(false)?;
     engine.cancel.install_handler();
-    let report = super::run_healing(&engine, &cache, &graph)?;
+    let report = super::run_watched(&engine, &cache, &graph)?;
     eprint!("{}", render::failures(&graph, &report.status));
     if report.status.iter().any(|s| {
         !matches!(

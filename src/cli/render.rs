@@ -200,6 +200,21 @@ fn totals(status: &[Status]) -> Totals {
     }
 }
 
+/// What the run did, for the reporter's last event.
+pub fn summary(status: &[Status], seconds: f64, interrupted: bool) -> crate::report::Summary {
+    let t = totals(status);
+    crate::report::Summary {
+        actions: status.len(),
+        cached: t.cached,
+        executed: t.executed,
+        remote: t.remote,
+        failed: t.failed,
+        skipped: t.skipped,
+        seconds,
+        interrupted,
+    }
+}
+
 pub fn run_json(
     graph: &Graph,
     status: &[Status],

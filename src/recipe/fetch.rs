@@ -83,7 +83,7 @@ fn download(
             if tenth > reported {
                 reported = tenth;
                 let line = format!("fetch {url}: {}% of {} MiB", tenth * 10, total >> 20);
-                eprintln!("{line}");
+                crate::report::say(&line);
                 let _ = writeln!(&*ctx.log, "{line}");
             }
         }

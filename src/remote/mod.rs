@@ -182,7 +182,10 @@ impl Remote {
     fn warn(&self, what: &str) {
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         if warned.insert(what.to_string()) {
-            eprintln!("kbuild: warning: remote cache {}: {what}", self.url);
+            crate::report::say(&format!(
+                "kbuild: warning: remote cache {}: {what}",
+                self.url
+            ));
         }
     }
 
