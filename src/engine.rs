@@ -237,7 +237,13 @@ impl<'a> Keys<'a> {
 
     /// The output digest cached for `key`, preferring the last run's note to reading the entry.
     fn cached_output(&self, name: &str, key: ActionKey) -> Option<Digest> {
-        if !self.engine.cache.has_entry(key) {
+        // A run holds what it finds, so that `kbuild cache gc` leaves it alone.
+        let present = if self.running {
+            self.engine.cache.hold(key)
+        } else {
+            self.engine.cache.has_entry(key)
+        };
+        if !present {
             return None;
         }
         match self.last.actions.get(name) {
@@ -432,6 +438,11 @@ fn workspace_dir(cache: &Cache, area: &str, workspace: &Path) -> PathBuf {
     cache.dir(area).join(ws)
 }
 
+/// Where the persistent kernel build directories of `workspace` live.
+pub fn build_root(cache: &Cache, workspace: &Path) -> PathBuf {
+    workspace_dir(cache, "build", workspace)
+}
+
 /// Where the last log of each action of `workspace` is written.
 pub fn logs_dir(cache: &Cache, workspace: &Path) -> PathBuf {
     workspace_dir(cache, "logs", workspace)
@@ -550,8 +561,11 @@ impl Runner<'_> {
         let lines = expect::count_lines(&log_path);
         let _ = write!(&log, "{}", expect::trailer(seconds, lines));
         // Only now, with every output written, does the action enter the cache.
+        let publishing = self.engine.cache.publishing();
         let manifest = OutputManifest::ingest(&out, &self.engine.cache.blobs)?;
         self.engine.cache.store(job.key, &manifest)?;
+        self.engine.cache.add_hold(job.key);
+        drop(publishing);
         // The log of the run that made the entry, for `kbuild log` once the per-action log of
         // this workspace has been written over by a run of another key. Best effort: a log
         // is an explanation, not an output.
@@ -918,7 +932,7 @@ impl Engine<'_> {
             engine: self,
             graph,
             logs: logs_dir(self.cache, self.workspace),
-            build_root: workspace_dir(self.cache, "build", self.workspace),
+            build_root: build_root(self.cache, self.workspace),
             fetches: Default::default(),
             watch: Watch::new(self.report.clone()),
         };
@@ -947,7 +961,9 @@ impl Engine<'_> {
             schedule::run(graph, &opts, &self.cancel, &runner, &mut owner);
             owner.keys.stat.save();
             let updates = owner.keys.updates();
-            if !updates.is_empty() {
+            if updates.is_empty() {
+                self.cache.touch_state(self.workspace);
+            } else {
                 self.cache.save_state(self.workspace, &updates)?;
             }
             if owner.evicted.is_empty() || rounds == 3 || self.cancel.is_cancelled() {

@@ -20,20 +20,6 @@ fn paced() -> Ws {
     ws
 }
 
-/// Makes the next run compile amd64 again.
-fn change_amd64_config(ws: &Ws, cpus: u32) {
-    let text = ws.read("kernel/6.6.x/config-x86_64");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("CONFIG_NR_CPUS="))
-        .unwrap();
-    ws.edit(
-        "kernel/6.6.x/config-x86_64",
-        line,
-        &format!("CONFIG_NR_CPUS={cpus}"),
-    );
-}
-
 fn lines_of(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -205,7 +191,7 @@ fn plain_output_has_heartbeats_with_progress_against_the_last_run_and_no_escapes
         "no heartbeat:\n{first}"
     );
     assert!(first.contains("] executed compile //6.6.x:amd64 ("));
-    change_amd64_config(&ws, 32);
+    ws.set_amd64_cpus(32);
     let second = run();
     let beat = second
         .lines()
@@ -265,7 +251,7 @@ fn terminal_view_shows_running_actions_and_leaves_only_the_summary() {
     let ws = paced();
     // The first run gives the second one something to measure against.
     ws.run(&["//6.6.x:amd64"], 0);
-    change_amd64_config(&ws, 16);
+    ws.set_amd64_cpus(16);
     let session = format!("kbuild-views-{}", std::process::id());
     let _tmux = Tmux(session.clone());
     let script = ws.path().join("run.sh");

@@ -6,6 +6,8 @@
 //! `build/` persistent kernel build directories, `logs/`, and `tmp/` for work in progress.
 
 mod blobs;
+mod gc;
+mod holds;
 mod outputs;
 mod state;
 mod sweep;
@@ -15,6 +17,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use blobs::BlobStore;
+pub use gc::{Area, Collected, Policy, Removed, Usage, parse_size};
+pub use holds::Publishing;
 pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
 pub use state::{LastRun, RunEntry};
 pub use verify::VerifyReport;
@@ -57,6 +61,8 @@ pub struct Cache {
     /// A shared lock on `tmp/.users` held for the life of the process: while any kbuild holds
     /// it, `tmp/` may hold its work; when none does, what is there is left over (see `sweep`).
     _users: std::sync::Arc<std::fs::File>,
+    /// The keys this process keeps from `kbuild cache gc` (see `holds`).
+    holds: std::sync::Arc<holds::Holds>,
 }
 
 impl Cache {
@@ -77,6 +83,7 @@ impl Cache {
             ac_dir,
             checked: Default::default(),
             _users: std::sync::Arc::new(users),
+            holds: Default::default(),
         })
     }
 

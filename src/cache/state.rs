@@ -43,7 +43,7 @@ impl LastRun {
         out
     }
 
-    fn decode(text: &str) -> LastRun {
+    pub(super) fn decode(text: &str) -> LastRun {
         let mut actions = BTreeMap::new();
         for line in text.lines() {
             let mut fields = line.split('\t');
@@ -77,6 +77,16 @@ impl Cache {
         let id = Digest::of_bytes(workspace.as_os_str().as_encoded_bytes());
         self.dir("state")
             .join(format!("{}.last-run", &id.to_hex()[..16]))
+    }
+
+    /// Marks the workspace's last run as now: gc takes every entry it names as just used.
+    pub fn touch_state(&self, workspace: &Path) {
+        if let Ok(file) = std::fs::File::options()
+            .append(true)
+            .open(self.state_path(workspace))
+        {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
     }
 
     pub fn load_state(&self, workspace: &Path) -> LastRun {

@@ -5,6 +5,7 @@ mod maint;
 mod publish;
 mod render;
 mod shell;
+mod upkeep;
 mod views;
 
 use std::path::PathBuf;
@@ -301,6 +302,22 @@ enum BuilderCommand {
 enum CacheCommand {
     /// Hash every blob; remove the corrupt ones (the next run rebuilds what needs them).
     Verify,
+    /// What the cache holds, by kind, and how much of it the current manifest uses.
+    Du,
+    /// Remove least recently used entries and build directories, never what a running build
+    /// holds nor (unless asked) what the current manifest's last run made; build directories
+    /// of targets the manifest no longer has always go.
+    Gc {
+        /// Remove until the cache is no larger than SIZE (20G, 500MB, 1.5GiB).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Remove what was last used more than DAYS days ago.
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<f64>,
+        /// Also remove the current manifest's entries (the next run rebuilds them).
+        #[arg(long)]
+        include_current: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -560,39 +577,13 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             path,
         } => log(&ws, label, action.as_deref(), *path),
         Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
-        Command::Cache(CacheCommand::Verify) => {
-            let cache = open_cache(&ws)?;
-            let report = cache
-                .verify()
-                .map_err(|e| miette::miette!("reading the cache: {e}"))?;
-            for p in &report.problems {
-                match &p.unrepaired {
-                    None => println!("removed: {} ({})", p.path.display(), p.what),
-                    Some(e) => println!("NOT removed: {} ({}): {e}", p.path.display(), p.what),
-                }
-            }
-            eprintln!(
-                "kbuild: {} blob(s), {} action cache entries and {} tree(s) checked; {} problem(s), {}",
-                report.blobs,
-                report.entries,
-                report.trees,
-                report.problems.len(),
-                if report.repaired_all() {
-                    "all repaired: the next run rebuilds what was removed"
-                } else {
-                    "some could not be removed"
-                }
-            );
-            if report.repaired_all() {
-                Ok(0)
-            } else {
-                eprintln!(
-                    "kbuild: remove what is listed by hand, or the whole cache: rm -rf {}",
-                    cache.root().display()
-                );
-                Ok(1)
-            }
-        }
+        Command::Cache(CacheCommand::Verify) => upkeep::verify(&ws),
+        Command::Cache(CacheCommand::Du) => upkeep::du(&ws),
+        Command::Cache(CacheCommand::Gc {
+            max_size,
+            older_than,
+            include_current,
+        }) => upkeep::gc(&ws, max_size.as_deref(), *older_than, *include_current),
         Command::Tags { labels, format } => publish::tags(&ws, labels, *format),
         Command::Builder { command: None } => builder::show(&ws),
         Command::Builder {
@@ -780,6 +771,7 @@ fn run(
         && let Some(exec) = ws.recorded_executor(&record)?
         && let Some(n) = record.null_build(&ws.root, &cache, exec.as_ref(), labels)
     {
+        cache.touch_state(&ws.root);
         let seconds = started.elapsed().as_secs_f64();
         eprintln!(
             "kbuild: {n} actions, {n} cached, 0 executed, 0 failed in {seconds:.2}s (nothing changed)"

@@ -175,7 +175,7 @@ impl Traffic {
 }
 
 /// `1.2 GB`, `340 kB`: decimal units, as network figures are given.
-fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     match n {
         n if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
         n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),

@@ -379,6 +379,7 @@ impl Remote {
                 })
             })
         })?;
+        let _publishing = self.cache.publishing();
         let manifest = OutputManifest::ingest(dest, &self.cache.blobs)
             .map_err(|e| RemoteError::Invalid(format!("ingesting the outputs of {key}: {e}")))?;
         if manifest.digest() != hit.manifest.digest() {
@@ -389,6 +390,7 @@ impl Remote {
         self.cache
             .store(key, &manifest)
             .map_err(|e| RemoteError::Unreachable(format!("storing {key} locally: {e}")))?;
+        self.cache.add_hold(key);
         Ok(manifest)
     }
 

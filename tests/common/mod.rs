@@ -79,6 +79,21 @@ impl Ws {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
+    /// Sets CONFIG_NR_CPUS in amd64's committed config: the next run configures and compiles
+    /// amd64 again.
+    pub fn set_amd64_cpus(&self, cpus: u32) {
+        let text = self.read("kernel/6.6.x/config-x86_64");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("CONFIG_NR_CPUS="))
+            .unwrap();
+        self.edit(
+            "kernel/6.6.x/config-x86_64",
+            line,
+            &format!("CONFIG_NR_CPUS={cpus}"),
+        );
+    }
+
     /// The `source` line of kernel.kdl, as written.
     pub fn source_line(&self) -> String {
         let text = self.read("kernel.kdl");
