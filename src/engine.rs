@@ -12,7 +12,7 @@ use crate::digest::Digest;
 use crate::exec::{Cancel, Executor, Identity, Known, Toolset};
 use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
-use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names};
+use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names, kernel_terms};
 use crate::recipe::{self, Ctx, DepOutput};
 use crate::remote::{Hit, Remote};
 use crate::report::critical::{self, Left};
@@ -267,7 +267,79 @@ impl<'a> Keys<'a> {
             return Reason::NeverBuilt;
         };
         let old = self.engine.cache.load_record(last.key);
-        explain(old.as_ref(), record, &self.dep_names(id))
+        let reason = explain(old.as_ref(), record, &self.dep_names(id));
+        if let Reason::DependencyChanged { dependency } = &reason
+            && let Some(source) = self.source_change(id, old.as_ref(), dependency)
+        {
+            return source;
+        }
+        self.in_kernel_terms(reason, old.as_ref(), record)
+    }
+
+    /// When `dependency` is the fetch of a new source: which source the last run used (the
+    /// fetch whose output the old record names) and which one this run fetches.
+    fn source_change(
+        &self,
+        id: ActionId,
+        old: Option<&KeyRecord>,
+        dependency: &str,
+    ) -> Option<Reason> {
+        let action = self.graph.action(id);
+        let (role, dep) = dep_names(action)
+            .into_iter()
+            .zip(&action.deps)
+            .find(|(_, d)| self.graph.action(d.id).name == dependency)?;
+        if self.graph.action(dep.id).kind() != ActionKind::Fetch {
+            return None;
+        }
+        let was = *old?.deps.get(&role)?;
+        let (old_name, _) = self
+            .last
+            .actions
+            .iter()
+            .find(|(name, e)| e.output == Some(was) && name.starts_with("fetch "))?;
+        let tarball = |name: &str| {
+            let name = name.trim_start_matches("fetch ");
+            name.split('@').next().unwrap_or(name).to_string()
+        };
+        let (old, new) = (tarball(old_name), tarball(dependency));
+        (old != new).then_some(Reason::SourceChanged { old, new })
+    }
+
+    /// A changed config or patch said as the options that changed or the files it touches.
+    fn in_kernel_terms(&self, reason: Reason, old: Option<&KeyRecord>, new: &KeyRecord) -> Reason {
+        let path = match &reason {
+            Reason::FileChanged { path }
+            | Reason::FileAdded { path }
+            | Reason::FileRemoved { path }
+                if kernel_terms::explains(path) =>
+            {
+                path.clone()
+            }
+            _ => return reason,
+        };
+        let cache = self.engine.cache;
+        let old_text = old
+            .and_then(|o| o.inputs.get(&path))
+            .and_then(|d| cache.input_text(*d));
+        let new_text = new
+            .inputs
+            .contains_key(&path)
+            .then(|| std::fs::read_to_string(self.engine.workspace.join(&path)).ok())
+            .flatten();
+        kernel_terms::refine(reason, old_text.as_deref(), new_text.as_deref())
+    }
+
+    /// Stores the record of a key about to be made, with the texts of the configs and patches
+    /// it names, so that a later change of them can be said in kernel terms.
+    fn store_record(&self, key: ActionKey, record: &KeyRecord) {
+        let cache = self.engine.cache;
+        let _ = cache.store_record(key, record);
+        for (path, digest) in &record.inputs {
+            if kernel_terms::explains(path) {
+                cache.keep_input(*digest, &self.engine.workspace.join(path));
+            }
+        }
     }
 
     /// Decides one action without running anything: cached, or would run and why.
@@ -283,10 +355,12 @@ impl<'a> Keys<'a> {
                 let dependency = dep
                     .map(|d| self.graph.action(d.id).name.clone())
                     .unwrap_or_default();
-                self.status[id.index()] = Status::WillRun {
-                    key: None,
-                    reason: Reason::DependencyWillRun { dependency },
-                };
+                let old = (self.last.actions.get(&action.name))
+                    .and_then(|last| self.engine.cache.load_record(last.key));
+                let reason = self
+                    .source_change(id, old.as_ref(), &dependency)
+                    .unwrap_or(Reason::DependencyWillRun { dependency });
+                self.status[id.index()] = Status::WillRun { key: None, reason };
                 return None;
             }
             Err(e) => {
@@ -325,7 +399,7 @@ impl<'a> Keys<'a> {
             self.hits.insert(id, hit);
             // Fetched now only if its outputs are wanted as they are; else when a miss needs them.
             if self.running && !self.engine.materialise.contains(&action.kind()) {
-                let _ = self.engine.cache.store_record(key, &record);
+                self.store_record(key, &record);
                 return None;
             }
             return self.running.then_some((record, key));
@@ -745,7 +819,7 @@ impl Owner for RunOwner<'_> {
             }
             return Ready::Done(decision.is_some());
         };
-        let _ = self.keys.engine.cache.store_record(key, &record);
+        self.keys.store_record(key, &record);
         let reason = match &self.keys.status[id.index()] {
             Status::WillRun { reason, .. } | Status::Remote { reason, .. } => reason.clone(),
             _ => Reason::NeverBuilt,

@@ -72,7 +72,7 @@ fn changing_a_patch_reruns_the_tree_and_what_builds_from_it() {
         ])
     );
     let why = ws.why("//6.6.x:amd64");
-    assert!(why.contains("patch //6.6.x: up to date; last ran because the file `kernel/6.6.x/patches/0001-init-say-hello.patch` changed"), "{why}");
+    assert!(why.contains("patch //6.6.x: up to date; last ran because patch `kernel/6.6.x/patches/0001-init-say-hello.patch` changed (touches init/main.c)"), "{why}");
     assert!(why.contains("compile //6.6.x:amd64: up to date; last ran because dependency `patch //6.6.x` produced a new output"), "{why}");
 }
 
@@ -89,7 +89,7 @@ fn changing_a_config_line_reruns_that_config_only() {
     let text = String::from_utf8(plan.stdout).unwrap();
     assert!(
         text.contains(
-            "run     configure //6.6.x:amd64  (the file `kernel/6.6.x/config-x86_64` changed)"
+            "run     configure //6.6.x:amd64  (CONFIG_NR_CPUS: 64 → 128 in kernel/6.6.x/config-x86_64)"
         ),
         "{text}"
     );
@@ -142,7 +142,7 @@ fn changing_a_fragment_reruns_dbg_only() {
     assert_eq!(executed.len(), 17, "{executed:?}");
     assert!(executed.contains(&"tag //6.6.x:dbg-arm64".to_string()));
     let why = ws.why("//6.6.x:dbg-arm64");
-    assert!(why.contains("configure //6.6.x:dbg-arm64: up to date; last ran because the file `kernel/common/config-dbg` changed"), "{why}");
+    assert!(why.contains("configure //6.6.x:dbg-arm64: up to date; last ran because CONFIG_KASAN: unset → y in kernel/common/config-dbg"), "{why}");
 }
 
 #[test]

@@ -178,6 +178,30 @@ impl Cache {
         Ok(())
     }
 
+    /// Keeps the text of an input file that `why` explains in kernel terms (a config, a
+    /// patch), by its digest; once per digest, and only if it is small.
+    pub fn keep_input(&self, digest: Digest, file: &Path) {
+        let dest = self.input_path(digest);
+        if dest.is_file() {
+            return;
+        }
+        match std::fs::read(file) {
+            Ok(bytes) if bytes.len() <= 1 << 20 => {
+                let _ = write_once(&self.dir("tmp"), &dest, &bytes);
+            }
+            _ => {}
+        }
+    }
+
+    /// The text kept for an input's digest, if any.
+    pub fn input_text(&self, digest: Digest) -> Option<String> {
+        std::fs::read_to_string(self.input_path(digest)).ok()
+    }
+
+    fn input_path(&self, digest: Digest) -> PathBuf {
+        self.dir("keys").join("inputs").join(digest.to_hex())
+    }
+
     pub fn load_record(&self, key: ActionKey) -> Option<KeyRecord> {
         let bytes = std::fs::read(self.entry_path("keys", key.0)).ok()?;
         serde_json::from_slice(&bytes).ok()

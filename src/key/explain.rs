@@ -23,6 +23,23 @@ pub enum Reason {
     FileRemoved {
         path: String,
     },
+    /// A config file changed these options (`CONFIG_X: n → y`), and `more` besides.
+    OptionsChanged {
+        path: String,
+        changes: Vec<String>,
+        more: usize,
+    },
+    /// The series' source moved: the tarball the last run used, and the one this run uses.
+    SourceChanged {
+        old: String,
+        new: String,
+    },
+    /// A patch was `added`, `removed` or `changed`; the files it touches.
+    PatchChanged {
+        path: String,
+        how: String,
+        files: Vec<String>,
+    },
     DependencyChanged {
         dependency: String,
     },
@@ -70,6 +87,25 @@ impl fmt::Display for Reason {
             Reason::FileChanged { path } => write!(f, "the file `{path}` changed"),
             Reason::FileAdded { path } => write!(f, "the file `{path}` was added"),
             Reason::FileRemoved { path } => write!(f, "the file `{path}` was removed"),
+            Reason::OptionsChanged {
+                path,
+                changes,
+                more,
+            } => {
+                write!(f, "{}", changes.join(", "))?;
+                if *more > 0 {
+                    write!(f, " and {more} more")?;
+                }
+                write!(f, " in {path}")
+            }
+            Reason::SourceChanged { old, new } => write!(f, "source changed ({old} → {new})"),
+            Reason::PatchChanged { path, how, files } => {
+                write!(f, "patch `{path}` {how}")?;
+                if !files.is_empty() {
+                    write!(f, " (touches {})", files.join(", "))?;
+                }
+                Ok(())
+            }
             Reason::DependencyChanged { dependency } => {
                 write!(f, "dependency `{dependency}` produced a new output")
             }

@@ -5,6 +5,7 @@
 //! is not) there.
 
 pub mod explain;
+pub mod kernel_terms;
 mod record;
 
 use std::fmt;
