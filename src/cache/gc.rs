@@ -143,20 +143,26 @@ impl Cache {
 
     /// Removes what `policy` allows, least recently used first.
     pub fn collect(&self, policy: &Policy) -> Result<Collected, CacheError> {
+        // Sizing walks the whole cache: done outside the lock that keeps runs from publishing.
+        let before = self.usage(&HashSet::new(), &[])?.total;
+        let mut out = self.collect_locked(policy, before)?;
+        out.after = self.usage(&HashSet::new(), &[])?.total;
+        Ok(out)
+    }
+
+    fn collect_locked(&self, policy: &Policy, before: u64) -> Result<Collected, CacheError> {
         let state = self.dir("state");
         let _exclusive = self.collecting().map_err(io_err(&state))?;
         let held = live_holds(&state.join(HOLDS));
         let (names, used) = self.state_uses();
         let mut entries = self.entries(&used);
         entries.sort_by_key(|e| e.last_used);
-        let mut refs: HashMap<Digest, u32> = HashMap::new();
+        let mut refs = Refs::default();
         for e in &entries {
-            for blob in blobs_of(&e.manifest) {
-                *refs.entry(blob).or_default() += 1;
-            }
+            refs.count(&e.manifest);
         }
         let mut out = Collected {
-            before: self.usage(&HashSet::new(), &[])?.total,
+            before,
             ..Collected::default()
         };
         out.held = entries.iter().filter(|e| held.contains(&e.key)).count();
@@ -205,7 +211,7 @@ impl Cache {
                 .get(&e.key)
                 .cloned()
                 .or_else(|| self.logged_name(e.key));
-            let bytes = self.remove_entry(e, &mut refs, &entries);
+            let bytes = self.remove_entry(e, &mut refs);
             total = total.saturating_sub(bytes);
             out.removed.push(Removed {
                 key: e.key,
@@ -222,8 +228,7 @@ impl Cache {
                 out.build_dirs.push((dir.path, bytes));
             }
         }
-        self.remove_orphan_blobs(&refs);
-        out.after = self.usage(&HashSet::new(), &[])?.total;
+        self.remove_orphan_blobs(&refs.blobs);
         Ok(out)
     }
 
@@ -280,7 +285,7 @@ impl Cache {
 
     /// Removes one entry with its record, log, and the tree and blobs nothing else names;
     /// returns the bytes freed.
-    fn remove_entry(&self, e: &Entry, refs: &mut HashMap<Digest, u32>, all: &[Entry]) -> u64 {
+    fn remove_entry(&self, e: &Entry, refs: &mut Refs) -> u64 {
         let mut bytes = 0;
         for path in [
             self.entry_path("ac", e.key.0),
@@ -290,19 +295,15 @@ impl Cache {
             bytes += remove_file(&path);
         }
         for blob in blobs_of(&e.manifest) {
-            let count = refs.entry(blob).or_default();
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+            if release(&mut refs.blobs, blob) {
                 for executable in [false, true] {
                     bytes += remove_file(&self.blobs.path(blob, executable));
                 }
             }
         }
         let digest = e.manifest.digest();
-        let shared = all
-            .iter()
-            .any(|o| o.key != e.key && self.has_entry(o.key) && o.manifest.digest() == digest);
-        if !shared {
+        // Two keys may make the same outputs, and so share one tree.
+        if release(&mut refs.trees, digest) {
             let tree = self.tree_path(digest);
             let _ = super::blobs::remove_any(&tree);
             let mut stamp = tree.into_os_string();
@@ -341,6 +342,29 @@ fn sharded(dir: &Path, suffix: &str) -> Vec<(Digest, PathBuf)> {
         }
     }
     out
+}
+
+/// How many remaining entries name each blob and each tree.
+#[derive(Default)]
+struct Refs {
+    blobs: HashMap<Digest, u32>,
+    trees: HashMap<Digest, u32>,
+}
+
+impl Refs {
+    fn count(&mut self, manifest: &OutputManifest) {
+        for blob in blobs_of(manifest) {
+            *self.blobs.entry(blob).or_default() += 1;
+        }
+        *self.trees.entry(manifest.digest()).or_default() += 1;
+    }
+}
+
+/// One reference to `digest` fewer; whether that was the last.
+fn release(refs: &mut HashMap<Digest, u32>, digest: Digest) -> bool {
+    let count = refs.entry(digest).or_default();
+    *count = count.saturating_sub(1);
+    *count == 0
 }
 
 /// The file blobs of a manifest (symlinks are stored in the manifest itself).
