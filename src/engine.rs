@@ -563,7 +563,7 @@ impl Runner<'_> {
         self.engine.report.event(&Event::Started {
             action: &action.name,
             kind: action.kind(),
-            worker: rayon::current_thread_index().unwrap_or(0),
+            worker: crate::schedule::worker_index(),
             expected: job.expected,
         });
         if let Some(hit) = &job.own

@@ -1,4 +1,4 @@
-//! The scheduler: one thread owns all state; a rayon pool runs the actions that must execute.
+//! The scheduler: one thread owns all state; worker threads run the actions that must execute.
 //!
 //! States of an action (see `doc/design.md`): waiting for dependencies, ready, queued for a
 //! worker, running, and finished (succeeded, failed, or skipped because a dependency did not
@@ -6,7 +6,7 @@
 //! (a cache hit) or needs a worker.
 
 use std::collections::VecDeque;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 
 use crate::action::ActionId;
 use crate::exec::Cancel;
@@ -112,8 +112,27 @@ impl<J> State<J> {
     }
 }
 
-/// Runs every action of `graph`, respecting dependencies. The pool is made only when some
-/// action needs a worker: a null build never starts a thread.
+thread_local! {
+    /// Which of the run's workers this thread is (0 off a worker), for reports and traces.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The index of the worker running on this thread.
+pub fn worker_index() -> usize {
+    WORKER.with(|w| w.get())
+}
+
+/// A finished job, or the panic that ended it.
+type Report<R> = (ActionId, std::thread::Result<R>);
+
+/// Runs every action of `graph`, respecting dependencies. Workers are plain threads, made only
+/// when some action needs one: a null build never starts a thread.
+///
+/// Why not a rayon pool: a rayon worker that waits inside a job (a `par_iter` while ingesting
+/// outputs, an `install` into the remote cache's transfer pool) runs other jobs of its pool
+/// meanwhile, so a second action could start on the stack of the first and wait for a fetch
+/// that the frame below it holds, which never ends. Jobs on plain threads never nest; the
+/// parallel work inside an action goes to rayon's pools, which block such a caller instead.
 pub fn run<W, O>(graph: &Graph, opts: &Options, cancel: &Cancel, worker: &W, owner: &mut O)
 where
     W: Worker,
@@ -125,25 +144,29 @@ where
         return;
     }
     let jobs = opts.jobs.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .build()
-        .expect("a thread pool");
-    let (tx, rx) = mpsc::channel::<(ActionId, W::Result)>();
-    let mut running = 0;
-    pool.in_place_scope(|scope| {
+    let (work_tx, work_rx) = mpsc::channel::<(ActionId, W::Job)>();
+    let work_rx = Mutex::new(work_rx);
+    let (tx, rx) = mpsc::channel::<Report<W::Result>>();
+    std::thread::scope(|scope| {
+        for index in 0..jobs {
+            let (work_rx, tx) = (&work_rx, tx.clone());
+            std::thread::Builder::new()
+                .name(format!("kbuild-worker-{index}"))
+                .spawn_scoped(scope, move || {
+                    WORKER.with(|w| w.set(index));
+                    work_loop(worker, work_rx, &tx)
+                })
+                .expect("a worker thread");
+        }
+        let mut running = 0;
         loop {
             st.drain_ready(graph, opts, cancel, owner);
             while running < jobs {
-                let Some((id, job)) = st.queued.pop_front() else {
+                let Some(next) = st.queued.pop_front() else {
                     break;
                 };
-                let tx = tx.clone();
                 running += 1;
-                scope.spawn(move |_| {
-                    let result = worker.work(id, job);
-                    let _ = tx.send((id, result));
-                });
+                work_tx.send(next).expect("workers take jobs");
             }
             if running == 0 {
                 if st.ready.is_empty() && st.queued.is_empty() {
@@ -153,9 +176,156 @@ where
             }
             let (id, result) = rx.recv().expect("workers report back");
             running -= 1;
+            let result = match result {
+                Ok(result) => result,
+                Err(panic) => {
+                    // The others finish what they run; then the panic goes on up.
+                    drop(work_tx);
+                    std::panic::resume_unwind(panic);
+                }
+            };
             let ok = owner.done(id, result);
             st.stopping |= (!ok && !opts.keep_going) || cancel.is_cancelled();
             st.release(graph, id, ok);
         }
+        // No more jobs: the workers' loops end.
+        drop(work_tx);
     });
+}
+
+/// One worker: takes jobs until the scheduler closes the queue.
+fn work_loop<W: Worker>(
+    worker: &W,
+    jobs: &Mutex<mpsc::Receiver<(ActionId, W::Job)>>,
+    reports: &mpsc::Sender<Report<W::Result>>,
+) {
+    loop {
+        let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((id, job)) = next else {
+            return;
+        };
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.work(id, job)));
+        if reports.send((id, result)).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{Action, Recipe};
+    use rayon::prelude::*;
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn independent(n: usize) -> Graph {
+        let mut g = Graph::default();
+        for i in 0..n {
+            g.add(Action {
+                name: format!("a{i}"),
+                labels: vec![],
+                recipe: Recipe::Patch { patches: vec![] },
+                inputs: vec![],
+                deps: vec![],
+                env: Default::default(),
+                arch: None,
+                builder: None,
+            });
+        }
+        g
+    }
+
+    thread_local! {
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Waits inside every job the ways actions do: parallel hashing in rayon's global pool and
+    /// a call into another pool (the remote cache's transfers).
+    struct Waiting {
+        transfers: rayon::ThreadPool,
+        nested: AtomicUsize,
+        ran: AtomicUsize,
+    }
+
+    impl Worker for Waiting {
+        type Job = ();
+        type Result = ();
+        fn work(&self, _: ActionId, _: ()) {
+            if DEPTH.with(|d| d.replace(d.get() + 1)) > 0 {
+                self.nested.fetch_add(1, Ordering::Relaxed);
+            }
+            let pause = || std::thread::sleep(std::time::Duration::from_micros(200));
+            (0..16).into_par_iter().for_each(|_| pause());
+            self.transfers
+                .install(|| (0..16).into_par_iter().for_each(|_| pause()));
+            DEPTH.with(|d| d.set(d.get() - 1));
+            self.ran.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    struct AllRun;
+
+    impl Owner for AllRun {
+        type Job = ();
+        type Result = ();
+        fn ready(&mut self, _: ActionId) -> Ready<()> {
+            Ready::Run(())
+        }
+        fn done(&mut self, _: ActionId, _: ()) -> bool {
+            true
+        }
+        fn skipped(&mut self, _: ActionId) {}
+    }
+
+    /// A job never starts on the stack of another one waiting in rayon: such nesting made a
+    /// second action wait for a remote fetch that the frame below it held, for ever.
+    #[test]
+    fn jobs_never_nest_while_one_waits() {
+        let graph = independent(200);
+        let worker = Waiting {
+            transfers: rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap(),
+            nested: AtomicUsize::new(0),
+            ran: AtomicUsize::new(0),
+        };
+        let opts = Options {
+            jobs: 3,
+            keep_going: false,
+        };
+        run(&graph, &opts, &Cancel::default(), &worker, &mut AllRun);
+        assert_eq!(worker.ran.load(Ordering::Relaxed), 200);
+        assert_eq!(worker.nested.load(Ordering::Relaxed), 0);
+    }
+
+    struct Panics;
+
+    impl Worker for Panics {
+        type Job = ();
+        type Result = ();
+        fn work(&self, id: ActionId, _: ()) {
+            assert!(id.index() != 3, "job 3 fails");
+        }
+    }
+
+    /// A panicking job ends the run with its panic instead of leaving the scheduler waiting.
+    #[test]
+    fn a_panic_in_a_job_reaches_the_caller() {
+        let graph = independent(8);
+        let opts = Options {
+            jobs: 2,
+            keep_going: true,
+        };
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&graph, &opts, &Cancel::default(), &Panics, &mut AllRun)
+        }));
+        let message = caught.unwrap_err();
+        let message = (message.downcast_ref::<String>().cloned())
+            .or_else(|| message.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        assert!(message.contains("job 3 fails"), "{message}");
+    }
 }
