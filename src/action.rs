@@ -325,6 +325,27 @@ pub struct Action {
 }
 
 impl Action {
+    /// An action with nothing but a name and dependencies, for tests of the graph's machinery.
+    #[cfg(test)]
+    pub fn bare(name: &str, deps: &[ActionId]) -> Action {
+        Action {
+            name: name.into(),
+            labels: vec![],
+            recipe: Recipe::Patch { patches: vec![] },
+            inputs: vec![],
+            deps: deps
+                .iter()
+                .map(|&id| Dep {
+                    role: Role::Source,
+                    id,
+                })
+                .collect(),
+            env: Default::default(),
+            arch: None,
+            builder: None,
+        }
+    }
+
     pub fn kind(&self) -> ActionKind {
         self.recipe.kind()
     }

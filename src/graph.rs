@@ -173,19 +173,9 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::Recipe;
 
     fn action(name: &str) -> Action {
-        Action {
-            name: name.into(),
-            labels: vec![],
-            recipe: Recipe::Patch { patches: vec![] },
-            inputs: vec![],
-            deps: vec![],
-            env: Default::default(),
-            arch: None,
-            builder: None,
-        }
+        Action::bare(name, &[])
     }
 
     #[test]

@@ -215,7 +215,7 @@ fn work_loop<W: Worker>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::{Action, Recipe};
+    use crate::action::Action;
     use rayon::prelude::*;
     use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -223,16 +223,7 @@ mod tests {
     fn independent(n: usize) -> Graph {
         let mut g = Graph::default();
         for i in 0..n {
-            g.add(Action {
-                name: format!("a{i}"),
-                labels: vec![],
-                recipe: Recipe::Patch { patches: vec![] },
-                inputs: vec![],
-                deps: vec![],
-                env: Default::default(),
-                arch: None,
-                builder: None,
-            });
+            g.add(Action::bare(&format!("a{i}"), &[]));
         }
         g
     }

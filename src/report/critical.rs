@@ -42,29 +42,12 @@ pub fn remaining(graph: &Graph, left: impl Fn(ActionId) -> Left) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::{Action, Dep, Recipe, Role};
+    use crate::action::Action;
 
     /// a → b → d and a → c → d: the diamond of fetch, configure, headers and compile.
     fn diamond() -> (Graph, [ActionId; 4]) {
         let mut g = Graph::default();
-        let mut add = |name: &str, deps: &[ActionId]| {
-            g.add(Action {
-                name: name.into(),
-                labels: vec![],
-                recipe: Recipe::Patch { patches: vec![] },
-                inputs: vec![],
-                deps: deps
-                    .iter()
-                    .map(|&id| Dep {
-                        role: Role::Source,
-                        id,
-                    })
-                    .collect(),
-                env: Default::default(),
-                arch: None,
-                builder: None,
-            })
-        };
+        let mut add = |name: &str, deps: &[ActionId]| g.add(Action::bare(name, deps));
         let a = add("a", &[]);
         let b = add("b", &[a]);
         let c = add("c", &[a]);
