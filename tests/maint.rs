@@ -584,8 +584,11 @@ fn import_linuxkit_maps_a_kernel_directory() {
     );
     let report = stdout(&out);
     assert!(
-        report.contains("not mapped: Makefile")
-            && report.contains("not mapped: common/build-args-debug"),
+        report.contains("mapped: Makefile: ORG=linuxkit and IMAGE=kernel")
+            && report
+                .contains("mapped: common/config-dbg, common/build-args-debug: variant \"dbg\"")
+            && !report.contains("not mapped: Makefile")
+            && !report.contains("not mapped: common/build-args-debug"),
         "{report}"
     );
     let kbuild = |args: &[&str]| {
@@ -609,4 +612,153 @@ fn import_linuxkit_maps_a_kernel_directory() {
     assert!(list.contains("5.15.x 5.15.170 (deprecated)\n"), "{list}");
     let kdl = std::fs::read_to_string(dest.path().join("kernel.kdl")).unwrap();
     assert!(kdl.contains("builder \"linuxkit/alpine:0123\""), "{kdl}");
+}
+
+/// Writes a LinuxKit-shaped kernel/ directory at `at`: a Makefile with its own org, image,
+/// builder and tools, two series with build-args, a retired 5.11.x without any (LinuxKit's rt
+/// series), its rt variant, the dbg files and the tool files.
+fn linuxkit_tree(at: &std::path::Path) {
+    let w = |rel: &str, text: &str| {
+        let p = at.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let config = common::FULL_CONFIG;
+    let old = config.replace("Linux/x86_64 6.6.71", "Linux/x86 5.11.4");
+    w(
+        "Makefile",
+        "# Name and Org on Hub\nORG?=myorg\nIMAGE?=kern\nIMAGE_BUILDER=linuxkit/alpine:0456\n\
+         HASH:=$(shell git ls-tree --full-tree HEAD -- $(CURDIR))\n\
+         # we build all tools across all platforms and kernels that we build\nTOOLS=bcc perf\n\
+         build-%: buildkernel-% buildtools-%;\n",
+    );
+    w("Dockerfile", "FROM scratch\n");
+    w("Dockerfile.perf", "FROM scratch\n");
+    w("Dockerfile.bcc", "FROM scratch\n");
+    w("build-kernel.yml", "image: kern\nnetwork: true\n");
+    w("build-perf.yml", "image: kern-perf\nnetwork: true\n");
+    w("build-bcc.yml", "image: kern-bcc\nnetwork: true\n");
+    w(
+        "6.6.x/build-args",
+        "KERNEL_VERSION=6.6.71\nKERNEL_SERIES=6.6.x\nBUILD_IMAGE=linuxkit/alpine:0123\n",
+    );
+    w("6.6.x/config-x86_64", config);
+    w("6.6.x/config-aarch64", config);
+    w("6.6.x/patches/0001-init-say-hello.patch", common::PATCH);
+    w("5.11.x/config-x86_64", &old);
+    w(
+        "5.11.x/config-aarch64",
+        &old.replace("Linux/x86", "Linux/arm64"),
+    );
+    w("5.11.x-rt/patches/0001-rt.patch", common::PATCH);
+    w("5.11.x-rt/config-x86_64", "CONFIG_PREEMPT_RT=y\n");
+    w("5.11.x-rt/config-aarch64", "CONFIG_PREEMPT_RT=y\n");
+    w("common/config-dbg", common::DBG_FRAGMENT);
+    w("common/build-args-debug", "DEBUG=-dbg\n");
+}
+
+fn kbuild_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kbuild"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn import_linuxkit_maps_the_makefile_tools_and_a_series_without_build_args() {
+    let lk = tempfile::tempdir().unwrap();
+    linuxkit_tree(lk.path());
+    let dest = tempfile::tempdir().unwrap();
+    let out = kbuild_in(
+        dest.path(),
+        &["import-linuxkit", lk.path().to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = stdout(&out);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("imported series: 5.11.x, 6.6.x") && err.contains("tools: perf"),
+        "{err}"
+    );
+    for line in [
+        "mapped: 5.11.x/: no build-args; version 5.11.4 from the header of config-aarch64, imported as deprecated",
+        "mapped: 5.11.x: builder linuxkit/alpine:0456, the Makefile's IMAGE_BUILDER",
+        "mapped: Makefile: ORG=myorg and IMAGE=kern",
+        "mapped: TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\"",
+        "not mapped: TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds from its own sources",
+        "mapped: Dockerfile: replaced by kbuild's own recipe",
+    ] {
+        assert!(report.contains(line), "{line}\n{report}");
+    }
+    for dropped in [
+        "Makefile",
+        "build-perf.yml",
+        "Dockerfile.bcc",
+        "common/build-args-debug",
+        "5.11.x",
+    ] {
+        assert!(
+            !report.contains(&format!("not mapped: {dropped}\n")),
+            "{dropped}\n{report}"
+        );
+    }
+    let check = kbuild_in(dest.path(), &["check"]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        stdout(&check),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let list = stdout(&kbuild_in(dest.path(), &["list"]));
+    assert!(list.contains("5.11.x 5.11.4 (deprecated)\n"), "{list}");
+    assert!(list.contains("//6.6.x:perf-amd64"), "{list}");
+    // The retired series carries its rt variant: revived, it builds rt and rt-dbg.
+    let kdl_path = dest.path().join("kernel.kdl");
+    let kdl = std::fs::read_to_string(&kdl_path).unwrap();
+    let revived = kdl.replace("    deprecated\n", "");
+    assert_ne!(revived, kdl);
+    std::fs::write(&kdl_path, &revived).unwrap();
+    let list = stdout(&kbuild_in(dest.path(), &["list"]));
+    assert!(
+        list.contains("//5.11.x:rt-amd64") && list.contains("//5.11.x:rt-dbg-arm64"),
+        "{list}"
+    );
+    std::fs::write(&kdl_path, &kdl).unwrap();
+    assert!(
+        kdl.contains("org \"myorg\"") && kdl.contains("image \"kern\""),
+        "{kdl}"
+    );
+    let tags = stdout(&kbuild_in(dest.path(), &["tags", "//6.6.x:perf-amd64"]));
+    assert!(tags.contains("myorg/kern-perf:6.6.71"), "{tags}");
+}
+
+/// Imported into the repository that holds LinuxKit's kernel/, every file stays where it is,
+/// byte for byte, and kernel.kdl is the one new file.
+#[test]
+fn import_linuxkit_in_place_keeps_the_tree() {
+    let repo = tempfile::tempdir().unwrap();
+    let lk = repo.path().join("kernel");
+    linuxkit_tree(&lk);
+    let before = common::tree_bytes(&lk);
+    let out = kbuild_in(repo.path(), &["import-linuxkit", lk.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(common::tree_bytes(&lk), before);
+    assert!(repo.path().join("kernel.kdl").is_file());
+    let check = kbuild_in(repo.path(), &["check"]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        stdout(&check),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

@@ -279,21 +279,25 @@ pub fn new_series(
 pub fn import_linuxkit(ws_root: &std::path::Path, dir: &std::path::Path) -> miette::Result<i32> {
     if ws_root.join(crate::manifest::MANIFEST_FILE).exists() {
         miette::bail!(
-            help = "import into an empty directory with -C DIR",
+            help = "import into a directory without a kernel.kdl with -C DIR",
             "{} already has a kernel.kdl",
             ws_root.display()
         );
     }
     let report = import::import(dir, ws_root).into_diagnostic()?;
-    eprintln!("imported series: {}", report.series.join(", "));
-    eprintln!(
-        "variants: {}",
-        if report.variants.is_empty() {
-            "none".into()
+    let listed = |names: &[String]| {
+        if names.is_empty() {
+            "none".to_string()
         } else {
-            report.variants.join(", ")
+            names.join(", ")
         }
-    );
+    };
+    eprintln!("imported series: {}", listed(&report.series));
+    eprintln!("variants: {}", listed(&report.variants));
+    eprintln!("tools: {}", listed(&report.tools));
+    for what in &report.notes {
+        println!("mapped: {what}");
+    }
     for what in &report.unmapped {
         println!("not mapped: {what}");
     }

@@ -1,9 +1,16 @@
 //! `kbuild import-linuxkit DIR`: turns a LinuxKit `kernel/` directory into kernel.kdl and kernel/.
 //!
-//! Mapped: series folders (`build-args` with KERNEL_VERSION, KERNEL_SERIES and BUILD_IMAGE,
-//! `config-<arch>`, `patches/`, a `deprecated` marker), `common/config-dbg` (the dbg variant),
-//! and variant folders `<series>-<variant>` (patches applied first, per-arch config fragments).
-//! Everything else is reported as not mapped.
+//! Mapped: series folders (`build-args` with KERNEL_VERSION, KERNEL_SERIES and BUILD_IMAGE, or for
+//! a retired series without one, the version of its configs' header; `config-<arch>`, `patches/`,
+//! a `deprecated` marker), `common/config-dbg` with `common/build-args-debug` (the dbg variant),
+//! variant folders `<series>-<variant>` (patches applied first, per-arch config fragments), and
+//! from the Makefile `ORG`, `IMAGE`, `IMAGE_BUILDER` and `TOOLS`. Files whose job kbuild does
+//! itself (the Dockerfiles, build YAMLs) are reported as replaced; everything else as not mapped,
+//! each with the reason.
+//!
+//! The importer may write into the directory that holds the LinuxKit tree itself (its parent
+//! repository): kbuild's layout of kernel/ is LinuxKit's, so files already in place stay as they
+//! are and only kernel.kdl is new.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +23,9 @@ use crate::arch::Arch;
 pub struct Report {
     pub series: Vec<String>,
     pub variants: Vec<String>,
+    pub tools: Vec<String>,
+    /// What was read and expressed another way, or whose job kbuild does itself.
+    pub notes: Vec<String>,
     pub unmapped: Vec<String>,
 }
 
@@ -29,6 +39,22 @@ struct Series {
     variants: Vec<String>,
 }
 
+/// What kernel.kdl's top level gets from the Makefile and `common/`.
+#[derive(Debug)]
+struct Globals {
+    org: String,
+    image: String,
+    /// `IMAGE_BUILDER`: the builder of series whose build-args name none.
+    builder: Option<String>,
+    /// The dbg variant's CONFIG_LOCALVERSION suffix, when `common/config-dbg` exists.
+    dbg: Option<String>,
+    perf: bool,
+    /// The Makefile's TOOLS, whose files (`build-<tool>.yml`, `Dockerfile.<tool>`) are reported
+    /// with the tool.
+    tools: Vec<String>,
+}
+
+/// `KEY=VALUE` lines, as `--build-arg-file` reads them.
 fn build_args(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once('='))
@@ -36,22 +62,124 @@ fn build_args(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The Makefile's plain variable assignments (`ORG?=linuxkit`, `TOOLS=bcc perf`, `X += y`);
+/// values that expand other variables are left out, as kbuild cannot evaluate them.
+fn make_vars(text: &str) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with(['\t', '#']) {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let append = name.ends_with('+');
+        let name = name.trim_end_matches(['?', ':', '+', ' ']).trim();
+        let value = value.split('#').next().unwrap_or("").trim();
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || value.contains("$(")
+        {
+            continue;
+        }
+        let slot = vars.entry(name.to_string()).or_default();
+        if append && !slot.is_empty() {
+            slot.push(' ');
+            slot.push_str(value);
+        } else {
+            *slot = value.to_string();
+        }
+    }
+    vars
+}
+
+/// The `image:` of a LinuxKit build YAML (`build-perf.yml`: `image: kernel-perf`).
+fn yaml_image(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("image:"))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+}
+
+/// The version in a config's header: `# Linux/x86 5.11.4 Kernel Configuration`.
+fn header_version(config: &str) -> Option<String> {
+    config.lines().take(8).find_map(|l| {
+        let rest = l.strip_prefix("# Linux/")?;
+        let mut words = rest.split_whitespace();
+        let (_arch, version) = (words.next()?, words.next()?);
+        semver::Version::parse(version).ok()?;
+        (words.next() == Some("Kernel")).then(|| version.to_string())
+    })
+}
+
 fn is_series_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('.').collect();
     matches!(parts.as_slice(), [a, b, "x"] if a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok())
 }
 
+/// Whether two paths name one file (an import into the LinuxKit tree's own repository).
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Copies one file, or leaves it when it is already the destination.
+fn place(from: &Path, to: &Path) -> std::io::Result<()> {
+    if same_file(from, to) {
+        return Ok(());
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::copy(from, to).map(drop)
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if same_file(from, to) {
+        return Ok(());
+    }
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
             copy_tree(&entry.path(), &to.join(entry.file_name()))?;
         } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+            place(&entry.path(), &to.join(entry.file_name()))?;
         }
     }
     Ok(())
+}
+
+/// The sorted entries of a directory.
+fn sorted(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
+/// The version of a series folder without build-args, from its first config's header.
+fn version_from_configs(dir: &Path, name: &str, report: &mut Report) -> Option<String> {
+    let configs = sorted(dir).ok()?;
+    let found = configs.iter().find_map(|e| {
+        let file = e.file_name().to_string_lossy().into_owned();
+        file.strip_prefix("config-")?.parse::<Arch>().ok()?;
+        let text = std::fs::read_to_string(e.path()).ok()?;
+        Some((file, header_version(&text)?))
+    });
+    match found {
+        Some((file, version)) => {
+            report.notes.push(format!(
+                "{name}/: no build-args; version {version} from the header of {file}, \
+                 imported as deprecated (LinuxKit builds no series without build-args)"
+            ));
+            Some(version)
+        }
+        None => {
+            report.unmapped.push(format!(
+                "{name}/: no build-args and no config whose header names a version"
+            ));
+            None
+        }
+    }
 }
 
 /// Reads one series folder, copying what it maps into `dest/kernel/<name>`.
@@ -61,37 +189,41 @@ fn import_series(
     dest: &Path,
     report: &mut Report,
 ) -> std::io::Result<Option<Series>> {
-    let Ok(text) = std::fs::read_to_string(dir.join("build-args")) else {
-        report
-            .unmapped
-            .push(format!("{name}/: no build-args, so no version"));
-        return Ok(None);
+    let mut series = match std::fs::read_to_string(dir.join("build-args")) {
+        Ok(text) => {
+            let args = build_args(&text);
+            let Some(version) = args.get("KERNEL_VERSION").cloned() else {
+                report
+                    .unmapped
+                    .push(format!("{name}/build-args: no KERNEL_VERSION"));
+                return Ok(None);
+            };
+            for key in args.keys().filter(|k| {
+                !matches!(
+                    k.as_str(),
+                    "KERNEL_VERSION" | "KERNEL_SERIES" | "BUILD_IMAGE"
+                )
+            }) {
+                report.unmapped.push(format!("{name}/build-args: {key}"));
+            }
+            Series {
+                version,
+                builder: args.get("BUILD_IMAGE").cloned(),
+                ..Series::default()
+            }
+        }
+        Err(_) => match version_from_configs(dir, name, report) {
+            Some(version) => Series {
+                version,
+                deprecated: true,
+                ..Series::default()
+            },
+            None => return Ok(None),
+        },
     };
-    let args = build_args(&text);
-    let Some(version) = args.get("KERNEL_VERSION").cloned() else {
-        report
-            .unmapped
-            .push(format!("{name}/build-args: no KERNEL_VERSION"));
-        return Ok(None);
-    };
-    let mut series = Series {
-        version,
-        builder: args.get("BUILD_IMAGE").cloned(),
-        ..Series::default()
-    };
-    for key in args.keys().filter(|k| {
-        !matches!(
-            k.as_str(),
-            "KERNEL_VERSION" | "KERNEL_SERIES" | "BUILD_IMAGE"
-        )
-    }) {
-        report.unmapped.push(format!("{name}/build-args: {key}"));
-    }
     let out = dest.join("kernel").join(name);
     std::fs::create_dir_all(&out)?;
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    for entry in sorted(dir)? {
         let file = entry.file_name().to_string_lossy().into_owned();
         match file.as_str() {
             "build-args" => {}
@@ -102,9 +234,9 @@ fn import_series(
                 .and_then(|a| a.parse::<Arch>().ok())
             {
                 Some(arch) => {
-                    std::fs::copy(
-                        entry.path(),
-                        out.join(format!("config-{}", arch.kernel_name())),
+                    place(
+                        &entry.path(),
+                        &out.join(format!("config-{}", arch.kernel_name())),
                     )?;
                     series.arches.push(arch);
                 }
@@ -115,23 +247,144 @@ fn import_series(
     Ok(Some(series))
 }
 
+/// What a file at the top of LinuxKit's kernel/ did, now that kbuild does it.
+fn replaced_by(file: &str) -> Option<&'static str> {
+    Some(match file {
+        "Dockerfile" => {
+            "kbuild's own recipe: fetch, patch, configure with the defconfig check, compile, install, package (doc/design.md)"
+        }
+        "build-kernel.yml" => "kbuild's image packaging; its image: is checked against IMAGE",
+        "Dockerfile.kconfig" | "Dockerfile.kconfigx" => {
+            "`kbuild config update` and `kbuild kconfig split`"
+        }
+        "update-kernel-yamls.sh" => "`kbuild update-refs`",
+        ".gitignore" | "README.md" => "nothing to map",
+        _ => return None,
+    })
+}
+
+/// Reads the Makefile and common/: org, image, builder, tools and the dbg variant.
+fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globals> {
+    let vars = std::fs::read_to_string(lk.join("Makefile"))
+        .map(|t| make_vars(&t))
+        .unwrap_or_default();
+    let mut g = Globals {
+        org: vars
+            .get("ORG")
+            .cloned()
+            .unwrap_or_else(|| "linuxkit".into()),
+        image: vars
+            .get("IMAGE")
+            .cloned()
+            .unwrap_or_else(|| "kernel".into()),
+        builder: vars.get("IMAGE_BUILDER").cloned(),
+        dbg: None,
+        perf: false,
+        tools: Vec::new(),
+    };
+    if lk.join("Makefile").is_file() {
+        report.notes.push(format!(
+            "Makefile: ORG={} and IMAGE={} are kernel.kdl's defaults org and image; its targets \
+             are kbuild's commands (build: run, push: push, show-tag: tags, list: list)",
+            g.org, g.image
+        ));
+    }
+    if let Some(image) = yaml_image(&lk.join("build-kernel.yml"))
+        && image != g.image
+    {
+        report.unmapped.push(format!(
+            "build-kernel.yml: image `{image}` differs from the Makefile's IMAGE `{}`; kernel.kdl uses IMAGE",
+            g.image
+        ));
+    }
+    for tool in vars
+        .get("TOOLS")
+        .map(|t| t.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        g.tools.push(tool.to_string());
+        let yml = lk.join(format!("build-{tool}.yml"));
+        match tool {
+            "perf" => {
+                g.perf = true;
+                report.tools.push(tool.into());
+                report.notes.push(format!(
+                    "TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\", built from each \
+                     series' kernel tree as {}/{}-perf",
+                    g.org, g.image
+                ));
+                if let Some(image) = yaml_image(&yml)
+                    && image != format!("{}-perf", g.image)
+                {
+                    report.unmapped.push(format!(
+                        "build-perf.yml: image `{image}`; kbuild names tool images <image>-<tool>, `{}-perf`",
+                        g.image
+                    ));
+                }
+            }
+            "bcc" => report.unmapped.push(
+                "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds from its own sources with \
+                 LLVM, and kbuild builds tools from the kernel tree only"
+                    .into(),
+            ),
+            other => report.unmapped.push(format!(
+                "TOOLS {other}: kbuild knows how to build perf from the kernel tree, not {other}"
+            )),
+        }
+    }
+    let dbg = lk.join("common/config-dbg");
+    let args = std::fs::read_to_string(lk.join("common/build-args-debug"))
+        .map(|t| build_args(&t))
+        .unwrap_or_default();
+    if dbg.is_file() {
+        place(&dbg, &dest.join("kernel/common/config-dbg"))?;
+        let suffix = args.get("DEBUG").cloned().unwrap_or_else(|| "-dbg".into());
+        report.notes.push(format!(
+            "common/config-dbg, common/build-args-debug: variant \"dbg\" (the fragment, \
+             CONFIG_PANIC_ON_OOPS off, localversion {suffix})"
+        ));
+        report.variants.push("dbg".into());
+        g.dbg = Some(suffix);
+    } else if !args.is_empty() {
+        report.unmapped.push(
+            "common/build-args-debug: no common/config-dbg to build a dbg variant from".into(),
+        );
+    }
+    if let Ok(common) = std::fs::read_dir(lk.join("common")) {
+        let mut rest: Vec<String> = common
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f != "config-dbg" && f != "build-args-debug")
+            .collect();
+        rest.sort();
+        report
+            .unmapped
+            .extend(rest.into_iter().map(|f| format!("common/{f}")));
+    }
+    Ok(g)
+}
+
 /// Imports `linuxkit_kernel` into the workspace `dest` (kernel.kdl and kernel/).
 pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
     let mut report = Report::default();
+    let globals = globals(linuxkit_kernel, dest, &mut report)?;
     let mut series: BTreeMap<String, Series> = BTreeMap::new();
     let mut variant_dirs: Vec<(String, String)> = Vec::new();
-    let mut names: Vec<String> = std::fs::read_dir(linuxkit_kernel)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in &names {
-        let path = linuxkit_kernel.join(name);
+    for entry in sorted(linuxkit_kernel)? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
         if !path.is_dir() {
-            report.unmapped.push(name.clone());
-        } else if is_series_name(name) {
-            if let Some(s) = import_series(&path, name, dest, &mut report)? {
-                series.insert(name.clone(), s);
+            let tool_file = globals.tools.iter().any(|tool| {
+                name == format!("build-{tool}.yml") || name == format!("Dockerfile.{tool}")
+            });
+            match replaced_by(&name) {
+                Some(by) => report.notes.push(format!("{name}: replaced by {by}")),
+                None if name == "Makefile" || tool_file => {}
+                None => report.unmapped.push(name),
+            }
+        } else if is_series_name(&name) {
+            if let Some(s) = import_series(&path, &name, dest, &mut report)? {
+                series.insert(name, s);
             }
         } else if let Some((base, variant)) =
             name.split_once('-').filter(|(b, _)| is_series_name(b))
@@ -139,20 +392,6 @@ pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
             variant_dirs.push((base.to_string(), variant.to_string()));
         } else if name != "common" {
             report.unmapped.push(format!("{name}/"));
-        }
-    }
-    let dbg = linuxkit_kernel.join("common/config-dbg");
-    let has_dbg = dbg.is_file();
-    if has_dbg {
-        std::fs::create_dir_all(dest.join("kernel/common"))?;
-        std::fs::copy(&dbg, dest.join("kernel/common/config-dbg"))?;
-        report.variants.push("dbg".into());
-    }
-    if let Ok(common) = std::fs::read_dir(linuxkit_kernel.join("common")) {
-        for e in common.flatten().filter(|e| e.file_name() != "config-dbg") {
-            report
-                .unmapped
-                .push(format!("common/{}", e.file_name().to_string_lossy()));
         }
     }
     for (base, variant) in variant_dirs {
@@ -171,24 +410,44 @@ pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
             report.variants.push(variant);
         }
     }
+    for (name, s) in series.iter_mut().filter(|(_, s)| s.builder.is_none()) {
+        match &globals.builder {
+            Some(b) => {
+                s.builder = Some(b.clone());
+                report
+                    .notes
+                    .push(format!("{name}: builder {b}, the Makefile's IMAGE_BUILDER"));
+            }
+            None => report.unmapped.push(format!(
+                "{name}: no BUILD_IMAGE and no IMAGE_BUILDER; the default builder is used"
+            )),
+        }
+    }
     std::fs::write(
         dest.join("kernel.kdl"),
-        manifest(&series, has_dbg, &report.variants, dest),
+        manifest(&series, &globals, &report.variants, dest),
     )?;
     report.series = series.keys().cloned().collect();
     Ok(report)
 }
 
+/// kernel.kdl's perf tool, as the repository's own manifest declares it.
+const PERF: &str = "tool \"perf\" {\n    dir \"tools/perf\"\n    binary \"perf\"\n    args \"LDFLAGS=-static\" \"NO_JVMTI=1\" \"NO_LIBTRACEEVENT=1\" \"perf\"\n    args \"NO_LIBELF=1\" arch=\"aarch64\"\n    args \"NO_LIBELF=1\" arch=\"riscv64\"\n    strip #true\n}\n\n";
+
 fn manifest(
     series: &BTreeMap<String, Series>,
-    has_dbg: bool,
+    globals: &Globals,
     variants: &[String],
     dest: &Path,
 ) -> String {
     let mut out = String::from(
         "// Imported from a LinuxKit kernel/ directory by `kbuild import-linuxkit`.\n\n",
     );
-    out.push_str("defaults {\n    org \"linuxkit\"\n    image \"kernel\"\n    localversion \"-linuxkit\"\n}\n\n");
+    let _ = write!(
+        out,
+        "defaults {{\n    org \"{}\"\n    image \"{}\"\n    localversion \"-linuxkit\"\n}}\n\n",
+        globals.org, globals.image
+    );
     // Variants with their own folders apply first (their patches before the series'), then dbg.
     for variant in variants.iter().filter(|v| *v != "dbg") {
         let _ = write!(
@@ -200,56 +459,70 @@ fn manifest(
             "    fragment \"kernel/{{series}}-{variant}/config-{{arch}}\"\n    localversion \"-{variant}\"\n}}\n\n"
         );
     }
-    if has_dbg {
-        out.push_str("variant \"dbg\" {\n    fragment \"kernel/common/config-dbg\"\n    force-off \"CONFIG_PANIC_ON_OOPS\"\n    localversion \"-dbg\"\n    outputs \"vmlinux\"\n}\n\n");
+    if let Some(suffix) = &globals.dbg {
+        let _ = write!(
+            out,
+            "variant \"dbg\" {{\n    fragment \"kernel/common/config-dbg\"\n    force-off \"CONFIG_PANIC_ON_OOPS\"\n    localversion \"{suffix}\"\n    outputs \"vmlinux\"\n}}\n\n"
+        );
+    }
+    if globals.perf {
+        out.push_str(PERF);
     }
     // Newest series first, in version order (6.12.x before 6.6.x).
     let mut ordered: Vec<(&String, &Series)> = series.iter().collect();
     ordered.sort_by_key(|(_, s)| std::cmp::Reverse(semver::Version::parse(&s.version).ok()));
     for (name, s) in ordered {
-        let major = s.version.split('.').next().unwrap_or("6");
-        let _ = writeln!(out, "series \"{name}\" {{\n    version \"{}\"", s.version);
-        let _ = writeln!(
-            out,
-            "    source \"https://cdn.kernel.org/pub/linux/kernel/v{major}.x/linux-{}.tar.xz\"",
-            s.version
-        );
-        let arches: Vec<String> = s
-            .arches
-            .iter()
-            .map(|a| format!("\"{}\"", a.kernel_name()))
-            .collect();
-        let _ = writeln!(out, "    arches {}", arches.join(" "));
-        if let Some(builder) = &s.builder {
-            let _ = writeln!(out, "    builder \"{builder}\"");
-        }
-        let mut sets: Vec<String> = Vec::new();
-        if has_dbg {
-            sets.push("dbg".into());
-        }
-        for v in &s.variants {
-            // A variant's fragment must exist for every arch of the series to be built.
-            let complete = s.arches.iter().all(|a| {
-                dest.join(format!("kernel/{name}-{v}/config-{}", a.kernel_name()))
-                    .is_file()
-            });
-            if complete {
-                sets.push(v.clone());
-                if has_dbg {
-                    sets.push(format!("{v}-dbg"));
-                }
-            }
-        }
-        if !sets.is_empty() {
-            let quoted: Vec<String> = sets.iter().map(|s| format!("\"{s}\"")).collect();
-            let _ = writeln!(out, "    variants {}", quoted.join(" "));
-        }
-        if s.deprecated {
-            out.push_str("    deprecated\n");
-        }
-        out.push_str("}\n\n");
+        series_node(&mut out, name, s, globals, dest);
     }
     out
+}
+
+fn series_node(out: &mut String, name: &str, s: &Series, globals: &Globals, dest: &Path) {
+    let major = s.version.split('.').next().unwrap_or("6");
+    let _ = writeln!(out, "series \"{name}\" {{\n    version \"{}\"", s.version);
+    let _ = writeln!(
+        out,
+        "    source \"https://cdn.kernel.org/pub/linux/kernel/v{major}.x/linux-{}.tar.xz\"",
+        s.version
+    );
+    let arches: Vec<String> = s
+        .arches
+        .iter()
+        .map(|a| format!("\"{}\"", a.kernel_name()))
+        .collect();
+    let _ = writeln!(out, "    arches {}", arches.join(" "));
+    if let Some(builder) = &s.builder {
+        let _ = writeln!(out, "    builder \"{builder}\"");
+    }
+    let has_dbg = globals.dbg.is_some();
+    let mut sets: Vec<String> = Vec::new();
+    if has_dbg {
+        sets.push("dbg".into());
+    }
+    for v in &s.variants {
+        // A variant's fragment must exist for every arch of the series to be built.
+        let complete = s.arches.iter().all(|a| {
+            dest.join(format!("kernel/{name}-{v}/config-{}", a.kernel_name()))
+                .is_file()
+        });
+        if complete {
+            sets.push(v.clone());
+            if has_dbg {
+                sets.push(format!("{v}-dbg"));
+            }
+        }
+    }
+    if !sets.is_empty() {
+        let quoted: Vec<String> = sets.iter().map(|s| format!("\"{s}\"")).collect();
+        let _ = writeln!(out, "    variants {}", quoted.join(" "));
+    }
+    if globals.perf {
+        out.push_str("    tools \"perf\"\n");
+    }
+    if s.deprecated {
+        out.push_str("    deprecated\n");
+    }
+    out.push_str("}\n\n");
 }
 
 #[cfg(test)]
@@ -260,5 +533,32 @@ mod tests {
     fn series_names() {
         assert!(is_series_name("6.6.x") && is_series_name("5.15.x"));
         assert!(!is_series_name("5.11.x-rt") && !is_series_name("common"));
+    }
+
+    #[test]
+    fn makefile_variables() {
+        let vars = make_vars(
+            "# Name and Org on Hub\nORG?=myorg\nIMAGE ?= kern # trailing\nTOOLS=bcc perf\nTOOLS += zfs\n\
+             HASH:=$(shell git ls-tree)\nbuild-%: x\n\tORG=inrecipe\n",
+        );
+        assert_eq!(vars["ORG"], "myorg");
+        assert_eq!(vars["IMAGE"], "kern");
+        assert_eq!(vars["TOOLS"], "bcc perf zfs");
+        assert!(!vars.contains_key("HASH") && !vars.contains_key("build-%: x\n\tORG"));
+    }
+
+    #[test]
+    fn config_header_versions() {
+        let config = "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86 5.11.4 Kernel Configuration\n#\n";
+        assert_eq!(header_version(config).as_deref(), Some("5.11.4"));
+        assert_eq!(
+            header_version("# Linux/arm64 6.6.13 Kernel Configuration\n").as_deref(),
+            Some("6.6.13")
+        );
+        assert_eq!(
+            header_version("# Linux/x86 5.11 Kernel Configuration\n"),
+            None
+        );
+        assert_eq!(header_version("CONFIG_X=y\n"), None);
     }
 }
