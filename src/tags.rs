@@ -14,7 +14,7 @@ use crate::action::Recipe;
 use crate::action::{ActionId, ActionKind};
 use crate::digest::Digest;
 use crate::graph::Graph;
-use crate::label::{Label, TargetKind, all_targets};
+use crate::label::{Label, TargetKind};
 use crate::model::Model;
 use crate::statcache::StatCache;
 
@@ -26,10 +26,25 @@ pub struct TagError {
     source: std::io::Error,
 }
 
+/// The targets of `label`'s series and kind, one per arch: `all_targets` of that series alone,
+/// as listing every target of the model for each group made tagging quadratic.
 fn group_targets(model: &Model, label: &Label) -> Vec<Label> {
-    all_targets(model)
-        .into_iter()
-        .filter(|t| t.series == label.series && t.kind == label.kind)
+    let Some(series) = model.series(&label.series).filter(|s| !s.deprecated) else {
+        return Vec::new();
+    };
+    let built = match &label.kind {
+        TargetKind::Kernel(set) => set.is_plain() || series.variants.contains(set),
+        TargetKind::Tool(tool) => series.tools.contains(tool),
+    };
+    if !built {
+        return Vec::new();
+    }
+    (series.arches.iter())
+        .map(|&arch| Label {
+            series: series.name.clone(),
+            kind: label.kind.clone(),
+            arch,
+        })
         .collect()
 }
 

@@ -745,14 +745,14 @@ fn import_linuxkit_in_place_keeps_the_tree() {
     let repo = tempfile::tempdir().unwrap();
     let lk = repo.path().join("kernel");
     linuxkit_tree(&lk);
-    let before = common::tree_bytes(&lk);
+    let before = common::contents(&lk);
     let out = kbuild_in(repo.path(), &["import-linuxkit", lk.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(common::tree_bytes(&lk), before);
+    assert_eq!(common::contents(&lk), before);
     assert!(repo.path().join("kernel.kdl").is_file());
     let check = kbuild_in(repo.path(), &["check"]);
     assert!(
