@@ -106,16 +106,25 @@ fn parse_pattern(text: &str) -> Result<Pattern, LabelError> {
     }
     Ok(Pattern {
         series: series.into(),
-        name: normalise_arch_spelling(name),
+        name: normalise_spelling(name),
     })
 }
 
-/// Rewrites a trailing arch spelling (`dbg-aarch64`) to the canonical one (`dbg-arm64`).
-fn normalise_arch_spelling(name: &str) -> String {
+/// Rewrites a trailing arch spelling (`dbg-aarch64`) to the canonical one (`dbg-arm64`), and
+/// composed variants without wildcards to their spelling order (`dbg-rt-amd64` is `rt-dbg-amd64`).
+fn normalise_spelling(name: &str) -> String {
     let (head, tail) = match name.rsplit_once('-') {
         Some((head, tail)) => (Some(head), tail),
         None => (None, name),
     };
+    let head = head.map(|head| {
+        if head.contains('*') {
+            return head.to_string();
+        }
+        let mut parts: Vec<&str> = head.split('-').collect();
+        crate::model::spelling_order(&mut parts);
+        parts.join("-")
+    });
     match (tail.parse::<Arch>(), head) {
         (Ok(arch), Some(head)) => format!("{head}-{arch}"),
         (Ok(arch), None) => arch.to_string(),
@@ -210,10 +219,13 @@ mod tests {
 
     #[test]
     fn arch_spellings_normalise() {
-        assert_eq!(normalise_arch_spelling("dbg-aarch64"), "dbg-arm64");
-        assert_eq!(normalise_arch_spelling("x86_64"), "amd64");
-        assert_eq!(normalise_arch_spelling("perf-riscv"), "perf-riscv64");
-        assert_eq!(normalise_arch_spelling("dbg-*"), "dbg-*");
+        assert_eq!(normalise_spelling("dbg-aarch64"), "dbg-arm64");
+        assert_eq!(normalise_spelling("x86_64"), "amd64");
+        assert_eq!(normalise_spelling("perf-riscv"), "perf-riscv64");
+        assert_eq!(normalise_spelling("dbg-*"), "dbg-*");
+        assert_eq!(normalise_spelling("dbg-rt-aarch64"), "rt-dbg-arm64");
+        assert_eq!(normalise_spelling("dbg-rt-*"), "dbg-rt-*");
+        assert_eq!(normalise_spelling("rt-kasan-amd64"), "kasan-rt-amd64");
     }
 
     #[test]

@@ -128,6 +128,14 @@ impl Source {
     }
 }
 
+/// LinuxKit's debug variant, spelled last in a composed name.
+pub const DEBUG_VARIANT: &str = "dbg";
+
+/// Puts variant names in the order a composed name spells them (see [`VariantSet::spelled`]).
+pub fn spelling_order(parts: &mut [&str]) {
+    parts.sort_by_key(|p| (*p == DEBUG_VARIANT, *p));
+}
+
 /// A set of composed variants, e.g. `rt-dbg`; empty for the plain kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct VariantSet(pub Vec<String>);
@@ -137,9 +145,19 @@ impl VariantSet {
         self.0.is_empty()
     }
 
+    /// The parts as labels, tags and LOCALVERSION spell them, whatever the order of declaration:
+    /// LinuxKit's `<ver>-rt-dbg`, its variant (`EXTRA`) before its debug build (`DEBUG`). So `dbg`
+    /// comes last and any other parts before it in alphabetical order. The parts themselves stay
+    /// in declaration order, the order in which their patches and fragments apply.
+    pub fn spelled(&self) -> Vec<&str> {
+        let mut parts: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        spelling_order(&mut parts);
+        parts
+    }
+
     /// `rt-dbg`, or the empty string for plain.
     pub fn name(&self) -> String {
-        self.0.join("-")
+        self.spelled().join("-")
     }
 }
 

@@ -367,8 +367,15 @@ impl Lowerer<'_> {
                 .map(|f| expand(f, &series.name, Some(label.arch)));
             spec.fragments.extend(fragments);
             spec.force_off.extend(variant.force_off.iter().cloned());
-            spec.localversion.push_str(&variant.localversion_suffix);
             spec.exact &= variant.exact_config;
+        }
+        // Spelled as the set's name is (`-linuxkit-rt-dbg`), whatever the declaration order.
+        for variant in set
+            .spelled()
+            .into_iter()
+            .filter_map(|p| self.model.variant(p))
+        {
+            spec.localversion.push_str(&variant.localversion_suffix);
         }
         spec
     }

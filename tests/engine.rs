@@ -772,3 +772,64 @@ fn without_the_source_snapshot_an_image_is_one_layer_and_no_xz_runs() {
     let files = layer_entries(&ws, &layers[0]);
     assert!(files.iter().any(|e| e == "kernel") && !files.iter().any(|e| e == "linux.tar.xz"));
 }
+
+/// A manifest with `rt` and `dbg`, declared in either order, building both composed.
+fn rt_and_dbg(ws: &Ws, rt_first: bool) {
+    let rt = "variant \"rt\" {\n    fragment \"kernel/{series}-rt/config-{arch}\"\n    localversion \"-rt\"\n}\n\n";
+    let mut kdl = ws.read("kernel.kdl");
+    let at = kdl.find("variant \"dbg\"").unwrap();
+    if rt_first {
+        kdl.insert_str(at, rt);
+    } else {
+        let tool = kdl.find("tool \"perf\"").unwrap();
+        kdl.insert_str(tool, rt);
+    }
+    let kdl = kdl.replace(
+        "    variants \"dbg\"\n",
+        "    variants \"dbg\" \"dbg-rt\"\n",
+    );
+    ws.write("kernel.kdl", &kdl);
+    for arch in ["x86_64", "aarch64"] {
+        ws.write(
+            &format!("kernel/6.6.x-rt/config-{arch}"),
+            "CONFIG_BRIDGE=y\n",
+        );
+    }
+}
+
+/// Labels, tags and LOCALVERSION spell a composed set as LinuxKit does, `rt-dbg`, whether rt or
+/// dbg comes first in kernel.kdl (doc/manifest.md).
+#[test]
+fn composed_variants_are_spelled_rt_dbg_in_any_declaration_order() {
+    for rt_first in [true, false] {
+        let ws = Ws::new();
+        rt_and_dbg(&ws, rt_first);
+        let out = ws.kbuild(&["list"]);
+        let list = String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            list.contains("//6.6.x:rt-dbg-amd64") && !list.contains("dbg-rt"),
+            "{list}"
+        );
+        let tags = ws.kbuild(&["tags", "//6.6.x:dbg-rt-amd64"]);
+        let tags = String::from_utf8(tags.stdout).unwrap() + &String::from_utf8_lossy(&tags.stderr);
+        assert!(
+            tags.contains("linuxkit/kernel:6.6.71-rt-dbg-amd64"),
+            "{tags}"
+        );
+        ws.run(&["//6.6.x:rt-dbg-amd64"], 0);
+        let kernel_tar =
+            std::fs::read(ws.path().join("out/6.6.x/rt-dbg-amd64/kernel.tar")).unwrap();
+        let mut archive = tar::Archive::new(kernel_tar.as_slice());
+        let release = archive
+            .entries()
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.unwrap().path().unwrap().into_owned();
+                let mut parts = path.iter().map(|p| p.to_string_lossy().into_owned());
+                (parts.next()? == "lib" && parts.next()? == "modules").then(|| parts.next())?
+            })
+            .next()
+            .unwrap();
+        assert_eq!(release, "6.6.71-linuxkit-rt-dbg", "rt first: {rt_first}");
+    }
+}
