@@ -16,19 +16,22 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 /// 6.1.192): the example follows the package, so whatever Debian ships today is what is built.
 fn version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(|| {
-        let out = Command::new("dpkg-query")
-            .args(["-W", "-f=${Version}", "linux-source-6.1"])
-            .output()
-            .expect("dpkg-query runs");
-        assert!(
-            out.status.success(),
-            "linux-source-6.1 is installed (bash .ci/setup)"
-        );
-        let debian = String::from_utf8(out.stdout).unwrap();
-        let upstream = debian.rsplit_once('-').map_or(debian.as_str(), |(u, _)| u);
-        upstream.split(['+', '~']).next().unwrap().to_string()
-    })
+    VERSION.get_or_init(|| package_version("linux-source-6.1"))
+}
+
+/// The upstream kernel version of an installed linux-source package.
+fn package_version(package: &str) -> String {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()
+        .expect("dpkg-query runs");
+    assert!(
+        out.status.success(),
+        "{package} is installed (bash .ci/setup)"
+    );
+    let debian = String::from_utf8(out.stdout).unwrap();
+    let upstream = debian.rsplit_once('-').map_or(debian.as_str(), |(u, _)| u);
+    upstream.split(['+', '~']).next().unwrap().to_string()
 }
 
 /// The kernel's release string: the version and the example's localversion.
@@ -164,6 +167,8 @@ int main(void) {
     uname(&u);
     write(1, "kbuild-init: ", 13);
     write(1, u.release, strlen(u.release));
+    write(1, "\nkbuild-init-version: ", 22);
+    write(1, u.version, strlen(u.version));
     write(1, "\n", 1);
     reboot(RB_AUTOBOOT);
     return 0;
@@ -211,8 +216,13 @@ fn boot(kernel: &Path, initrd: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Builds hello.ko against the image's kernel-dev.tar and returns its vermagic.
+/// Builds hello.ko against the image's kernel-dev.tar of the 6.1 kernel; returns its vermagic.
 fn hello_module(kernel_dev: &[u8], dir: &Path) -> String {
+    hello_module_for(kernel_dev, dir, &release())
+}
+
+/// Builds hello.ko against a kernel-dev.tar whose kernel is `release`; returns its vermagic.
+fn hello_module_for(kernel_dev: &[u8], dir: &Path, release: &str) -> String {
     let dev = dir.join("dev");
     std::fs::create_dir_all(&dev).unwrap();
     std::fs::write(dir.join("kernel-dev.tar"), kernel_dev).unwrap();
@@ -229,7 +239,7 @@ fn hello_module(kernel_dev: &[u8], dir: &Path) -> String {
     )
     .unwrap();
     std::fs::write(module.join("Makefile"), "obj-m := hello.o\n").unwrap();
-    let headers = dev.join(format!("usr/src/linux-headers-{}", release()));
+    let headers = dev.join(format!("usr/src/linux-headers-{release}"));
     sh(Command::new("make")
         .arg("-C")
         .arg(&headers)
@@ -597,4 +607,60 @@ fn x86_64_in_a_builder_container_equals_the_host_build() {
             "{file} differs from the host build"
         );
     }
+}
+
+/// rt on a real 6.12 tree: the fragment's PREEMPT_RT survives the configure check, the variant's
+/// own patch applies before the series' patches, the kernel boots in qemu reporting PREEMPT_RT,
+/// and a module builds against its kernel-dev.tar with the rt release; a variant patch that does
+/// not apply fails with the usual hunk error.
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn rt_on_6_12_boots_preempt_rt_and_builds_a_module() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    let release = format!("{}-linuxkit-rt", package_version("linux-source-6.12"));
+    let (executed, stderr) = ws.run("//6.12.x:rt-amd64", 0);
+    assert!(
+        executed.contains(&"compile //6.12.x:rt-amd64".to_string())
+            && executed.contains(&"check-config //6.12.x:rt-amd64".to_string()),
+        "{stderr}"
+    );
+    let out = ws.path().join("out/6.12.x/rt-amd64");
+    let scratch = tempfile::tempdir().unwrap();
+    let console = boot(&out.join("kernel"), &initramfs(scratch.path()));
+    assert!(
+        console.contains(&format!("kbuild-init: {release}")),
+        "{console}"
+    );
+    let version = console
+        .lines()
+        .find_map(|l| l.strip_prefix("kbuild-init-version: "))
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(version.contains("PREEMPT_RT"), "uname -v: {version}");
+    assert!(
+        console.contains("kbuild: rt variant patch applied"),
+        "{console}"
+    );
+    let dev = std::fs::read(out.join("kernel-dev.tar")).unwrap();
+    let vermagic = hello_module_for(&dev, scratch.path(), &release);
+    assert!(
+        vermagic.starts_with(&format!("{release} ")) && vermagic.contains("preempt_rt"),
+        "vermagic `{vermagic}`"
+    );
+
+    // A variant patch that no longer applies stops at the patch action, naming file and hunk.
+    let patch =
+        "kernel/6.12.x-rt/patches/0001-init-say-that-the-rt-variant-s-patch-is-applied.patch";
+    ws.write(
+        patch,
+        &ws.read(patch)
+            .replace("\tboot_cpu_init();", "\tboot_cpu_init_gone();"),
+    );
+    let (_, stderr) = ws.run("//6.12.x:rt-amd64", 1);
+    assert!(
+        stderr.contains(&format!(
+            "patch `{patch}` does not apply: hunk #1 FAILED at 893 of `init/main.c`"
+        )),
+        "{stderr}"
+    );
 }
