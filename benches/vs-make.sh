@@ -2,7 +2,8 @@
 # kbuild against plain make on the x86_64 tiny example (Debian's linux-source-6.1), in one run:
 #   cold build       kbuild (empty cache)  vs  olddefconfig && make -j2 && modules_install && headers_install
 #   nothing changed  kbuild run            vs  make -j2 with nothing to do
-#   one option       kbuild after a config edit  vs  the same edit, olddefconfig && make -j2 (kept O=)
+#   one option       kbuild after a config edit  vs  the same edit, olddefconfig && make -j2 &&
+#                    modules_install (kept O=), VS_MAKE_ROUNDS rounds (default 5), alternating
 # and the cold build once more with `source-snapshot #false` (images without /linux.tar.xz).
 # Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs. Takes about 15 minutes on 2 cores.
 set -euo pipefail
@@ -43,20 +44,51 @@ rm -rf "$work/cache-nosnap"
 t0=$(now); "$kbuild" -C "$work/ws" run //6.1.x:amd64 2>/dev/null; t1=$(now); kb_null=$(secs "$t0" "$t1")
 t0=$(now); mk -j2; t1=$(now); make_null=$(secs "$t0" "$t1")
 
-echo 'CONFIG_PRINTK_TIME=y' >> "$work/ws/kernel/6.1.x/config-x86_64"
-t0=$(now); "$kbuild" -C "$work/ws" run -j2 //6.1.x:amd64 2>"$work/one.log"; t1=$(now); kb_one=$(secs "$t0" "$t1")
-prepare_make_config
-t0=$(now); mk olddefconfig && mk -j2 && mk INSTALL_MOD_PATH="$work/mods" modules_install; t1=$(now)
-make_one=$(secs "$t0" "$t1")
+# One option, repeated: each round sets CONFIG_LOG_BUF_SHIFT to a value neither side has built
+# (so both really rebuild printk and what includes its header), the two sides in alternating
+# order. kbuild's actions and make's phases are timed per round, to attribute the difference.
+rounds=${VS_MAKE_ROUNDS:-5}
+config="$work/ws/kernel/6.1.x/config-x86_64"
+base_config=$(cat "$config")
+kb_round() {
+    printf '%s\nCONFIG_LOG_BUF_SHIFT=%s\n' "$base_config" "$1" > "$config"
+    local t0 t1; t0=$(now)
+    "$kbuild" -C "$work/ws" run -j2 //6.1.x:amd64 2>"$work/one-$2.log"; t1=$(now)
+    kb_ones+=("$(secs "$t0" "$t1")")
+}
+make_round() {
+    prepare_make_config
+    echo "CONFIG_LOG_BUF_SHIFT=$1" >> "$work/obj/.config"
+    local t0 t1 t2 t3; t0=$(now)
+    mk olddefconfig; t1=$(now)
+    mk -j2; t2=$(now)
+    mk INSTALL_MOD_PATH="$work/mods" modules_install; t3=$(now)
+    make_ones+=("$(secs "$t0" "$t3")")
+    make_phases+=("olddefconfig $(secs "$t0" "$t1"), build $(secs "$t1" "$t2"), modules_install $(secs "$t2" "$t3")")
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+spread() { printf '%s\n' "$@" | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.1f-%.1f", lo, hi}'; }
+kb_ones=(); make_ones=(); make_phases=()
+for ((i = 0; i < rounds; i++)); do
+    shift_value=$((13 + i))
+    if ((i % 2 == 0)); then kb_round "$shift_value" "$i"; make_round "$shift_value"
+    else make_round "$shift_value"; kb_round "$shift_value" "$i"; fi
+done
+kb_one=$(median "${kb_ones[@]}"); make_one=$(median "${make_ones[@]}")
 
 printf 'x86_64 tiny example (linux-source-6.1), 2 cores\n'
 printf '  cold build:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.05)\n' "$kb_cold" "$make_cold" "$(ratio "$kb_cold" "$make_cold")"
 printf '  nothing changed: kbuild %7.3f s   make %7.3f s   make/kbuild %s (goal >= 30)\n' "$kb_null" "$make_null" "$(ratio "$make_null" "$kb_null")"
-printf '  one option:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.10)\n' "$kb_one" "$make_one" "$(ratio "$kb_one" "$make_one")"
+printf '  one option:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.10; medians of %d rounds, kbuild %s s, make %s s)\n' "$kb_one" "$make_one" "$(ratio "$kb_one" "$make_one")" "$rounds" "$(spread "${kb_ones[@]}")" "$(spread "${make_ones[@]}")"
 printf '  cold build, source-snapshot #false: kbuild %7.1f s   ratio %s\n' "$kb_nosnap" "$(ratio "$kb_nosnap" "$make_cold")"
 make_untar=$(echo "$make_cold + $untar" | bc)
 printf '  cold, counting the unpack on both sides: kbuild %7.1f s   tar xf + make %7.1f s   ratio %s\n' "$kb_cold" "$make_untar" "$(ratio "$kb_cold" "$make_untar")"
 printf 'kbuild, per action (seconds; actions overlap):\n'
-for run in cold nosnap one; do
-    printf '  %s: %s\n' "$run" "$(sed -n 's/^\[[0-9/]*\] executed \([a-z-]*\) .*(\([0-9.]*\)s)$/\1 \2/p' "$work/$run.log" | tr '\n' ',' | sed 's/,$//; s/,/, /g')"
+actions() { sed -n 's/^\[[0-9/]*\] executed \([a-z-]*\) .*(\([0-9.]*\)s)$/\1 \2/p' "$1" | tr '\n' ',' | sed 's/,$//; s/,/, /g'; }
+for run in cold nosnap; do
+    printf '  %s: %s\n' "$run" "$(actions "$work/$run.log")"
+done
+for ((i = 0; i < rounds; i++)); do
+    printf '  one option, round %d: kbuild %s s: %s\n' "$i" "${kb_ones[$i]}" "$(actions "$work/one-$i.log")"
+    printf '                       make %s s: %s\n' "${make_ones[$i]}" "${make_phases[$i]}"
 done
