@@ -51,6 +51,7 @@ pub fn all_targets(model: &Model) -> Vec<Label> {
         for &arch in &series.arches {
             let kinds = std::iter::once(VariantSet::default())
                 .chain(series.variants.iter().cloned())
+                .filter(|set| model.set_builds_for(set, arch))
                 .map(TargetKind::Kernel)
                 .chain(series.tools.iter().cloned().map(TargetKind::Tool));
             for kind in kinds {

@@ -70,6 +70,16 @@ pub struct Variant {
     pub exact_config: bool,
     /// A patch directory applied before the series patches; `{series}` is substituted.
     pub patches: Option<String>,
+    /// The arches the variant exists for (LinuxKit's rt: x86_64 and aarch64); `None` for all.
+    /// A set with such a part is built only where every part exists.
+    #[serde(default)]
+    pub arches: Option<Vec<Arch>>,
+}
+
+impl Variant {
+    pub fn builds_for(&self, arch: Arch) -> bool {
+        self.arches.as_ref().is_none_or(|a| a.contains(&arch))
+    }
 }
 
 /// A tool image such as `perf`, built from the kernel tree.
@@ -213,6 +223,11 @@ impl Model {
 
     pub fn variants_of<'a>(&'a self, set: &'a VariantSet) -> impl Iterator<Item = &'a Variant> {
         set.0.iter().filter_map(|name| self.variant(name))
+    }
+
+    /// Whether `set` is built for `arch`: every part exists there (plain always is).
+    pub fn set_builds_for(&self, set: &VariantSet, arch: Arch) -> bool {
+        self.variants_of(set).all(|v| v.builds_for(arch))
     }
 
     /// The cross prefix for `arch`: none where a native builder endpoint builds it.

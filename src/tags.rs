@@ -40,6 +40,10 @@ fn group_targets(model: &Model, label: &Label) -> Vec<Label> {
         return Vec::new();
     }
     (series.arches.iter())
+        .filter(|&&arch| match &label.kind {
+            TargetKind::Kernel(set) => model.set_builds_for(set, arch),
+            TargetKind::Tool(_) => true,
+        })
         .map(|&arch| Label {
             series: series.name.clone(),
             kind: label.kind.clone(),

@@ -833,3 +833,37 @@ fn composed_variants_are_spelled_rt_dbg_in_any_declaration_order() {
         assert_eq!(release, "6.6.71-linuxkit-rt-dbg", "rt first: {rt_first}");
     }
 }
+
+/// A variant for some arches only: its sets are targets on those, its fragments are needed only
+/// there, and a label for another arch names no target.
+#[test]
+fn a_variant_with_arches_builds_only_there() {
+    let ws = Ws::new();
+    rt_and_dbg(&ws, true);
+    ws.edit(
+        "kernel.kdl",
+        "    localversion \"-rt\"\n",
+        "    localversion \"-rt\"\n    arches \"x86_64\"\n",
+    );
+    std::fs::remove_file(ws.path().join("kernel/6.6.x-rt/config-aarch64")).unwrap();
+    let out = ws.kbuild(&["list"]);
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        list.contains("//6.6.x:rt-dbg-amd64")
+            && !list.contains("rt-arm64")
+            && !list.contains("rt-dbg-arm64"),
+        "{list}"
+    );
+    let out = ws.kbuild(&["plan", "//6.6.x:rt-arm64"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no target matches `//6.6.x:rt-arm64`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -30,6 +30,7 @@ const VARIANT: &[&str] = &[
     "outputs",
     "exact-config",
     "patches",
+    "arches",
 ];
 const TOOL: &[&str] = &["dir", "binary", "headers", "args", "strip"];
 const SERIES: &[&str] = &[
@@ -311,10 +312,11 @@ fn read_variant(
         outputs: Vec::new(),
         exact_config: false,
         patches: None,
+        arches: None,
     };
     let mut seen = Vec::new();
     for child in nodes::children(node) {
-        let single = ["localversion", "exact-config", "patches"];
+        let single = ["localversion", "exact-config", "patches", "arches"];
         if let Err(p) = nodes::once(child, "a `variant`", &single, &mut seen) {
             problems.push(p);
             continue;
@@ -329,6 +331,7 @@ fn read_variant(
             }),
             "force-off" => read_options(child).map(|o| v.force_off.extend(o)),
             "localversion" => nodes::string(child).map(|s| v.localversion_suffix = s.value),
+            "arches" => read_arches(child).map(|a| v.arches = Some(a)),
             "outputs" => {
                 nodes::strings(child).map(|s| v.outputs.extend(s.into_iter().map(|s| s.value)))
             }
@@ -840,7 +843,11 @@ fn check_files(
                     .help(format!("create `{config}` (a full .config or a savedefconfig file), or drop {arch} from `arches`")),
             );
         }
-        for set in &series.variants {
+        for set in series
+            .variants
+            .iter()
+            .filter(|s| model.set_builds_for(s, arch))
+        {
             for variant in model.variants_of(set) {
                 for fragment in &variant.fragments {
                     let path = expand(fragment, &series.name, Some(arch));
