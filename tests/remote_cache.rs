@@ -268,7 +268,7 @@ fn cas_files(server: &Server) -> Vec<PathBuf> {
 fn a_corrupt_or_missing_blob_on_the_server_is_a_miss() {
     let server = Server::nginx();
     let first = Ws::new();
-    remote_run(&first, &server.url, &[]);
+    let built = remote_run(&first, &server.url, &[]);
     // Flip a byte of every blob larger than a message: the outputs themselves.
     let mut flipped = 0;
     for blob in cas_files(&server) {
@@ -279,7 +279,13 @@ fn a_corrupt_or_missing_blob_on_the_server_is_a_miss() {
             flipped += 1;
         }
     }
-    assert!(flipped > 0);
+    assert!(
+        flipped > 0,
+        "no output blob reached the server: {:?}\n{}\nnginx: {}",
+        cas_files(&server),
+        built.stderr,
+        std::fs::read_to_string(server.dir.path().join("error.log")).unwrap_or_default()
+    );
     let second = Ws::new();
     let report = remote_run(&second, &server.url, &[]);
     assert!(

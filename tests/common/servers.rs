@@ -19,21 +19,20 @@ pub struct Registry {
 impl Registry {
     pub fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n", dir.path().join("data").display())).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry (apt install docker-registry)");
+        let data = dir.path().join("data");
+        let (child, port) = start_listening("docker-registry", |port| {
+            std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", data.display())).unwrap();
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("docker-registry (apt install docker-registry)")
+        });
+        let host = format!("127.0.0.1:{port}");
         let registry = Registry {
             child,
             host,
@@ -89,16 +88,67 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child) {
-    wait_until(
-        Instant::now() + Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            assert!(child.try_wait().unwrap().is_none(), "{what} exited");
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        },
-        || format!("{what} does not listen on {port}"),
-    );
+/// Starts a server on a free port (`spawn` starts it on the port it is given) and waits until
+/// it listens. A port found free can be taken by another test's server before this one binds
+/// it, and a connect would then reach that other server: the port counts only once a socket of
+/// the child's own process group listens on it, and a child that lost the port gets another.
+fn start_listening(what: &str, mut spawn: impl FnMut(u16) -> Child) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = spawn(port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if listens(child.id(), port) {
+                return (child, port);
+            }
+            if Instant::now() > deadline {
+                // SAFETY: a plain kill of the server's own process group.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                panic!("{what} does not listen on {port}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("{what} exited at its start five times, on five ports")
+}
+
+/// Whether a process of process group `group` has a socket listening on 127.0.0.1:`port`
+/// (the inodes of /proc/net/tcp's listening sockets, found among the group's open files).
+fn listens(group: u32, port: u16) -> bool {
+    // gRPC's servers listen on an IPv6 socket with 127.0.0.1 v4-mapped: in tcp6.
+    let tcp = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .concat();
+    let sockets: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let inode = f.get(9)?;
+            (local_port == port && f.get(3) == Some(&"0A")).then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    if sockets.is_empty() {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        // After the command's closing parenthesis: state, parent, process group.
+        let pgrp = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok());
+        pgrp == Some(group)
+            && std::fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|l| sockets.iter().any(|s| l.as_os_str() == s.as_str()))
+                })
+            })
+    })
 }
 
 /// A server process of the test, killed with its process group when dropped.
@@ -121,23 +171,23 @@ impl Server {
     pub fn nginx() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
-        let port = free_port();
         std::fs::create_dir_all(dir.path().join("store")).unwrap();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  client_max_body_size 0;\n\
-             server {{\n    listen 127.0.0.1:{port};\n    root {d}/store;\n\
-             location / {{ dav_methods PUT DELETE; create_full_put_path on; }}\n  }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let mut child = Command::new("nginx")
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .process_group(0)
-            .spawn()
-            .expect("nginx is installed (KBUILD_SETUP_REAL=1 bash .ci/setup)");
-        wait_for_port(port, "nginx", &mut child);
+        let (child, port) = start_listening("nginx", |port| {
+            let conf = format!(
+                "daemon off;\nmaster_process off;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  client_max_body_size 0;\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    root {d}/store;\n\
+                 location / {{ dav_methods PUT DELETE; create_full_put_path on; }}\n  }}\n}}\n"
+            );
+            std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+            Command::new("nginx")
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .process_group(0)
+                .spawn()
+                .expect("nginx is installed (KBUILD_SETUP_REAL=1 bash .ci/setup)")
+        });
         Server {
             child,
             dir,
@@ -150,30 +200,30 @@ impl Server {
         let bgd = std::env::var("KBUILD_BGD")
             .unwrap_or_else(|_| "/opt/kbuild-buildgrid/bin/bgd".to_string());
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let cas = dir.path().join("cas");
         std::fs::create_dir_all(&cas).unwrap();
-        let conf = format!(
-            "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
-             authorization:\n  method: none\n\
-             storages:\n  - !disk-storage &main-storage\n    path: {}\n\
-             caches:\n  - !lru-action-cache &main-action\n    storage: *main-storage\n    max-cached-refs: 1024\n    allow-updates: true\n    cache-failed-actions: true\n\
-             instances:\n  - name: \"\"\n    services:\n      - !action-cache\n        cache: *main-action\n      - !cas\n        storage: *main-storage\n      - !bytestream\n        storage: *main-storage\n",
-            cas.display()
-        );
-        std::fs::write(dir.path().join("bgd.yml"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
-        let mut child = Command::new(&bgd)
-            .args(["server", "start"])
-            .arg(dir.path().join("bgd.yml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{bgd}: {e} (KBUILD_SETUP_REAL=1 bash .ci/setup installs BuildGrid)")
-            });
-        wait_for_port(port, "BuildGrid", &mut child);
+        let (child, port) = start_listening("BuildGrid", |port| {
+            let conf = format!(
+                "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+                 authorization:\n  method: none\n\
+                 storages:\n  - !disk-storage &main-storage\n    path: {}\n\
+                 caches:\n  - !lru-action-cache &main-action\n    storage: *main-storage\n    max-cached-refs: 1024\n    allow-updates: true\n    cache-failed-actions: true\n\
+                 instances:\n  - name: \"\"\n    services:\n      - !action-cache\n        cache: *main-action\n      - !cas\n        storage: *main-storage\n      - !bytestream\n        storage: *main-storage\n",
+                cas.display()
+            );
+            std::fs::write(dir.path().join("bgd.yml"), conf).unwrap();
+            let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
+            Command::new(&bgd)
+                .args(["server", "start"])
+                .arg(dir.path().join("bgd.yml"))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("{bgd}: {e} (KBUILD_SETUP_REAL=1 bash .ci/setup installs BuildGrid)")
+                })
+        });
         Server {
             child,
             dir,
