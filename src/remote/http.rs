@@ -62,16 +62,69 @@ impl Http {
         request
     }
 
-    /// Runs a request; the status, or why there is none. The URL is kbuild's own (no secret in
-    /// it); header values never appear in an error.
-    fn run<B: ureq::AsSendBody>(
+    /// Runs a request, again after a short pause when it failed in a way that may pass (no
+    /// answer, a reset connection, 408, 429, 5xx): one dropped connection on a busy CI server
+    /// must not end the run's uploads. The last answer, or why there is none. The URL is
+    /// kbuild's own (no secret in it); header values never appear in an error.
+    fn call(
         &self,
-        request: ureq::http::Request<B>,
+        method: &str,
+        url: &str,
+        body: Body<'_>,
     ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
-        let url = request.uri().to_string();
-        self.agent
-            .run(request)
-            .map_err(|e| RemoteError::Unreachable(format!("{url}: {e}")))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt == ATTEMPTS;
+            match self.once(method, url, body) {
+                Ok(response) if last || !passing(response.status().as_u16()) => {
+                    return Ok(response);
+                }
+                Err(e @ RemoteError::Invalid(_)) => return Err(e),
+                Err(e) if last => return Err(e),
+                _ => std::thread::sleep(PAUSE * attempt),
+            }
+        }
+    }
+
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        body: Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
+        let request = self.request(method, url);
+        match body {
+            Body::Empty => match request.body(()) {
+                Ok(request) => self.agent.run(request).map_err(Sent::Transport),
+                Err(e) => Err(Sent::Request(e)),
+            },
+            Body::Bytes(bytes) => self.send(request, bytes.to_vec()),
+            Body::File(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| RemoteError::Unreachable(format!("{}: {e}", path.display())))?;
+                let len = file.metadata().map_or(0, |m| m.len());
+                let request = request.header("Content-Length", len.to_string());
+                self.send(request, ureq::SendBody::from_owned_reader(file))
+            }
+        }
+        .map_err(|e| match e {
+            Sent::Request(e) => RemoteError::Invalid(e.to_string()),
+            Sent::Transport(e) => RemoteError::Unreachable(format!("{url}: {e}")),
+        })
+    }
+
+    /// Sends a body as an octet stream.
+    fn send<B: ureq::AsSendBody>(
+        &self,
+        request: ureq::http::request::Builder,
+        body: B,
+    ) -> Result<ureq::http::Response<ureq::Body>, Sent> {
+        let request = request
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .map_err(Sent::Request)?;
+        self.agent.run(request).map_err(Sent::Transport)
     }
 
     fn get(
@@ -81,11 +134,7 @@ impl Http {
         to: &mut dyn Write,
     ) -> Result<bool, RemoteError> {
         let url = self.url(kind, digest);
-        let request = self
-            .request("GET", &url)
-            .body(())
-            .map_err(|e| RemoteError::Invalid(e.to_string()))?;
-        let response = self.run(request)?;
+        let response = self.call("GET", &url, Body::Empty)?;
         match response.status().as_u16() {
             200 => {}
             404 => return Ok(false),
@@ -99,34 +148,40 @@ impl Http {
 
     fn put(&self, kind: &str, digest: &re::Digest, body: Source<'_>) -> Result<(), RemoteError> {
         let url = self.url(kind, digest);
-        let invalid = |e: ureq::http::Error| RemoteError::Invalid(e.to_string());
-        let response = match body {
-            Source::Bytes(bytes) => self.run(
-                self.request("PUT", &url)
-                    .header("Content-Type", "application/octet-stream")
-                    .body(bytes.to_vec())
-                    .map_err(invalid)?,
-            )?,
-            Source::File(path) => {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| RemoteError::Unreachable(format!("{}: {e}", path.display())))?;
-                let len = file.metadata().map_or(0, |m| m.len());
-                self.run(
-                    self.request("PUT", &url)
-                        .header("Content-Type", "application/octet-stream")
-                        .header("Content-Length", len.to_string())
-                        .body(ureq::SendBody::from_owned_reader(file))
-                        .map_err(invalid)?,
-                )?
-            }
+        let body = match body {
+            Source::Bytes(bytes) => Body::Bytes(bytes),
+            Source::File(path) => Body::File(path),
         };
-        match response.status().as_u16() {
+        match self.call("PUT", &url, body)?.status().as_u16() {
             200..=299 => Ok(()),
             status => Err(RemoteError::Unreachable(format!(
                 "PUT {url}: HTTP {status}"
             ))),
         }
     }
+}
+
+/// Tries of one request, and the pause before the second (longer before each later one).
+const ATTEMPTS: u32 = 3;
+const PAUSE: Duration = Duration::from_millis(200);
+
+/// Why a request got no answer: it could not be made, or not sent.
+enum Sent {
+    Request(ureq::http::Error),
+    Transport(ureq::Error),
+}
+
+/// What a request sends; a file is opened again for each try.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
+}
+
+/// Statuses that may pass when asked again: a timeout, too many requests, a server error.
+fn passing(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
 }
 
 fn only_sha256(function: Function) -> Result<(), RemoteError> {
@@ -189,11 +244,7 @@ impl Transport for Http {
                 continue;
             }
             let url = self.url("cas", digest);
-            let request = self
-                .request("HEAD", &url)
-                .body(())
-                .map_err(|e| RemoteError::Invalid(e.to_string()))?;
-            match self.run(request)?.status().as_u16() {
+            match self.call("HEAD", &url, Body::Empty)?.status().as_u16() {
                 200 => {}
                 404 => missing.push(digest.clone()),
                 status => {
@@ -233,5 +284,86 @@ impl Transport for Http {
             self.put("cas", digest, *source)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// The bodies a test server was sent.
+    type Bodies = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    /// A server answering the given statuses in turn, one a connection, then closing; the
+    /// bodies it was sent are kept.
+    fn server(statuses: Vec<u16>) -> (String, Bodies, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let (kept, count) = (bodies.clone(), asked.clone());
+        std::thread::spawn(move || {
+            for status in statuses {
+                let Ok((stream, _)) = listener.accept() else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut line, mut len) = (String::new(), 0);
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                kept.lock().unwrap().push(body);
+                let mut stream = stream;
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (url, bodies, asked)
+    }
+
+    fn digest() -> re::Digest {
+        Function::Sha256.of_bytes(b"blob")
+    }
+
+    #[test]
+    fn a_put_answered_503_is_sent_again_from_the_file() {
+        let (url, bodies, asked) = server(vec![503, 500, 201]);
+        let http = Http::new(&url, "", Vec::new(), Duration::from_secs(5));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"blob").unwrap();
+        http.put("cas", &digest(), Source::File(file.path()))
+            .unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+        assert_eq!(*bodies.lock().unwrap(), vec![b"blob".to_vec(); 3]);
+    }
+
+    #[test]
+    fn a_lasting_error_is_reported_after_three_tries_and_a_refusal_at_once() {
+        let (url, _, asked) = server(vec![500, 500, 500, 500]);
+        let http = Http::new(&url, "", Vec::new(), Duration::from_secs(5));
+        let e = http
+            .put("ac", &digest(), Source::Bytes(b"blob"))
+            .unwrap_err();
+        assert!(e.to_string().contains("HTTP 500"), "{e}");
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+
+        let (url, _, asked) = server(vec![403, 201]);
+        let http = Http::new(&url, "", Vec::new(), Duration::from_secs(5));
+        let e = http
+            .put("ac", &digest(), Source::Bytes(b"blob"))
+            .unwrap_err();
+        assert!(e.to_string().contains("HTTP 403"), "{e}");
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
     }
 }
