@@ -16,6 +16,7 @@ const FILES: &[&str] = &[
     "exec/host.rs",
     "exec/mod.rs",
     "kconfig.rs",
+    "oci/gzip.rs",
     "oci/layout.rs",
     "oci/mod.rs",
     "recipe/build_dir.rs",

@@ -180,7 +180,7 @@ pub(crate) fn open(archive: &Path) -> std::io::Result<Box<dyn Read>> {
     Ok(if name.ends_with(".xz") {
         Box::new(liblzma::read::XzDecoder::new_stream(file, xz_decoder()?))
     } else if name.ends_with(".gz") || name.ends_with(".tgz") {
-        Box::new(flate2::read::GzDecoder::new(file))
+        Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     })

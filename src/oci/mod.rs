@@ -1,6 +1,7 @@
 //! OCI images: descriptors, image configs, manifests and indexes as kbuild writes them, the image
 //! layout on disk, and pushing to a registry.
 
+pub mod gzip;
 pub mod layout;
 pub mod push;
 pub mod registry;

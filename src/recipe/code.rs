@@ -41,10 +41,11 @@ fn version(kind: ActionKind) -> u32 {
         | ActionKind::Install
         | ActionKind::Tool
         | ActionKind::Package
-        | ActionKind::Layer
         | ActionKind::Image
         | ActionKind::Index
         | ActionKind::Tag => 2,
+        // 3: zlib-rs compresses instead of miniz_oxide (other bytes for the same level).
+        ActionKind::Layer => 3,
     }
 }
 
@@ -75,6 +76,7 @@ pub fn files(kind: ActionKind) -> Vec<&'static str> {
         ActionKind::Layer | ActionKind::Image | ActionKind::Index => &[
             "recipe/image.rs",
             "oci/mod.rs",
+            "oci/gzip.rs",
             "oci/layout.rs",
             "archive.rs",
         ],

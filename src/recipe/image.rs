@@ -57,10 +57,8 @@ pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
     let (from, epoch) = (ctx.dep(Role::Image), ctx.source_date()?);
     let (blob, diff_id, media_type) = if spec.gzip {
         // Level 1: most of the bytes are tarballs; a higher level costs seconds on every rebuild
-        // for little gain.
-        let gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .write(blob, flate2::Compression::fast());
+        // for little gain. On every core: the compile before it is done.
+        let gz = oci::gzip::ParallelGzip::new(blob, flate2::Compression::fast());
         let tar = crate::archive::tar_into(Hashing::new(gz), from, "", epoch, &spec.omit)
             .map_err(io("writing the layer"))?;
         let (gz, diff_id, _) = tar.finish();
