@@ -703,7 +703,7 @@ fn layer_entries(ws: &Ws, layer: &serde_json::Value) -> Vec<String> {
     let file = std::fs::File::open(ws.path().join("out/blobs/sha256").join(hex)).unwrap();
     let reader: Box<dyn std::io::Read> = if layer["mediaType"].as_str().unwrap().ends_with("+gzip")
     {
-        Box::new(flate2::read::GzDecoder::new(file))
+        Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
