@@ -217,6 +217,7 @@ impl SrcDir {
             let _ = std::fs::remove_file(self.path.join(gone));
         }
         index.retain(|p, _| wanted.contains_key(p.as_str()));
+        let mut linked_any = false;
         for (rel, entry) in wanted {
             let dest = self.path.join(rel);
             let from = tree.dir.join(&entry.path);
@@ -226,6 +227,7 @@ impl SrcDir {
             if !same {
                 let how = if fresh { Place::Link } else { Place::Copy };
                 let linked = place(&from, &dest, entry, how)?;
+                linked_any |= linked;
                 let inode = if linked { inode(&dest) } else { 0 };
                 index.insert(
                     rel.to_string(),
@@ -235,6 +237,9 @@ impl SrcDir {
                     },
                 );
             }
+        }
+        if linked_any {
+            restamp(tree);
         }
         std::fs::write(&index_path, serde_json::to_vec(&index).unwrap_or_default())
             .map_err(io("writing the source index"))?;
@@ -249,6 +254,18 @@ type Index = BTreeMap<String, Placed>;
 struct Placed {
     digest: Digest,
     inode: u64,
+}
+
+/// A new hard link changes the ctime of the cache's file, and the cache takes a ctime after its
+/// tree's stamp for a change: the next run would hash the whole tree again (1.3 GB, seconds when
+/// it is no longer in the page cache). The tree was checked or made in this run (every
+/// dependency is, before its action starts) and the links are this sync's own, so the stamp
+/// moves to now. Failing to move it costs that hash, nothing else.
+fn restamp(tree: &DepOutput) {
+    let _ = std::fs::File::options()
+        .write(true)
+        .open(crate::cache::made_stamp(&tree.dir))
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
 }
 
 /// The tree's digest and the identity (inode, mtime) of the cache's stamp for its making.
