@@ -4,8 +4,9 @@
 #   nothing changed  kbuild run            vs  make -j2 with nothing to do
 #   one option       kbuild after a config edit  vs  the same edit, olddefconfig && make -j2 &&
 #                    modules_install (kept O=), VS_MAKE_ROUNDS rounds (default 5), alternating
-# and the cold build once more with `source-snapshot #false` (images without /linux.tar.xz).
-# Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs. Takes about 15 minutes on 2 cores.
+# and the cold build once more with `source-snapshot #false` (images without /linux.tar.xz),
+# and against LinuxKit's own sequence (unpack, patch, tar cJf, build, install, tarballs).
+# Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs. Takes about 17 minutes on 2 cores, 9 of them the LinuxKit sequence.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/common.sh
@@ -26,9 +27,13 @@ prepare_make_config() {
     printf 'CONFIG_LOCALVERSION="-linuxkit"\n# CONFIG_LOCALVERSION_AUTO is not set\n' >> "$work/obj/.config"
 }
 
+# Every timed step starts with the disk settled: the unpack above and the removals below write
+# or free gigabytes that the kernel would otherwise flush during whatever comes next.
+sync
 t0=$(now); "$kbuild" -C "$work/ws" run -j2 //6.1.x:amd64 2>"$work/cold.log"; t1=$(now)
 kb_cold=$(secs "$t0" "$t1")
 prepare_make_config
+sync
 t0=$(now)
 mk olddefconfig && mk -j2 && mk INSTALL_MOD_PATH="$work/mods" modules_install && mk INSTALL_HDR_PATH="$work/hdr" headers_install
 t1=$(now); make_cold=$(secs "$t0" "$t1")
@@ -36,10 +41,50 @@ t1=$(now); make_cold=$(secs "$t0" "$t1")
 # The same cold build without the source snapshot: a workspace and a cache of its own.
 mkdir -p "$work/ws-nosnap" && cp -r examples/tiny/kernel examples/tiny/kernel.kdl "$work/ws-nosnap/"
 sed -i 's/^defaults {$/defaults {\n    source-snapshot #false/' "$work/ws-nosnap/kernel.kdl"
+sync
 t0=$(now)
 KBUILD_CACHE=$work/cache-nosnap "$kbuild" -C "$work/ws-nosnap" run -j2 //6.1.x:amd64 2>"$work/nosnap.log"
 t1=$(now); kb_nosnap=$(secs "$t0" "$t1")
 rm -rf "$work/cache-nosnap"
+sync
+
+# What LinuxKit runs for the same image contents, one step after another, in the tree itself:
+# unpack, patch (the series' patches; the tiny example has none), snapshot the patched source
+# with xz's default preset, configure, build, install modules and UAPI headers, and the three
+# tarballs (kernel.tar, kernel-headers.tar, and kernel-dev.tar with the build tree's headers,
+# scripts, build files, .config and Module.symvers). Set VS_MAKE_LINUXKIT=0 to skip it.
+if [[ ${VS_MAKE_LINUXKIT:-1} == 1 ]]; then
+    lk=$work/lk
+    lkmk() { make -s -C "$lk/linux" ARCH=x86_64 "$@" >/dev/null; }
+    mkdir -p "$lk/linux" "$lk/out"
+    sync
+    t0=$(now)
+    tar xf /usr/src/linux-source-6.1.tar.xz -C "$lk/linux" --strip-components=1
+    for p in "$work/ws"/kernel/6.1.x/patches/*.patch; do
+        if [[ -e $p ]]; then patch -d "$lk/linux" -p1 -F0 -N -s < "$p"; fi
+    done
+    tar cJf "$lk/out/linux.tar.xz" -C "$lk" linux
+    t_snap=$(now)
+    cp "$work/ws/kernel/6.1.x/config-x86_64" "$lk/linux/.config"
+    printf 'CONFIG_LOCALVERSION="-linuxkit"\n# CONFIG_LOCALVERSION_AUTO is not set\n' >> "$lk/linux/.config"
+    lkmk olddefconfig
+    lkmk -j2
+    t_build=$(now)
+    lkmk INSTALL_MOD_PATH="$lk/mods" modules_install
+    lkmk INSTALL_HDR_PATH="$lk/hdr/usr" headers_install
+    tar cf "$lk/out/kernel.tar" -C "$lk/mods" .
+    tar cf "$lk/out/kernel-headers.tar" -C "$lk/hdr" usr
+    release=$(make -s -C "$lk/linux" ARCH=x86_64 kernelrelease)
+    dev=$lk/dev/usr/src/linux-headers-$release
+    mkdir -p "$dev"
+    cp "$lk/linux/.config" "$lk/linux/Module.symvers" "$dev/"
+    (cd "$lk/linux" && { find include scripts arch/x86/include -type f; find . -path ./include -prune -o -path ./scripts -prune -o -type f \( -name 'Makefile*' -o -name 'Kconfig*' -o -name 'Kbuild*' -o -name '*.lds' \) -print; } | tar cf - -T - | tar xf - -C "$dev")
+    tar cf "$lk/out/kernel-dev.tar" -C "$lk/dev" usr
+    t1=$(now)
+    lk_cold=$(secs "$t0" "$t1"); lk_snap=$(secs "$t0" "$t_snap"); lk_build=$(secs "$t_snap" "$t_build"); lk_pack=$(secs "$t_build" "$t1")
+    rm -rf "$lk"
+    sync
+fi
 
 t0=$(now); "$kbuild" -C "$work/ws" run //6.1.x:amd64 2>/dev/null; t1=$(now); kb_null=$(secs "$t0" "$t1")
 t0=$(now); mk -j2; t1=$(now); make_null=$(secs "$t0" "$t1")
@@ -82,6 +127,10 @@ printf '  cold build:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.0
 printf '  nothing changed: kbuild %7.3f s   make %7.3f s   make/kbuild %s (goal >= 30)\n' "$kb_null" "$make_null" "$(ratio "$make_null" "$kb_null")"
 printf '  one option:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.10; medians of %d rounds, kbuild %s s, make %s s)\n' "$kb_one" "$make_one" "$(ratio "$kb_one" "$make_one")" "$rounds" "$(spread "${kb_ones[@]}")" "$(spread "${make_ones[@]}")"
 printf '  cold build, source-snapshot #false: kbuild %7.1f s   ratio %s\n' "$kb_nosnap" "$(ratio "$kb_nosnap" "$make_cold")"
+if [[ -n ${lk_cold:-} ]]; then
+    printf '  cold build against LinuxKit'"'"'s sequence: kbuild %7.1f s   LinuxKit %7.1f s   ratio %s (goal <= 0.85)\n' "$kb_cold" "$lk_cold" "$(ratio "$kb_cold" "$lk_cold")"
+    printf '    LinuxKit: unpack, patch and xz snapshot %.1f s, configure and build %.1f s, install and tarballs %.1f s\n' "$lk_snap" "$lk_build" "$lk_pack"
+fi
 make_untar=$(echo "$make_cold + $untar" | bc)
 printf '  cold, counting the unpack on both sides: kbuild %7.1f s   tar xf + make %7.1f s   ratio %s\n' "$kb_cold" "$make_untar" "$(ratio "$kb_cold" "$make_untar")"
 printf 'kbuild, per action (seconds; actions overlap):\n'
