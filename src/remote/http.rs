@@ -70,7 +70,7 @@ impl Http {
         &self,
         method: &str,
         url: &str,
-        body: Body<'_>,
+        body: Option<Source<'_>>,
     ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
         let mut attempt = 0;
         loop {
@@ -87,44 +87,39 @@ impl Http {
         }
     }
 
+    /// One try; the body, if any, is sent as an octet stream, a file opened afresh.
     fn once(
         &self,
         method: &str,
         url: &str,
-        body: Body<'_>,
+        body: Option<Source<'_>>,
     ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
         let request = self.request(method, url);
+        let octets =
+            |r: ureq::http::request::Builder| r.header("Content-Type", "application/octet-stream");
         match body {
-            Body::Empty => match request.body(()) {
-                Ok(request) => self.agent.run(request).map_err(Sent::Transport),
-                Err(e) => Err(Sent::Request(e)),
-            },
-            Body::Bytes(bytes) => self.send(request, bytes.to_vec()),
-            Body::File(path) => {
+            None => self.send(url, request.body(())),
+            Some(Source::Bytes(bytes)) => self.send(url, octets(request).body(bytes.to_vec())),
+            Some(Source::File(path)) => {
                 let file = std::fs::File::open(path)
                     .map_err(|e| RemoteError::Unreachable(format!("{}: {e}", path.display())))?;
                 let len = file.metadata().map_or(0, |m| m.len());
-                let request = request.header("Content-Length", len.to_string());
-                self.send(request, ureq::SendBody::from_owned_reader(file))
+                let request = octets(request).header("Content-Length", len.to_string());
+                self.send(url, request.body(ureq::SendBody::from_owned_reader(file)))
             }
         }
-        .map_err(|e| match e {
-            Sent::Request(e) => RemoteError::Invalid(e.to_string()),
-            Sent::Transport(e) => RemoteError::Unreachable(format!("{url}: {e}")),
-        })
     }
 
-    /// Sends a body as an octet stream.
+    /// Runs a request that could be made, or says why it could not be made or sent.
     fn send<B: ureq::AsSendBody>(
         &self,
-        request: ureq::http::request::Builder,
-        body: B,
-    ) -> Result<ureq::http::Response<ureq::Body>, Sent> {
-        let request = request
-            .header("Content-Type", "application/octet-stream")
-            .body(body)
-            .map_err(Sent::Request)?;
-        self.agent.run(request).map_err(Sent::Transport)
+        url: &str,
+        request: Result<ureq::http::Request<B>, ureq::http::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
+        let request = request.map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        self.agent
+            .run(request)
+            .map_err(|e| RemoteError::Unreachable(format!("{url}: {e}")))
     }
 
     fn get(
@@ -134,7 +129,7 @@ impl Http {
         to: &mut dyn Write,
     ) -> Result<bool, RemoteError> {
         let url = self.url(kind, digest);
-        let response = self.call("GET", &url, Body::Empty)?;
+        let response = self.call("GET", &url, None)?;
         match response.status().as_u16() {
             200 => {}
             404 => return Ok(false),
@@ -148,11 +143,7 @@ impl Http {
 
     fn put(&self, kind: &str, digest: &re::Digest, body: Source<'_>) -> Result<(), RemoteError> {
         let url = self.url(kind, digest);
-        let body = match body {
-            Source::Bytes(bytes) => Body::Bytes(bytes),
-            Source::File(path) => Body::File(path),
-        };
-        match self.call("PUT", &url, body)?.status().as_u16() {
+        match self.call("PUT", &url, Some(body))?.status().as_u16() {
             200..=299 => Ok(()),
             status => Err(RemoteError::Unreachable(format!(
                 "PUT {url}: HTTP {status}"
@@ -164,20 +155,6 @@ impl Http {
 /// Tries of one request, and the pause before the second (longer before each later one).
 const ATTEMPTS: u32 = 3;
 const PAUSE: Duration = Duration::from_millis(200);
-
-/// Why a request got no answer: it could not be made, or not sent.
-enum Sent {
-    Request(ureq::http::Error),
-    Transport(ureq::Error),
-}
-
-/// What a request sends; a file is opened again for each try.
-#[derive(Clone, Copy)]
-enum Body<'a> {
-    Empty,
-    Bytes(&'a [u8]),
-    File(&'a std::path::Path),
-}
 
 /// Statuses that may pass when asked again: a timeout, too many requests, a server error.
 fn passing(status: u16) -> bool {
@@ -244,7 +221,7 @@ impl Transport for Http {
                 continue;
             }
             let url = self.url("cas", digest);
-            match self.call("HEAD", &url, Body::Empty)?.status().as_u16() {
+            match self.call("HEAD", &url, None)?.status().as_u16() {
                 200 => {}
                 404 => missing.push(digest.clone()),
                 status => {
