@@ -24,6 +24,7 @@ const FILES: &[&str] = &[
     "recipe/configure.rs",
     "recipe/fetch.rs",
     "recipe/image.rs",
+    "recipe/library.rs",
     "recipe/mod.rs",
     "recipe/package.rs",
     "recipe/patch.rs",

@@ -122,6 +122,8 @@ pub enum Role {
     Layer,
     /// The layer every image of one tree shares: the source snapshot.
     SourceLayer,
+    /// The installed tree of the n-th library a tool `uses`, in the manifest's order.
+    Library(u8),
 }
 
 impl Role {
@@ -142,6 +144,8 @@ impl Role {
             Role::Platform(Arch::Riscv64) => "image-riscv64",
             Role::Layer => "layer",
             Role::SourceLayer => "source-layer",
+            // A second library is `library#2` in a key (`key::record::dep_names`).
+            Role::Library(_) => "library",
         }
     }
 }
@@ -218,7 +222,8 @@ impl Recipe {
     }
 }
 
-/// A tool such as perf, built by `make -C <dir>` in the kernel tree, for one arch.
+/// A tool such as perf, built by `make -C <dir>` in the kernel tree or in its own source, for
+/// one arch; or a library, installed into the action's output for tools to build against.
 #[derive(Clone, Debug, Serialize)]
 pub struct ToolSpec {
     pub arch: Arch,
@@ -227,6 +232,9 @@ pub struct ToolSpec {
     /// More make arguments, the manifest's common ones then the arch's.
     pub args: Vec<String>,
     pub strip: bool,
+    /// A library: `make … DESTDIR=<out>`, its installed tree is the output, no binary.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub library: bool,
 }
 
 /// The file name of the patched source in the snapshot's output and in kernel images.

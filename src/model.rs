@@ -82,12 +82,23 @@ impl Variant {
     }
 }
 
-/// A tool image such as `perf`, built from the kernel tree.
+/// A tool image such as `perf`, built from the kernel tree or from a source of its own; or a
+/// library such as libtraceevent, which has no image and which tools build against.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tool {
     pub name: String,
-    /// The directory in the kernel tree that `make -C` builds.
+    /// The directory that `make -C` builds: in the kernel tree, or in the tool's own source.
     pub dir: String,
+    /// The tool's own tarball (bcc, libtraceevent), fetched, pinned and replaced as a series'
+    /// source is; `None` builds from the kernel tree.
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// A library: `make install` into its output, no image; tools name it in `uses`.
+    #[serde(default)]
+    pub library: bool,
+    /// The libraries this tool builds against, in order.
+    #[serde(default)]
+    pub uses: Vec<String>,
     /// The file the tool's make leaves in its output directory.
     pub binary: String,
     /// Whether the tool builds against the kernel's UAPI headers.
@@ -215,6 +226,19 @@ impl Model {
 
     pub fn tool(&self, name: &str) -> Option<&Tool> {
         self.tools.iter().find(|t| t.name == name)
+    }
+
+    /// Every source the model names: each series', then each tool's own.
+    pub fn sources_mut(&mut self) -> impl Iterator<Item = (&str, &mut Source)> {
+        let series = self
+            .series
+            .iter_mut()
+            .map(|s| (s.name.as_str(), &mut s.source));
+        let tools = self
+            .tools
+            .iter_mut()
+            .filter_map(|t| t.source.as_mut().map(|s| (t.name.as_str(), s)));
+        series.chain(tools)
     }
 
     pub fn series(&self, name: &str) -> Option<&Series> {

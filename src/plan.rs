@@ -11,7 +11,7 @@ use crate::action::{
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
 use crate::label::{Label, TargetKind};
-use crate::model::{Model, Series, Tool, VariantSet, expand};
+use crate::model::{Model, Series, Source, Tool, VariantSet, expand};
 
 /// Lowers `targets` into a graph. Actions that do not depend on the variant or arch are shared.
 pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
@@ -263,6 +263,11 @@ impl Lowerer<'_> {
 
     fn fetch(&mut self, label: &Label) -> ActionId {
         let source = self.series(label).source.clone();
+        self.fetch_source(label, source)
+    }
+
+    /// One fetch per tarball and pin, whoever names it: a series, a tool, or both.
+    fn fetch_source(&mut self, label: &Label, source: Source) -> ActionId {
         let pin = source
             .sha256
             .as_ref()
@@ -618,27 +623,69 @@ impl Lowerer<'_> {
         id
     }
 
-    /// Tools build from the plain tree; their images hold the binary under /usr/bin.
+    /// A tool's own tarball, unpacked as a kernel's is but with no patches; shared by every
+    /// series and arch that builds from it.
+    fn unpack(&mut self, label: &Label, source: &Source) -> ActionId {
+        let pin = source
+            .sha256
+            .as_ref()
+            .map_or("unpinned", |sha| &sha.as_str()[..12]);
+        let name = format!("unpack {}@{pin}", source.file_name());
+        self.lowered(name, label, |me| Spec {
+            deps: vec![dep(Role::Source, me.fetch_source(label, source.clone()))],
+            recipe: Recipe::Patch { patches: vec![] },
+            arch: None,
+        })
+    }
+
+    /// The tree a tool builds in: its own source, or the plain kernel tree.
+    fn tool_tree(&mut self, label: &Label, tool: &Tool) -> ActionId {
+        match &tool.source {
+            Some(source) => self.unpack(label, source),
+            None => self.patch(label, &VariantSet::default()),
+        }
+    }
+
+    /// Tools build from the plain tree or their own source, against the libraries they use;
+    /// their images hold the binary under /usr/bin.
     fn tool(&mut self, label: &Label, tool: &Tool) -> ActionId {
-        let plain = VariantSet::default();
         self.lowered(format!("tool {label}"), label, |me| {
-            let mut deps = vec![dep(Role::Tree, me.patch(label, &plain))];
-            if tool.needs_headers {
-                deps.push(dep(Role::Headers, me.headers(label, &plain)));
+            let mut deps = me.tool_deps(label, tool);
+            for (i, name) in tool.uses.iter().enumerate() {
+                let library = me
+                    .model
+                    .tool(name)
+                    .expect("the manifest checks `uses`")
+                    .clone();
+                let role = Role::Library(u8::try_from(i).expect("a handful of libraries"));
+                deps.push(dep(role, me.library(label, &library)));
             }
-            let recipe = Recipe::Tool(ToolSpec {
-                arch: label.arch,
-                dir: tool.dir.clone(),
-                binary: tool.binary.clone(),
-                args: tool.args_for(label.arch),
-                strip: tool.strip,
-            });
             Spec {
                 deps,
-                recipe,
+                recipe: Recipe::Tool(tool_spec(label, tool)),
                 arch: Some(label.arch),
             }
         })
+    }
+
+    /// A library for one series and arch, built for the tools of `label` that use it.
+    fn library(&mut self, label: &Label, library: &Tool) -> ActionId {
+        let name = format!("library //{}:{}-{}", label.series, library.name, label.arch);
+        self.lowered(name, label, |me| Spec {
+            deps: me.tool_deps(label, library),
+            recipe: Recipe::Tool(tool_spec(label, library)),
+            arch: Some(label.arch),
+        })
+    }
+
+    /// The tree, and the kernel's headers where the tool asks for them.
+    fn tool_deps(&mut self, label: &Label, tool: &Tool) -> Vec<Dep> {
+        let mut deps = vec![dep(Role::Tree, self.tool_tree(label, tool))];
+        if tool.needs_headers {
+            let plain = VariantSet::default();
+            deps.push(dep(Role::Headers, self.headers(label, &plain)));
+        }
+        deps
     }
 
     fn tool_tag(&mut self, label: &Label, name: &str) -> ActionId {
@@ -654,6 +701,17 @@ impl Lowerer<'_> {
             arch: None,
         });
         self.publish(label, package)
+    }
+}
+
+fn tool_spec(label: &Label, tool: &Tool) -> ToolSpec {
+    ToolSpec {
+        arch: label.arch,
+        dir: tool.dir.clone(),
+        binary: tool.binary.clone(),
+        args: tool.args_for(label.arch),
+        strip: tool.strip,
+        library: tool.library,
     }
 }
 

@@ -128,7 +128,8 @@ fn kernel_local_kdl_replaces_a_source_and_plan_says_so() {
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        stderr.contains("no series `6.6.y` to replace") && stderr.contains("kernel.local.kdl"),
+        stderr.contains("no series or tool source `6.6.y` to replace")
+            && stderr.contains("kernel.local.kdl"),
         "{stderr}"
     );
 }

@@ -75,11 +75,11 @@ fn a_tool_whose_directory_is_not_in_the_tree_is_a_clear_error() {
     let r = ws.run(&["//6.6.x:bpftool-amd64"], 1);
     assert!(
         r.stderr
-            .contains("the kernel tree has no `tools/bpf/bpftool/Makefile`"),
+            .contains("the tree has no `tools/bpf/bpftool/Makefile`"),
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("drop them from the series' `tools`"));
+    assert!(r.stderr.contains("for a tool with a `source` of its own"));
 }
 
 #[test]
@@ -120,4 +120,201 @@ fn a_dynamically_linked_tool_is_refused_and_a_static_one_is_stripped() {
             .success(),
         "the stripped program still runs"
     );
+}
+
+/// A library's source: a Makefile that installs a header and a pkg-config file naming its own
+/// prefix, as real libraries' `make install` do, packed as `sources/libfake-1.0.tar`.
+fn library_source(ws: &Ws) -> String {
+    let makefile = "install:\n\
+        \tmkdir -p $(DESTDIR)$(prefix)/include/fake $(DESTDIR)$(prefix)/lib/pkgconfig\n\
+        \techo '#define FAKE 1' > $(DESTDIR)$(prefix)/include/fake/fake.h\n\
+        \tprintf 'prefix=$(prefix)\\nlibdir=$(prefix)/lib\\n\\nName: fake\\nDescription: x\\nVersion: $(VERSION)\\nLibs: -L$${libdir} -lfake\\n' > $(DESTDIR)$(prefix)/lib/pkgconfig/fake.pc\n";
+    ws.write("libsrc/Makefile", makefile);
+    let tar = ws.path().join("sources/libfake-1.0.tar");
+    kbuild::archive::write_tar(
+        &ws.path().join("libsrc"),
+        &tar,
+        "libfake-1.0",
+        1_700_000_000,
+    )
+    .unwrap();
+    kbuild::digest::Sha256::of_file(&tar).unwrap().to_string()
+}
+
+/// perf that prints what its make found of the library: the version by pkg-config, the flags.
+const USES: &str = r##"    uses "libfake"
+    args #"--eval=V := $(shell pkg-config --modversion fake)"#
+    args #"--eval=lib: ; printf '#!/bin/sh\necho "version $(V) ldflags $(LDFLAGS) cflags $(EXTRA_CFLAGS)"\n' > $(O)/perf && chmod +x $(O)/perf"# "lib"
+    args "LDFLAGS=-static""##;
+
+fn ws_with_library() -> Ws {
+    let ws = ws_with_tool(USES);
+    let sha = library_source(&ws);
+    let library = format!(
+        "tool \"libfake\" {{\n    library #true\n    source \"file://sources/libfake-1.0.tar\" \
+         sha256=\"{sha}\"\n    dir \".\"\n    args \"VERSION=1.0\" \"install\"\n}}\n\n"
+    );
+    ws.edit(
+        "kernel.kdl",
+        "tool \"perf\"",
+        &format!("{library}tool \"perf\""),
+    );
+    ws
+}
+
+#[test]
+fn a_library_from_its_own_source_is_installed_relocatably_and_tools_build_against_it() {
+    let ws = ws_with_library();
+    let r = ws.run(&["//6.6.x:perf-amd64", "//6.6.x:perf-arm64"], 0);
+    let executed = r.executed();
+    for name in [
+        "library //6.6.x:libfake-amd64",
+        "library //6.6.x:libfake-arm64",
+    ] {
+        assert!(executed.iter().any(|n| n == name), "{executed:?}");
+    }
+    let unpacks: Vec<_> = executed
+        .iter()
+        .filter(|n| n.starts_with("unpack "))
+        .collect();
+    assert_eq!(unpacks.len(), 1, "one unpack for both arches: {executed:?}");
+    assert!(unpacks[0].starts_with("unpack libfake-1.0.tar@"));
+    // Both arches found the library by pkg-config (a cross build through PKG_CONFIG_LIBDIR)
+    // and got its include and library directories beside the manifest's own LDFLAGS.
+    for target in ["perf-amd64", "perf-arm64"] {
+        let said = ws.read(&format!("out/6.6.x/{target}/usr/bin/perf"));
+        assert!(said.contains("version 1.0 "), "{target}: {said}");
+        assert!(said.contains("ldflags -static -L/"), "{target}: {said}");
+        assert!(said.contains("/usr/lib cflags -I/"), "{target}: {said}");
+        assert!(said.contains("/usr/include\""), "{target}: {said}");
+    }
+    // The installed .pc names its files relative to itself: the cached tree works anywhere.
+    let pcs: Vec<String> = walk(&ws.cache.join("trees"))
+        .into_iter()
+        .filter(|p| p.ends_with("usr/lib/pkgconfig/fake.pc"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(!pcs.is_empty());
+    for pc in pcs {
+        assert!(
+            pc.starts_with(
+                "prefix=${pcfiledir}/../../../usr\nlibdir=${pcfiledir}/../../../usr/lib\n"
+            ),
+            "{pc}"
+        );
+    }
+
+    // A change to the library rebuilds it and its tools, and nothing of the kernel.
+    ws.edit("kernel.kdl", "VERSION=1.0", "VERSION=1.1");
+    let r = ws.run(&["//6.6.x:perf-amd64"], 0);
+    let executed = r.executed();
+    assert!(
+        executed
+            .iter()
+            .any(|n| n == "library //6.6.x:libfake-amd64")
+    );
+    assert!(executed.iter().any(|n| n == "tool //6.6.x:perf-amd64"));
+    assert!(
+        !executed
+            .iter()
+            .any(|n| n.starts_with("patch") || n.starts_with("unpack") || n.starts_with("fetch")),
+        "{executed:?}"
+    );
+    assert!(
+        ws.read("out/6.6.x/perf-amd64/usr/bin/perf")
+            .contains("version 1.1 ")
+    );
+}
+
+#[test]
+fn a_library_is_not_a_target_and_uses_names_only_libraries() {
+    let ws = ws_with_library();
+    ws.edit(
+        "kernel.kdl",
+        "    tools \"perf\"",
+        "    tools \"perf\" \"libfake\"",
+    );
+    let stderr = plan_refused(&ws);
+    assert!(
+        stderr.contains("`libfake` is a library: it has no image to build"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("name it in the `uses`"), "{stderr}");
+
+    let ws = ws_with_library();
+    ws.edit("kernel.kdl", "uses \"libfake\"", "uses \"libfak\"");
+    let stderr = plan_refused(&ws);
+    assert!(
+        stderr.contains("`libfak` is not a declared library"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `libfake`?"), "{stderr}");
+
+    // `package=` gives a series its version; a tool's tarball is pinned by sha256 or the lock.
+    let ws = ws_with_library();
+    let text = ws.read("kernel.kdl");
+    let start = text.find("    source \"file://sources/libfake").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    ws.edit(
+        "kernel.kdl",
+        &text[start..end],
+        "    source \"file:///usr/src/libfake.tar\" package=\"libfake-source\"",
+    );
+    let stderr = plan_refused(&ws);
+    assert!(
+        stderr.contains("`package=` is for a series' source, not a tool's"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_libraries_source_is_replaced_like_a_series_source() {
+    let ws = ws_with_library();
+    // The same library at another path, with its own pin, as kernel.local.kdl maps it.
+    let tar = ws.path().join("sources/libfake-1.0.tar");
+    let mirror = ws.path().join("mirror/libfake-1.0.tar");
+    std::fs::create_dir_all(mirror.parent().unwrap()).unwrap();
+    std::fs::rename(&tar, &mirror).unwrap();
+    let sha = kbuild::digest::Sha256::of_file(&mirror).unwrap();
+    ws.write(
+        "kernel.local.kdl",
+        &format!(
+            "replace \"libfake\" \"file://{}\" sha256=\"{sha}\"\n",
+            mirror.display()
+        ),
+    );
+    let r = ws.run(&["//6.6.x:perf-amd64"], 0);
+    assert!(
+        r.executed()
+            .iter()
+            .any(|n| n == "library //6.6.x:libfake-amd64")
+    );
+    assert!(
+        ws.read("out/6.6.x/perf-amd64/usr/bin/perf")
+            .contains("version 1.0 ")
+    );
+}
+
+/// `kbuild plan` on a manifest it must refuse (exit 2); its stderr.
+fn plan_refused(ws: &Ws) -> String {
+    let r = ws.kbuild(&["plan"]);
+    let stderr = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

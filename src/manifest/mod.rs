@@ -105,6 +105,7 @@ impl Texts {
         };
         pins::apply(&mut model, &pins, replacements);
         packages::resolve(root, &mut model, renew)?;
+        pins::share_series_pins(&mut model);
         Ok(model)
     }
 }

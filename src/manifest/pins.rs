@@ -42,7 +42,8 @@ pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
     }
 }
 
-/// Series name → replacement source, from kernel.local.kdl: `replace "6.12.x" "URL" sha256="…"`.
+/// Series (or tool) name → replacement source, from kernel.local.kdl:
+/// `replace "6.12.x" "URL" sha256="…"`.
 pub fn read_local(text: &str, model: &Model) -> Result<BTreeMap<String, Source>, Vec<Problem>> {
     let doc = super::parse_kdl(text)?;
     let mut replacements = BTreeMap::new();
@@ -85,14 +86,18 @@ fn read_replace(node: &kdl::KdlNode, model: &Model) -> Result<(String, Source), 
         ));
     }
     let series = values.remove(0);
-    if model.series(&series.value).is_none() {
+    let tool_source = model
+        .tool(&series.value)
+        .is_some_and(|t| t.source.is_some());
+    if model.series(&series.value).is_none() && !tool_source {
         let known = model.series.iter().map(|s| s.name.as_str());
+        let tools = model.tools.iter().filter(|t| t.source.is_some());
         return Err(Problem::new(
-            format!("no series `{}` to replace", series.value),
+            format!("no series or tool source `{}` to replace", series.value),
             series.span,
             "not in kernel.kdl",
         )
-        .suggest(&series.value, known));
+        .suggest(&series.value, known.chain(tools.map(|t| t.name.as_str()))));
     }
     let mut node = node.clone();
     node.entries_mut().remove(0);
@@ -115,13 +120,28 @@ pub fn apply(
     pins: &BTreeMap<String, Sha256>,
     replacements: BTreeMap<String, Source>,
 ) {
-    for series in &mut model.series {
-        if let Some(mut replacement) = replacements.get(&series.name).cloned() {
-            replacement.replaced = Some(series.source.urls[0].clone());
-            series.source = replacement;
+    for (name, source) in model.sources_mut() {
+        if let Some(mut replacement) = replacements.get(name).cloned() {
+            replacement.replaced = Some(source.urls[0].clone());
+            *source = replacement;
         }
-        if series.source.sha256.is_none() {
-            series.source.sha256 = pins.get(&series.source.urls[0]).cloned();
+        if source.sha256.is_none() {
+            source.sha256 = pins.get(&source.urls[0]).cloned();
+        }
+    }
+}
+
+/// A tool's source that names a series' tarball (a library inside a kernel tree, say) is that
+/// file: it takes the series' pin, which a `package=` source gets only from this machine.
+pub fn share_series_pins(model: &mut Model) {
+    let pinned: BTreeMap<String, Sha256> = model
+        .series
+        .iter()
+        .filter_map(|s| Some((s.source.urls[0].clone(), s.source.sha256.clone()?)))
+        .collect();
+    for tool in &mut model.tools {
+        if let Some(source) = tool.source.as_mut().filter(|s| s.sha256.is_none()) {
+            source.sha256 = pinned.get(&source.urls[0]).cloned();
         }
     }
 }

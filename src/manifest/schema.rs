@@ -32,7 +32,9 @@ const VARIANT: &[&str] = &[
     "patches",
     "arches",
 ];
-const TOOL: &[&str] = &["dir", "binary", "headers", "args", "strip"];
+const TOOL: &[&str] = &[
+    "dir", "binary", "headers", "args", "strip", "source", "library", "uses",
+];
 const SERIES: &[&str] = &[
     "version",
     "source",
@@ -87,6 +89,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
     }
     // Names declared so far, so that a file of thousands of nodes is read in linear time.
     let mut names = Names::default();
+    let mut names_used = Vec::new();
     for node in doc.nodes() {
         match name(node) {
             "defaults" => {}
@@ -100,7 +103,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
                 &mut problems,
             ),
             "tool" => collect(
-                read_tool(node, &mut names, &mut problems),
+                read_tool(node, &mut names, &mut names_used, &mut problems),
                 &mut model.tools,
                 &mut problems,
             ),
@@ -108,6 +111,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             _ => problems.push(nodes::unknown_node(node, "kernel.kdl", TOP)),
         }
     }
+    check_uses(&model.tools, &names_used, &mut problems);
     let mut seen = HashSet::new();
     for node in doc.nodes().iter().filter(|n| name(n) == "series") {
         let series = read_series(root, node, &model, &mut seen, &mut problems);
@@ -416,6 +420,7 @@ fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
 fn read_tool(
     node: &KdlNode,
     names: &mut Names,
+    names_used: &mut Vec<(String, Spanned)>,
     problems: &mut Vec<Problem>,
 ) -> Result<Tool, Problem> {
     let id = nodes::string(node)?;
@@ -436,10 +441,13 @@ fn read_tool(
         args: Vec::new(),
         arch_args: BTreeMap::new(),
         strip: false,
+        source: None,
+        library: false,
+        uses: Vec::new(),
     };
     let mut seen = Vec::new();
     for child in nodes::children(node) {
-        let single = ["dir", "binary", "headers", "strip"];
+        let single = ["dir", "binary", "headers", "strip", "source", "library"];
         if let Err(p) = nodes::once(child, "a `tool`", &single, &mut seen) {
             problems.push(p);
             continue;
@@ -453,6 +461,12 @@ fn read_tool(
                 .map(|s| tool.binary = s.value),
             "headers" => nodes::boolean(child).map(|b| tool.needs_headers = b),
             "strip" => nodes::boolean(child).map(|b| tool.strip = b),
+            "source" => read_tool_source(child).map(|s| tool.source = Some(s)),
+            "library" => nodes::boolean(child).map(|b| tool.library = b),
+            "uses" => nodes::strings(child).map(|names| {
+                tool.uses.extend(names.iter().map(|n| n.value.clone()));
+                names_used.extend(names.into_iter().map(|n| (tool.name.clone(), n)));
+            }),
             "args" => read_tool_args(child).map(|(arch, args)| match arch {
                 Some(arch) => tool.arch_args.entry(arch).or_default().extend(args),
                 None => tool.args.extend(args),
@@ -462,6 +476,50 @@ fn read_tool(
         record(problems, ok);
     }
     Ok(tool)
+}
+
+/// A tool's own tarball. `package=` is for series, whose version it gives; a tool whose tarball
+/// is a series' package source takes that series' pin (see `pins::apply`).
+fn read_tool_source(node: &KdlNode) -> Result<Source, Problem> {
+    let (source, _) = read_source(node)?;
+    if source.package.is_some() {
+        return Err(Problem::new(
+            "`package=` is for a series' source, not a tool's",
+            node.span(),
+            "not for tools",
+        )
+        .help("give sha256=\"…\", or let the first fetch pin it in kernel.lock; a tool's source that is a series' package tarball (same URL) takes that series' pin"));
+    }
+    Ok(source)
+}
+
+/// Every `uses` names a library (a tool with `library #true`) other than the tool itself, and
+/// a library uses none: its build has no libraries of its own to link.
+fn check_uses(tools: &[Tool], used: &[(String, Spanned)], problems: &mut Vec<Problem>) {
+    for (user, name) in used {
+        let is_library = |t: &&Tool| t.name == name.value && t.library;
+        let user_is_library = tools.iter().any(|t| &t.name == user && t.library);
+        let problem = if user_is_library {
+            Problem::new(
+                format!("the library `{user}` cannot use `{}`", name.value),
+                name.span,
+                "a library's `uses`",
+            )
+            .help("only tools build against libraries; build the two as one library")
+        } else if !tools.iter().any(|t| is_library(&t)) {
+            let known = tools.iter().filter(|t| t.library).map(|t| t.name.as_str());
+            Problem::new(
+                format!("`{}` is not a declared library", name.value),
+                name.span,
+                "not a library",
+            )
+            .help("declare it as `tool \"NAME\" { library #true … }` before naming it in `uses`")
+            .suggest(&name.value, known)
+        } else {
+            continue;
+        };
+        problems.push(problem);
+    }
 }
 
 /// `args "NO_JVMTI=1" "perf"`, or `args "NO_LIBELF=1" arch="aarch64"` for one arch.
@@ -793,7 +851,16 @@ fn resolve_tools(given: &[Spanned], model: &Model, problems: &mut Vec<Problem>) 
     let known: Vec<&str> = model.tools.iter().map(|t| t.name.as_str()).collect();
     let mut tools = Vec::new();
     for s in given {
-        if model.tool(&s.value).is_none() {
+        if model.tool(&s.value).is_some_and(|t| t.library) {
+            problems.push(
+                Problem::new(
+                    format!("`{}` is a library: it has no image to build", s.value),
+                    s.span,
+                    "a library",
+                )
+                .help("name it in the `uses` of the tools that need it (`uses \"NAME\"`)"),
+            );
+        } else if model.tool(&s.value).is_none() {
             problems.push(
                 Problem::new(
                     format!("unknown tool `{}`", s.value),

@@ -66,6 +66,7 @@ pub fn files(kind: ActionKind) -> Vec<&'static str> {
         }
         ActionKind::Tool => &[
             "recipe/tool.rs",
+            "recipe/library.rs",
             "recipe/compile.rs",
             "recipe/build_dir.rs",
             "elf.rs",

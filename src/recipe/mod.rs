@@ -6,6 +6,7 @@ mod compile;
 mod configure;
 mod fetch;
 pub mod image;
+mod library;
 mod package;
 mod patch;
 mod tool;
@@ -183,6 +184,8 @@ fn tools_of(action: &Action) -> Vec<String> {
                 tools.push(tool::strip_for(&action.env));
             }
             tools.extend(static_libraries(&action.env));
+            // A library's make installs with `install`; a tool finds libraries by pkg-config.
+            tools.extend(["install".to_string(), "pkg-config".to_string()]);
             tools
         }
         _ if action.kind().uses_toolchain() => toolchain(&action.env),

@@ -14,6 +14,9 @@ pub fn tool(ctx: &Ctx, spec: &ToolSpec) -> Result<(), RecipeError> {
     if !src.join("Makefile").is_file() {
         return Err(no_such_dir(spec));
     }
+    if spec.library {
+        return super::library::install(ctx, spec, &src);
+    }
     let obj = ctx.work.join("tool");
     std::fs::create_dir_all(&obj).map_err(io("creating the tool build directory"))?;
     let built = obj.join(&spec.binary);
@@ -24,7 +27,8 @@ pub fn tool(ctx: &Ctx, spec: &ToolSpec) -> Result<(), RecipeError> {
             headers.dir.join("kernel-headers.tar").display()
         ));
     }
-    ctx.run(inv.args(&spec.args).output(&built))?;
+    let inv = super::library::with_libraries(ctx, inv, &spec.args)?;
+    ctx.run(inv.output(&built))?;
     check_runs_alone(spec, &built)?;
     if spec.strip {
         let stripped = obj.join(format!("{}.stripped", spec.binary));
@@ -43,12 +47,12 @@ pub fn tool(ctx: &Ctx, spec: &ToolSpec) -> Result<(), RecipeError> {
 fn no_such_dir(spec: &ToolSpec) -> RecipeError {
     RecipeError::failed(
         format!(
-            "the kernel tree has no `{}/Makefile`: the tool `{}` cannot be built from it",
+            "the tree has no `{}/Makefile`: `{}` cannot be built from it",
             spec.dir, spec.binary
         ),
-        "a tool's `dir` in kernel.kdl names a directory of the kernel tree that make builds \
-         (`tools/perf`, `tools/bpf/bpftool`); tools with sources of their own, such as bcc, \
-         are not in the kernel tree: drop them from the series' `tools`",
+        "a tool's `dir` in kernel.kdl names the directory that make builds: in the kernel tree \
+         (`tools/perf`, `tools/bpf/bpftool`), or, for a tool with a `source` of its own, in \
+         that tarball without its top directory (`.` for its top)",
     )
 }
 
