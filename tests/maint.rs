@@ -691,7 +691,7 @@ fn import_linuxkit_maps_the_makefile_tools_and_a_series_without_build_args() {
         "mapped: 5.11.x: builder linuxkit/alpine:0456, the Makefile's IMAGE_BUILDER",
         "mapped: Makefile: ORG=myorg and IMAGE=kern",
         "mapped: TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\"",
-        "not mapped: TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds from its own sources",
+        "not mapped: TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds with cmake, LLVM and clang",
         "mapped: Dockerfile: replaced by kbuild's own recipe",
     ] {
         assert!(report.contains(line), "{line}\n{report}");

@@ -1,6 +1,6 @@
 //! Real kernels: Debian's linux-source-6.1 through the `examples/tiny` workspace, cross-compiled,
 //! booted in qemu, used to build an out-of-tree module, rebuilt incrementally and from scratch;
-//! and its perf, static, for both arches.
+//! and its perf, static, for both arches, and 6.12's against libtraceevent from its own source.
 //!
 //! These take minutes each, so they are ignored by default: `cargo test -- --include-ignored`
 //! runs them (.ci/run does, after `KBUILD_SETUP_REAL=1 bash .ci/setup` installed what they need).
@@ -111,6 +111,23 @@ impl Tiny {
             .collect();
         executed.sort();
         (executed, stderr)
+    }
+
+    /// The names of the actions `kbuild plan` lowers for `label`.
+    fn plan_names(&self, label: &str) -> Vec<String> {
+        let out = self.kbuild(&["plan", "--format", "json", label]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// `run --format json LABEL` with a remote cache, asserting success; the report.
@@ -478,6 +495,43 @@ fn perf_is_static_stripped_and_runs_for_both_arches() {
             "{target}"
         );
     }
+}
+
+/// 6.12's perf has no libtraceevent of its own: the example builds it from the library's own
+/// source (the copy in Linux 6.1's tarball, the one real tarball of it here), as LinuxKit does,
+/// and perf links it statically. `perf version --build-options` says whether it is in.
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn perf_612_links_libtraceevent_built_from_its_own_source() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    ws.run("//6.12.x:perf-amd64", 0);
+    let actions = ws.plan_names("//6.12.x:perf-amd64");
+    assert!(
+        actions.contains(&"library //6.12.x:libtraceevent-amd64".to_string()),
+        "{actions:?}"
+    );
+    let perf = ws.path().join("out/6.12.x/perf-amd64/usr/bin/perf");
+    assert_eq!(kbuild::elf::interpreter(&perf).unwrap(), None, "static");
+    let options = sh(Command::new(&perf).args(["version", "--build-options"]));
+    let version = package_version("linux-source-6.12");
+    assert!(
+        options.starts_with(&format!("perf version {version}\n")),
+        "{options}"
+    );
+    let traceevent = options
+        .lines()
+        .find(|l| l.contains("HAVE_LIBTRACEEVENT"))
+        .unwrap_or_else(|| panic!("{options}"));
+    assert!(traceevent.contains("[ on  ]"), "{options}");
+    // The library's source is 6.1's tarball: one fetch, shared with the 6.1.x series.
+    let fetch_61 = ws
+        .plan_names("//6.1.x:amd64")
+        .into_iter()
+        .find(|n| n.starts_with("fetch "))
+        .unwrap();
+    assert!(fetch_61.starts_with("fetch linux-source-6.1.tar.xz@"));
+    assert!(actions.contains(&fetch_61), "{actions:?}");
 }
 
 #[test]

@@ -310,7 +310,8 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
                 report.tools.push(tool.into());
                 report.notes.push(format!(
                     "TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\", built from each \
-                     series' kernel tree as {}/{}-perf",
+                     series' kernel tree as {}/{}-perf, against library \"libtraceevent\" \
+                     from its own tarball",
                     g.org, g.image
                 ));
                 if let Some(image) = yaml_image(&yml)
@@ -323,8 +324,9 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
                 }
             }
             "bcc" => report.unmapped.push(
-                "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds from its own sources with \
-                 LLVM, and kbuild builds tools from the kernel tree only"
+                "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds with cmake, LLVM and \
+                 clang from its own tarball; kbuild builds a tool from its own `source` with \
+                 make only (doc/manifest.md), so bcc is not declared"
                     .into(),
             ),
             other => report.unmapped.push(format!(
@@ -432,7 +434,26 @@ pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
 }
 
 /// kernel.kdl's perf tool, as the repository's own manifest declares it.
-const PERF: &str = "tool \"perf\" {\n    dir \"tools/perf\"\n    binary \"perf\"\n    args \"LDFLAGS=-static\" \"NO_JVMTI=1\" \"NO_LIBTRACEEVENT=1\" \"perf\"\n    args \"NO_LIBELF=1\" arch=\"aarch64\"\n    args \"NO_LIBELF=1\" arch=\"riscv64\"\n    strip #true\n}\n\n";
+/// perf as LinuxKit's Dockerfile.perf builds it, against libtraceevent from its own release
+/// tarball (pinned in kernel.lock by the first fetch).
+const PERF: &str = r#"tool "libtraceevent" {
+    library #true
+    source "https://git.kernel.org/pub/scm/libs/libtrace/libtraceevent.git/snapshot/libtraceevent-1.8.4.tar.gz"
+    dir "."
+    args "libdir_relative=lib" "pkgconfig_dir=/usr/lib/pkgconfig" "install"
+}
+
+tool "perf" {
+    dir "tools/perf"
+    binary "perf"
+    uses "libtraceevent"
+    args "LDFLAGS=-static" "NO_JVMTI=1" "LIBTRACEEVENT_DYNAMIC=1" "perf"
+    args "NO_LIBELF=1" arch="aarch64"
+    args "NO_LIBELF=1" arch="riscv64"
+    strip #true
+}
+
+"#;
 
 fn manifest(
     series: &BTreeMap<String, Series>,

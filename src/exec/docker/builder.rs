@@ -28,6 +28,7 @@ pub fn packages(host: Option<Arch>) -> Vec<String> {
         "perl",
         "python3",
         "patch",
+        "pkg-config",
         "rsync",
     ]
     .map(String::from)
