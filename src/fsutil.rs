@@ -20,8 +20,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// already exists it may itself be a link to `from` (a cache blob), and a copy would truncate it.
 /// An existing `to` is an `AlreadyExists` error for the caller to judge.
 pub fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    // The link moves the file's ctime: the ledger learns the new one (see crate::ledger).
+    let before = crate::ledger::vouched_path(from);
     match std::fs::hard_link(from, to) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            crate::ledger::note(to, before);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
         Err(_) => {
             let dir = to.parent().expect("link targets have parents");

@@ -23,6 +23,7 @@ pub mod heal;
 pub mod kconfig;
 pub mod key;
 pub mod label;
+pub mod ledger;
 pub mod maint;
 pub mod manifest;
 pub mod model;

@@ -36,7 +36,10 @@ impl BlobStore {
             Ok(meta)
                 if meta.is_file() && Some(meta.len()) == file.metadata().ok().map(|m| m.len()) =>
             {
+                // `file` may be a link of the blob itself: the unlink moves its ctime.
+                let before = crate::ledger::vouched_path(&dest).filter(|d| *d == digest);
                 std::fs::remove_file(file)?;
+                crate::ledger::note(&dest, before);
                 return Ok(dest);
             }
             Ok(_) => remove_any(&dest)?,
@@ -46,6 +49,8 @@ impl BlobStore {
         let mode = if executable { 0o555 } else { 0o444 };
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode))?;
         std::fs::rename(file, &dest)?;
+        // Hashed to `digest` by the caller, and the action that wrote it has ended.
+        crate::ledger::note(&dest, Some(digest));
         Ok(dest)
     }
 

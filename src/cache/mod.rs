@@ -77,6 +77,7 @@ impl Cache {
         let ac = root.join("ac");
         let ac_dir = std::sync::Arc::new(std::fs::File::open(&ac).map_err(io_err(&ac))?);
         let users = sweep::enter(&root.join("tmp"))?;
+        crate::ledger::attach(root.join("state/links"));
         Ok(Cache {
             blobs: BlobStore::new(root.join("blobs")),
             root,

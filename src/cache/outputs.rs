@@ -120,7 +120,12 @@ fn ingest_one(
             symlink: Some(target),
         });
     }
-    let digest = Digest::of_file(&path).map_err(io_err(&path))?;
+    // A link of a stored file that nothing wrote since (packaging's linux.tar.xz): its digest
+    // is known, and hashing it again would cost a read of hundreds of MB.
+    let digest = match crate::ledger::vouched_path(&path) {
+        Some(digest) => digest,
+        None => Digest::of_file(&path).map_err(io_err(&path))?,
+    };
     let executable = meta.permissions().mode() & 0o111 != 0;
     blobs
         .adopt(&path, digest, executable)
@@ -132,6 +137,27 @@ fn ingest_one(
         executable,
         symlink: None,
     })
+}
+
+/// Removes a staged tree that lost the race to its place. Its unlinks move the blobs' ctimes,
+/// which the ledger then learns, so that the winner's tree is not taken for changed.
+fn discard(manifest: &OutputManifest, blobs: &BlobStore, staged: &Path) {
+    let files: Vec<(PathBuf, Option<Digest>)> = manifest
+        .entries
+        .iter()
+        .filter(|e| e.symlink.is_none())
+        .map(|e| {
+            let before = crate::ledger::vouched_path(&staged.join(&e.path));
+            (
+                blobs.path(e.digest, e.executable),
+                before.filter(|d| *d == e.digest),
+            )
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(staged);
+    for (blob, before) in files {
+        crate::ledger::note(&blob, before);
+    }
 }
 
 fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), CacheError> {
@@ -148,7 +174,10 @@ fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), C
     }
     let blob = blobs.path(entry.digest, entry.executable);
     // A hard link shares the blob; a copy is the fallback across filesystems.
-    crate::fsutil::link_or_copy(&blob, &target).map_err(io_err(&target))
+    crate::fsutil::link_or_copy(&blob, &target).map_err(io_err(&target))?;
+    // Verified just above: the ctime the link left stands for this content.
+    crate::ledger::note(&target, Some(entry.digest));
+    Ok(())
 }
 
 /// The stamp beside a materialised tree (`trees/<digest>.done`), written once the tree is
@@ -192,8 +221,8 @@ impl Cache {
         manifest.materialise(&self.blobs, &staged)?;
         match std::fs::rename(&staged, &dest) {
             Ok(()) => {}
-            // Another process made the same tree first; theirs is identical.
-            Err(_) if dest.is_dir() => {}
+            // Another process (or thread) made the same tree first; theirs is identical.
+            Err(_) if dest.is_dir() => discard(manifest, &self.blobs, &staged),
             Err(e) => {
                 return Err(CacheError::Io {
                     path: dest,
@@ -243,12 +272,14 @@ impl Cache {
             .filter(|e| e.symlink.is_none())
             .try_for_each(|e| {
                 let path = dest.join(&e.path);
+                // A newer ctime that kbuild's own link or unlink left is no change.
                 let fresh = std::fs::symlink_metadata(&path).is_ok_and(|m| {
                     let stamp = crate::statcache::Stamp::of(&m);
                     m.is_file()
                         && m.len() == e.size
                         && stamp.mtime_ns <= made_ns
-                        && stamp.ctime_ns <= made_ns
+                        && (stamp.ctime_ns <= made_ns
+                            || crate::ledger::vouched(&m) == Some(e.digest))
                 });
                 if fresh {
                     return Ok::<(), CacheError>(());

@@ -805,6 +805,8 @@ fn run(
         };
         crate::fingerprint::record(&ws.root, &cache, exec, labels, &deps);
     }
+    // What the run's links (and out/'s) left, for the next run's checks.
+    crate::ledger::save();
     eprint!("{}", render::failures(&graph, &report.status));
     let traffic = engine
         .remote
