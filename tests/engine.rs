@@ -953,7 +953,9 @@ fn kbuilds_own_links_do_not_make_the_next_run_hash_trees_again() {
         .collect();
     let listing: Vec<String> = moved
         .iter()
-        .flat_map(|t| walk_files(&ws.cache.join("trees").join(t.trim_end_matches(".done"))))
+        .flat_map(|t| {
+            common::files_under(&ws.cache.join("trees").join(t.trim_end_matches(".done")))
+        })
         .map(|p| p.display().to_string())
         .take(10)
         .collect();
@@ -963,7 +965,7 @@ fn kbuilds_own_links_do_not_make_the_next_run_hash_trees_again() {
     );
 
     // A link made behind kbuild's back is not vouched for: that tree is hashed again.
-    let snapshot = walk_files(&ws.cache.join("trees"))
+    let snapshot = common::files_under(&ws.cache.join("trees"))
         .into_iter()
         .find(|p| p.ends_with("linux.tar.xz"))
         .unwrap();
@@ -980,17 +982,4 @@ fn kbuilds_own_links_do_not_make_the_next_run_hash_trees_again() {
         moved >= 1,
         "a tree holding the stray link was checked by hashing"
     );
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -189,7 +189,7 @@ fn a_library_from_its_own_source_is_installed_relocatably_and_tools_build_agains
         assert!(said.contains("/usr/include\""), "{target}: {said}");
     }
     // The installed .pc names its files relative to itself: the cached tree works anywhere.
-    let pcs: Vec<String> = walk(&ws.cache.join("trees"))
+    let pcs: Vec<String> = common::files_under(&ws.cache.join("trees"))
         .into_iter()
         .filter(|p| p.ends_with("usr/lib/pkgconfig/fake.pc"))
         .map(|p| std::fs::read_to_string(p).unwrap())
@@ -301,20 +301,4 @@ fn plan_refused(ws: &Ws) -> String {
     let stderr = String::from_utf8_lossy(&r.stderr).into_owned();
     assert_eq!(r.status.code(), Some(2), "{stderr}");
     stderr
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
