@@ -20,11 +20,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// already exists it may itself be a link to `from` (a cache blob), and a copy would truncate it.
 /// An existing `to` is an `AlreadyExists` error for the caller to judge.
 pub fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
-    // The link moves the file's ctime: the ledger learns the new one (see crate::ledger).
-    let before = crate::ledger::vouched_path(from);
+    link_or_copy_known(from, to, None)
+}
+
+/// [`link_or_copy`] of a file whose content is known to be `digest` (a verified blob). The link
+/// moves the file's ctime: the ledger learns the new one (see crate::ledger), with the digest
+/// it vouched for before when none is given.
+pub fn link_or_copy_known(
+    from: &Path,
+    to: &Path,
+    digest: Option<crate::digest::Digest>,
+) -> std::io::Result<()> {
+    let digest = digest.or_else(|| crate::ledger::vouched_path(from));
     match std::fs::hard_link(from, to) {
         Ok(()) => {
-            crate::ledger::note(to, before);
+            crate::ledger::note(to, digest);
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),

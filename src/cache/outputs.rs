@@ -1,6 +1,6 @@
 //! Output manifests: ingesting an action's output directory into blobs, and materialising it back.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -122,7 +122,9 @@ fn ingest_one(
     }
     // A link of a stored file that nothing wrote since (packaging's linux.tar.xz): its digest
     // is known, and hashing it again would cost a read of hundreds of MB.
-    let digest = match crate::ledger::vouched_path(&path) {
+    // (A file with one name, as an action writes most, is no link of anything stored.)
+    let vouched = (meta.nlink() > 1).then(|| crate::ledger::vouched_path(&path));
+    let digest = match vouched.flatten() {
         Some(digest) => digest,
         None => Digest::of_file(&path).map_err(io_err(&path))?,
     };
@@ -173,11 +175,9 @@ fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), C
         .into());
     }
     let blob = blobs.path(entry.digest, entry.executable);
-    // A hard link shares the blob; a copy is the fallback across filesystems.
-    crate::fsutil::link_or_copy(&blob, &target).map_err(io_err(&target))?;
-    // Verified just above: the ctime the link left stands for this content.
-    crate::ledger::note(&target, Some(entry.digest));
-    Ok(())
+    // A hard link shares the blob; a copy is the fallback across filesystems. Verified just
+    // above: the ctime the link leaves stands for this content.
+    crate::fsutil::link_or_copy_known(&blob, &target, Some(entry.digest)).map_err(io_err(&target))
 }
 
 /// The stamp beside a materialised tree (`trees/<digest>.done`), written once the tree is
