@@ -58,9 +58,11 @@ impl Graph {
     /// Records that `id` also serves `label`.
     pub fn add_label(&mut self, id: ActionId, label: &Label) {
         let action = &mut self.actions[id.index()];
-        if !action.labels.contains(label) {
-            action.labels.push(label.clone());
+        // A label the action has was entered in `by_target` when it was added.
+        if action.labels.contains(label) {
+            return;
         }
+        action.labels.push(label.clone());
         self.by_target
             .entry((action.recipe.kind(), label.clone()))
             .or_insert(id);
@@ -70,19 +72,60 @@ impl Graph {
     /// (an index serves the targets of all its arches, a tag only its own): an action lowered
     /// once, for the first target that needed it (a series' fetch), serves them all.
     pub fn spread_labels(&mut self) {
+        // Labels as numbers and each action's as a bit set: the fetch of a shared source serves
+        // every target, and a linear `contains` per label and edge made this quadratic.
+        let mut numbers: HashMap<&Label, u32> = HashMap::new();
+        let mut lists: Vec<Vec<u32>> = Vec::with_capacity(self.actions.len());
+        for action in &self.actions {
+            let mut list = Vec::with_capacity(action.labels.len());
+            for label in &action.labels {
+                let next = numbers.len() as u32;
+                list.push(*numbers.entry(label).or_insert(next));
+            }
+            lists.push(list);
+        }
+        let words = numbers.len().div_ceil(64);
+        let mut bits = vec![0u64; words * self.actions.len()];
+        for (i, list) in lists.iter().enumerate() {
+            for &n in list {
+                bits[i * words + n as usize / 64] |= 1 << (n % 64);
+            }
+        }
+        let mut by_number: Vec<Option<&Label>> = vec![None; numbers.len()];
+        for (label, n) in numbers {
+            by_number[n as usize] = Some(label);
+        }
         // Dependencies are added before their dependents: from the last action back, every
         // dependent's labels are complete when they are passed on.
+        let mut added: Vec<(ActionId, u32)> = Vec::new();
         for i in (0..self.actions.len()).rev() {
             if self.actions[i].kind() == ActionKind::Index {
                 continue;
             }
-            let labels = self.actions[i].labels.clone();
-            let deps: Vec<ActionId> = self.actions[i].deps.iter().map(|d| d.id).collect();
-            for dep in deps {
-                for label in &labels {
-                    self.add_label(dep, label);
+            let labels = std::mem::take(&mut lists[i]);
+            for dep in &self.actions[i].deps {
+                let d = dep.id.index();
+                for &n in &labels {
+                    let (word, bit) = (d * words + n as usize / 64, 1 << (n % 64));
+                    if bits[word] & bit == 0 {
+                        bits[word] |= bit;
+                        lists[d].push(n);
+                        added.push((dep.id, n));
+                    }
                 }
             }
+            lists[i] = labels;
+        }
+        let added: Vec<(ActionId, Label)> = added
+            .into_iter()
+            .filter_map(|(id, n)| Some((id, by_number[n as usize]?.clone())))
+            .collect();
+        for (id, label) in added {
+            let action = &mut self.actions[id.index()];
+            self.by_target
+                .entry((action.recipe.kind(), label.clone()))
+                .or_insert(id);
+            action.labels.push(label);
         }
     }
 
@@ -184,6 +227,37 @@ mod tests {
         let a = g.add(action("a"));
         assert_eq!(g.add(action("a")), a);
         assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn labels_spread_to_every_dependency_once_in_order() {
+        let label = |series: &str| Label {
+            series: series.into(),
+            kind: crate::label::TargetKind::Kernel(Default::default()),
+            arch: crate::arch::Arch::X86_64,
+        };
+        let (a, b, c) = (label("6.1.x"), label("6.6.x"), label("6.12.x"));
+        let mut g = Graph::default();
+        let shared = g.add(action("fetch"));
+        let left = g.add(action("left"));
+        let right = g.add(Action::bare("right", &[shared, left]));
+        let top = g.add(Action::bare("top", &[right, shared]));
+        g.add_label(left, &c);
+        g.add_label(right, &b);
+        g.add_label(top, &a);
+        g.add_label(top, &a);
+        g.spread_labels();
+        assert_eq!(g.action(top).labels, std::slice::from_ref(&a));
+        assert_eq!(g.action(right).labels, [b.clone(), a.clone()]);
+        assert_eq!(g.action(left).labels, [c.clone(), b.clone(), a.clone()]);
+        assert_eq!(g.action(shared).labels, [a.clone(), b.clone()]);
+        assert_eq!(
+            g.of(ActionKind::Patch, &a),
+            Some(top),
+            "the first action of a kind"
+        );
+        assert_eq!(g.of(ActionKind::Patch, &c), Some(left));
+        Graph::default().spread_labels();
     }
 
     #[test]
