@@ -3,8 +3,9 @@
 //! Generates a fake-kernel workspace (50 series x 3 arches x 3 variants, plus perf: over 3,000
 //! actions), builds it once with kbuild, writes an equivalent build.ninja (one edge per kbuild
 //! action, same input files, stamp outputs) and builds that once; then times, in the same run,
-//! `kbuild plan` (load + plan), `kbuild run` with everything cached, and `ninja` with nothing to
-//! do. Also times the null build of a workspace shaped like the shipped kernel.kdl.
+//! `kbuild plan` (load + plan), `kbuild run` with everything cached, `ninja` with nothing to
+//! do, and `kbuild plan` after one config file changed. Also times the null build of a workspace
+//! shaped like the shipped kernel.kdl.
 //!
 //! Run: `cargo bench --bench null_build` (needs `ninja` from Debian's ninja-build).
 //! Options via env: KBUILD_BENCH_SERIES (default 50), KBUILD_BENCH_RUNS (default 15),
@@ -205,6 +206,21 @@ fn main() {
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("no work to do"));
     });
+    // Planning after a one-file change: one series' config gains a comment. Every `plan` after
+    // it sees the same change against the last run, so the runs repeat; the file is restored.
+    let changed = big.path().join("kernel/7.0.x/config-x86_64");
+    let original = std::fs::read(&changed).unwrap();
+    let mut edited = original.clone();
+    edited.extend_from_slice(b"# one-file change\n");
+    std::fs::write(&changed, &edited).unwrap();
+    let plan_out = kbuild(big.path(), &["plan"]);
+    let to_run = String::from_utf8_lossy(&plan_out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("run "))
+        .count();
+    assert!(to_run > 0, "the change makes some actions run");
+    let changed_plan = median_ms(runs, || drop(kbuild(big.path(), &["plan"])));
+    std::fs::write(&changed, &original).unwrap();
 
     let small = tempfile::tempdir().unwrap();
     generate(
@@ -240,6 +256,11 @@ fn main() {
         null / ninja
     );
     println!("  ratio full path / ninja null:    {:8.2}", full / ninja);
+    println!("  kbuild plan, one file changed:   {changed_plan:8.1} ms  ({to_run} actions to run)");
+    println!(
+        "  ratio one-file plan / ninja null:{:8.2}  (goal <= 1.5)",
+        changed_plan / ninja
+    );
     println!(
         "shipped-matrix-sized workspace: 2 series x 3 arches x 2 variants + perf = {small_actions} actions"
     );

@@ -134,11 +134,41 @@ pub enum KeyError {
 }
 
 /// The scheduler-thread state of a plan or run.
+/// An action's kind, whether it strips (a tool), its environment (by pointer: the planner shares
+/// one per series and arch, and the graph, which holds them all, outlives the keys, so no
+/// address is reused), arch and builder: all that decides its toolset.
+type Shape = (
+    ActionKind,
+    bool,
+    usize,
+    Option<crate::arch::Arch>,
+    Option<String>,
+);
+
+fn shape(action: &Action) -> Shape {
+    let strip = matches!(&action.recipe, crate::action::Recipe::Tool(spec) if spec.strip);
+    (
+        action.kind(),
+        strip,
+        // In-process actions each have an empty environment of their own: all alike.
+        if action.env.is_empty() {
+            0
+        } else {
+            Arc::as_ptr(&action.env) as usize
+        },
+        action.arch,
+        action.builder.clone(),
+    )
+}
+
 struct Keys<'a> {
     engine: &'a Engine<'a>,
     graph: &'a Graph,
     stat: StatCache,
     identities: HashMap<Toolset, Known>,
+    /// The identity by what `recipe::toolset_of` reads of an action, so that its list of tool
+    /// names (forty strings for a compile) is made once per shape, not once per action.
+    by_shape: HashMap<Shape, Known>,
     /// The identity of what kbuild does in-process, made once.
     kbuild: Known,
     /// Input digests of this pass: many actions read the same config.
@@ -161,6 +191,7 @@ impl<'a> Keys<'a> {
             graph,
             stat: StatCache::load(engine.cache.dir("state").join("stat.json")),
             identities: HashMap::new(),
+            by_shape: HashMap::new(),
             kbuild: Known::new(Identity::Kbuild),
             input_digests: HashMap::new(),
             last: engine.cache.load_state(engine.workspace),
@@ -178,6 +209,16 @@ impl<'a> Keys<'a> {
     }
 
     fn identity(&mut self, action: &Action) -> Result<Known, KeyError> {
+        let shape = shape(action);
+        if let Some(id) = self.by_shape.get(&shape) {
+            return Ok(id.clone());
+        }
+        let id = self.identity_of_toolset(action)?;
+        self.by_shape.insert(shape, id.clone());
+        Ok(id)
+    }
+
+    fn identity_of_toolset(&mut self, action: &Action) -> Result<Known, KeyError> {
         let set = recipe::toolset_of(action);
         if set.tools.is_empty() {
             return Ok(self.kbuild.clone());
