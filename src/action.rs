@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::label::Label;
+use crate::model::BuildSystem;
 
 /// Index of an action in its graph.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
@@ -235,6 +236,19 @@ pub struct ToolSpec {
     /// A library: `make … DESTDIR=<out>`, its installed tree is the output, no binary.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub library: bool,
+    /// How the source builds; make's actions are keyed without it, as before CMake existed.
+    #[serde(skip_serializing_if = "BuildSystem::is_make")]
+    pub build: BuildSystem,
+    /// Installs into a staged root that its image holds whole (`binary` is a file in it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub install: bool,
+}
+
+impl ToolSpec {
+    /// Whether the output is an installed tree (see [`crate::model::Tool::installs`]).
+    pub fn installs(&self) -> bool {
+        self.library || self.install || self.build == BuildSystem::Cmake
+    }
 }
 
 /// The file name of the patched source in the snapshot's output and in kernel images.
@@ -280,6 +294,13 @@ pub struct PackageSpec {
     pub patches: Vec<String>,
     /// For tool images: the binary's name under /usr/bin.
     pub tool_binary: Option<String>,
+    /// For the image of a tool that installs: the tool's whole installed tree, at the root.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tool_tree: bool,
+    /// With the tool's tree, the plain kernel's `kernel-headers.tar` and `kernel-dev.tar`
+    /// unpacked at the root, as LinuxKit's kernel-bcc holds them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub kernel_files: bool,
 }
 
 /// The config and manifest of one per-arch image.

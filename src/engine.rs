@@ -134,22 +134,27 @@ pub enum KeyError {
 }
 
 /// The scheduler-thread state of a plan or run.
-/// An action's kind, whether it strips (a tool), its environment (by pointer: the planner shares
+/// An action's kind, whether it strips and whether it builds with CMake (a tool), its environment (by pointer: the planner shares
 /// one per series and arch, and the graph, which holds them all, outlives the keys, so no
 /// address is reused), arch and builder: all that decides its toolset.
 type Shape = (
     ActionKind,
-    bool,
+    (bool, bool),
     usize,
     Option<crate::arch::Arch>,
     Option<String>,
 );
 
 fn shape(action: &Action) -> Shape {
-    let strip = matches!(&action.recipe, crate::action::Recipe::Tool(spec) if spec.strip);
+    let tool = match &action.recipe {
+        crate::action::Recipe::Tool(spec) => {
+            (spec.strip, spec.build == crate::model::BuildSystem::Cmake)
+        }
+        _ => (false, false),
+    };
     (
         action.kind(),
-        strip,
+        tool,
         // In-process actions each have an empty environment of their own: all alike.
         if action.env.is_empty() {
             0

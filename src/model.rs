@@ -99,7 +99,20 @@ pub struct Tool {
     /// The libraries this tool builds against, in order.
     #[serde(default)]
     pub uses: Vec<String>,
-    /// The file the tool's make leaves in its output directory.
+    /// How the tool's source builds: its own make, or CMake (bcc).
+    #[serde(default)]
+    pub build: BuildSystem,
+    /// The tool installs into a staged root (`DESTDIR`, prefix `/usr`) and its image holds that
+    /// whole tree, as LinuxKit's kernel-bcc does, instead of one static binary in `/usr/bin`.
+    #[serde(default)]
+    pub install: bool,
+    /// The image of a tool that installs also holds the plain kernel's headers and development
+    /// files (`usr/include`, `usr/src/linux-headers-<release>`), as LinuxKit's kernel-bcc does:
+    /// bcc compiles its programs against them where it runs.
+    #[serde(default)]
+    pub kernel_files: bool,
+    /// The file the tool's make leaves in its output directory; for a tool that installs, a
+    /// file its install must leave, relative to the staged root.
     pub binary: String,
     /// Whether the tool builds against the kernel's UAPI headers.
     pub needs_headers: bool,
@@ -114,11 +127,34 @@ pub struct Tool {
 }
 
 impl Tool {
+    /// Whether the tool's output is an installed tree rather than one binary: a library's,
+    /// one asked with `install #true`, and every CMake build, whose way out is `cmake --install`.
+    pub fn installs(&self) -> bool {
+        self.library || self.install || self.build == BuildSystem::Cmake
+    }
+
     /// The make arguments for building the tool for `arch`.
     pub fn args_for(&self, arch: Arch) -> Vec<String> {
         let mut args = self.args.clone();
         args.extend(self.arch_args.get(&arch).into_iter().flatten().cloned());
         args
+    }
+}
+
+/// The build system of a tool's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildSystem {
+    /// `make -C <dir> O=<obj>`, as the kernel's tools/ and most libraries build.
+    #[default]
+    Make,
+    /// `cmake -S <dir> -B <obj>`, then `cmake --build` and `cmake --install`.
+    Cmake,
+}
+
+impl BuildSystem {
+    pub fn is_make(&self) -> bool {
+        *self == BuildSystem::Make
     }
 }
 

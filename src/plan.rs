@@ -489,6 +489,8 @@ impl Lowerer<'_> {
                 .unwrap_or_default(),
             patches: self.lowered_patches(label, set),
             tool_binary,
+            tool_tree: false,
+            kernel_files: false,
         }
     }
 
@@ -695,10 +697,30 @@ impl Lowerer<'_> {
             .expect("tools come from the model")
             .clone();
         let plain = VariantSet::default();
-        let package = self.lowered(format!("package {label}"), label, |me| Spec {
-            deps: vec![dep(Role::Tool, me.tool(label, &tool))],
-            recipe: Recipe::Package(me.package_spec(label, &plain, Some(tool.binary.clone()))),
-            arch: None,
+        let package = self.lowered(format!("package {label}"), label, |me| {
+            // A tool that installs puts its whole tree in the image; others their one binary.
+            let mut spec = if tool.installs() {
+                me.package_spec(label, &plain, None)
+            } else {
+                me.package_spec(label, &plain, Some(tool.binary.clone()))
+            };
+            spec.tool_tree = tool.installs();
+            spec.kernel_files = tool.kernel_files;
+            let mut deps = vec![dep(Role::Tool, me.tool(label, &tool))];
+            if tool.kernel_files {
+                // The plain kernel's, of the same series and arch, as LinuxKit's image has.
+                let kernel = Label {
+                    kind: TargetKind::Kernel(plain.clone()),
+                    ..label.clone()
+                };
+                deps.push(dep(Role::Headers, me.headers(&kernel, &plain)));
+                deps.push(dep(Role::Modules, me.install(&kernel, &plain)));
+            }
+            Spec {
+                deps,
+                recipe: Recipe::Package(spec),
+                arch: None,
+            }
         });
         self.publish(label, package)
     }
@@ -712,6 +734,8 @@ fn tool_spec(label: &Label, tool: &Tool) -> ToolSpec {
         args: tool.args_for(label.arch),
         strip: tool.strip,
         library: tool.library,
+        build: tool.build,
+        install: tool.install,
     }
 }
 

@@ -9,7 +9,9 @@ use super::diag::Problem;
 use super::nodes::{self, Spanned, name};
 use crate::arch::Arch;
 use crate::digest::Sha256;
-use crate::model::{Defaults, Model, Series, Source, Tool, Variant, VariantSet, expand};
+use crate::model::{
+    BuildSystem, Defaults, Model, Series, Source, Tool, Variant, VariantSet, expand,
+};
 
 const TOP: &[&str] = &["defaults", "builders", "variant", "tool", "series"];
 const DEFAULTS: &[&str] = &[
@@ -33,7 +35,17 @@ const VARIANT: &[&str] = &[
     "arches",
 ];
 const TOOL: &[&str] = &[
-    "dir", "binary", "headers", "args", "strip", "source", "library", "uses",
+    "dir",
+    "binary",
+    "headers",
+    "args",
+    "strip",
+    "source",
+    "library",
+    "uses",
+    "build",
+    "install",
+    "kernel-files",
 ];
 const SERIES: &[&str] = &[
     "version",
@@ -444,10 +456,25 @@ fn read_tool(
         source: None,
         library: false,
         uses: Vec::new(),
+        build: BuildSystem::Make,
+        install: false,
+        kernel_files: false,
     };
     let mut seen = Vec::new();
+    let mut strip_at = None;
+    let mut kernel_files_at = None;
     for child in nodes::children(node) {
-        let single = ["dir", "binary", "headers", "strip", "source", "library"];
+        let single = [
+            "dir",
+            "binary",
+            "headers",
+            "strip",
+            "source",
+            "library",
+            "build",
+            "install",
+            "kernel-files",
+        ];
         if let Err(p) = nodes::once(child, "a `tool`", &single, &mut seen) {
             problems.push(p);
             continue;
@@ -460,9 +487,18 @@ fn read_tool(
                 .and_then(|s| nodes::inside(&s, "tool binary").map(|_| s))
                 .map(|s| tool.binary = s.value),
             "headers" => nodes::boolean(child).map(|b| tool.needs_headers = b),
-            "strip" => nodes::boolean(child).map(|b| tool.strip = b),
+            "strip" => nodes::boolean(child).map(|b| {
+                tool.strip = b;
+                strip_at = Some(child.span());
+            }),
             "source" => read_tool_source(child).map(|s| tool.source = Some(s)),
             "library" => nodes::boolean(child).map(|b| tool.library = b),
+            "build" => read_build_system(child).map(|b| tool.build = b),
+            "install" => nodes::boolean(child).map(|b| tool.install = b),
+            "kernel-files" => nodes::boolean(child).map(|b| {
+                tool.kernel_files = b;
+                kernel_files_at = Some(child.span());
+            }),
             "uses" => nodes::strings(child).map(|names| {
                 tool.uses.extend(names.iter().map(|n| n.value.clone()));
                 names_used.extend(names.into_iter().map(|n| (tool.name.clone(), n)));
@@ -475,7 +511,57 @@ fn read_tool(
         };
         record(problems, ok);
     }
+    if let Some(span) = strip_at.filter(|_| tool.strip && tool.installs()) {
+        problems.push(
+            Problem::new(
+                format!(
+                    "`{}` installs a tree, and `strip` is for a tool of one binary",
+                    tool.name
+                ),
+                span,
+                "strip",
+            )
+            .help(
+                "an installed tree keeps what its install wrote; pass the build's own option \
+                 for stripped binaries in `args` (for CMake, -DCMAKE_BUILD_TYPE=MinSizeRel)",
+            ),
+        );
+    }
+    let lone_binary = tool.kernel_files && (tool.library || !tool.installs());
+    if let Some(span) = kernel_files_at.filter(|_| lone_binary) {
+        problems.push(
+            Problem::new(
+                format!(
+                    "`kernel-files` puts the kernel's headers beside an installed tree, and `{}` {}",
+                    tool.name,
+                    if tool.library {
+                        "is a library, with no image"
+                    } else {
+                        "is one binary"
+                    }
+                ),
+                span,
+                "kernel-files",
+            )
+            .help("give the tool `install #true` (or `build \"cmake\"`), or drop `kernel-files`"),
+        );
+    }
     Ok(tool)
+}
+
+/// `build "make"` or `build "cmake"`.
+fn read_build_system(node: &KdlNode) -> Result<BuildSystem, Problem> {
+    let value = nodes::string(node)?;
+    match value.value.as_str() {
+        "make" => Ok(BuildSystem::Make),
+        "cmake" => Ok(BuildSystem::Cmake),
+        other => Err(Problem::new(
+            format!("`{other}` is not a build system kbuild knows"),
+            value.span,
+            "unknown build system",
+        )
+        .suggest(other, ["make", "cmake"])),
+    }
 }
 
 /// A tool's own tarball. `package=` is for series, whose version it gives; a tool whose tarball

@@ -66,6 +66,8 @@ pub fn files(kind: ActionKind) -> Vec<&'static str> {
         }
         ActionKind::Tool => &[
             "recipe/tool.rs",
+            "recipe/install.rs",
+            "recipe/cmake.rs",
             "recipe/library.rs",
             "recipe/compile.rs",
             "recipe/build_dir.rs",

@@ -1,110 +1,13 @@
-//! Libraries that tools build against (libtraceevent for perf): installed by their own make
-//! into the action's output as a staged root (`DESTDIR=<out>`, `prefix=/usr`), and handed to a
-//! tool's make as include, library and pkg-config directories.
-//!
-//! The output is moved into the cache after the action and may be restored anywhere, so it
-//! must not name the directory it was built in: the pkg-config files it installs say where
-//! their files are relative to themselves (`${pcfiledir}`), as a relocatable prefix does.
+//! Libraries that tools build against (libtraceevent for perf): installed into a staged root
+//! as any installing tool is (see `install.rs`), and handed to a tool's build as include,
+//! library and pkg-config directories.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Ctx, RecipeError, io};
-use crate::action::{Role, ToolSpec};
+use crate::action::Role;
 use crate::exec::Invocation;
-
-/// `make -C <dir> O=<obj> prefix=/usr DESTDIR=<out> <args>`; the args name the install goal.
-pub fn install(ctx: &Ctx, spec: &ToolSpec, src: &Path) -> Result<(), RecipeError> {
-    let obj = ctx.work.join("library");
-    std::fs::create_dir_all(&obj).map_err(io("creating the library build directory"))?;
-    let inv = ctx
-        .make(src, &obj)
-        .arg("prefix=/usr")
-        .arg(format!("DESTDIR={}", ctx.out.display()))
-        .args(&spec.args)
-        .output(ctx.out.join("usr"));
-    ctx.run(inv)?;
-    let installed = std::fs::read_dir(ctx.out)
-        .map_err(io("reading the library's installed tree"))?
-        .next()
-        .is_some();
-    if !installed {
-        return Err(RecipeError::failed(
-            format!(
-                "the library's make installed nothing into {}",
-                ctx.out.display()
-            ),
-            "a library's `args` in kernel.kdl name its install goal (`args \"install\"`), and \
-             its make must honour DESTDIR and prefix",
-        ));
-    }
-    for pc in pkgconfig_files(ctx.out).map_err(io("listing the library's pkg-config files"))? {
-        relocate(ctx.out, &pc)?;
-    }
-    Ok(())
-}
-
-/// Every `*.pc` file under `root`.
-fn pkgconfig_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for dir in pkgconfig_dirs(root)? {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "pc") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// The `pkgconfig` directories of an installed tree (`usr/lib/pkgconfig`, `usr/share/pkgconfig`).
-fn pkgconfig_dirs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    for base in ["usr/lib", "usr/lib64", "usr/share"] {
-        let dir = root.join(base).join("pkgconfig");
-        if dir.is_dir() {
-            dirs.push(dir);
-        }
-    }
-    Ok(dirs)
-}
-
-/// Rewrites the absolute paths of a `.pc` file's variables (`prefix=/usr`,
-/// `libdir=/usr/lib`) as paths from the file itself, so that the installed tree works wherever
-/// it is restored. Only variable definitions change: a line whose first `=` or `:` is `=`.
-fn relocate(root: &Path, pc: &Path) -> Result<(), RecipeError> {
-    let text = std::fs::read_to_string(pc).map_err(io(format!("reading {}", pc.display())))?;
-    let depth = pc
-        .parent()
-        .and_then(|d| d.strip_prefix(root).ok())
-        .map_or(0, |rel| rel.components().count());
-    let back = "/..".repeat(depth);
-    let relocated = relocated(&text, &format!("${{pcfiledir}}{back}"));
-    if relocated != text {
-        std::fs::write(pc, relocated).map_err(io(format!("writing {}", pc.display())))?;
-    }
-    Ok(())
-}
-
-fn relocated(text: &str, root: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let definition = line
-            .find(['=', ':'])
-            .filter(|&i| line.as_bytes()[i] == b'=');
-        match definition {
-            Some(i) if line[i + 1..].starts_with('/') => {
-                out.push_str(&line[..=i]);
-                out.push_str(root);
-                out.push_str(&line[i + 1..]);
-            }
-            _ => out.push_str(line),
-        }
-    }
-    out
-}
 
 /// What a tool's make needs to find the libraries it uses: the include and library
 /// directories as make variables, `EXTRA_CFLAGS` and `LDFLAGS` (the variables of the kernel's
@@ -139,7 +42,8 @@ pub fn with_libraries(
                 ldflags.push(format!("-L{}", dir.display()));
             }
         }
-        let dirs = pkgconfig_dirs(lib).map_err(io("listing a library's pkg-config files"))?;
+        let dirs = super::install::pkgconfig_dirs(lib)
+            .map_err(io("listing a library's pkg-config files"))?;
         pc_dirs.extend(dirs.iter().map(|d| d.display().to_string()));
     }
     merge(&mut args, "EXTRA_CFLAGS", &cflags);
@@ -174,19 +78,7 @@ fn merge(args: &mut Vec<String>, var: &str, flags: &[String]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{merge, relocated};
-
-    #[test]
-    fn pkgconfig_variables_become_relative_to_the_file() {
-        let pc = "prefix=/usr\nlibdir=/usr/lib\nincludedir=${prefix}/include\n\n\
-                  Name: x\nDescription: a=/b\nCflags: -I${includedir}\n";
-        let out = relocated(pc, "${pcfiledir}/../../..");
-        assert_eq!(
-            out,
-            "prefix=${pcfiledir}/../../../usr\nlibdir=${pcfiledir}/../../../usr/lib\n\
-             includedir=${prefix}/include\n\nName: x\nDescription: a=/b\nCflags: -I${includedir}\n"
-        );
-    }
+    use super::merge;
 
     #[test]
     fn flags_join_the_manifests_own_value() {

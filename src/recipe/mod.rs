@@ -1,11 +1,13 @@
 //! Recipes: what each action kind does, given its materialised dependencies and an executor.
 
 mod build_dir;
+mod cmake;
 pub mod code;
 mod compile;
 mod configure;
 mod fetch;
 pub mod image;
+mod install;
 mod library;
 mod package;
 mod patch;
@@ -186,6 +188,9 @@ fn tools_of(action: &Action) -> Vec<String> {
             tools.extend(static_libraries(&action.env));
             // A library's make installs with `install`; a tool finds libraries by pkg-config.
             tools.extend(["install".to_string(), "pkg-config".to_string()]);
+            if spec.build == crate::model::BuildSystem::Cmake {
+                tools.extend(cmake_tools(&action.env));
+            }
             tools
         }
         _ if action.kind().uses_toolchain() => toolchain(&action.env),
@@ -235,6 +240,17 @@ fn toolchain(env: &BTreeMap<String, String>) -> Vec<String> {
         tools.push(t.into());
     }
     tools
+}
+
+/// CMake and the C++ compiler it configures beside the C one (bcc is C++).
+fn cmake_tools(env: &BTreeMap<String, String>) -> Vec<String> {
+    let cxx = if env.contains_key("LLVM") {
+        "clang++".to_string()
+    } else {
+        let cross = env.get("CROSS_COMPILE").map_or("", String::as_str);
+        format!("{cross}g++")
+    };
+    vec!["cmake".to_string(), cxx]
 }
 
 /// The static libraries a statically linked tool may link, as its compiler finds them.

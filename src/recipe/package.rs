@@ -15,7 +15,14 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
 
 /// The files a LinuxKit kernel image holds; `vmlinux` only when the variant asked for it.
 pub fn package(ctx: &Ctx, spec: &PackageSpec) -> Result<(), RecipeError> {
-    if let Some(binary) = &spec.tool_binary {
+    if spec.tool_tree {
+        if spec.kernel_files {
+            // Unpacked first, so that no write goes through a link into the cache.
+            unpack(&ctx.dep(Role::Headers).join("kernel-headers.tar"), ctx.out)?;
+            unpack(&ctx.dep(Role::Modules).join("kernel-dev.tar"), ctx.out)?;
+        }
+        link_tree(ctx.dep(Role::Tool), ctx.out, ctx.out)?;
+    } else if let Some(binary) = &spec.tool_binary {
         link_or_copy(
             &ctx.dep(Role::Tool).join(binary),
             &ctx.out.join("usr/bin").join(binary),
@@ -44,6 +51,53 @@ pub fn package(ctx: &Ctx, spec: &PackageSpec) -> Result<(), RecipeError> {
         .map_err(io("writing kernel-builder"))?;
     std::fs::write(ctx.out.join("kernel-source-info"), source_info(spec))
         .map_err(io("writing kernel-source-info"))
+}
+
+/// Unpacks one of the kernel's own tarballs (kbuild wrote it) at the image's root.
+fn unpack(tar: &Path, to: &Path) -> Result<(), RecipeError> {
+    let file = std::fs::File::open(tar).map_err(io(format!("opening {}", tar.display())))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    archive.set_preserve_permissions(true);
+    archive
+        .unpack(to)
+        .map_err(io(format!("unpacking {} into the image", tar.display())))
+}
+
+/// Links every file of the installed tree `from` to the same place under `to`, directories
+/// made and symlinks recreated as they are (an installed library's `libx.so -> libx.so.1`).
+/// A path that is there already (`kernel-files`) is an error naming it, relative to `root`.
+fn link_tree(from: &Path, to: &Path, root: &Path) -> Result<(), RecipeError> {
+    let entries = std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io(format!("reading {}", from.display())))?;
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry
+            .file_type()
+            .map_err(io(format!("reading {}", source.display())))?;
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(io("creating the image directory"))?;
+            link_tree(&source, &dest, root)?;
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(&source)
+                .map_err(io(format!("reading the link {}", source.display())))?;
+            std::os::unix::fs::symlink(&target, &dest)
+                .map_err(io(format!("packaging {}", source.display())))?;
+        } else if let Err(e) = crate::fsutil::link_or_copy(&source, &dest) {
+            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                RecipeError::failed(
+                    format!(
+                        "the tool's `{}` is also in the kernel's headers or development files",
+                        dest.strip_prefix(root).unwrap_or(&dest).display()
+                    ),
+                    "`kernel-files #true` unpacks kernel-headers.tar and kernel-dev.tar at the \
+                     image's root; the tool's install must not write the same paths",
+                )
+            } else {
+                io(format!("packaging {}", source.display()))(e)
+            });
+        }
+    }
+    Ok(())
 }
 
 fn source_info(spec: &PackageSpec) -> String {

@@ -1,5 +1,6 @@
 //! Tools such as perf: the tool's own make in the patched tree, for one arch, and a check that
-//! the binary can run alone, as it must in an image that holds nothing else.
+//! the binary can run alone, as it must in an image that holds nothing else. Tools that
+//! install (libraries, bcc) go to `install.rs` and `cmake.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,14 +9,18 @@ use super::compile::copy;
 use super::{Ctx, RecipeError, io};
 use crate::action::{Role, ToolSpec};
 use crate::exec::Invocation;
+use crate::model::BuildSystem;
 
 pub fn tool(ctx: &Ctx, spec: &ToolSpec) -> Result<(), RecipeError> {
     let src = ctx.dep(Role::Tree).join("tree").join(&spec.dir);
+    if spec.build == BuildSystem::Cmake {
+        return super::cmake::install(ctx, spec, &src);
+    }
     if !src.join("Makefile").is_file() {
         return Err(no_such_dir(spec));
     }
-    if spec.library {
-        return super::library::install(ctx, spec, &src);
+    if spec.installs() {
+        return super::install::make_install(ctx, spec, &src);
     }
     let obj = ctx.work.join("tool");
     std::fs::create_dir_all(&obj).map_err(io("creating the tool build directory"))?;

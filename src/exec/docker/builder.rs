@@ -30,6 +30,9 @@ pub fn packages(host: Option<Arch>) -> Vec<String> {
         "patch",
         "pkg-config",
         "rsync",
+        // Tools whose source builds with CMake, in C++ (bcc).
+        "cmake",
+        "g++",
     ]
     .map(String::from)
     .to_vec();
