@@ -634,7 +634,10 @@ fn linuxkit_tree(at: &std::path::Path) {
     );
     w("Dockerfile", "FROM scratch\n");
     w("Dockerfile.perf", "FROM scratch\n");
-    w("Dockerfile.bcc", "FROM scratch\n");
+    w(
+        "Dockerfile.bcc",
+        "ARG BUILD_IMAGE\nFROM ${BUILD_IMAGE} AS build\nENV BCC_COMMIT=v0.29.1\nRUN git clone bcc\n",
+    );
     w("build-kernel.yml", "image: kern\nnetwork: true\n");
     w("build-perf.yml", "image: kern-perf\nnetwork: true\n");
     w("build-bcc.yml", "image: kern-bcc\nnetwork: true\n");
@@ -683,7 +686,7 @@ fn import_linuxkit_maps_the_makefile_tools_and_a_series_without_build_args() {
     let report = stdout(&out);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        err.contains("imported series: 5.11.x, 6.6.x") && err.contains("tools: perf"),
+        err.contains("imported series: 5.11.x, 6.6.x") && err.contains("tools: bcc, perf"),
         "{err}"
     );
     for line in [
@@ -691,7 +694,7 @@ fn import_linuxkit_maps_the_makefile_tools_and_a_series_without_build_args() {
         "mapped: 5.11.x: builder linuxkit/alpine:0456, the Makefile's IMAGE_BUILDER",
         "mapped: Makefile: ORG=myorg and IMAGE=kern",
         "mapped: TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\"",
-        "not mapped: TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds with cmake, LLVM and clang",
+        "mapped: TOOLS bcc, build-bcc.yml, Dockerfile.bcc: tool \"bcc\" from bcc's v0.29.1 release tarball, built with CMake as myorg/kern-bcc",
         "mapped: Dockerfile: replaced by kbuild's own recipe",
     ] {
         assert!(report.contains(line), "{line}\n{report}");
@@ -736,6 +739,46 @@ fn import_linuxkit_maps_the_makefile_tools_and_a_series_without_build_args() {
     );
     let tags = stdout(&kbuild_in(dest.path(), &["tags", "//6.6.x:perf-amd64"]));
     assert!(tags.contains("myorg/kern-perf:6.6.71"), "{tags}");
+    // bcc from the release Dockerfile.bcc checks out, built with CMake, as myorg/kern-bcc.
+    assert!(
+        kdl.contains("releases/download/v0.29.1/bcc-src-with-submodule.tar.gz")
+            && kdl.contains("build \"cmake\"")
+            && kdl.contains("tools \"perf\" \"bcc\""),
+        "{kdl}"
+    );
+    let tags = stdout(&kbuild_in(dest.path(), &["tags", "//6.6.x:bcc-arm64"]));
+    assert!(tags.contains("myorg/kern-bcc:6.6.71"), "{tags}");
+}
+
+#[test]
+fn import_linuxkit_reports_a_bcc_it_cannot_fetch_a_release_of() {
+    for (dockerfile, why) in [
+        (
+            "FROM x\nENV BCC_COMMIT=3b4fa4a\n",
+            "BCC_COMMIT `3b4fa4a` is not a release tag (vX.Y.Z)",
+        ),
+        ("FROM x\n", "Dockerfile.bcc sets no BCC_COMMIT"),
+    ] {
+        let lk = tempfile::tempdir().unwrap();
+        linuxkit_tree(lk.path());
+        std::fs::write(lk.path().join("Dockerfile.bcc"), dockerfile).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let out = kbuild_in(
+            dest.path(),
+            &["import-linuxkit", lk.path().to_str().unwrap()],
+        );
+        assert!(out.status.success());
+        let report = stdout(&out);
+        assert!(
+            report.contains(&format!(
+                "not mapped: TOOLS bcc, build-bcc.yml, Dockerfile.bcc: {why}"
+            )) && report.contains("declare `tool \"bcc\"` with the `source` of its release"),
+            "{report}"
+        );
+        let kdl = std::fs::read_to_string(dest.path().join("kernel.kdl")).unwrap();
+        assert!(!kdl.contains("bcc"), "{kdl}");
+        assert!(kdl.contains("    tools \"perf\"\n"), "{kdl}");
+    }
 }
 
 /// Imported into the repository that holds LinuxKit's kernel/, every file stays where it is,

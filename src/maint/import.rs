@@ -49,6 +49,8 @@ struct Globals {
     /// The dbg variant's CONFIG_LOCALVERSION suffix, when `common/config-dbg` exists.
     dbg: Option<String>,
     perf: bool,
+    /// bcc's release tag, from Dockerfile.bcc's `BCC_COMMIT`, when it names a release.
+    bcc: Option<String>,
     /// The Makefile's TOOLS, whose files (`build-<tool>.yml`, `Dockerfile.<tool>`) are reported
     /// with the tool.
     tools: Vec<String>,
@@ -280,6 +282,7 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
         builder: vars.get("IMAGE_BUILDER").cloned(),
         dbg: None,
         perf: false,
+        bcc: None,
         tools: Vec::new(),
     };
     if lk.join("Makefile").is_file() {
@@ -323,12 +326,22 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
                     ));
                 }
             }
-            "bcc" => report.unmapped.push(
-                "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: bcc builds with cmake, LLVM and \
-                 clang from its own tarball; kbuild builds a tool from its own `source` with \
-                 make only (doc/manifest.md), so bcc is not declared"
-                    .into(),
-            ),
+            "bcc" => match bcc_release(&lk.join("Dockerfile.bcc")) {
+                Ok(tag) => {
+                    report.tools.push(tool.into());
+                    report.notes.push(format!(
+                        "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: tool \"bcc\" from bcc's \
+                         {tag} release tarball, built with CMake as {}/{}-bcc, its installed \
+                         tree with the kernel's headers and development files",
+                        g.org, g.image
+                    ));
+                    g.bcc = Some(tag);
+                }
+                Err(why) => report.unmapped.push(format!(
+                    "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: {why}; declare `tool \"bcc\"` \
+                     with the `source` of its release tarball by hand (doc/manifest.md)"
+                )),
+            },
             other => report.unmapped.push(format!(
                 "TOOLS {other}: kbuild knows how to build perf from the kernel tree, not {other}"
             )),
@@ -433,6 +446,35 @@ pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
     Ok(report)
 }
 
+/// The release Dockerfile.bcc checks out (`ENV BCC_COMMIT=v0.29.1`): a release tag, for which
+/// bcc publishes a tarball with its submodules; a commit has none.
+fn bcc_release(dockerfile: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(dockerfile)
+        .map_err(|e| format!("{} cannot be read ({e})", dockerfile.display()))?;
+    let commit = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ENV "))
+        .find_map(|l| l.trim().strip_prefix("BCC_COMMIT"))
+        .map(|v| v.trim_start_matches(['=', ' ']).trim().trim_matches('"'))
+        .ok_or_else(|| "Dockerfile.bcc sets no BCC_COMMIT".to_string())?;
+    let version = commit.strip_prefix('v').unwrap_or("");
+    if semver::Version::parse(version).is_err() {
+        return Err(format!(
+            "BCC_COMMIT `{commit}` is not a release tag (vX.Y.Z), and only releases have a tarball"
+        ));
+    }
+    Ok(commit.to_string())
+}
+
+/// bcc as LinuxKit's Dockerfile.bcc builds it, from the release tarball of `tag`.
+fn bcc_tool(tag: &str) -> String {
+    format!(
+        "tool \"bcc\" {{\n    source \"https://github.com/iovisor/bcc/releases/download/{tag}/bcc-src-with-submodule.tar.gz\"\n    \
+         dir \".\"\n    build \"cmake\"\n    binary \"usr/share/bcc/tools/execsnoop\"\n    \
+         kernel-files #true\n    args \"-DPYTHON_CMD=python3\" \"-DENABLE_EXAMPLES=OFF\" \"-DENABLE_TESTS=OFF\"\n}}\n\n"
+    )
+}
+
 /// kernel.kdl's perf tool, as the repository's own manifest declares it.
 /// perf as LinuxKit's Dockerfile.perf builds it, against libtraceevent from its own release
 /// tarball (pinned in kernel.lock by the first fetch).
@@ -489,6 +531,9 @@ fn manifest(
     if globals.perf {
         out.push_str(PERF);
     }
+    if let Some(tag) = &globals.bcc {
+        out.push_str(&bcc_tool(tag));
+    }
     // Newest series first, in version order (6.12.x before 6.6.x).
     let mut ordered: Vec<(&String, &Series)> = series.iter().collect();
     ordered.sort_by_key(|(_, s)| std::cmp::Reverse(semver::Version::parse(&s.version).ok()));
@@ -537,8 +582,15 @@ fn series_node(out: &mut String, name: &str, s: &Series, globals: &Globals, dest
         let quoted: Vec<String> = sets.iter().map(|s| format!("\"{s}\"")).collect();
         let _ = writeln!(out, "    variants {}", quoted.join(" "));
     }
+    let mut tools = Vec::new();
     if globals.perf {
-        out.push_str("    tools \"perf\"\n");
+        tools.push("\"perf\"");
+    }
+    if globals.bcc.is_some() {
+        tools.push("\"bcc\"");
+    }
+    if !tools.is_empty() {
+        let _ = writeln!(out, "    tools {}", tools.join(" "));
     }
     if s.deprecated {
         out.push_str("    deprecated\n");
