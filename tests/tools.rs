@@ -484,6 +484,20 @@ fn a_cmake_tool_without_its_files_or_with_a_bad_option_is_a_clear_error() {
         "{stderr}"
     );
 
+    // Without `binary`, an installed tool must install usr/bin/<name>.
+    let ws = ws_with_cmake_tool(false, "");
+    ws.edit("kernel.kdl", "    binary \"usr/bin/hello\"\n", "");
+    ws.run(&["//6.6.x:hello-amd64"], 0);
+    let ws = ws_with_cmake_tool(false, "");
+    ws.edit("kernel.kdl", "    binary \"usr/bin/hello\"\n", "");
+    ws.edit("kernel.kdl", "tool \"hello\"", "tool \"hullo\"");
+    ws.edit("kernel.kdl", "\"perf\" \"hello\"", "\"perf\" \"hullo\"");
+    let stderr = run_failed(&ws, "//6.6.x:hullo-amd64");
+    assert!(
+        stderr.contains("the install left no `usr/bin/hullo` in the tool's tree"),
+        "{stderr}"
+    );
+
     // A directory without CMakeLists.txt.
     let ws = ws_with_cmake_tool(false, "");
     ws.edit(

@@ -463,6 +463,7 @@ fn read_tool(
     let mut seen = Vec::new();
     let mut strip_at = None;
     let mut kernel_files_at = None;
+    let mut binary_given = false;
     for child in nodes::children(node) {
         let single = [
             "dir",
@@ -485,7 +486,10 @@ fn read_tool(
                 .map(|s| tool.dir = s.value),
             "binary" => nodes::string(child)
                 .and_then(|s| nodes::inside(&s, "tool binary").map(|_| s))
-                .map(|s| tool.binary = s.value),
+                .map(|s| {
+                    tool.binary = s.value;
+                    binary_given = true;
+                }),
             "headers" => nodes::boolean(child).map(|b| tool.needs_headers = b),
             "strip" => nodes::boolean(child).map(|b| {
                 tool.strip = b;
@@ -526,6 +530,10 @@ fn read_tool(
                  for stripped binaries in `args` (for CMake, -DCMAKE_BUILD_TYPE=MinSizeRel)",
             ),
         );
+    }
+    if tool.installs() && !binary_given {
+        // An installed tree puts its programs under usr/bin.
+        tool.binary = format!("usr/bin/{}", tool.name);
     }
     let lone_binary = tool.kernel_files && (tool.library || !tool.installs());
     if let Some(span) = kernel_files_at.filter(|_| lone_binary) {
