@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::label::Label;
 use crate::model::BuildSystem;
 
 /// Index of an action in its graph.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub struct ActionId(pub u32);
 
 impl ActionId {
@@ -20,7 +20,7 @@ impl ActionId {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
     Fetch,
@@ -105,7 +105,7 @@ impl fmt::Display for ActionKind {
 
 /// How an action uses one of its dependencies; also the key under which the dependency's output
 /// digest enters the action's key, so renaming a series does not change keys.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// One arch's image, in an index.
@@ -257,7 +257,7 @@ pub const SNAPSHOT: &str = "linux.tar.xz";
 /// One image layer: the files of its dependency as a deterministic tar, less `omit`, gzipped
 /// unless its content is compressed already. A kernel image has two: the target's files, and
 /// the source snapshot, which every arch and variant of a tree share (pushed and stored once).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerSpec {
     pub omit: Vec<String>,
     pub gzip: bool,
@@ -266,14 +266,14 @@ pub struct LayerSpec {
 /// The persistent directories a kernel build works in, relative names under the build root:
 /// one source tree per patched tree, shared by every target built from it, and one object tree
 /// per target.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BuildDirs {
     pub src: String,
     pub obj: String,
 }
 
 /// How a config is put together, shared by the configure and the check actions.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConfigSpec {
     pub arch: Arch,
     /// The committed full config or defconfig.
@@ -304,7 +304,7 @@ pub struct PackageSpec {
 }
 
 /// The config and manifest of one per-arch image.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImageSpec {
     pub arch: Arch,
     pub builder: String,
@@ -315,7 +315,7 @@ pub struct ImageSpec {
 }
 
 /// A multi-arch index over the images of one series and variant (or tool).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IndexSpec {
     pub repository: String,
     pub prefix: String,
@@ -323,7 +323,7 @@ pub struct IndexSpec {
     pub hash: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TagSpec {
     pub repository: String,
     /// `6.6.71`, `6.6.71-dbg`: the tag up to the hash.

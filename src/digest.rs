@@ -42,10 +42,26 @@ impl Digest {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
 
+    /// Reads 64 hex digits in either case. A loop of its own, as state files hold thousands
+    /// of digests that every plan reads.
     pub fn from_hex(hex: &str) -> Option<Digest> {
-        blake3::Hash::from_hex(hex)
-            .ok()
-            .map(|h| Digest(*h.as_bytes()))
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(Digest(out))
     }
 
     /// The first characters of the hex form, for display.
@@ -66,14 +82,22 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// Hex in text formats (JSON), the 32 bytes in binary ones (the kept graph).
 impl Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(blake3::Hash::from_bytes(self.0).to_hex().as_str())
+        if s.is_human_readable() {
+            s.serialize_str(blake3::Hash::from_bytes(self.0).to_hex().as_str())
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        if !d.is_human_readable() {
+            return <[u8; 32]>::deserialize(d).map(Digest);
+        }
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Digest::from_hex(&text).ok_or_else(|| serde::de::Error::custom("invalid blake3 digest"))
     }

@@ -12,7 +12,7 @@ use crate::digest::Digest;
 use crate::exec::{Cancel, Executor, Identity, Known, Toolset};
 use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
-use crate::key::{ActionKey, KeyRecord, KeyView, Seen, dep_names, kernel_terms};
+use crate::key::{ActionKey, KeyRecord, Seen, dep_names, kernel_terms};
 use crate::recipe::{self, Ctx, DepOutput};
 use crate::remote::{Hit, Remote};
 use crate::report::critical::{self, Left};
@@ -190,7 +190,7 @@ struct Keys<'a> {
 }
 
 impl<'a> Keys<'a> {
-    fn new(engine: &'a Engine<'a>, graph: &'a Graph) -> Keys<'a> {
+    fn new(engine: &'a Engine<'a>, graph: &'a Graph, last: LastRun) -> Keys<'a> {
         Keys {
             engine,
             graph,
@@ -199,7 +199,7 @@ impl<'a> Keys<'a> {
             by_shape: HashMap::new(),
             kbuild: Known::new(Identity::Kbuild),
             input_digests: HashMap::new(),
-            last: engine.cache.load_state(engine.workspace),
+            last,
             status: vec![Status::Pending; graph.len()],
             manifests: vec![None; graph.len()],
             records: if engine.records {
@@ -416,7 +416,7 @@ impl<'a> Keys<'a> {
             }
         };
         let action = self.graph.action(id);
-        let key = KeyView::new(action, &seen).key();
+        let key = crate::key::key(self.graph.own_part(id), &seen);
         if let Some(output) = self.cached_output(&action.name, key) {
             self.status[id.index()] = Status::Cached { key, output };
             if self.engine.records {
@@ -1035,8 +1035,14 @@ impl Keys<'_> {
 impl Engine<'_> {
     /// Decides every action without running any.
     pub fn plan(&self, graph: &Graph) -> Report {
+        self.plan_with(graph, self.cache.load_state(self.workspace))
+    }
+
+    /// [`Engine::plan`] with the workspace's last-run state already read (`kbuild plan` reads it
+    /// while it lowers).
+    pub fn plan_with(&self, graph: &Graph, last: LastRun) -> Report {
         let started = Instant::now();
-        let mut keys = Keys::new(self, graph);
+        let mut keys = Keys::new(self, graph, last);
         for id in graph.ids() {
             keys.decide(id);
         }
@@ -1064,7 +1070,7 @@ impl Engine<'_> {
         let mut rounds = 0;
         loop {
             rounds += 1;
-            let mut keys = Keys::new(self, graph);
+            let mut keys = Keys::new(self, graph, self.cache.load_state(self.workspace));
             keys.running = true;
             let mut owner = RunOwner {
                 keys,

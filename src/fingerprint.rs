@@ -11,7 +11,6 @@
 //! doubt, takes the full path. See doc/design.md.
 
 use std::fmt::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::cache::Cache;
@@ -48,24 +47,7 @@ fn digest(
     stat: &mut StatCache,
 ) -> Option<Digest> {
     let mut h = blake3::Hasher::new();
-    let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
-    h.update(
-        format!(
-            "{} {} {} {}\n",
-            env!("CARGO_PKG_VERSION"),
-            exe.len(),
-            exe.mtime(),
-            exe.mtime_nsec()
-        )
-        .as_bytes(),
-    );
-    for file in crate::manifest::FILES {
-        let text = std::fs::read(root.join(file)).unwrap_or_default();
-        h.update(format!("{file} {}\n", text.len()).as_bytes());
-        h.update(&text);
-    }
-    // A package update replaces a pinned tarball without touching any file above.
-    h.update(crate::manifest::packages::stamps(root).as_bytes());
+    crate::lowered::hash_kbuild_and_manifest(&mut h, root)?;
     h.update(format!("\n{}\n{}\n", exec.name(), patterns.join(" ")).as_bytes());
     for dir in &deps.patch_dirs {
         h.update(format!("dir {dir}:").as_bytes());

@@ -1,11 +1,13 @@
 //! The action graph: actions by typed id, their edges, order and cycle detection (petgraph inside).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::action::{Action, ActionId, ActionKind};
+use crate::digest::Digest;
 use crate::label::Label;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -23,9 +25,15 @@ pub struct Graph {
     by_name: HashMap<String, ActionId>,
     /// The action of each kind that serves a target: typed lookups for everyone outside the
     /// planner, which alone names actions.
-    by_target: HashMap<(ActionKind, Label), ActionId>,
+    /// Built when first asked for in a restored graph, which most plans never ask.
+    by_target: OnceLock<HashMap<(ActionKind, Label), ActionId>>,
+    /// A restored graph's target index, until `by_target` is built from it.
+    restored_targets: Vec<(ActionKind, Label, ActionId)>,
     edges: DiGraph<ActionId, ()>,
     dependents: Vec<Vec<ActionId>>,
+    /// Each action's own part of its key ([`crate::key::own_part`]), made once when first asked
+    /// for, or taken from a graph kept across runs.
+    own: Vec<OnceLock<Digest>>,
 }
 
 impl Graph {
@@ -46,13 +54,77 @@ impl Graph {
         }
         self.by_name.insert(action.name.clone(), id);
         for label in &action.labels {
-            self.by_target
+            Self::index_mut(&mut self.by_target, &self.restored_targets)
                 .entry((action.kind(), label.clone()))
                 .or_insert(id);
         }
         self.actions.push(action);
         self.dependents.push(Vec::new());
+        self.own.push(OnceLock::new());
         id
+    }
+
+    /// A graph kept across runs (see `lowered.rs`), from its actions in their order and its
+    /// target index; `None` when they do not make a graph (a dependency that is not an earlier
+    /// action).
+    pub fn restore(
+        actions: Vec<Action>,
+        targets: Vec<(ActionKind, Label, ActionId)>,
+    ) -> Option<Graph> {
+        let mut graph = Graph::default();
+        for action in actions {
+            let id = ActionId(graph.actions.len() as u32);
+            let node = graph.edges.add_node(id);
+            for dep in &action.deps {
+                if dep.id >= id {
+                    return None;
+                }
+                (graph.edges).add_edge(NodeIndex::new(dep.id.index()), node, ());
+                graph.dependents[dep.id.index()].push(id);
+            }
+            if graph.by_name.insert(action.name.clone(), id).is_some() {
+                return None;
+            }
+            graph.actions.push(action);
+            graph.dependents.push(Vec::new());
+            graph.own.push(OnceLock::new());
+        }
+        for (kind, _, id) in &targets {
+            if id.index() >= graph.actions.len() || graph.actions[id.index()].kind() != *kind {
+                return None;
+            }
+        }
+        graph.by_target = OnceLock::new();
+        graph.restored_targets = targets;
+        Some(graph)
+    }
+
+    fn target_index(&self) -> &HashMap<(ActionKind, Label), ActionId> {
+        (self.by_target).get_or_init(|| Self::index_of(&self.restored_targets))
+    }
+
+    fn index_of(
+        targets: &[(ActionKind, Label, ActionId)],
+    ) -> HashMap<(ActionKind, Label), ActionId> {
+        (targets.iter())
+            .map(|(kind, label, id)| ((*kind, label.clone()), *id))
+            .collect()
+    }
+
+    /// The target index, to add to (built first if it was not).
+    fn index_mut<'a>(
+        index: &'a mut OnceLock<HashMap<(ActionKind, Label), ActionId>>,
+        restored: &[(ActionKind, Label, ActionId)],
+    ) -> &'a mut HashMap<(ActionKind, Label), ActionId> {
+        if index.get().is_none() {
+            let _ = index.set(Self::index_of(restored));
+        }
+        index.get_mut().expect("set above")
+    }
+
+    /// The target index: which action of each kind serves each target.
+    pub fn targets(&self) -> impl Iterator<Item = (ActionKind, &Label, ActionId)> {
+        (self.target_index().iter()).map(|((kind, label), id)| (*kind, label, *id))
     }
 
     /// Records that `id` also serves `label`.
@@ -63,7 +135,7 @@ impl Graph {
             return;
         }
         action.labels.push(label.clone());
-        self.by_target
+        Self::index_mut(&mut self.by_target, &self.restored_targets)
             .entry((action.recipe.kind(), label.clone()))
             .or_insert(id);
     }
@@ -122,7 +194,7 @@ impl Graph {
             .collect();
         for (id, label) in added {
             let action = &mut self.actions[id.index()];
-            self.by_target
+            Self::index_mut(&mut self.by_target, &self.restored_targets)
                 .entry((action.recipe.kind(), label.clone()))
                 .or_insert(id);
             action.labels.push(label);
@@ -147,7 +219,19 @@ impl Graph {
 
     /// For passes that complete a recipe after lowering (the tag hash).
     pub fn recipe_mut(&mut self, id: ActionId) -> &mut crate::action::Recipe {
+        self.own[id.index()] = OnceLock::new();
         &mut self.actions[id.index()].recipe
+    }
+
+    /// The digest of `id`'s own part of its key: its kind, recipe code, parameters, environment.
+    pub fn own_part(&self, id: ActionId) -> Digest {
+        *self.own[id.index()].get_or_init(|| crate::key::own_part(self.action(id)))
+    }
+
+    /// Gives `id` the own part a kept graph recorded for it: the caller vouches that the
+    /// action is the one it was recorded for.
+    pub fn keep_own_part(&mut self, id: ActionId, digest: Digest) {
+        self.own[id.index()] = OnceLock::from(digest);
     }
 
     /// The action called `name`: how the planner finds what it lowered already.
@@ -157,7 +241,7 @@ impl Graph {
 
     /// The action of `kind` that serves `target` (its tag, its image, its series' index …).
     pub fn of(&self, kind: ActionKind, target: &Label) -> Option<ActionId> {
-        self.by_target.get(&(kind, target.clone())).copied()
+        self.target_index().get(&(kind, target.clone())).copied()
     }
 
     pub fn dependents(&self, id: ActionId) -> &[ActionId] {

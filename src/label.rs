@@ -2,18 +2,20 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::arch::Arch;
 use crate::model::{Model, VariantSet};
 
 /// What a target builds within its series.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub enum TargetKind {
     Kernel(VariantSet),
     Tool(String),
 }
 
 /// One buildable thing: a kernel variant or a tool, for one series and arch.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub struct Label {
     pub series: String,
     pub kind: TargetKind,

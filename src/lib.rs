@@ -24,6 +24,7 @@ pub mod kconfig;
 pub mod key;
 pub mod label;
 pub mod ledger;
+pub mod lowered;
 pub mod maint;
 pub mod manifest;
 pub mod model;

@@ -48,12 +48,17 @@ struct Stored {
     probes: HashMap<String, (Stamp, String)>,
 }
 
-/// The stat cache of one process; loaded once, saved if anything new was learnt.
+/// The stat cache of one pass over the graph; loaded once, saved if anything new was learnt.
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
     stored: Stored,
     dirty: bool,
+    /// The host programs found in this pass, by name (never saved: `PATH` and the files on it
+    /// are looked at again by the next pass).
+    programs: HashMap<String, crate::exec::Program>,
+    /// Where `PATH` found each program in this pass.
+    found: HashMap<String, Option<PathBuf>>,
 }
 
 impl StatCache {
@@ -66,6 +71,8 @@ impl StatCache {
             path,
             stored,
             dirty: false,
+            programs: HashMap::new(),
+            found: HashMap::new(),
         }
     }
 
@@ -130,5 +137,19 @@ impl crate::exec::Probe for StatCache {
 
     fn answer(&mut self, path: &Path, question: &str, ask: &mut dyn FnMut() -> String) -> String {
         StatCache::answer(self, path, question, ask)
+    }
+
+    fn program(&self, tool: &str) -> Option<crate::exec::Program> {
+        self.programs.get(tool).copied()
+    }
+
+    fn remember_program(&mut self, tool: &str, state: &crate::exec::Program) {
+        self.programs.insert(tool.to_string(), *state);
+    }
+
+    fn which(&mut self, program: &str) -> Option<PathBuf> {
+        (self.found.entry(program.to_string()))
+            .or_insert_with(|| crate::exec::which(program))
+            .clone()
     }
 }

@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::action::Recipe;
 use crate::action::{ActionId, ActionKind};
 use crate::digest::Digest;
@@ -52,15 +54,35 @@ fn group_targets(model: &Model, label: &Label) -> Vec<Label> {
         .collect()
 }
 
+/// A group's hash and the input files it was made of, with their digests then: while they hold,
+/// the same graph gives the same hash (see `lowered.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupHash {
+    pub series: String,
+    pub kind: TargetKind,
+    pub hash: String,
+    pub inputs: Vec<(String, Digest)>,
+    /// The actions hashed, when they are the graph's own (not a separate lowering of the
+    /// group): a changed input is hashed again over exactly these.
+    pub actions: Option<Vec<ActionId>>,
+}
+
+/// A group's hash and the inputs it read, with their digests.
+type Hashed = (String, Vec<(String, Digest)>);
+
+/// The same, with the graph's actions it was made of.
+type HashedIn = (Hashed, Vec<ActionId>);
+
 /// Combines the digests of `ids`' actions: kind, recipe, environment and input contents, sorted,
-/// so the order in which actions were lowered does not matter.
+/// so the order in which actions were lowered does not matter. Also gives the inputs read.
 fn hash_actions(
     graph: &Graph,
     ids: impl Iterator<Item = ActionId>,
     model: &Model,
     stat: &mut StatCache,
-) -> Result<String, TagError> {
+) -> Result<Hashed, TagError> {
     let mut entries = Vec::new();
+    let mut read = Vec::new();
     for id in ids {
         let action = graph.action(id);
         let mut inputs = Vec::with_capacity(action.inputs.len());
@@ -74,13 +96,21 @@ fn hash_actions(
             inputs.push((rel.clone(), digest));
         }
         entries.push(*crate::key::declared(action, &inputs).as_bytes());
+        read.extend(inputs);
     }
     entries.sort();
-    Ok(Digest::of_bytes(&entries.concat()).to_hex()[..40].to_string())
+    read.sort();
+    read.dedup();
+    let hash = Digest::of_bytes(&entries.concat()).to_hex()[..40].to_string();
+    Ok((hash, read))
 }
 
 /// The hash of the series and kind of `label`, over all the arches the model builds it for.
 pub fn group_hash(model: &Model, label: &Label, stat: &mut StatCache) -> Result<String, TagError> {
+    group_hash_read(model, label, stat).map(|(hash, _)| hash)
+}
+
+fn group_hash_read(model: &Model, label: &Label, stat: &mut StatCache) -> Result<Hashed, TagError> {
     let graph = crate::plan::lower(model, &group_targets(model, label))
         .expect("the planner makes no cycles");
     hash_actions(&graph, graph.ids(), model, stat)
@@ -93,7 +123,7 @@ fn group_hash_in(
     model: &Model,
     label: &Label,
     stat: &mut StatCache,
-) -> Option<Result<String, TagError>> {
+) -> Option<Result<HashedIn, TagError>> {
     let group = group_targets(model, label);
     let mut roots = Vec::new();
     for target in &group {
@@ -110,34 +140,68 @@ fn group_hash_in(
             roots.extend(graph.action(id).deps.iter().map(|d| d.id));
         }
     }
-    Some(hash_actions(graph, seen.into_iter(), model, stat))
+    let mut ids: Vec<ActionId> = seen.into_iter().collect();
+    ids.sort();
+    Some(hash_actions(graph, ids.iter().copied(), model, stat).map(|h| (h, ids)))
 }
 
-/// Fills the hash of every tag, image (its revision label) and index action in `graph`. All
-/// hashes are computed before any recipe changes, as they read recipes.
-pub fn assign(model: &Model, graph: &mut Graph, stat: &mut StatCache) -> Result<(), TagError> {
-    let mut hashes: HashMap<(String, TargetKind), String> = HashMap::new();
+/// Fills the hash of every tag, image (its revision label) and index action in `graph`, and
+/// gives each group's hash with what it read. All hashes are computed before any recipe
+/// changes, as they read recipes. A group in `kept` whose inputs still have the digests it
+/// records keeps its hash: `kept` must come from this same lowered graph.
+pub fn assign(
+    model: &Model,
+    graph: &mut Graph,
+    stat: &mut StatCache,
+    kept: &[GroupHash],
+) -> Result<Vec<GroupHash>, TagError> {
+    let kept: HashMap<(&str, &TargetKind), &GroupHash> = kept
+        .iter()
+        .map(|g| ((g.series.as_str(), &g.kind), g))
+        .collect();
+    let mut hashes: HashMap<(String, TargetKind), GroupHash> = HashMap::new();
+    // Groups of one series share inputs: each is looked at once.
+    let mut now: HashMap<String, Option<Digest>> = HashMap::new();
     let mut todo = Vec::new();
     for id in graph.ids() {
-        if !matches!(
-            graph.action(id).recipe,
-            Recipe::Tag(_) | Recipe::Image(_) | Recipe::Index(_)
-        ) {
+        if !is_tagged(&graph.action(id).recipe) {
             continue;
         }
         let label = graph.action(id).labels[0].clone();
         let key = (label.series.clone(), label.kind.clone());
         if !hashes.contains_key(&key) {
-            let hash = match group_hash_in(graph, model, &label, stat) {
-                Some(hash) => hash?,
-                None => group_hash(model, &label, stat)?,
+            let still = kept
+                .get(&(label.series.as_str(), &label.kind))
+                .filter(|g| unchanged(g, model, stat, &mut now));
+            let ((hash, inputs), actions) = match still {
+                Some(g) => ((g.hash.clone(), g.inputs.clone()), g.actions.clone()),
+                None => match kept.get(&(label.series.as_str(), &label.kind)) {
+                    // The same graph: the same actions, with other inputs.
+                    Some(GroupHash {
+                        actions: Some(ids), ..
+                    }) => (
+                        hash_actions(graph, ids.iter().copied(), model, stat)?,
+                        Some(ids.clone()),
+                    ),
+                    _ => match group_hash_in(graph, model, &label, stat) {
+                        Some(hashed) => hashed.map(|(h, ids)| (h, Some(ids)))?,
+                        None => (group_hash_read(model, &label, stat)?, None),
+                    },
+                },
             };
-            hashes.insert(key.clone(), hash);
+            let group = GroupHash {
+                series: key.0.clone(),
+                kind: key.1.clone(),
+                hash,
+                inputs,
+                actions,
+            };
+            hashes.insert(key.clone(), group);
         }
         todo.push((id, key));
     }
     for (id, key) in todo {
-        let hash = hashes[&key].clone();
+        let hash = hashes[&key].hash.clone();
         match graph.recipe_mut(id) {
             Recipe::Tag(spec) => spec.hash = hash,
             Recipe::Index(spec) => spec.hash = hash,
@@ -145,7 +209,39 @@ pub fn assign(model: &Model, graph: &mut Graph, stat: &mut StatCache) -> Result<
             _ => {}
         }
     }
-    Ok(())
+    let mut groups: Vec<GroupHash> = hashes.into_values().collect();
+    groups.sort_by(|a, b| (&a.series, &a.kind).cmp(&(&b.series, &b.kind)));
+    Ok(groups)
+}
+
+/// Whether `recipe` carries a tag hash that [`assign`] fills.
+pub fn is_tagged(recipe: &Recipe) -> bool {
+    matches!(recipe, Recipe::Tag(_) | Recipe::Image(_) | Recipe::Index(_))
+}
+
+/// Empties the hash [`assign`] filled in, giving the recipe as lowering made it.
+pub fn clear(recipe: &mut Recipe) {
+    match recipe {
+        Recipe::Tag(spec) => spec.hash.clear(),
+        Recipe::Index(spec) => spec.hash.clear(),
+        Recipe::Image(spec) => spec.revision.clear(),
+        _ => {}
+    }
+}
+
+/// Whether every input `group` was made of still has the digest it had.
+fn unchanged(
+    group: &GroupHash,
+    model: &Model,
+    stat: &mut StatCache,
+    now: &mut HashMap<String, Option<Digest>>,
+) -> bool {
+    (group.inputs.iter()).all(|(rel, digest)| {
+        let current = now
+            .entry(rel.clone())
+            .or_insert_with(|| stat.digest(&model.root.join(rel)).ok());
+        *current == Some(*digest)
+    })
 }
 
 /// The references of one target: per arch, and for the multi-arch index over its arches.

@@ -44,9 +44,9 @@ impl LastRun {
     }
 
     pub(super) fn decode(text: &str) -> LastRun {
-        let mut actions = BTreeMap::new();
-        for line in text.lines() {
-            let mut fields = line.split('\t');
+        let mut actions = Vec::new();
+        for line in text.split_terminator('\n') {
+            let mut fields = line.splitn(5, '\t');
             let (Some(name), Some(key), Some(output), Some(outcome), Some(reason)) = (
                 fields.next(),
                 fields.next(),
@@ -65,9 +65,12 @@ impl LastRun {
                 outcome: outcome.to_string(),
                 reason: (!reason.is_empty()).then(|| reason.to_string()),
             };
-            actions.insert(name.to_string(), entry);
+            actions.push((name.to_string(), entry));
         }
-        LastRun { actions }
+        // Written sorted: collected whole, the map is built in one pass, not insert by insert.
+        LastRun {
+            actions: actions.into_iter().collect(),
+        }
     }
 }
 

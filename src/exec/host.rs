@@ -25,8 +25,8 @@ pub fn which(program: &str) -> Option<PathBuf> {
 /// compiler itself would use (its `cc1`, its `libc.a`).
 fn program_state(tool: &str, probe: &mut dyn Probe) -> Program {
     let file = match tool.split_once(" -print-") {
-        None => which(tool),
-        Some((compiler, question)) => which(compiler).and_then(|cc| {
+        None => probe.which(tool),
+        Some((compiler, question)) => probe.which(compiler).and_then(|cc| {
             let answer = probe.answer(&cc, question, &mut || ask(&cc, question));
             let path = PathBuf::from(answer);
             path.is_absolute().then_some(path)
@@ -78,7 +78,14 @@ impl Executor for Host {
         let programs = set
             .tools
             .iter()
-            .map(|tool| (tool.clone(), program_state(tool, probe)))
+            .map(|tool| {
+                let state = probe.program(tool).unwrap_or_else(|| {
+                    let state = program_state(tool, probe);
+                    probe.remember_program(tool, &state);
+                    state
+                });
+                (tool.clone(), state)
+            })
             .collect();
         Ok(Identity::Host { programs })
     }

@@ -114,6 +114,20 @@ pub trait Probe {
 
     /// The answer of the program at `path` to `question`, from `ask` when not remembered.
     fn answer(&mut self, path: &Path, question: &str, ask: &mut dyn FnMut() -> String) -> String;
+
+    /// What `tool` was found to be earlier in this pass: toolsets share most of their
+    /// programs, and each is looked up on `PATH` once.
+    fn program(&self, _tool: &str) -> Option<Program> {
+        None
+    }
+
+    /// Remembers what `tool` is, for the rest of this pass.
+    fn remember_program(&mut self, _tool: &str, _state: &Program) {}
+
+    /// Where `PATH` finds `program`: a compiler is looked for once per question asked of it.
+    fn which(&mut self, program: &str) -> Option<std::path::PathBuf> {
+        super::host::which(program)
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub use cancel::Cancel;
 pub use docker::Docker;
 pub use dry_run::DryRun;
-pub use host::Host;
+pub use host::{Host, which};
 pub use identity::{Identity, Known, Probe, Program};
 
 use crate::arch::Arch;

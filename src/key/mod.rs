@@ -12,13 +12,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use record::{KeyRecord, KeyView, Seen, declared, dep_names};
+pub use record::{KeyRecord, Seen, declared, dep_names, key, own_part};
 
 use crate::digest::Digest;
 
 /// The version of the key encoding itself: bumped when a field is added, removed or encoded
 /// differently, so that no key of one schema can equal a key of another.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 
 /// The key under which an action's outputs are cached.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]

@@ -1,9 +1,9 @@
 //! The key record: everything that decides an action's result, gathered in one place.
 //!
 //! [`Seen`] is what an action sees besides itself (its input files' digests, its dependencies'
-//! output digests, its executor's identity); [`KeyView`] joins it with the action into the one
-//! encoding every key is hashed from, and [`KeyRecord`] keeps the same fields whole for `why`,
-//! `plan --format json` and `why --key`. Nothing else makes keys.
+//! output digests, its executor's identity); [`own_part`] digests the action's own fields and
+//! [`key`] joins that with what it sees into the key, and [`KeyRecord`] keeps the same fields
+//! whole for `why`, `plan --format json` and `why --key`. Nothing else makes keys.
 
 use std::collections::BTreeMap;
 
@@ -97,47 +97,65 @@ pub struct KeyRecord {
     pub deps: BTreeMap<String, Digest>,
 }
 
-/// The same fields as [`KeyRecord`], borrowed, so that a key is hashed without building a record.
-/// Keys come only from this encoding; a stored record is for explanation.
+/// The action's own part of the record, borrowed: everything but what it sees. It depends on
+/// the lowered graph alone, so a graph kept across runs keeps its digest too.
 #[derive(Serialize)]
-pub struct KeyView<'a> {
+struct Own<'a> {
     schema: u32,
     kind: &'a str,
     recipe: RecipeCode,
     params: &'a Recipe,
     env: &'a BTreeMap<String, String>,
-    /// The digest of the record's `executor`: the same programs, one field.
-    executor: Digest,
-    inputs: &'a BTreeMap<String, Digest>,
-    deps: &'a BTreeMap<String, Digest>,
 }
 
-impl<'a> KeyView<'a> {
-    pub fn new(action: &'a Action, seen: &'a Seen) -> KeyView<'a> {
-        KeyView {
-            schema: SCHEMA,
-            kind: action.kind().as_str(),
-            recipe: crate::recipe::code::of(action.kind()),
-            params: &action.recipe,
-            env: &action.env,
-            executor: seen.executor.digest,
-            inputs: &seen.inputs,
-            deps: &seen.deps,
-        }
+/// The digest of `action`'s own part of its key: schema, kind, recipe code, parameters and
+/// environment, as the JSON of the record's same fields. Encoded into a reused buffer and hashed
+/// once (serde_json writes many tiny pieces, which blake3 digests slowly one by one).
+pub fn own_part(action: &Action) -> Digest {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    let own = Own {
+        schema: SCHEMA,
+        kind: action.kind().as_str(),
+        recipe: crate::recipe::code::of(action.kind()),
+        params: &action.recipe,
+        env: &action.env,
+    };
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, &own).expect("recipes serialise");
+        Digest::of_bytes(buf)
+    })
+}
 
-    /// Encodes into a reused buffer and hashes it once (serde_json writes many tiny pieces,
-    /// which blake3 digests slowly one by one).
-    pub fn key(&self) -> ActionKey {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The key: an action's own part (see [`own_part`]) joined with what it sees. Every variable
+/// piece is length-prefixed, so no two records encode alike; the own part is what a kept graph
+/// saves re-encoding after a change that leaves the graph alone.
+pub fn key(own: Digest, seen: &Seen) -> ActionKey {
+    fn entries(buf: &mut Vec<u8>, field: &[u8], map: &BTreeMap<String, Digest>) {
+        buf.extend_from_slice(field);
+        buf.extend_from_slice(&(map.len() as u64).to_le_bytes());
+        for (name, digest) in map {
+            buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(digest.as_bytes());
         }
-        BUF.with_borrow_mut(|buf| {
-            buf.clear();
-            serde_json::to_writer(&mut *buf, self).expect("key views serialise");
-            ActionKey(Digest::of_bytes(buf))
-        })
     }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // One buffer hashed once: blake3 takes many small updates slowly.
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.extend_from_slice(b"kbuild action key\0");
+        buf.extend_from_slice(&SCHEMA.to_le_bytes());
+        buf.extend_from_slice(own.as_bytes());
+        buf.extend_from_slice(seen.executor.digest.as_bytes());
+        entries(buf, b"inputs", &seen.inputs);
+        entries(buf, b"deps", &seen.deps);
+        ActionKey(Digest::of_bytes(buf))
+    })
 }
 
 impl KeyRecord {
@@ -222,21 +240,22 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let key = KeyView::new(&action, &seen).key();
-        assert_eq!(KeyView::new(&action, &seen.clone()).key(), key);
+        let own = own_part(&action);
+        let key = super::key(own, &seen);
+        assert_eq!(super::key(own_part(&action), &seen.clone()), key);
         let mut other = seen.clone();
         other.executor = Known::new(Identity::DryRun { tools: vec![] });
-        assert_ne!(KeyView::new(&action, &other).key(), key, "executor");
+        assert_ne!(super::key(own, &other), key, "executor");
         let mut other = seen.clone();
         other
             .deps
             .insert("tree".into(), Digest::of_bytes(b"other tree"));
-        assert_ne!(KeyView::new(&action, &other).key(), key, "dependency");
+        assert_ne!(super::key(own, &other), key, "dependency");
         let mut other = seen.clone();
         other
             .inputs
             .insert("kernel/config".into(), Digest::of_bytes(b"edited"));
-        assert_ne!(KeyView::new(&action, &other).key(), key, "input");
+        assert_ne!(super::key(own, &other), key, "input");
         let record = KeyRecord::new(&action, seen);
         assert_eq!(record.executor, Identity::Kbuild);
         let unknown = Seen::gather(
