@@ -22,15 +22,20 @@ pub struct CycleError {
 #[derive(Default, Debug)]
 pub struct Graph {
     actions: Vec<Action>,
-    by_name: HashMap<String, ActionId>,
+    /// Actions by name, for the planner; built when first asked for in a restored graph,
+    /// which planning and running never ask.
+    by_name: OnceLock<HashMap<String, ActionId>>,
     /// The action of each kind that serves a target: typed lookups for everyone outside the
     /// planner, which alone names actions.
     /// Built when first asked for in a restored graph, which most plans never ask.
     by_target: OnceLock<HashMap<(ActionKind, Label), ActionId>>,
     /// A restored graph's target index, until `by_target` is built from it.
     restored_targets: Vec<(ActionKind, Label, ActionId)>,
-    edges: DiGraph<ActionId, ()>,
-    dependents: Vec<Vec<ActionId>>,
+    /// Edges beyond the actions' dependencies: only tests add them, to make graphs the
+    /// planner never makes (a cycle).
+    extra: Vec<(ActionId, ActionId)>,
+    /// Each action's dependents, made from the dependencies when the scheduler first asks.
+    dependents: OnceLock<Vec<Vec<ActionId>>>,
     /// Each action's own part of its key ([`crate::key::own_part`]), made once when first asked
     /// for, or taken from a graph kept across runs.
     own: Vec<OnceLock<Digest>>,
@@ -39,29 +44,36 @@ pub struct Graph {
 impl Graph {
     /// Adds an action, or returns the existing one of the same name with `action`'s labels merged.
     pub fn add(&mut self, action: Action) -> ActionId {
-        if let Some(&id) = self.by_name.get(&action.name) {
+        if let Some(id) = self.find(&action.name) {
             for label in action.labels {
                 self.add_label(id, &label);
             }
             return id;
         }
         let id = ActionId(self.actions.len() as u32);
-        let node = self.edges.add_node(id);
-        for dep in &action.deps {
-            self.edges
-                .add_edge(NodeIndex::new(dep.id.index()), node, ());
-            self.dependents[dep.id.index()].push(id);
-        }
-        self.by_name.insert(action.name.clone(), id);
+        self.names_mut().insert(action.name.clone(), id);
         for label in &action.labels {
             Self::index_mut(&mut self.by_target, &self.restored_targets)
                 .entry((action.kind(), label.clone()))
                 .or_insert(id);
         }
         self.actions.push(action);
-        self.dependents.push(Vec::new());
+        self.dependents = OnceLock::new();
         self.own.push(OnceLock::new());
         id
+    }
+
+    fn names(&self) -> &HashMap<String, ActionId> {
+        self.by_name.get_or_init(|| {
+            (self.actions.iter().enumerate())
+                .map(|(i, a)| (a.name.clone(), ActionId(i as u32)))
+                .collect()
+        })
+    }
+
+    fn names_mut(&mut self) -> &mut HashMap<String, ActionId> {
+        self.names();
+        self.by_name.get_mut().expect("made just now")
     }
 
     /// A graph kept across runs (see `lowered.rs`), from its actions in their order and its
@@ -71,24 +83,18 @@ impl Graph {
         actions: Vec<Action>,
         targets: Vec<(ActionKind, Label, ActionId)>,
     ) -> Option<Graph> {
-        let mut graph = Graph::default();
-        for action in actions {
-            let id = ActionId(graph.actions.len() as u32);
-            let node = graph.edges.add_node(id);
-            for dep in &action.deps {
-                if dep.id >= id {
-                    return None;
-                }
-                (graph.edges).add_edge(NodeIndex::new(dep.id.index()), node, ());
-                graph.dependents[dep.id.index()].push(id);
-            }
-            if graph.by_name.insert(action.name.clone(), id).is_some() {
+        let mut names = std::collections::HashSet::with_capacity(actions.len());
+        for (i, action) in actions.iter().enumerate() {
+            if action.deps.iter().any(|dep| dep.id.index() >= i) || !names.insert(&action.name) {
                 return None;
             }
-            graph.actions.push(action);
-            graph.dependents.push(Vec::new());
-            graph.own.push(OnceLock::new());
         }
+        drop(names);
+        let mut graph = Graph {
+            own: (0..actions.len()).map(|_| OnceLock::new()).collect(),
+            actions,
+            ..Graph::default()
+        };
         for (kind, _, id) in &targets {
             if id.index() >= graph.actions.len() || graph.actions[id.index()].kind() != *kind {
                 return None;
@@ -236,7 +242,7 @@ impl Graph {
 
     /// The action called `name`: how the planner finds what it lowered already.
     pub fn find(&self, name: &str) -> Option<ActionId> {
-        self.by_name.get(name).copied()
+        self.names().get(name).copied()
     }
 
     /// The action of `kind` that serves `target` (its tag, its image, its series' index …).
@@ -245,20 +251,42 @@ impl Graph {
     }
 
     pub fn dependents(&self, id: ActionId) -> &[ActionId] {
-        &self.dependents[id.index()]
+        &self.all_dependents()[id.index()]
+    }
+
+    fn all_dependents(&self) -> &[Vec<ActionId>] {
+        self.dependents.get_or_init(|| {
+            let mut dependents = vec![Vec::new(); self.actions.len()];
+            for (from, to) in self.edges() {
+                dependents[from.index()].push(to);
+            }
+            dependents
+        })
+    }
+
+    /// Every edge, from dependency to dependent: the actions' dependencies, then the extra ones.
+    fn edges(&self) -> impl Iterator<Item = (ActionId, ActionId)> + '_ {
+        let deps = (self.ids()).flat_map(|id| self.action(id).deps.iter().map(move |d| (d.id, id)));
+        deps.chain(self.extra.iter().copied())
     }
 
     /// Adds an edge after the fact; only tests use it, to build graphs the planner never makes.
     pub fn add_edge(&mut self, from: ActionId, to: ActionId) {
-        self.edges
-            .add_edge(NodeIndex::new(from.index()), NodeIndex::new(to.index()), ());
-        self.dependents[from.index()].push(to);
+        self.extra.push((from, to));
+        self.dependents = OnceLock::new();
     }
 
     /// Fails with the path of a cycle if there is one.
     pub fn check_acyclic(&self) -> Result<(), CycleError> {
-        for scc in tarjan_scc(&self.edges) {
-            let looped = scc.len() > 1 || self.edges.contains_edge(scc[0], scc[0]);
+        let mut edges: DiGraph<ActionId, ()> = DiGraph::with_capacity(self.len(), self.len());
+        for id in self.ids() {
+            edges.add_node(id);
+        }
+        for (from, to) in self.edges() {
+            edges.add_edge(NodeIndex::new(from.index()), NodeIndex::new(to.index()), ());
+        }
+        for scc in tarjan_scc(&edges) {
+            let looped = scc.len() > 1 || edges.contains_edge(scc[0], scc[0]);
             if looped {
                 let mut path: Vec<String> = scc
                     .iter()
