@@ -728,7 +728,7 @@ fn read_series(
         name: id.value.clone(),
     };
     let span = raw.config.as_ref().map_or(id.span, |c| c.span);
-    check_files(root, &series, model, span, problems);
+    check_files(root, &series, model, span, problems, &mut HashSet::new());
     Ok(series)
 }
 
@@ -973,6 +973,7 @@ fn resolve_tools(given: &[Spanned], model: &Model, problems: &mut Vec<Problem>) 
 /// Whether every file the model names exists (the span-free form of [`check_files`]).
 pub fn files_present(model: &Model) -> bool {
     let mut problems = Vec::new();
+    let mut found = HashSet::new();
     for series in &model.series {
         check_files(
             &model.root,
@@ -980,25 +981,31 @@ pub fn files_present(model: &Model) -> bool {
             model,
             miette::SourceSpan::from(0..0),
             &mut problems,
+            &mut found,
         );
     }
     problems.is_empty()
 }
 
-/// Every file a series needs must exist now, not halfway through a build.
+/// Every file a series needs must exist now, not halfway through a build. `found` holds the
+/// files found so far: series share fragments, and this runs before every plan.
 fn check_files(
     root: &Path,
     series: &Series,
     model: &Model,
     span: miette::SourceSpan,
     problems: &mut Vec<Problem>,
+    found: &mut HashSet<String>,
 ) {
     if series.deprecated {
         return;
     }
+    let mut present = |path: &str| {
+        found.contains(path) || (root.join(path).is_file() && found.insert(path.to_string()))
+    };
     for &arch in &series.arches {
         let config = series.config_path(arch);
-        if !root.join(&config).is_file() {
+        if !present(&config) {
             problems.push(
                 Problem::new(format!("missing config `{config}` for `{}` on {arch}", series.name), span, "needed by this series")
                     .help(format!("create `{config}` (a full .config or a savedefconfig file), or drop {arch} from `arches`")),
@@ -1012,7 +1019,7 @@ fn check_files(
             for variant in model.variants_of(set) {
                 for fragment in &variant.fragments {
                     let path = expand(fragment, &series.name, Some(arch));
-                    if !root.join(&path).is_file() {
+                    if !present(&path) {
                         let message =
                             format!("missing fragment `{path}` of variant `{}`", variant.name);
                         problems.push(Problem::new(message, span, "needed by this series").help(
