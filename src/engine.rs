@@ -133,19 +133,19 @@ pub enum KeyError {
     },
 }
 
-/// The scheduler-thread state of a plan or run.
-/// An action's kind, whether it strips and whether it builds with CMake (a tool), its environment (by pointer: the planner shares
-/// one per series and arch, and the graph, which holds them all, outlives the keys, so no
-/// address is reused), arch and builder: all that decides its toolset.
-type Shape = (
+/// An action's kind, whether it strips and whether it builds with CMake (a tool), its
+/// environment (by pointer: the planner shares one per series and arch, and the graph, which
+/// holds them all, outlives the keys, so no address is reused), arch and builder: all that
+/// decides its toolset. Borrowed from the graph: made for every action a plan decides.
+type Shape<'a> = (
     ActionKind,
     (bool, bool),
     usize,
     Option<crate::arch::Arch>,
-    Option<String>,
+    Option<&'a str>,
 );
 
-fn shape(action: &Action) -> Shape {
+fn shape(action: &Action) -> Shape<'_> {
     let tool = match &action.recipe {
         crate::action::Recipe::Tool(spec) => {
             (spec.strip, spec.build == crate::model::BuildSystem::Cmake)
@@ -162,10 +162,11 @@ fn shape(action: &Action) -> Shape {
             Arc::as_ptr(&action.env) as usize
         },
         action.arch,
-        action.builder.clone(),
+        action.builder.as_deref(),
     )
 }
 
+/// The scheduler-thread state of a plan or run.
 struct Keys<'a> {
     engine: &'a Engine<'a>,
     graph: &'a Graph,
@@ -173,7 +174,7 @@ struct Keys<'a> {
     identities: HashMap<Toolset, Known>,
     /// The identity by what `recipe::toolset_of` reads of an action, so that its list of tool
     /// names (forty strings for a compile) is made once per shape, not once per action.
-    by_shape: HashMap<Shape, Known>,
+    by_shape: HashMap<Shape<'a>, Known>,
     /// The identity of what kbuild does in-process, made once.
     kbuild: Known,
     /// Input digests of this pass: many actions read the same config.
@@ -190,11 +191,11 @@ struct Keys<'a> {
 }
 
 impl<'a> Keys<'a> {
-    fn new(engine: &'a Engine<'a>, graph: &'a Graph, last: LastRun) -> Keys<'a> {
+    fn new(engine: &'a Engine<'a>, graph: &'a Graph, last: LastRun, stat: StatCache) -> Keys<'a> {
         Keys {
             engine,
             graph,
-            stat: StatCache::load(engine.cache.dir("state").join("stat.json")),
+            stat,
             identities: HashMap::new(),
             by_shape: HashMap::new(),
             kbuild: Known::new(Identity::Kbuild),
@@ -213,7 +214,7 @@ impl<'a> Keys<'a> {
         }
     }
 
-    fn identity(&mut self, action: &Action) -> Result<Known, KeyError> {
+    fn identity(&mut self, action: &'a Action) -> Result<Known, KeyError> {
         let shape = shape(action);
         if let Some(id) = self.by_shape.get(&shape) {
             return Ok(id.clone());
@@ -249,8 +250,9 @@ impl<'a> Keys<'a> {
     }
 
     /// What `id` sees, or `None` while a dependency's output is unknown.
-    fn seen(&mut self, id: ActionId) -> Result<Option<Seen>, KeyError> {
-        let action = self.graph.action(id);
+    fn seen(&mut self, id: ActionId) -> Result<Option<Seen<'a>>, KeyError> {
+        let graph: &'a Graph = self.graph;
+        let action = graph.action(id);
         let status = &self.status;
         let (stat, known, workspace) = (
             &mut self.stat,
@@ -287,7 +289,7 @@ impl<'a> Keys<'a> {
         let present = if self.running {
             self.engine.cache.hold(key)
         } else {
-            self.engine.cache.has_entry(key)
+            self.last.found_present(key) || self.engine.cache.has_entry(key)
         };
         if !present {
             return None;
@@ -1035,19 +1037,28 @@ impl Keys<'_> {
 impl Engine<'_> {
     /// Decides every action without running any.
     pub fn plan(&self, graph: &Graph) -> Report {
-        self.plan_with(graph, self.cache.load_state(self.workspace))
+        self.plan_with(
+            graph,
+            self.cache.load_state(self.workspace),
+            self.stat_cache(),
+        )
     }
 
-    /// [`Engine::plan`] with the workspace's last-run state already read (`kbuild plan` reads it
-    /// while it lowers).
-    pub fn plan_with(&self, graph: &Graph, last: LastRun) -> Report {
+    /// [`Engine::plan`] with the last run's state and the stat cache already at hand (`kbuild
+    /// plan` reads the first beside lowering, which leaves the second warm).
+    pub fn plan_with(&self, graph: &Graph, last: LastRun, stat: StatCache) -> Report {
         let started = Instant::now();
-        let mut keys = Keys::new(self, graph, last);
+        let mut keys = Keys::new(self, graph, last, stat);
         for id in graph.ids() {
             keys.decide(id);
         }
         keys.stat.save();
         keys.into_report(started)
+    }
+
+    /// The stat cache of the cache's state directory, as saved by the last pass.
+    pub fn stat_cache(&self) -> StatCache {
+        StatCache::in_state_dir(&self.cache.dir("state"))
     }
 
     /// Builds the graph. A corrupt cache entry found on the way is evicted and rebuilt in a
@@ -1070,7 +1081,8 @@ impl Engine<'_> {
         let mut rounds = 0;
         loop {
             rounds += 1;
-            let mut keys = Keys::new(self, graph, self.cache.load_state(self.workspace));
+            let last = self.cache.load_state(self.workspace);
+            let mut keys = Keys::new(self, graph, last, self.stat_cache());
             keys.running = true;
             let mut owner = RunOwner {
                 keys,

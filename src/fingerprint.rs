@@ -144,7 +144,7 @@ impl Record {
         exec: &dyn Executor,
         patterns: &[String],
     ) -> Option<usize> {
-        let mut stat = StatCache::load(cache.dir("state").join("stat.json"));
+        let mut stat = StatCache::in_state_dir(&cache.dir("state"));
         let now = digest(root, patterns, exec, &self.deps, &mut stat)?;
         stat.save();
         let deps = &self.deps;
@@ -161,7 +161,7 @@ pub fn record(
     patterns: &[String],
     deps: &Dependencies,
 ) {
-    let mut stat = StatCache::load(cache.dir("state").join("stat.json"));
+    let mut stat = StatCache::in_state_dir(&cache.dir("state"));
     let Some(digest) = digest(root, patterns, exec, deps, &mut stat) else {
         return;
     };

@@ -56,8 +56,13 @@ pub fn hash_kbuild_and_manifest(h: &mut blake3::Hasher, root: &Path) -> Option<(
     Some(())
 }
 
-/// The digest of everything lowering `targets` of `model` reads.
-fn lowering_digest(model: &Model, targets: &[Label]) -> Option<Digest> {
+/// The digest of everything lowering `targets` of `model` reads: `patch_dirs` are their
+/// patch directories with their listings.
+fn lowering_digest(
+    model: &Model,
+    targets: &[Label],
+    patch_dirs: &[(String, Vec<String>)],
+) -> Option<Digest> {
     let mut h = blake3::Hasher::new();
     hash_kbuild_and_manifest(&mut h, &model.root)?;
     h.update(format!("root {}\n", model.root.display()).as_bytes());
@@ -65,9 +70,9 @@ fn lowering_digest(model: &Model, targets: &[Label]) -> Option<Digest> {
     for target in targets {
         h.update(format!("target {target}\n").as_bytes());
     }
-    for dir in crate::plan::patch_dirs(model, targets) {
+    for (dir, files) in patch_dirs {
         h.update(format!("dir {dir}:").as_bytes());
-        for file in crate::plan::patch_files(&model.root, &dir) {
+        for file in files {
             h.update(format!("{file}\n").as_bytes());
         }
     }
@@ -333,14 +338,15 @@ pub fn path(state: &Path, root: &Path, patterns: &[String]) -> PathBuf {
 
 /// The graph of `targets`, restored from `kept` when nothing lowering reads changed, else
 /// lowered, tagged and kept there (best effort: a graph that cannot be kept is lowered again
-/// next time).
+/// next time). `patch_dirs` are the targets' patch directories as
+/// [`crate::plan::read_patch_dirs`] listed them.
 pub fn lower(
     model: &Model,
-    targets: &[Label],
+    (targets, patch_dirs): (&[Label], &[(String, Vec<String>)]),
     kept: &Path,
     stat: &mut crate::statcache::StatCache,
 ) -> miette::Result<Graph> {
-    let digest = lowering_digest(model, targets);
+    let digest = lowering_digest(model, targets, patch_dirs);
     if let Some(digest) = digest
         && let Some(kept) = load(kept).filter(|k| k.lowering == digest)
         && let Some(graph) = restore(kept, model, stat)?

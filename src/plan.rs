@@ -145,17 +145,20 @@ pub fn read_patch_dir(root: &Path, dir: &str) -> Result<Vec<String>, PatchDirErr
 }
 
 /// Like [`read_patch_dir`], for callers that checked the directories first
-/// ([`check_patch_dirs`]) or only compare listings (the fingerprint): an error lists nothing.
+/// ([`read_patch_dirs`]) or only compare listings (the fingerprint): an error lists nothing.
 pub fn patch_files(root: &Path, dir: &str) -> Vec<String> {
     read_patch_dir(root, dir).unwrap_or_default()
 }
 
-/// Every patch directory the targets use must be readable before anything is lowered.
-pub fn check_patch_dirs(model: &Model, targets: &[Label]) -> Result<(), PatchDirError> {
-    for dir in patch_dirs(model, targets) {
-        read_patch_dir(&model.root, &dir)?;
-    }
-    Ok(())
+/// Every patch directory the targets use, with its listing: each must be readable before
+/// anything is lowered.
+pub fn read_patch_dirs(
+    model: &Model,
+    targets: &[Label],
+) -> Result<Vec<(String, Vec<String>)>, PatchDirError> {
+    (patch_dirs(model, targets).into_iter())
+        .map(|dir| Ok((dir.clone(), read_patch_dir(&model.root, &dir)?)))
+        .collect()
 }
 
 fn numeric_prefix(name: &str) -> u64 {

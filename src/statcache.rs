@@ -62,10 +62,16 @@ pub struct StatCache {
 }
 
 impl StatCache {
-    pub fn load(path: PathBuf) -> StatCache {
+    /// The stat cache kept in the cache's state directory `dir`.
+    pub fn in_state_dir(dir: &Path) -> StatCache {
+        StatCache::load(dir.join("stat.bin"))
+    }
+
+    /// Binary (postcard): read on the path of every plan, where JSON took a millisecond.
+    fn load(path: PathBuf) -> StatCache {
         let stored = std::fs::read(&path)
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .and_then(|b| postcard::from_bytes(&b).ok())
             .unwrap_or_default();
         StatCache {
             path,
@@ -125,7 +131,7 @@ impl StatCache {
         // Best effort: losing this file costs only re-hashing.
         let _ = crate::cache::write_atomic(
             &self.path,
-            &serde_json::to_vec(&self.stored).unwrap_or_default(),
+            &postcard::to_allocvec(&self.stored).unwrap_or_default(),
         );
     }
 }
@@ -151,5 +157,42 @@ impl crate::exec::Probe for StatCache {
         (self.found.entry(program.to_string()))
             .or_insert_with(|| crate::exec::which(program))
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_digest_survives_save_and_load_and_holds_while_the_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        std::fs::write(&file, "CONFIG_A=y\n").unwrap();
+        let mut stat = StatCache::in_state_dir(dir.path());
+        // A digest the file does not have: only the stored one can give it back.
+        let remembered = Digest::of_bytes(b"remembered");
+        let stamp = Stamp::of(&std::fs::metadata(&file).unwrap());
+        stat.stored.files.insert(file.clone(), (stamp, remembered));
+        stat.dirty = true;
+        stat.save();
+        let mut again = StatCache::in_state_dir(dir.path());
+        assert_eq!(again.digest(&file).unwrap(), remembered);
+        std::fs::write(&file, "CONFIG_A=n\nCONFIG_B=y\n").unwrap();
+        assert_eq!(
+            again.digest(&file).unwrap(),
+            Digest::of_file(&file).unwrap(),
+            "a changed file is hashed again"
+        );
+    }
+
+    #[test]
+    fn a_damaged_store_is_no_store() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stat.bin"), b"\xff\xff\xff not postcard").unwrap();
+        let mut stat = StatCache::in_state_dir(dir.path());
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        assert_eq!(stat.digest(&file).unwrap(), Digest::of_file(&file).unwrap());
     }
 }

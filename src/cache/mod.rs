@@ -20,7 +20,7 @@ pub use blobs::BlobStore;
 pub use gc::{Area, Collected, Policy, Removed, Usage, parse_size};
 pub use holds::Publishing;
 pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
-pub use state::{LastRun, RunEntry};
+pub use state::{EntryCheck, LastRun, RunEntry};
 pub use verify::VerifyReport;
 
 use crate::digest::Digest;

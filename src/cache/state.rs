@@ -1,7 +1,8 @@
 //! What the last run of a workspace did: per action name its key, output digest, outcome and reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use std::path::{Path, PathBuf};
 
@@ -24,9 +25,24 @@ pub struct RunEntry {
 #[derive(Clone, Debug, Default)]
 pub struct LastRun {
     pub actions: BTreeMap<String, RunEntry>,
+    /// The keys among them whose action cache entries an [`EntryCheck`] found.
+    present: HashSet<ActionKey, KeyHasher>,
 }
 
 impl LastRun {
+    /// Takes the outcome of an [`EntryCheck`] made of this state's keys.
+    pub fn checked(&mut self, check: EntryCheck) {
+        let found = check.found.iter().map(|f| f.load(Ordering::Relaxed));
+        self.present = (check.keys.iter().zip(found))
+            .filter_map(|(&key, found)| found.then_some(key))
+            .collect();
+    }
+
+    /// Whether the [`EntryCheck`] taken found the entry of `key`.
+    pub fn found_present(&self, key: ActionKey) -> bool {
+        self.present.contains(&key)
+    }
+
     /// One line per action: name, key, output (or `-`), outcome, reason, separated by tabs.
     /// A plain format because a null build reads it whole and JSON parsing dominated that.
     fn encode(&self) -> String {
@@ -70,6 +86,78 @@ impl LastRun {
         // Written sorted: collected whole, the map is built in one pass, not insert by insert.
         LastRun {
             actions: actions.into_iter().collect(),
+            present: HashSet::default(),
+        }
+    }
+}
+
+/// Hashes a key by its first eight bytes: keys are blake3 digests, already uniform, and a
+/// set of thousands of them is built and asked on the path of every plan.
+#[derive(Clone, Copy, Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    /// Takes the first eight bytes of each write: a key's digest is one write (after its
+    /// length), and any eight bytes of a blake3 digest are uniform.
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+/// Looks for the action cache entry of every key the last run recorded, so that planning,
+/// which would look for most of the same keys again one by one, need not: one `fstatat` per
+/// key, made on the other core while the graph is lowered, and by both once it is (planning
+/// after an edit spent half its time deciding on these lookups). A plan holds nothing, so an
+/// entry found a moment before the decision is as good as one found at it; a run holds each
+/// entry as it decides instead.
+pub struct EntryCheck {
+    keys: Vec<ActionKey>,
+    found: Vec<AtomicBool>,
+    /// The first key no thread has taken yet.
+    next: AtomicUsize,
+}
+
+impl EntryCheck {
+    /// Keys taken at a time: few enough that two threads finish together.
+    const CHUNK: usize = 64;
+
+    pub fn new(last: &LastRun) -> EntryCheck {
+        let keys: Vec<ActionKey> = last.actions.values().map(|e| e.key).collect();
+        EntryCheck {
+            found: keys.iter().map(|_| AtomicBool::new(false)).collect(),
+            keys,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Checks keys until none is left; any number of threads may help.
+    pub fn work(&self, cache: &Cache) {
+        loop {
+            let start = self.next.fetch_add(Self::CHUNK, Ordering::Relaxed);
+            if start >= self.keys.len() {
+                return;
+            }
+            let end = (start + Self::CHUNK).min(self.keys.len());
+            for i in start..end {
+                if cache.has_entry(self.keys[i]) {
+                    self.found[i].store(true, Ordering::Relaxed);
+                }
+            }
         }
     }
 }
@@ -153,5 +241,38 @@ mod tests {
             back.actions["compile //6.6.x:amd64"].reason.as_deref(),
             Some("the file `a b` changed")
         );
+    }
+
+    #[test]
+    fn an_entry_check_shared_by_two_threads_finds_exactly_the_cached_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut run = LastRun::default();
+        let keys: Vec<ActionKey> = (0..300u32)
+            .map(|i| ActionKey(Digest::of_bytes(&i.to_le_bytes())))
+            .collect();
+        for (i, &key) in keys.iter().enumerate() {
+            let entry = RunEntry {
+                key,
+                output: None,
+                outcome: "cached".into(),
+                reason: None,
+            };
+            run.actions.insert(format!("action {i}"), entry);
+            if i % 3 == 0 {
+                cache.store(key, &Default::default()).unwrap();
+            }
+        }
+        let check = EntryCheck::new(&run);
+        std::thread::scope(|s| {
+            s.spawn(|| check.work(&cache));
+            check.work(&cache);
+        });
+        run.checked(check);
+        for (i, &key) in keys.iter().enumerate() {
+            assert_eq!(run.found_present(key), i % 3 == 0, "key {i}");
+        }
+        let unknown = ActionKey(Digest::of_bytes(b"never recorded"));
+        assert!(!run.found_present(unknown));
     }
 }

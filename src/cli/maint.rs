@@ -14,7 +14,7 @@ use crate::statcache::StatCache;
 
 pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Result<i32> {
     let model = ws.model()?;
-    let mut stat = StatCache::load(ws.cache_dir.join("state").join("stat.json"));
+    let mut stat = StatCache::in_state_dir(&ws.cache_dir.join("state"));
     let latest = update_refs::Latest::of(model, &mut stat)?;
     stat.save();
     let mut changes = Vec::new();

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, EntryCheck};
 use crate::engine::{Engine, Status};
 use crate::exec::docker::{Endpoints, Mounts};
 use crate::exec::{Cancel, Docker, DryRun, Executor, Host};
@@ -633,14 +633,23 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
 }
 
 pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
+    let mut stat = StatCache::in_state_dir(&ws.cache_dir.join("state"));
+    let lowered = lower_with(ws, labels, &mut stat)?;
+    stat.save();
+    Ok(lowered)
+}
+
+/// [`lower`] with the stat cache of the caller, who saves it.
+fn lower_with(
+    ws: &Workspace,
+    labels: &[String],
+    stat: &mut StatCache,
+) -> miette::Result<(Vec<Label>, Graph)> {
     let model = ws.model()?;
     let targets = label::resolve(model, labels)?;
-    crate::plan::check_patch_dirs(model, &targets)?;
-    let state = ws.cache_dir.join("state");
-    let mut stat = StatCache::load(state.join("stat.json"));
-    let kept = crate::lowered::path(&state, &ws.root, labels);
-    let graph = crate::lowered::lower(model, &targets, &kept, &mut stat)?;
-    stat.save();
+    let patch_dirs = crate::plan::read_patch_dirs(model, &targets)?;
+    let kept = crate::lowered::path(&ws.cache_dir.join("state"), &ws.root, labels);
+    let graph = crate::lowered::lower(model, (&targets, &patch_dirs), &kept, stat)?;
     Ok((targets, graph))
 }
 
@@ -719,20 +728,33 @@ pub(crate) fn engine<'a>(
 
 fn plan(ws: &Workspace, labels: &[String], format: PlanFormat) -> miette::Result<i32> {
     let cache = open_cache(ws)?;
-    // The last run's state is read beside lowering, which does not need it: two cores, and
-    // both are a good part of planning after an edit.
-    let (lowered, last) = std::thread::scope(|s| {
-        let (cache, root) = (&cache, &ws.root);
-        let last = s.spawn(move || cache.load_state(root));
-        let lowered = lower(ws, labels);
+    // The last run's state is read and its keys looked up in the cache beside lowering, which
+    // does not need them: two cores, and each is a good part of planning after an edit. The
+    // lookups are shared once lowering is done.
+    let check = std::sync::OnceLock::new();
+    let (lowered, mut last) = std::thread::scope(|s| {
+        let (cache, root, check) = (&cache, &ws.root, &check);
+        let last = s.spawn(move || {
+            let last = cache.load_state(root);
+            check.get_or_init(|| EntryCheck::new(&last)).work(cache);
+            last
+        });
+        let mut stat = StatCache::in_state_dir(&cache.dir("state"));
+        let lowered = lower_with(ws, labels, &mut stat).map(|l| (l, stat));
+        if let Some(check) = check.get() {
+            check.work(cache);
+        }
         (lowered, last.join().unwrap_or_default())
     });
-    let (targets, graph) = lowered?;
+    if let Some(check) = check.into_inner() {
+        last.checked(check);
+    }
+    let ((targets, graph), stat) = lowered?;
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
     engine.records = format == PlanFormat::Json;
     engine.remote = ws.remote(&cache)?;
-    let report = engine.plan_with(&graph, last);
+    let report = engine.plan_with(&graph, last, stat);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }

@@ -21,7 +21,7 @@ use crate::digest::Digest;
 pub const SCHEMA: u32 = 4;
 
 /// The key under which an action's outputs are cached.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ActionKey(pub Digest);
 

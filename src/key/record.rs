@@ -5,6 +5,7 @@
 //! [`key`] joins that with what it sees into the key, and [`KeyRecord`] keeps the same fields
 //! whole for `why`, `plan --format json` and `why --key`. Nothing else makes keys.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -15,37 +16,41 @@ use crate::digest::Digest;
 use crate::exec::{Identity, Known};
 use crate::recipe::code::RecipeCode;
 
-/// What an action sees besides itself.
+/// What an action sees besides itself, borrowed from it where it can be: a plan gathers this
+/// for every action, and only a miss turns it into a [`KeyRecord`].
 #[derive(Clone, Debug)]
-pub struct Seen {
+pub struct Seen<'a> {
     pub executor: Known,
-    /// Workspace-relative input files and their content digests.
-    pub inputs: BTreeMap<String, Digest>,
-    /// Each dependency's name in the key ([`dep_names`]) and its output digest.
-    pub deps: BTreeMap<String, Digest>,
+    /// Workspace-relative input files and their content digests, sorted by path, each once.
+    pub inputs: Vec<(&'a str, Digest)>,
+    /// Each dependency's name in the key ([`dep_names`]) and its output digest, sorted by name.
+    pub deps: Vec<(Cow<'static, str>, Digest)>,
 }
 
-impl Seen {
+impl<'a> Seen<'a> {
     /// Gathers what `action` sees: `None` while a dependency's output is unknown (it has yet to
     /// run), an error when an input cannot be read. Only the executor's identity is given, as
     /// it is the same for every action of one toolset.
     pub fn gather<E>(
-        action: &Action,
+        action: &'a Action,
         output_of: impl Fn(ActionId) -> Option<Digest>,
         mut digest_of: impl FnMut(&str) -> Result<Digest, E>,
         executor: impl FnOnce() -> Result<Known, E>,
-    ) -> Result<Option<Seen>, E> {
-        let mut deps = BTreeMap::new();
-        for (dep, name) in action.deps.iter().zip(dep_names(action)) {
+    ) -> Result<Option<Seen<'a>>, E> {
+        let mut deps = Vec::with_capacity(action.deps.len());
+        for (dep, name) in action.deps.iter().zip(key_names(action)) {
             let Some(output) = output_of(dep.id) else {
                 return Ok(None);
             };
-            deps.insert(name, output);
+            deps.push((name, output));
         }
-        let mut inputs = BTreeMap::new();
+        deps.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut inputs = Vec::with_capacity(action.inputs.len());
         for rel in &action.inputs {
-            inputs.insert(rel.clone(), digest_of(rel)?);
+            inputs.push((rel.as_str(), digest_of(rel)?));
         }
+        inputs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        inputs.dedup_by(|a, b| a.0 == b.0);
         Ok(Some(Seen {
             executor: executor()?,
             inputs,
@@ -58,22 +63,20 @@ impl Seen {
 /// role (the layers of an image) `role#2`, `role#3` … in dependency order, so none is dropped.
 /// Roles, not action names: renaming a series changes no key.
 pub fn dep_names(action: &Action) -> Vec<String> {
-    let mut names: Vec<String> = Vec::with_capacity(action.deps.len());
-    for dep in &action.deps {
-        let role = dep.role.as_str();
-        let same = names
-            .iter()
-            .filter(|k| {
-                k.as_str() == role || k.strip_prefix(role).is_some_and(|r| r.starts_with('#'))
-            })
+    key_names(action).map(Cow::into_owned).collect()
+}
+
+/// [`dep_names`], borrowing each role's name when it is the first of its role.
+fn key_names(action: &Action) -> impl Iterator<Item = Cow<'static, str>> + '_ {
+    (action.deps.iter().enumerate()).map(|(i, dep)| {
+        let same = (action.deps[..i].iter())
+            .filter(|d| d.role == dep.role)
             .count();
-        names.push(if same == 0 {
-            role.to_string()
-        } else {
-            format!("{role}#{}", same + 1)
-        });
-    }
-    names
+        match same {
+            0 => Cow::Borrowed(dep.role.as_str()),
+            n => Cow::Owned(format!("{}#{}", dep.role.as_str(), n + 1)),
+        }
+    })
 }
 
 /// Everything that enters a key, kept whole beside the key so that a miss can be explained.
@@ -133,10 +136,14 @@ pub fn own_part(action: &Action) -> Digest {
 /// piece is length-prefixed, so no two records encode alike; the own part is what a kept graph
 /// saves re-encoding after a change that leaves the graph alone.
 pub fn key(own: Digest, seen: &Seen) -> ActionKey {
-    fn entries(buf: &mut Vec<u8>, field: &[u8], map: &BTreeMap<String, Digest>) {
+    fn entries<'s>(
+        buf: &mut Vec<u8>,
+        field: &[u8],
+        sorted: impl ExactSizeIterator<Item = (&'s str, &'s Digest)>,
+    ) {
         buf.extend_from_slice(field);
-        buf.extend_from_slice(&(map.len() as u64).to_le_bytes());
-        for (name, digest) in map {
+        buf.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+        for (name, digest) in sorted {
             buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
             buf.extend_from_slice(name.as_bytes());
             buf.extend_from_slice(digest.as_bytes());
@@ -152,8 +159,8 @@ pub fn key(own: Digest, seen: &Seen) -> ActionKey {
         buf.extend_from_slice(&SCHEMA.to_le_bytes());
         buf.extend_from_slice(own.as_bytes());
         buf.extend_from_slice(seen.executor.digest.as_bytes());
-        entries(buf, b"inputs", &seen.inputs);
-        entries(buf, b"deps", &seen.deps);
+        entries(buf, b"inputs", seen.inputs.iter().map(|(n, d)| (*n, d)));
+        entries(buf, b"deps", seen.deps.iter().map(|(n, d)| (n.as_ref(), d)));
         ActionKey(Digest::of_bytes(buf))
     })
 }
@@ -167,8 +174,12 @@ impl KeyRecord {
             params: serde_json::to_value(&action.recipe).expect("recipes serialise"),
             env: (*action.env).clone(),
             executor: (*seen.executor.identity).clone(),
-            inputs: seen.inputs,
-            deps: seen.deps,
+            inputs: (seen.inputs.into_iter())
+                .map(|(rel, d)| (rel.to_string(), d))
+                .collect(),
+            deps: (seen.deps.into_iter())
+                .map(|(name, d)| (name.into_owned(), d))
+                .collect(),
         }
     }
 
@@ -247,14 +258,10 @@ mod tests {
         other.executor = Known::new(Identity::DryRun { tools: vec![] });
         assert_ne!(super::key(own, &other), key, "executor");
         let mut other = seen.clone();
-        other
-            .deps
-            .insert("tree".into(), Digest::of_bytes(b"other tree"));
+        other.deps[0].1 = Digest::of_bytes(b"other tree");
         assert_ne!(super::key(own, &other), key, "dependency");
         let mut other = seen.clone();
-        other
-            .inputs
-            .insert("kernel/config".into(), Digest::of_bytes(b"edited"));
+        other.inputs[0].1 = Digest::of_bytes(b"edited");
         assert_ne!(super::key(own, &other), key, "input");
         let record = KeyRecord::new(&action, seen);
         assert_eq!(record.executor, Identity::Kbuild);
