@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{Ctx, RecipeError, io};
-use crate::action::{Role, ToolSpec};
+use crate::action::ToolSpec;
 use crate::arch::Arch;
 use crate::exec::Invocation;
 
@@ -31,7 +31,7 @@ pub fn install(ctx: &Ctx, spec: &ToolSpec, src: &Path) -> Result<(), RecipeError
         .args(cross(spec.arch, &ctx.action.env))
         .args(libraries(ctx))
         .args(&spec.args);
-    ctx.run(configure.envs(&pkg_config_env(ctx)?))?;
+    ctx.run(configure.envs(&super::library::pkg_config_env(ctx)?))?;
     let build = Invocation::new("cmake", &obj)
         .arg("--build")
         .arg(obj.display().to_string())
@@ -108,44 +108,13 @@ fn cross(arch: Arch, env: &BTreeMap<String, String>) -> Vec<String> {
 /// The installed trees of the libraries the tool uses, where `find_package` and
 /// `find_library` look first.
 fn libraries(ctx: &Ctx) -> Vec<String> {
-    let roots: Vec<String> = library_roots(ctx)
+    let roots: Vec<String> = super::library::roots(ctx)
         .map(|root| root.join("usr").display().to_string())
         .collect();
     if roots.is_empty() {
         return Vec::new();
     }
     vec![format!("-DCMAKE_PREFIX_PATH={}", roots.join(";"))]
-}
-
-fn library_roots<'a>(ctx: &'a Ctx) -> impl Iterator<Item = &'a Path> {
-    ctx.deps
-        .iter()
-        .filter(|(role, _)| matches!(role, Role::Library(_)))
-        .map(|(_, out)| out.dir.as_path())
-}
-
-/// `pkg_check_modules` finds the used libraries' `.pc` files, and for a cross build only those.
-fn pkg_config_env(ctx: &Ctx) -> Result<BTreeMap<String, String>, RecipeError> {
-    let mut dirs = Vec::new();
-    for root in library_roots(ctx) {
-        let found = super::install::pkgconfig_dirs(root)
-            .map_err(io("listing a library's pkg-config files"))?;
-        dirs.extend(found.iter().map(|d| d.display().to_string()));
-    }
-    let mut env = BTreeMap::new();
-    if dirs.is_empty() {
-        return Ok(env);
-    }
-    env.insert("PKG_CONFIG_PATH".to_string(), dirs.join(":"));
-    if ctx
-        .action
-        .env
-        .get("CROSS_COMPILE")
-        .is_some_and(|c| !c.is_empty())
-    {
-        env.insert("PKG_CONFIG_LIBDIR".to_string(), dirs.join(":"));
-    }
-    Ok(env)
 }
 
 #[cfg(test)]

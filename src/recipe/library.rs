@@ -21,18 +21,9 @@ pub fn with_libraries(
     inv: Invocation,
     args: &[String],
 ) -> Result<Invocation, RecipeError> {
-    let libraries: Vec<&Path> = ctx
-        .deps
-        .iter()
-        .filter(|(role, _)| matches!(role, Role::Library(_)))
-        .map(|(_, out)| out.dir.as_path())
-        .collect();
     let mut args = args.to_vec();
-    if libraries.is_empty() {
-        return Ok(inv.args(&args));
-    }
-    let (mut cflags, mut ldflags, mut pc_dirs) = (Vec::new(), Vec::new(), Vec::new());
-    for lib in &libraries {
+    let (mut cflags, mut ldflags) = (Vec::new(), Vec::new());
+    for lib in roots(ctx) {
         let include = lib.join("usr/include");
         if include.is_dir() {
             cflags.push(format!("-I{}", include.display()));
@@ -42,24 +33,44 @@ pub fn with_libraries(
                 ldflags.push(format!("-L{}", dir.display()));
             }
         }
-        let dirs = super::install::pkgconfig_dirs(lib)
-            .map_err(io("listing a library's pkg-config files"))?;
-        pc_dirs.extend(dirs.iter().map(|d| d.display().to_string()));
     }
     merge(&mut args, "EXTRA_CFLAGS", &cflags);
     merge(&mut args, "LDFLAGS", &ldflags);
-    let pc_path = pc_dirs.join(":");
-    let mut env = BTreeMap::from([("PKG_CONFIG_PATH".to_string(), pc_path.clone())]);
-    let cross = ctx
-        .action
-        .env
-        .get("CROSS_COMPILE")
-        .is_some_and(|c| !c.is_empty());
+    Ok(inv.args(&args).envs(&pkg_config_env(ctx)?))
+}
+
+/// The installed trees of the libraries the action uses.
+pub fn roots<'a>(ctx: &'a Ctx) -> impl Iterator<Item = &'a Path> {
+    (ctx.deps.iter())
+        .filter(|(role, _)| matches!(role, Role::Library(_)))
+        .map(|(_, out)| out.dir.as_path())
+}
+
+/// pkg-config's environment for a build against the used libraries (none without libraries):
+/// their `.pc` directories on `PKG_CONFIG_PATH`; a cross build sees only those, through the
+/// host's pkg-config, since the host's own `.pc` files describe host libraries and Debian ships
+/// no `<triplet>-pkg-config` for most targets.
+pub fn pkg_config_env(ctx: &Ctx) -> Result<BTreeMap<String, String>, RecipeError> {
+    let mut env = BTreeMap::new();
+    let mut dirs = Vec::new();
+    let mut any = false;
+    for lib in roots(ctx) {
+        any = true;
+        let found = super::install::pkgconfig_dirs(lib)
+            .map_err(io("listing a library's pkg-config files"))?;
+        dirs.extend(found.iter().map(|d| d.display().to_string()));
+    }
+    if !any {
+        return Ok(env);
+    }
+    let dirs = dirs.join(":");
+    env.insert("PKG_CONFIG_PATH".to_string(), dirs.clone());
+    let cross = (ctx.action.env.get("CROSS_COMPILE")).is_some_and(|c| !c.is_empty());
     if cross {
         env.insert("PKG_CONFIG".into(), "pkg-config".into());
-        env.insert("PKG_CONFIG_LIBDIR".into(), pc_path);
+        env.insert("PKG_CONFIG_LIBDIR".into(), dirs);
     }
-    Ok(inv.args(&args).envs(&env))
+    Ok(env)
 }
 
 /// Appends `flags` to the value of `VAR=` in `args`, or adds `VAR=flags`.
