@@ -245,9 +245,9 @@ pub struct ToolSpec {
 }
 
 impl ToolSpec {
-    /// Whether the output is an installed tree (see [`crate::model::Tool::installs`]).
+    /// Whether the output is an installed tree (see [`crate::model::installs_tree`]).
     pub fn installs(&self) -> bool {
-        self.library || self.install || self.build == BuildSystem::Cmake
+        crate::model::installs_tree(self.library, self.install, self.build)
     }
 }
 

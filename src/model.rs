@@ -126,11 +126,16 @@ pub struct Tool {
     pub strip: bool,
 }
 
+/// Whether a tool's output is an installed tree rather than one binary: a library's, one
+/// asked with `install #true`, and every CMake build, whose way out is `cmake --install`.
+pub fn installs_tree(library: bool, install: bool, build: BuildSystem) -> bool {
+    library || install || build == BuildSystem::Cmake
+}
+
 impl Tool {
-    /// Whether the tool's output is an installed tree rather than one binary: a library's,
-    /// one asked with `install #true`, and every CMake build, whose way out is `cmake --install`.
+    /// See [`installs_tree`].
     pub fn installs(&self) -> bool {
-        self.library || self.install || self.build == BuildSystem::Cmake
+        installs_tree(self.library, self.install, self.build)
     }
 
     /// The make arguments for building the tool for `arch`.

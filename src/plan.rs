@@ -702,11 +702,8 @@ impl Lowerer<'_> {
         let plain = VariantSet::default();
         let package = self.lowered(format!("package {label}"), label, |me| {
             // A tool that installs puts its whole tree in the image; others their one binary.
-            let mut spec = if tool.installs() {
-                me.package_spec(label, &plain, None)
-            } else {
-                me.package_spec(label, &plain, Some(tool.binary.clone()))
-            };
+            let binary = (!tool.installs()).then(|| tool.binary.clone());
+            let mut spec = me.package_spec(label, &plain, binary);
             spec.tool_tree = tool.installs();
             spec.kernel_files = tool.kernel_files;
             let mut deps = vec![dep(Role::Tool, me.tool(label, &tool))];
