@@ -94,7 +94,7 @@ impl LastRun {
 /// Hashes a key by its first eight bytes: keys are blake3 digests, already uniform, and a
 /// set of thousands of them is built and asked on the path of every plan.
 #[derive(Clone, Copy, Default)]
-pub struct KeyHasher(u64);
+struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     /// Takes the first eight bytes of each write: a key's digest is one write (after its
