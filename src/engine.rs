@@ -614,27 +614,13 @@ impl Runner<'_> {
             worker: crate::schedule::worker_index(),
             expected: job.expected,
         });
-        if let Some(hit) = &job.own
-            && let Some(manifest) = self.fetch(job.key, hit)?
-        {
-            return Ok(JobResult::Remote { manifest });
+        if let Some(done) = self.take_remote(&job)? {
+            return Ok(done);
         }
-        for (dep, key, hit) in &job.remote_deps {
-            if self.fetch(*key, hit)?.is_none() {
-                return Ok(JobResult::RemoteFailed { dep: *dep });
-            }
-        }
-        let mut deps = BTreeMap::new();
-        for (role, dep, manifest) in job.deps {
-            match self.engine.cache.tree(&manifest) {
-                Ok(dir) => deps.insert(role, DepOutput { dir, manifest }),
-                Err(CacheError::Corrupt(corrupt)) => {
-                    self.engine.cache.drop_tree(&manifest, &corrupt);
-                    return Ok(JobResult::Corrupt { dep, corrupt });
-                }
-                Err(e) => return Err(e),
-            };
-        }
+        let deps = match self.dep_outputs(job.deps)? {
+            Ok(deps) => deps,
+            Err(corrupt) => return Ok(corrupt),
+        };
         let scratch = self.engine.cache.scratch()?;
         let (out, work) = (scratch.path().join("out"), scratch.path().join("work"));
         for dir in [&out, &work] {
@@ -682,25 +668,72 @@ impl Runner<'_> {
         let seconds = started.elapsed().as_secs_f64();
         let lines = expect::count_lines(&log_path);
         let _ = write!(&log, "{}", expect::trailer(seconds, lines));
-        // Only now, with every output written, does the action enter the cache.
-        let publishing = self.engine.cache.publishing();
-        let manifest = OutputManifest::ingest(&out, &self.engine.cache.blobs)?;
-        self.engine.cache.store(job.key, &manifest)?;
-        self.engine.cache.add_hold(job.key);
-        drop(publishing);
-        // The log of the run that made the entry, for `kbuild log` once the per-action log of
-        // this workspace has been written over by a run of another key. Best effort: a log
-        // is an explanation, not an output.
-        let by_key = self.engine.cache.log_of(job.key);
-        if let Some(dir) = by_key.parent()
-            && std::fs::create_dir_all(dir).is_ok()
-        {
-            let _ = std::fs::copy(&log_path, &by_key);
-        }
+        let manifest = self.publish(job.key, &out, &log_path)?;
         if let Some(remote) = self.engine.remote.as_ref().filter(|_| job.own.is_none()) {
             remote.upload(action.kind(), job.key, &manifest, &log_path);
         }
         Ok(JobResult::Executed { manifest, seconds })
+    }
+
+    /// The job's result taken from the remote cache instead of executing (`Remote`), or why it
+    /// cannot execute yet (`RemoteFailed`); `None` when it executes here.
+    fn take_remote(&self, job: &Job) -> Result<Option<JobResult>, CacheError> {
+        if let Some(hit) = &job.own
+            && let Some(manifest) = self.fetch(job.key, hit)?
+        {
+            return Ok(Some(JobResult::Remote { manifest }));
+        }
+        for (dep, key, hit) in &job.remote_deps {
+            if self.fetch(*key, hit)?.is_none() {
+                return Ok(Some(JobResult::RemoteFailed { dep: *dep }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The dependencies' output trees by role, or the `Corrupt` result of the first whose
+    /// cached tree turned out damaged (dropped, so that it is built again).
+    fn dep_outputs(
+        &self,
+        deps: Vec<(Role, ActionId, Arc<OutputManifest>)>,
+    ) -> Result<Result<BTreeMap<Role, DepOutput>, JobResult>, CacheError> {
+        let mut outputs = BTreeMap::new();
+        for (role, dep, manifest) in deps {
+            match self.engine.cache.tree(&manifest) {
+                Ok(dir) => outputs.insert(role, DepOutput { dir, manifest }),
+                Err(CacheError::Corrupt(corrupt)) => {
+                    self.engine.cache.drop_tree(&manifest, &corrupt);
+                    return Ok(Err(JobResult::Corrupt { dep, corrupt }));
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(Ok(outputs))
+    }
+
+    /// Enters an executed action's outputs into the cache under `key`, with its log.
+    fn publish(
+        &self,
+        key: ActionKey,
+        out: &Path,
+        log_path: &Path,
+    ) -> Result<OutputManifest, CacheError> {
+        // Only now, with every output written, does the action enter the cache.
+        let publishing = self.engine.cache.publishing();
+        let manifest = OutputManifest::ingest(out, &self.engine.cache.blobs)?;
+        self.engine.cache.store(key, &manifest)?;
+        self.engine.cache.add_hold(key);
+        drop(publishing);
+        // The log of the run that made the entry, for `kbuild log` once the per-action log of
+        // this workspace has been written over by a run of another key. Best effort: a log
+        // is an explanation, not an output.
+        let by_key = self.engine.cache.log_of(key);
+        if let Some(dir) = by_key.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            let _ = std::fs::copy(log_path, &by_key);
+        }
+        Ok(manifest)
     }
 }
 

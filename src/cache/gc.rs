@@ -163,48 +163,24 @@ impl Cache {
         }
         let mut out = Collected {
             before,
+            held: entries.iter().filter(|e| held.contains(&e.key)).count(),
             ..Collected::default()
         };
-        out.held = entries.iter().filter(|e| held.contains(&e.key)).count();
-        let mut total = out.before;
-        // Build directories the manifest no longer names go whatever the policy.
-        let mut dirs = Vec::new();
-        if let Some((root, keep)) = &policy.build {
-            for dir in build_dirs(root) {
-                let rel = dir.path.strip_prefix(root).unwrap_or(&dir.path);
-                if keep.contains(&rel.to_string_lossy().to_string()) {
-                    if policy.include_current {
-                        dirs.push(dir);
-                    }
-                } else if let Some(bytes) = remove_build_dir(&dir) {
-                    total = total.saturating_sub(bytes);
-                    out.build_dirs.push((dir.path, bytes));
-                }
-            }
-        }
-        let now = SystemTime::now();
-        let removable = |e: &Entry| {
+        let mut budget = Budget {
+            policy,
+            now: SystemTime::now(),
+            total: before,
+        };
+        // Entries and build directories in one queue, oldest first.
+        let mut dirs = sweep_build_dirs(policy, &mut budget, &mut out).peekable();
+        let removable = |e: &&Entry| {
             !held.contains(&e.key) && (policy.include_current || !policy.current.contains(&e.key))
         };
-        let too_old = |t: SystemTime| {
-            policy
-                .older_than
-                .is_some_and(|age| now.duration_since(t).unwrap_or_default() > age)
-        };
-        let over = |total: u64| policy.max_size.is_some_and(|max| total > max);
-        // Entries and build directories in one queue, oldest first.
-        dirs.sort_by_key(|d| d.last_used);
-        let mut dirs = dirs.into_iter().peekable();
-        for e in entries.iter().filter(|e| removable(e)) {
+        for e in entries.iter().filter(removable) {
             while let Some(dir) = dirs.next_if(|d| d.last_used <= e.last_used) {
-                if (over(total) || too_old(dir.last_used))
-                    && let Some(bytes) = remove_build_dir(&dir)
-                {
-                    total = total.saturating_sub(bytes);
-                    out.build_dirs.push((dir.path, bytes));
-                }
+                collect_build_dir(dir, &mut budget, &mut out);
             }
-            if !(over(total) || too_old(e.last_used)) {
+            if !budget.due(e.last_used) {
                 continue;
             }
             let name = names
@@ -212,7 +188,7 @@ impl Cache {
                 .cloned()
                 .or_else(|| self.logged_name(e.key));
             let bytes = self.remove_entry(e, &mut refs);
-            total = total.saturating_sub(bytes);
+            budget.freed(bytes);
             out.removed.push(Removed {
                 key: e.key,
                 name,
@@ -221,12 +197,7 @@ impl Cache {
             });
         }
         for dir in dirs {
-            if (over(total) || too_old(dir.last_used))
-                && let Some(bytes) = remove_build_dir(&dir)
-            {
-                total = total.saturating_sub(bytes);
-                out.build_dirs.push((dir.path, bytes));
-            }
+            collect_build_dir(dir, &mut budget, &mut out);
         }
         self.remove_orphan_blobs(&refs.blobs);
         Ok(out)
@@ -380,6 +351,63 @@ fn blobs_of(manifest: &OutputManifest) -> impl Iterator<Item = Digest> + '_ {
 
 /// The persistent build directories under one workspace's build root: `<series>/<target>`
 /// (with its `lock` inside) and `<series>/src…` (with `src….lock` beside it).
+/// The cache's size as a collection goes, and what its policy asks.
+struct Budget<'a> {
+    policy: &'a Policy,
+    now: SystemTime,
+    total: u64,
+}
+
+impl Budget<'_> {
+    /// Whether what was last used at `t` goes: the cache is over its size, or `t` is too old.
+    fn due(&self, t: SystemTime) -> bool {
+        let over = self.policy.max_size.is_some_and(|max| self.total > max);
+        over || self
+            .policy
+            .older_than
+            .is_some_and(|age| self.now.duration_since(t).unwrap_or_default() > age)
+    }
+
+    fn freed(&mut self, bytes: u64) {
+        self.total = self.total.saturating_sub(bytes);
+    }
+}
+
+/// Removes the build directories the manifest no longer names, whatever the policy, and
+/// returns the ones it still names that the policy may collect, oldest first.
+fn sweep_build_dirs(
+    policy: &Policy,
+    budget: &mut Budget,
+    out: &mut Collected,
+) -> std::vec::IntoIter<BuildDir> {
+    let mut kept = Vec::new();
+    if let Some((root, keep)) = &policy.build {
+        for dir in build_dirs(root) {
+            let rel = dir.path.strip_prefix(root).unwrap_or(&dir.path);
+            if keep.contains(&rel.to_string_lossy().to_string()) {
+                if policy.include_current {
+                    kept.push(dir);
+                }
+            } else if let Some(bytes) = remove_build_dir(&dir) {
+                budget.freed(bytes);
+                out.build_dirs.push((dir.path, bytes));
+            }
+        }
+    }
+    kept.sort_by_key(|d| d.last_used);
+    kept.into_iter()
+}
+
+/// Removes a build directory the policy may collect if it is due.
+fn collect_build_dir(dir: BuildDir, budget: &mut Budget, out: &mut Collected) {
+    if budget.due(dir.last_used)
+        && let Some(bytes) = remove_build_dir(&dir)
+    {
+        budget.freed(bytes);
+        out.build_dirs.push((dir.path, bytes));
+    }
+}
+
 fn build_dirs(root: &Path) -> Vec<BuildDir> {
     let mut out = Vec::new();
     let Ok(series) = std::fs::read_dir(root) else {

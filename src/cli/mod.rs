@@ -797,15 +797,9 @@ fn run(
     // Settings are checked before anything else; the remote itself is not asked for a null build.
     ws.remote.settings(&ws.root)?;
     // A text-mode null build needs no per-action report: try the fingerprint first.
-    let links_present =
-        ws.root.join("out/.kbuild-links").exists() && ws.root.join("out/index.json").exists();
     if format == Format::Text
-        && links_present
-        && let Some(record) = crate::fingerprint::load(&ws.root, &cache, labels)
-        && let Some(exec) = ws.recorded_executor(&record)?
-        && let Some(n) = record.null_build(&ws.root, &cache, exec.as_ref(), labels)
+        && let Some(n) = fingerprint_null_build(ws, &cache, labels)?
     {
-        cache.touch_state(&ws.root);
         let seconds = started.elapsed().as_secs_f64();
         eprintln!(
             "kbuild: {n} actions, {n} cached, 0 executed, 0 failed in {seconds:.2}s (nothing changed)"
@@ -865,6 +859,31 @@ fn run(
     // more than deciding them did.
     std::mem::forget((graph, report.status, report.last));
     Ok(code)
+}
+
+/// The number of actions of a run that the fingerprint of the last one shows to have nothing
+/// to do (with out/ still as that run left it), or `None` if it cannot show it.
+fn fingerprint_null_build(
+    ws: &Workspace,
+    cache: &Cache,
+    labels: &[String],
+) -> miette::Result<Option<usize>> {
+    let links_present =
+        ws.root.join("out/.kbuild-links").exists() && ws.root.join("out/index.json").exists();
+    if !links_present {
+        return Ok(None);
+    }
+    let Some(record) = crate::fingerprint::load(&ws.root, cache, labels) else {
+        return Ok(None);
+    };
+    let Some(exec) = ws.recorded_executor(&record)? else {
+        return Ok(None);
+    };
+    let n = record.null_build(&ws.root, cache, exec.as_ref(), labels);
+    if n.is_some() {
+        cache.touch_state(&ws.root);
+    }
+    Ok(n)
 }
 
 pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Format, Workspace, engine, lower, open_cache, render};
-use crate::action::ActionKind;
+use crate::action::{ActionId, ActionKind};
 use crate::engine::Status;
 
 /// Builds, then publishes: nothing is pushed unless every action succeeded.
@@ -40,7 +40,7 @@ pub fn push(
     // What is pushed is also what out/ holds.
     crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;
     crate::outlinks::write_layout(&ws.root.join("out"), &cache, &graph, &report.status)?;
-    let tree_of = |id: crate::action::ActionId| -> miette::Result<PathBuf> {
+    let tree_of = |id: ActionId| -> miette::Result<PathBuf> {
         let manifest = report.status[id.index()]
             .key()
             .and_then(|k| cache.lookup(k))
@@ -50,50 +50,63 @@ pub fn push(
     let registry = crate::oci::registry::Registry::new(host, insecure);
     let mut pusher = crate::oci::push::Pusher::new(&registry, no_move);
     for id in graph.ids() {
-        let Recipe::Index(spec) = &graph.action(id).recipe else {
-            continue;
-        };
-        let mut images = Vec::new();
-        for dep in &graph.action(id).deps {
-            let image = graph.action(dep.id);
-            let Some(Recipe::Tag(tag)) = graph
-                .of(ActionKind::Tag, &image.labels[0])
-                .map(|t| &graph.action(t).recipe)
-            else {
-                continue;
-            };
-            let dir = tree_of(dep.id)?;
-            let descriptor =
-                crate::recipe::image::read_descriptor(&dir).map_err(|e| miette::miette!("{e}"))?;
-            let arch = tag.arch.image_name();
-            let tags = vec![
-                format!("{}-{arch}", tag.prefix),
-                format!("{}-{}-{arch}", tag.prefix, tag.hash),
-            ];
-            images.push(crate::oci::push::ImageItem {
-                dir,
-                descriptor,
-                tags,
-            });
+        if let Recipe::Index(spec) = &graph.action(id).recipe {
+            pusher.index(&index_item(&graph, id, spec, &tree_of)?)?;
         }
-        let repository = spec.repository.clone();
-        let item = crate::oci::push::IndexItem {
-            repository,
-            content_tag: format!("{}-{}", spec.prefix, spec.hash),
-            version_tag: spec.prefix.clone(),
-            images,
-        };
-        pusher.index(&item)?;
     }
     let builders = push_builders(ws, &targets, &mut pusher)?;
-    let r = &pusher.report;
+    print_pushed(host, &pusher.report, &builders);
+    Ok(0)
+}
+
+/// What an index action pushes: its images (each under its arch's tags) and the index's tags.
+fn index_item(
+    graph: &crate::graph::Graph,
+    id: ActionId,
+    spec: &crate::action::IndexSpec,
+    tree_of: &dyn Fn(ActionId) -> miette::Result<PathBuf>,
+) -> miette::Result<crate::oci::push::IndexItem> {
+    use crate::action::Recipe;
+    let mut images = Vec::new();
+    for dep in &graph.action(id).deps {
+        let image = graph.action(dep.id);
+        let Some(Recipe::Tag(tag)) = graph
+            .of(ActionKind::Tag, &image.labels[0])
+            .map(|t| &graph.action(t).recipe)
+        else {
+            continue;
+        };
+        let dir = tree_of(dep.id)?;
+        let descriptor =
+            crate::recipe::image::read_descriptor(&dir).map_err(|e| miette::miette!("{e}"))?;
+        let arch = tag.arch.image_name();
+        let tags = vec![
+            format!("{}-{arch}", tag.prefix),
+            format!("{}-{}-{arch}", tag.prefix, tag.hash),
+        ];
+        images.push(crate::oci::push::ImageItem {
+            dir,
+            descriptor,
+            tags,
+        });
+    }
+    Ok(crate::oci::push::IndexItem {
+        repository: spec.repository.clone(),
+        content_tag: format!("{}-{}", spec.prefix, spec.hash),
+        version_tag: spec.prefix.clone(),
+        images,
+    })
+}
+
+/// The pushed tags on stdout, what was kept and the counts on stderr.
+fn print_pushed(host: &str, r: &crate::oci::push::PushReport, builders: &[String]) {
     for tag in &r.tags {
         println!("{tag}");
     }
     for tag in &r.kept {
         eprintln!("kept {tag} (--no-move)");
     }
-    for note in &builders {
+    for note in builders {
         eprintln!("kbuild: {note}");
     }
     eprintln!(
@@ -105,7 +118,6 @@ pub fn push(
         r.manifests,
         r.tags.len()
     );
-    Ok(0)
 }
 
 /// Pushes each series' builder image as `<org>/<image>:<version>-builder`, as LinuxKit does, when

@@ -306,47 +306,63 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
         .unwrap_or_default()
     {
         g.tools.push(tool.to_string());
-        let yml = lk.join(format!("build-{tool}.yml"));
-        match tool {
-            "perf" => {
-                g.perf = true;
+        import_tool(lk, tool, &mut g, report);
+    }
+    import_common(lk, dest, &mut g, report)?;
+    Ok(g)
+}
+
+/// One tool of the Makefile's TOOLS: perf and bcc are tools kbuild builds, others are left.
+fn import_tool(lk: &Path, tool: &str, g: &mut Globals, report: &mut Report) {
+    let yml = lk.join(format!("build-{tool}.yml"));
+    match tool {
+        "perf" => {
+            g.perf = true;
+            report.tools.push(tool.into());
+            report.notes.push(format!(
+                "TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\", built from each \
+                 series' kernel tree as {}/{}-perf, against library \"libtraceevent\" \
+                 from its own tarball",
+                g.org, g.image
+            ));
+            if let Some(image) = yaml_image(&yml)
+                && image != format!("{}-perf", g.image)
+            {
+                report.unmapped.push(format!(
+                    "build-perf.yml: image `{image}`; kbuild names tool images <image>-<tool>, `{}-perf`",
+                    g.image
+                ));
+            }
+        }
+        "bcc" => match bcc_release(&lk.join("Dockerfile.bcc")) {
+            Ok(tag) => {
                 report.tools.push(tool.into());
                 report.notes.push(format!(
-                    "TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\", built from each \
-                     series' kernel tree as {}/{}-perf, against library \"libtraceevent\" \
-                     from its own tarball",
+                    "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: tool \"bcc\" from bcc's \
+                     {tag} release tarball, built with CMake as {}/{}-bcc, its installed \
+                     tree with the kernel's headers and development files",
                     g.org, g.image
                 ));
-                if let Some(image) = yaml_image(&yml)
-                    && image != format!("{}-perf", g.image)
-                {
-                    report.unmapped.push(format!(
-                        "build-perf.yml: image `{image}`; kbuild names tool images <image>-<tool>, `{}-perf`",
-                        g.image
-                    ));
-                }
+                g.bcc = Some(tag);
             }
-            "bcc" => match bcc_release(&lk.join("Dockerfile.bcc")) {
-                Ok(tag) => {
-                    report.tools.push(tool.into());
-                    report.notes.push(format!(
-                        "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: tool \"bcc\" from bcc's \
-                         {tag} release tarball, built with CMake as {}/{}-bcc, its installed \
-                         tree with the kernel's headers and development files",
-                        g.org, g.image
-                    ));
-                    g.bcc = Some(tag);
-                }
-                Err(why) => report.unmapped.push(format!(
-                    "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: {why}; declare `tool \"bcc\"` \
-                     with the `source` of its release tarball by hand (doc/manifest.md)"
-                )),
-            },
-            other => report.unmapped.push(format!(
-                "TOOLS {other}: kbuild knows how to build perf from the kernel tree, not {other}"
+            Err(why) => report.unmapped.push(format!(
+                "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: {why}; declare `tool \"bcc\"` \
+                 with the `source` of its release tarball by hand (doc/manifest.md)"
             )),
-        }
+        },
+        other => report.unmapped.push(format!(
+            "TOOLS {other}: kbuild knows how to build perf from the kernel tree, not {other}"
+        )),
     }
+}
+
+/// common/: the dbg variant's fragment and build arguments; anything else there is left.
+fn import_common(
+    lk: &Path,
+    dest: &Path,
+    g: &mut Globals,
+    report: &mut Report,
+) -> std::io::Result<()> {
     let dbg = lk.join("common/config-dbg");
     let args = std::fs::read_to_string(lk.join("common/build-args-debug"))
         .map(|t| build_args(&t))
@@ -376,7 +392,7 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
             .unmapped
             .extend(rest.into_iter().map(|f| format!("common/{f}")));
     }
-    Ok(g)
+    Ok(())
 }
 
 /// Imports `linuxkit_kernel` into the workspace `dest` (kernel.kdl and kernel/).

@@ -7,6 +7,7 @@ mod nodes;
 pub mod packages;
 pub mod pins;
 mod schema;
+mod tool;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

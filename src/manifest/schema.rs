@@ -7,11 +7,10 @@ use kdl::{KdlDocument, KdlNode};
 
 use super::diag::Problem;
 use super::nodes::{self, Spanned, name};
+use super::tool::{check_uses, read_tool};
 use crate::arch::Arch;
 use crate::digest::Sha256;
-use crate::model::{
-    BuildSystem, Defaults, Model, Series, Source, Tool, Variant, VariantSet, expand,
-};
+use crate::model::{Defaults, Model, Series, Source, Variant, VariantSet, expand};
 
 const TOP: &[&str] = &["defaults", "builders", "variant", "tool", "series"];
 const DEFAULTS: &[&str] = &[
@@ -33,19 +32,6 @@ const VARIANT: &[&str] = &[
     "exact-config",
     "patches",
     "arches",
-];
-const TOOL: &[&str] = &[
-    "dir",
-    "binary",
-    "headers",
-    "args",
-    "strip",
-    "source",
-    "library",
-    "uses",
-    "build",
-    "install",
-    "kernel-files",
 ];
 const SERIES: &[&str] = &[
     "version",
@@ -138,9 +124,9 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
 
 /// Variant and tool names declared so far.
 #[derive(Default)]
-struct Names {
-    variants: HashSet<String>,
-    tools: HashSet<String>,
+pub(super) struct Names {
+    pub(super) variants: HashSet<String>,
+    pub(super) tools: HashSet<String>,
 }
 
 fn collect<T>(item: Result<T, Problem>, into: &mut Vec<T>, problems: &mut Vec<Problem>) {
@@ -151,7 +137,7 @@ fn collect<T>(item: Result<T, Problem>, into: &mut Vec<T>, problems: &mut Vec<Pr
 }
 
 /// Runs `f`, recording its problem instead of propagating it.
-fn record<T>(problems: &mut Vec<Problem>, result: Result<T, Problem>) -> Option<T> {
+pub(super) fn record<T>(problems: &mut Vec<Problem>, result: Result<T, Problem>) -> Option<T> {
     result.map_err(|p| problems.push(p)).ok()
 }
 
@@ -204,7 +190,7 @@ fn read_builder(node: &KdlNode) -> Result<(Option<Arch>, String), Problem> {
 }
 
 /// The optional `arch=` of a node that applies to every arch or to one; no other property.
-fn arch_prop(node: &KdlNode) -> Result<Option<Arch>, Problem> {
+pub(super) fn arch_prop(node: &KdlNode) -> Result<Option<Arch>, Problem> {
     let mut problems = Vec::new();
     nodes::check_props(node, &["arch"], &mut problems);
     if let Some(problem) = problems.pop() {
@@ -411,7 +397,7 @@ fn repository_name(s: &Spanned, what: &str, slashes: bool) -> Result<String, Pro
 }
 
 /// Variant and tool names appear inside labels, where `-` separates parts.
-fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
+pub(super) fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
     let ok = !id.value.is_empty()
         && id
             .value
@@ -427,200 +413,6 @@ fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
         "invalid name",
     )
     .help("use lowercase letters and digits only, and not an architecture name"))
-}
-
-fn read_tool(
-    node: &KdlNode,
-    names: &mut Names,
-    names_used: &mut Vec<(String, Spanned)>,
-    problems: &mut Vec<Problem>,
-) -> Result<Tool, Problem> {
-    let id = nodes::string(node)?;
-    check_simple_name(&id, "tool")?;
-    if names.variants.contains(&id.value) || !names.tools.insert(id.value.clone()) {
-        return Err(Problem::new(
-            format!("`{}` is declared twice", id.value),
-            id.span,
-            "second declaration",
-        )
-        .help("tool and variant names share one namespace in labels"));
-    }
-    let mut tool = Tool {
-        dir: format!("tools/{}", id.value),
-        binary: id.value.clone(),
-        name: id.value,
-        needs_headers: false,
-        args: Vec::new(),
-        arch_args: BTreeMap::new(),
-        strip: false,
-        source: None,
-        library: false,
-        uses: Vec::new(),
-        build: BuildSystem::Make,
-        install: false,
-        kernel_files: false,
-    };
-    let mut seen = Vec::new();
-    let mut strip_at = None;
-    let mut kernel_files_at = None;
-    let mut binary_given = false;
-    for child in nodes::children(node) {
-        let single = [
-            "dir",
-            "binary",
-            "headers",
-            "strip",
-            "source",
-            "library",
-            "build",
-            "install",
-            "kernel-files",
-        ];
-        if let Err(p) = nodes::once(child, "a `tool`", &single, &mut seen) {
-            problems.push(p);
-            continue;
-        }
-        let ok = match name(child) {
-            "dir" => nodes::string(child)
-                .and_then(|s| nodes::inside(&s, "tool directory").map(|_| s))
-                .map(|s| tool.dir = s.value),
-            "binary" => nodes::string(child)
-                .and_then(|s| nodes::inside(&s, "tool binary").map(|_| s))
-                .map(|s| {
-                    tool.binary = s.value;
-                    binary_given = true;
-                }),
-            "headers" => nodes::boolean(child).map(|b| tool.needs_headers = b),
-            "strip" => nodes::boolean(child).map(|b| {
-                tool.strip = b;
-                strip_at = Some(child.span());
-            }),
-            "source" => read_tool_source(child).map(|s| tool.source = Some(s)),
-            "library" => nodes::boolean(child).map(|b| tool.library = b),
-            "build" => read_build_system(child).map(|b| tool.build = b),
-            "install" => nodes::boolean(child).map(|b| tool.install = b),
-            "kernel-files" => nodes::boolean(child).map(|b| {
-                tool.kernel_files = b;
-                kernel_files_at = Some(child.span());
-            }),
-            "uses" => nodes::strings(child).map(|names| {
-                tool.uses.extend(names.iter().map(|n| n.value.clone()));
-                names_used.extend(names.into_iter().map(|n| (tool.name.clone(), n)));
-            }),
-            "args" => read_tool_args(child).map(|(arch, args)| match arch {
-                Some(arch) => tool.arch_args.entry(arch).or_default().extend(args),
-                None => tool.args.extend(args),
-            }),
-            _ => Err(nodes::unknown_node(child, "a `tool`", TOOL)),
-        };
-        record(problems, ok);
-    }
-    if let Some(span) = strip_at.filter(|_| tool.strip && tool.installs()) {
-        problems.push(
-            Problem::new(
-                format!(
-                    "`{}` installs a tree, and `strip` is for a tool of one binary",
-                    tool.name
-                ),
-                span,
-                "strip",
-            )
-            .help(
-                "an installed tree keeps what its install wrote; pass the build's own option \
-                 for stripped binaries in `args` (for CMake, -DCMAKE_BUILD_TYPE=MinSizeRel)",
-            ),
-        );
-    }
-    if tool.installs() && !binary_given {
-        // An installed tree puts its programs under usr/bin.
-        tool.binary = format!("usr/bin/{}", tool.name);
-    }
-    let lone_binary = tool.kernel_files && (tool.library || !tool.installs());
-    if let Some(span) = kernel_files_at.filter(|_| lone_binary) {
-        problems.push(
-            Problem::new(
-                format!(
-                    "`kernel-files` puts the kernel's headers beside an installed tree, and `{}` {}",
-                    tool.name,
-                    if tool.library {
-                        "is a library, with no image"
-                    } else {
-                        "is one binary"
-                    }
-                ),
-                span,
-                "kernel-files",
-            )
-            .help("give the tool `install #true` (or `build \"cmake\"`), or drop `kernel-files`"),
-        );
-    }
-    Ok(tool)
-}
-
-/// `build "make"` or `build "cmake"`.
-fn read_build_system(node: &KdlNode) -> Result<BuildSystem, Problem> {
-    let value = nodes::string(node)?;
-    match value.value.as_str() {
-        "make" => Ok(BuildSystem::Make),
-        "cmake" => Ok(BuildSystem::Cmake),
-        other => Err(Problem::new(
-            format!("`{other}` is not a build system kbuild knows"),
-            value.span,
-            "unknown build system",
-        )
-        .suggest(other, ["make", "cmake"])),
-    }
-}
-
-/// A tool's own tarball. `package=` is for series, whose version it gives; a tool whose tarball
-/// is a series' package source takes that series' pin (see `pins::apply`).
-fn read_tool_source(node: &KdlNode) -> Result<Source, Problem> {
-    let (source, _) = read_source(node)?;
-    if source.package.is_some() {
-        return Err(Problem::new(
-            "`package=` is for a series' source, not a tool's",
-            node.span(),
-            "not for tools",
-        )
-        .help("give sha256=\"…\", or let the first fetch pin it in kernel.lock; a tool's source that is a series' package tarball (same URL) takes that series' pin"));
-    }
-    Ok(source)
-}
-
-/// Every `uses` names a library (a tool with `library #true`) other than the tool itself, and
-/// a library uses none: its build has no libraries of its own to link.
-fn check_uses(tools: &[Tool], used: &[(String, Spanned)], problems: &mut Vec<Problem>) {
-    for (user, name) in used {
-        let is_library = |t: &&Tool| t.name == name.value && t.library;
-        let user_is_library = tools.iter().any(|t| &t.name == user && t.library);
-        let problem = if user_is_library {
-            Problem::new(
-                format!("the library `{user}` cannot use `{}`", name.value),
-                name.span,
-                "a library's `uses`",
-            )
-            .help("only tools build against libraries; build the two as one library")
-        } else if !tools.iter().any(|t| is_library(&t)) {
-            let known = tools.iter().filter(|t| t.library).map(|t| t.name.as_str());
-            Problem::new(
-                format!("`{}` is not a declared library", name.value),
-                name.span,
-                "not a library",
-            )
-            .help("declare it as `tool \"NAME\" { library #true … }` before naming it in `uses`")
-            .suggest(&name.value, known)
-        } else {
-            continue;
-        };
-        problems.push(problem);
-    }
-}
-
-/// `args "NO_JVMTI=1" "perf"`, or `args "NO_LIBELF=1" arch="aarch64"` for one arch.
-fn read_tool_args(node: &KdlNode) -> Result<(Option<Arch>, Vec<String>), Problem> {
-    let arch = arch_prop(node)?;
-    let args = nodes::strings(node)?;
-    Ok((arch, args.into_iter().map(|a| a.value).collect()))
 }
 
 /// What a series node says before defaults and conventions are applied.
@@ -674,6 +466,27 @@ fn read_series(
     // Report everything that is wrong with the series before giving up on it.
     let variants = resolve_variants(&raw.variants, model, problems);
     let tools = resolve_tools(&raw.tools, model, problems);
+    let Some((version, source)) = version_and_source(&mut raw, &id, (major, minor), problems)
+    else {
+        // The reasons are recorded already; report the series itself as unusable only if not.
+        return Err(problems
+            .pop()
+            .expect("a missing version or source was recorded"));
+    };
+    let span = raw.config.as_ref().map_or(id.span, |c| c.span);
+    let series = raw.into_series(id.value, (version, source), (variants, tools), model);
+    check_files(root, &series, model, span, problems, &mut HashSet::new());
+    Ok(series)
+}
+
+/// The series' version (and whether it follows its package's) and its source, with every
+/// problem of either recorded; `None` if either is missing.
+fn version_and_source(
+    raw: &mut RawSeries,
+    id: &Spanned,
+    (major, minor): (u64, u64),
+    problems: &mut Vec<Problem>,
+) -> Option<((semver::Version, bool), Source)> {
     let follows_package = raw.version.is_none()
         && raw
             .source
@@ -683,7 +496,7 @@ fn read_series(
         // Read from the package's tarball once the source is resolved (manifest::packages).
         Some(semver::Version::new(major, minor, 0))
     } else {
-        record(problems, version_of(&raw, &id, major, minor))
+        record(problems, version_of(raw, id, major, minor))
     };
     let source = raw.source.take().ok_or_else(|| {
         Problem::new(format!("series `{}` has no `source`", id.value), id.span, "declared here").help(
@@ -695,41 +508,42 @@ fn read_series(
     } else {
         record(problems, source)
     };
-    let (Some(version), Some((source, _))) = (version, source) else {
-        // The reasons are recorded already; report the series itself as unusable only if not.
-        return Err(problems
-            .pop()
-            .expect("a missing version or source was recorded"));
-    };
-    let series = Series {
-        version,
-        version_from_source: follows_package,
-        source,
-        arches: raw.arches.unwrap_or_else(|| model.defaults.arches.clone()),
-        builder: raw
-            .builder
-            .unwrap_or_else(|| model.defaults.builder.clone()),
-        arch_builders: {
-            let mut map = model.defaults.arch_builders.clone();
-            map.extend(raw.arch_builders);
-            map
-        },
-        variants,
-        tools,
-        deprecated: raw.deprecated,
-        config: raw
-            .config
-            .as_ref()
-            .map_or("kernel/{series}/config-{arch}".into(), |c| c.value.clone()),
-        patches: raw
-            .patches
-            .unwrap_or_else(|| "kernel/{series}/patches".into()),
-        source_date_epoch: raw.epoch,
-        name: id.value.clone(),
-    };
-    let span = raw.config.as_ref().map_or(id.span, |c| c.span);
-    check_files(root, &series, model, span, problems, &mut HashSet::new());
-    Ok(series)
+    Some(((version?, follows_package), source?.0))
+}
+
+impl RawSeries {
+    /// The series, with the defaults filling what its node left out.
+    fn into_series(
+        self,
+        name: String,
+        ((version, version_from_source), source): ((semver::Version, bool), Source),
+        (variants, tools): (Vec<VariantSet>, Vec<String>),
+        model: &Model,
+    ) -> Series {
+        let mut arch_builders = model.defaults.arch_builders.clone();
+        arch_builders.extend(self.arch_builders);
+        Series {
+            version,
+            version_from_source,
+            source,
+            arches: self.arches.unwrap_or_else(|| model.defaults.arches.clone()),
+            builder: self
+                .builder
+                .unwrap_or_else(|| model.defaults.builder.clone()),
+            arch_builders,
+            variants,
+            tools,
+            deprecated: self.deprecated,
+            config: self
+                .config
+                .map_or("kernel/{series}/config-{arch}".into(), |c| c.value),
+            patches: self
+                .patches
+                .unwrap_or_else(|| "kernel/{series}/patches".into()),
+            source_date_epoch: self.epoch,
+            name,
+        }
+    }
 }
 
 fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem> {

@@ -290,95 +290,78 @@ impl Remote {
             .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
         let entries = reapi::entries(self.function, &tree)
             .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
-        let claimed: HashMap<&str, &OutputEntry> = hit
-            .manifest
-            .entries
-            .iter()
-            .map(|e| (e.path.as_str(), e))
-            .collect();
-        if claimed.len() != entries.len() {
-            return Err(RemoteError::Invalid(format!(
-                "the output tree of {key} holds {} entries, its manifest {}",
-                entries.len(),
-                claimed.len()
-            )));
-        }
         std::fs::create_dir_all(dest)
             .map_err(transport::io_error("creating a download directory"))?;
-        let mismatch = |path: &str| {
-            RemoteError::Invalid(format!("`{path}` of {key} differs from its manifest"))
-        };
-        let mut files = Vec::new();
-        for entry in &entries {
-            match entry {
-                reapi::TreeEntry::Symlink { path, target } => {
-                    let want = claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
-                    if want.symlink.as_deref() != Some(target.as_str()) {
-                        return Err(mismatch(path));
-                    }
-                    let at = dest.join(path);
-                    std::fs::create_dir_all(at.parent().expect("under dest"))
-                        .map_err(transport::io_error("creating a download directory"))?;
-                    std::os::unix::fs::symlink(target, &at)
-                        .map_err(transport::io_error("making a downloaded symlink"))?;
-                }
-                reapi::TreeEntry::File {
-                    path,
-                    digest,
-                    executable,
-                } => {
-                    let want = claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
-                    if want.symlink.is_some() || want.executable != *executable {
-                        return Err(mismatch(path));
-                    }
-                    files.push((path.clone(), digest.clone(), *want));
-                }
-            }
-        }
-        // Files already in the local blob store are copied; small ones come in batch calls;
-        // the rest stream, several at once.
+        let files = lay_out(&hit.manifest, &entries, key, dest)?;
+        self.download_files(&files, key, dest)?;
+        self.adopt(hit, key, dest)
+    }
+
+    /// Brings the files of a hit into `dest`: files already in the local blob store are copied;
+    /// small ones come in batch calls; the rest stream, several at once.
+    fn download_files(
+        &self,
+        files: &[TreeFile<'_>],
+        key: ActionKey,
+        dest: &Path,
+    ) -> Result<(), RemoteError> {
         use rayon::prelude::*;
         let mut needed = Vec::new();
-        for (path, digest, want) in &files {
-            if !self.copy_local(dest, path, want)? {
-                needed.push((path, digest, *want));
+        for file in files {
+            if !self.copy_local(dest, file.path, file.want)? {
+                needed.push(file);
             }
         }
         let (small, large): (Vec<_>, Vec<_>) = needed
             .into_iter()
-            .partition(|(_, d, _)| d.size_bytes < SMALL_BLOB);
+            .partition(|f| f.digest.size_bytes < SMALL_BLOB);
         let groups: Vec<_> = small.chunks(256).collect();
         self.transfers.install(|| {
-            groups.par_iter().try_for_each(|group| {
-                let digests: Vec<re::Digest> = group.iter().map(|(_, d, _)| (*d).clone()).collect();
-                let blobs: HashMap<String, Vec<u8>> = self
-                    .transport
-                    .read_blobs(self.function, &digests)?
-                    .into_iter()
-                    .map(|(d, data)| (d.hash, data))
-                    .collect();
-                for (path, digest, want) in group.iter() {
-                    let data = blobs.get(&digest.hash).ok_or_else(|| {
-                        RemoteError::Invalid(format!(
-                            "the server lacks the blob {} that its action cache names",
-                            digest.hash
-                        ))
-                    })?;
-                    self.download((dest, path), digest, want, key, |w| {
-                        w.write_all(data)
-                            .map_err(transport::io_error("writing a download"))
-                    })?;
-                }
-                Ok(())
-            })
+            groups
+                .par_iter()
+                .try_for_each(|group| self.download_batch(group, key, dest))
         })?;
         self.transfers.install(|| {
-            large.par_iter().try_for_each(|(path, digest, want)| {
-                self.download((dest, path), digest, want, key, |w| {
-                    self.transport.read_blob(self.function, digest, w)
+            large.par_iter().try_for_each(|f| {
+                self.download((dest, f.path), f.digest, f.want, key, |w| {
+                    self.transport.read_blob(self.function, f.digest, w)
                 })
             })
-        })?;
+        })
+    }
+
+    /// Reads a group of small files in one batch call and writes each.
+    fn download_batch(
+        &self,
+        group: &[&TreeFile<'_>],
+        key: ActionKey,
+        dest: &Path,
+    ) -> Result<(), RemoteError> {
+        let digests: Vec<re::Digest> = group.iter().map(|f| f.digest.clone()).collect();
+        let blobs: HashMap<String, Vec<u8>> = self
+            .transport
+            .read_blobs(self.function, &digests)?
+            .into_iter()
+            .map(|(d, data)| (d.hash, data))
+            .collect();
+        for f in group {
+            let data = blobs.get(&f.digest.hash).ok_or_else(|| {
+                RemoteError::Invalid(format!(
+                    "the server lacks the blob {} that its action cache names",
+                    f.digest.hash
+                ))
+            })?;
+            self.download((dest, f.path), f.digest, f.want, key, |w| {
+                w.write_all(data)
+                    .map_err(transport::io_error("writing a download"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Ingests the verified files of a hit and stores them locally under `key`, if they make
+    /// the manifest the server claimed.
+    fn adopt(&self, hit: &Hit, key: ActionKey, dest: &Path) -> Result<OutputManifest, RemoteError> {
         let _publishing = self.cache.publishing();
         let manifest = OutputManifest::ingest(dest, &self.cache.blobs)
             .map_err(|e| RemoteError::Invalid(format!("ingesting the outputs of {key}: {e}")))?;
@@ -638,18 +621,34 @@ impl Remote {
         wanted.sort_by(|a, b| a.hash.cmp(&b.hash));
         wanted.dedup();
         let missing = self.missing(wanted)?;
-        let mut uploads: Vec<(re::Digest, Source<'_>)> = Vec::new();
-        let mut seen = HashSet::new();
         let paths: Vec<PathBuf> = files
             .iter()
             .map(|e| self.cache.blobs.path(e.digest, e.executable))
             .collect();
-        for (digest, path) in digests.iter().zip(&paths) {
+        let files = digests.iter().zip(paths.iter().map(PathBuf::as_path));
+        self.send_missing(&missing, files, &small)?;
+        let result = reapi::result(&manifest, tree.as_ref(), Some(&log.digest));
+        self.transport
+            .update_action_result(self.function, &messages.action.digest, &result)
+    }
+
+    /// Sends each blob the server lacks once (files, then the small blobs of the result), in
+    /// batches on the upload pool.
+    fn send_missing<'a>(
+        &self,
+        missing: &HashSet<String>,
+        files: impl Iterator<Item = (&'a re::Digest, &'a Path)>,
+        small: &[&'a reapi::Blob],
+    ) -> Result<(), RemoteError> {
+        use rayon::prelude::*;
+        let mut uploads: Vec<(re::Digest, Source<'a>)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (digest, path) in files {
             if missing.contains(&digest.hash) && seen.insert(digest.hash.clone()) {
                 uploads.push((digest.clone(), Source::File(path)));
             }
         }
-        for blob in &small {
+        for blob in small {
             if missing.contains(&blob.digest.hash) && seen.insert(blob.digest.hash.clone()) {
                 uploads.push((blob.digest.clone(), Source::Bytes(&blob.data)));
             }
@@ -663,9 +662,7 @@ impl Remote {
         })?;
         self.stats.up.fetch_add(bytes, Ordering::Relaxed);
         self.known_present(uploads.iter().map(|(d, _)| d.hash.clone()));
-        let result = reapi::result(&manifest, tree.as_ref(), Some(&log.digest));
-        self.transport
-            .update_action_result(self.function, &messages.action.digest, &result)
+        Ok(())
     }
 
     /// The REAPI `Tree` of a manifest's files, whose remote digests are `digests`.
@@ -688,4 +685,64 @@ impl Remote {
         });
         reapi::Blob::of(self.function, &tree)
     }
+}
+
+/// A regular file of a hit's output tree, with what its manifest says of it.
+struct TreeFile<'a> {
+    path: &'a str,
+    digest: &'a re::Digest,
+    want: &'a OutputEntry,
+}
+
+/// Checks a hit's output tree against its manifest entry by entry, makes its symlinks under
+/// `dest`, and returns its files to download. Any entry the manifest does not claim, or claims
+/// otherwise, refuses the hit.
+fn lay_out<'a>(
+    manifest: &'a OutputManifest,
+    entries: &'a [reapi::TreeEntry],
+    key: ActionKey,
+    dest: &Path,
+) -> Result<Vec<TreeFile<'a>>, RemoteError> {
+    let claimed: HashMap<&str, &OutputEntry> = manifest
+        .entries
+        .iter()
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    if claimed.len() != entries.len() {
+        return Err(RemoteError::Invalid(format!(
+            "the output tree of {key} holds {} entries, its manifest {}",
+            entries.len(),
+            claimed.len()
+        )));
+    }
+    let mismatch =
+        |path: &str| RemoteError::Invalid(format!("`{path}` of {key} differs from its manifest"));
+    let mut files = Vec::new();
+    for entry in entries {
+        match entry {
+            reapi::TreeEntry::Symlink { path, target } => {
+                let want = claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
+                if want.symlink.as_deref() != Some(target.as_str()) {
+                    return Err(mismatch(path));
+                }
+                let at = dest.join(path);
+                std::fs::create_dir_all(at.parent().expect("under dest"))
+                    .map_err(transport::io_error("creating a download directory"))?;
+                std::os::unix::fs::symlink(target, &at)
+                    .map_err(transport::io_error("making a downloaded symlink"))?;
+            }
+            reapi::TreeEntry::File {
+                path,
+                digest,
+                executable,
+            } => {
+                let want = *claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
+                if want.symlink.is_some() || want.executable != *executable {
+                    return Err(mismatch(path));
+                }
+                files.push(TreeFile { path, digest, want });
+            }
+        }
+    }
+    Ok(files)
 }
