@@ -349,8 +349,6 @@ fn blobs_of(manifest: &OutputManifest) -> impl Iterator<Item = Digest> + '_ {
         .filter(move |d| seen.insert(*d))
 }
 
-/// The persistent build directories under one workspace's build root: `<series>/<target>`
-/// (with its `lock` inside) and `<series>/src…` (with `src….lock` beside it).
 /// The cache's size as a collection goes, and what its policy asks.
 struct Budget<'a> {
     policy: &'a Policy,
@@ -408,6 +406,8 @@ fn collect_build_dir(dir: BuildDir, budget: &mut Budget, out: &mut Collected) {
     }
 }
 
+/// The persistent build directories under one workspace's build root: `<series>/<target>`
+/// (with its `lock` inside) and `<series>/src…` (with `src….lock` beside it).
 fn build_dirs(root: &Path) -> Vec<BuildDir> {
     let mut out = Vec::new();
     let Ok(series) = std::fs::read_dir(root) else {
