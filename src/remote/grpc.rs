@@ -13,6 +13,7 @@ use re::content_addressable_storage_client::ContentAddressableStorageClient;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::budget::Budget;
 use super::digest::Function;
 use super::transport::{Capabilities, RemoteError, Source, Transport};
 
@@ -27,7 +28,7 @@ pub struct Grpc {
     channel: Channel,
     instance: String,
     headers: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
-    timeout: Duration,
+    budget: std::sync::Arc<Budget>,
     /// Asked once per run.
     capabilities: std::sync::OnceLock<Capabilities>,
 }
@@ -75,8 +76,9 @@ impl Grpc {
         url: &str,
         instance: &str,
         headers: &[(String, String)],
-        timeout: Duration,
+        budget: std::sync::Arc<Budget>,
     ) -> Result<Grpc, String> {
+        let timeout = budget.limit();
         let (tls, rest) = if let Some(rest) = url.strip_prefix("grpcs://") {
             (true, rest)
         } else if let Some(rest) = url.strip_prefix("grpc://") {
@@ -119,7 +121,7 @@ impl Grpc {
             channel,
             instance: instance.to_string(),
             headers,
-            timeout,
+            budget,
             capabilities: std::sync::OnceLock::new(),
         })
     }
@@ -129,7 +131,7 @@ impl Grpc {
         for (key, value) in &self.headers {
             request.metadata_mut().insert(key.clone(), value.clone());
         }
-        request.set_timeout(self.timeout);
+        request.set_timeout(self.budget.call_timeout(0));
         request
     }
 
@@ -337,8 +339,9 @@ impl Transport for Grpc {
             digest_function: function.code(),
             ..Default::default()
         };
-        let client =
-            ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+        // An ActionResult is small: a larger answer is refused before it fills memory.
+        let client = ActionCacheClient::new(self.channel.clone())
+            .max_decoding_message_size(super::http::MAX_ACTION_RESULT as usize);
         retrying("GetActionResult", || {
             let mut client = client.clone();
             match self
@@ -462,9 +465,10 @@ impl Transport for Grpc {
         for digest in digests {
             let bytes = digest.size_bytes as u64 + 256;
             if bound == 0 || bytes >= bound {
-                let mut data = Vec::new();
-                self.read_blob(function, digest, &mut data)?;
-                out.push((digest.clone(), data));
+                out.push((
+                    digest.clone(),
+                    super::transport::read_limited(self, function, digest)?,
+                ));
                 continue;
             }
             if size + bytes >= bound {
@@ -521,14 +525,25 @@ mod tests {
             hash: "ab".repeat(32),
             size_bytes: 42,
         };
-        let plain = Grpc::new("grpc://127.0.0.1:1", "", &[], Duration::from_secs(1)).unwrap();
+        let plain = Grpc::new(
+            "grpc://127.0.0.1:1",
+            "",
+            &[],
+            Budget::new(Duration::from_secs(1)),
+        )
+        .unwrap();
         assert_eq!(
             plain.resource(Function::Sha256, &d),
             format!("blobs/{}/42", d.hash)
         );
         // BLAKE3 must name its function; SHA-256 may not.
-        let named =
-            Grpc::new("grpc://127.0.0.1:1", "kernels", &[], Duration::from_secs(1)).unwrap();
+        let named = Grpc::new(
+            "grpc://127.0.0.1:1",
+            "kernels",
+            &[],
+            Budget::new(Duration::from_secs(1)),
+        )
+        .unwrap();
         assert_eq!(
             named.resource(Function::Blake3, &d),
             format!("kernels/blobs/blake3/{}/42", d.hash)
@@ -543,8 +558,8 @@ mod tests {
             named.upload_resource(Function::Blake3, &d),
             "a new UUID each time"
         );
-        assert!(Grpc::new("http://x", "", &[], Duration::from_secs(1)).is_err());
+        assert!(Grpc::new("http://x", "", &[], Budget::new(Duration::from_secs(1))).is_err());
         let bad = [("bad header".to_string(), "v".to_string())];
-        assert!(Grpc::new("grpc://x:1", "", &bad, Duration::from_secs(1)).is_err());
+        assert!(Grpc::new("grpc://x:1", "", &bad, Budget::new(Duration::from_secs(1))).is_err());
     }
 }

@@ -3,13 +3,20 @@
 //! server that takes `PUT` serves it (nginx with `dav_methods PUT`). SHA-256 only, as Bazel.
 
 use std::io::Write;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
 
+use super::budget::Budget;
 use super::digest::Function;
+use super::layout::Limited;
 use super::transport::{Capabilities, RemoteError, Source, Transport};
+
+/// The largest action-cache answer kbuild reads: an `ActionResult` naming two outputs and a log
+/// is a few hundred bytes; anything near this bound is a server's attempt to fill memory.
+pub const MAX_ACTION_RESULT: u64 = 1 << 20;
 
 /// Blobs from this size on are asked for (`HEAD`) before they are sent; smaller ones are sent
 /// without asking (a kernel tree's median file is a few KiB).
@@ -20,6 +27,7 @@ pub struct Http {
     agent: ureq::Agent,
     /// Extra headers (a bearer token): sent, never shown.
     headers: Vec<(String, String)>,
+    budget: Arc<Budget>,
 }
 
 impl Http {
@@ -27,7 +35,7 @@ impl Http {
         base: &str,
         instance: &str,
         headers: Vec<(String, String)>,
-        timeout: Duration,
+        budget: Arc<Budget>,
     ) -> Http {
         let mut base = base.trim_end_matches('/').to_string();
         if !instance.is_empty() {
@@ -37,9 +45,11 @@ impl Http {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
+        // No redirect is followed: the extra headers carry credentials, and a cache that sends
+        // them on to another origin (or a plain-HTTP one) would hand them to whoever is there.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(timeout))
+            .max_redirects(0)
             .tls_config(tls)
             .build()
             .into();
@@ -47,6 +57,7 @@ impl Http {
             base,
             agent,
             headers,
+            budget,
         }
     }
 
@@ -75,10 +86,14 @@ impl Http {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let last = attempt == ATTEMPTS;
-            match self.once(method, url, body) {
+            let started = Instant::now();
+            let answer = self.once(method, url, body);
+            // Only a quick failure is tried again: one that took long (a timeout, a crawling
+            // answer) would take as long again, and the run's budget is not spent on repeats.
+            let last = attempt == ATTEMPTS || started.elapsed() > QUICK || self.budget.exhausted();
+            match answer {
                 Ok(response) if last || !passing(response.status().as_u16()) => {
-                    return Ok(response);
+                    return refuse_redirect(url, response);
                 }
                 Err(e @ RemoteError::Invalid(_)) => return Err(e),
                 Err(e) if last => return Err(e),
@@ -117,11 +132,17 @@ impl Http {
         request: Result<ureq::http::Request<B>, ureq::http::Error>,
     ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
         let request = request.map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(self.budget.call_timeout(0)))
+            .build();
         self.agent
             .run(request)
             .map_err(|e| RemoteError::Unreachable(format!("{url}: {e}")))
     }
 
+    /// Reads `/<kind>/<hash>` into `to`; whether the server has it.
     fn get(
         &self,
         kind: &str,
@@ -155,6 +176,31 @@ impl Http {
 /// Tries of one request, and the pause before the second (longer before each later one).
 const ATTEMPTS: u32 = 3;
 const PAUSE: Duration = Duration::from_millis(200);
+/// A failure quicker than this (a reset connection, a 503) may pass when asked again.
+const QUICK: Duration = Duration::from_secs(2);
+
+/// A redirect is an error that says where it led (the origin only: a path may hold a token),
+/// so that the user can point kbuild at the address that answers.
+fn refuse_redirect(
+    url: &str,
+    response: ureq::http::Response<ureq::Body>,
+) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
+    let status = response.status().as_u16();
+    if !(300..400).contains(&status) {
+        return Ok(response);
+    }
+    let to = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.parse::<ureq::http::Uri>().ok())
+        .and_then(|u| Some(format!("{}://{}", u.scheme_str()?, u.authority()?)))
+        .unwrap_or_else(|| "another address".into());
+    Err(RemoteError::Unreachable(format!(
+        "{url}: HTTP {status}, a redirect to {to}; kbuild follows no redirect from a cache \
+         (its headers may hold credentials): set --remote-cache to the address that answers"
+    )))
+}
 
 /// Statuses that may pass when asked again: a timeout, too many requests, a server error.
 fn passing(status: u16) -> bool {
@@ -186,11 +232,18 @@ impl Transport for Http {
         action: &re::Digest,
     ) -> Result<Option<re::ActionResult>, RemoteError> {
         only_sha256(function)?;
-        let mut bytes = Vec::new();
-        if !self.get("ac", action, &mut bytes)? {
+        let mut bytes = Limited::new(Vec::new(), MAX_ACTION_RESULT);
+        let found = self.get("ac", action, &mut bytes);
+        if bytes.exceeded() {
+            return Err(RemoteError::Invalid(format!(
+                "the action cache entry {} is larger than {MAX_ACTION_RESULT} bytes",
+                action.hash
+            )));
+        }
+        if !found? {
             return Ok(None);
         }
-        re::ActionResult::decode(bytes.as_slice())
+        re::ActionResult::decode(bytes.into_inner().as_slice())
             .map(Some)
             .map_err(|e| {
                 RemoteError::Invalid(format!("the action cache entry {}: {e}", action.hash))
@@ -316,7 +369,7 @@ mod tests {
     #[test]
     fn a_put_answered_503_is_sent_again_from_the_file() {
         let (url, bodies, asked) = server(vec![503, 500, 201]);
-        let http = Http::new(&url, "", Vec::new(), Duration::from_secs(5));
+        let http = Http::new(&url, "", Vec::new(), Budget::new(Duration::from_secs(5)));
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), b"blob").unwrap();
         http.put("cas", &digest(), Source::File(file.path()))
@@ -328,7 +381,7 @@ mod tests {
     #[test]
     fn a_lasting_error_is_reported_after_three_tries_and_a_refusal_at_once() {
         let (url, _, asked) = server(vec![500, 500, 500, 500]);
-        let http = Http::new(&url, "", Vec::new(), Duration::from_secs(5));
+        let http = Http::new(&url, "", Vec::new(), Budget::new(Duration::from_secs(5)));
         let e = http
             .put("ac", &digest(), Source::Bytes(b"blob"))
             .unwrap_err();
@@ -336,7 +389,7 @@ mod tests {
         assert_eq!(asked.load(Ordering::SeqCst), 3);
 
         let (url, _, asked) = server(vec![403, 201]);
-        let http = Http::new(&url, "", Vec::new(), Duration::from_secs(5));
+        let http = Http::new(&url, "", Vec::new(), Budget::new(Duration::from_secs(5)));
         let e = http
             .put("ac", &digest(), Source::Bytes(b"blob"))
             .unwrap_err();

@@ -12,9 +12,11 @@
 //! its `ActionResult` holds the outputs as a `Tree`, kbuild's output manifest as a file, and
 //! the action's log as stdout.
 
+mod budget;
 mod digest;
 mod grpc;
 mod http;
+mod layout;
 mod reapi;
 pub mod settings;
 mod transport;
@@ -27,6 +29,7 @@ use std::sync::{Mutex, mpsc};
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
 
+pub use budget::Budget;
 pub use digest::Function;
 pub use settings::Settings;
 pub use transport::{RemoteError, Source, Transport};
@@ -34,9 +37,14 @@ pub use transport::{RemoteError, Source, Transport};
 use crate::action::ActionKind;
 use crate::cache::{Cache, OutputEntry, OutputManifest};
 use crate::key::ActionKey;
+use layout::{Limited, TreeFile};
 
 /// Blobs below this size are read in batches, the others streamed one by one.
 const SMALL_BLOB: i64 = 1 << 20;
+
+/// The largest tree or manifest kbuild reads into memory: a kernel's install tree with every
+/// module is a few hundred KiB of either; more is a server's attempt to fill memory.
+const MAX_MESSAGE: u64 = 64 << 20;
 
 /// What a run moved from and to the remote.
 #[derive(Default, Debug)]
@@ -72,6 +80,8 @@ struct Upload {
 
 pub struct Remote {
     transport: Box<dyn Transport>,
+    /// The time this run may lose to the server, shared with the transport (see [`budget`]).
+    budget: std::sync::Arc<Budget>,
     function: Function,
     url: String,
     upload: bool,
@@ -100,19 +110,20 @@ impl Remote {
     /// Connects as `settings` say. Only a malformed setting is an error; a server that cannot
     /// be reached gives a warning and a remote that answers every lookup with a miss.
     pub fn connect(settings: &Settings, cache: &Cache) -> Result<std::sync::Arc<Remote>, String> {
+        let budget = Budget::new(settings.timeout);
         let transport: Box<dyn Transport> = if settings.url.starts_with("grpc") {
             Box::new(grpc::Grpc::new(
                 &settings.url,
                 &settings.instance,
                 &settings.headers,
-                settings.timeout,
+                budget.clone(),
             )?)
         } else if settings.url.starts_with("http://") || settings.url.starts_with("https://") {
             Box::new(http::Http::new(
                 &settings.url,
                 &settings.instance,
                 settings.headers.clone(),
-                settings.timeout,
+                budget.clone(),
             ))
         } else {
             return Err(format!(
@@ -120,13 +131,14 @@ impl Remote {
                 settings.url
             ));
         };
-        Ok(Remote::over(transport, settings, cache))
+        Ok(Remote::over(transport, budget, settings, cache))
     }
 
     /// A remote over `transport`, with the digest function the server prefers of those kbuild
     /// speaks (BLAKE3, else SHA-256).
     pub fn over(
         transport: Box<dyn Transport>,
+        budget: std::sync::Arc<Budget>,
         settings: &Settings,
         cache: &Cache,
     ) -> std::sync::Arc<Remote> {
@@ -143,6 +155,7 @@ impl Remote {
             .expect("a thread pool starts");
         let mut remote = Remote {
             transport,
+            budget,
             function: Function::Sha256,
             url: settings.url.clone(),
             upload: settings.upload,
@@ -158,7 +171,7 @@ impl Remote {
             transfers,
             uploading,
         };
-        match remote.transport.capabilities() {
+        match remote.timed(0, || remote.transport.capabilities()) {
             Ok(caps) if caps.functions.contains(&Function::Blake3) => {
                 remote.function = Function::Blake3
             }
@@ -196,19 +209,52 @@ impl Remote {
         }
     }
 
-    /// Notes a failure: unreachable stops the remote, invalid data is a miss for this action.
+    /// Notes a failure: a server that cannot be reached, or that answered something kbuild
+    /// cannot use, is not asked again this run (one warning, not one per action).
     fn failed(&self, error: RemoteError) {
-        match error {
-            RemoteError::Unreachable(_) => self.give_up(&error),
-            RemoteError::Invalid(message) => self.warn(&format!("{message}; treated as a miss")),
+        self.give_up(&error)
+    }
+
+    /// Runs one call to the server that moves about `bytes`, and charges its time to the run's
+    /// budget; once the budget is spent, the remote is off for the rest of the run.
+    fn timed<T>(
+        &self,
+        bytes: u64,
+        call: impl FnOnce() -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        if self.budget.exhausted() {
+            return Err(self.over_budget());
         }
+        let started = std::time::Instant::now();
+        let answer = call();
+        if self.budget.charge(started.elapsed(), bytes) {
+            let error = self.over_budget();
+            self.give_up(&error);
+            return Err(error);
+        }
+        answer
+    }
+
+    fn over_budget(&self) -> RemoteError {
+        RemoteError::Unreachable(format!(
+            "the server made this run wait {:.0} s in all, more than --remote-timeout's {} s",
+            self.budget.spent().as_secs_f64(),
+            self.budget.limit().as_secs()
+        ))
     }
 
     /// Reads one blob whole into memory, verified (for messages: trees, manifests).
     fn read_small(&self, digest: &re::Digest) -> Result<Vec<u8>, RemoteError> {
-        let mut bytes = Vec::new();
-        self.transport
-            .read_blob(self.function, digest, &mut bytes)?;
+        let declared = u64::try_from(digest.size_bytes).unwrap_or(u64::MAX);
+        if declared > MAX_MESSAGE {
+            return Err(RemoteError::Invalid(format!(
+                "the server names a message of {declared} bytes ({}); kbuild reads at most {MAX_MESSAGE}",
+                digest::show(digest)
+            )));
+        }
+        let bytes = self.timed(declared, || {
+            transport::read_limited(&*self.transport, self.function, digest)
+        })?;
         self.stats
             .down
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -242,7 +288,10 @@ impl Remote {
 
     fn try_lookup(&self, kind: ActionKind, key: ActionKey) -> Result<Option<Hit>, RemoteError> {
         let action = reapi::action(self.function, kind, key).action.digest;
-        let Some(result) = self.transport.get_action_result(self.function, &action)? else {
+        let Some(result) = self.timed(0, || {
+            self.transport.get_action_result(self.function, &action)
+        })?
+        else {
             return Ok(None);
         };
         let Some((manifest, tree)) = reapi::parts(&result) else {
@@ -290,10 +339,12 @@ impl Remote {
             .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
         let entries = reapi::entries(self.function, &tree)
             .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
-        std::fs::create_dir_all(dest)
-            .map_err(transport::io_error("creating a download directory"))?;
-        let files = lay_out(&hit.manifest, &entries, key, dest)?;
-        self.download_files(&files, key, dest)?;
+        let layout = layout::check(&hit.manifest, &entries)
+            .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
+        layout::create_root(dest).map_err(transport::io_error("creating a download directory"))?;
+        self.download_files(&layout.files, key, dest)?;
+        layout::make_links(dest, &layout.links)
+            .map_err(transport::io_error("making a downloaded symlink"))?;
         self.adopt(hit, key, dest)
     }
 
@@ -324,7 +375,10 @@ impl Remote {
         self.transfers.install(|| {
             large.par_iter().try_for_each(|f| {
                 self.download((dest, f.path), f.digest, f.want, key, |w| {
-                    self.transport.read_blob(self.function, f.digest, w)
+                    let bytes = f.digest.size_bytes.max(0) as u64;
+                    self.timed(bytes, || {
+                        self.transport.read_blob(self.function, f.digest, w)
+                    })
                 })
             })
         })
@@ -338,9 +392,9 @@ impl Remote {
         dest: &Path,
     ) -> Result<(), RemoteError> {
         let digests: Vec<re::Digest> = group.iter().map(|f| f.digest.clone()).collect();
+        let bytes = digests.iter().map(|d| d.size_bytes.max(0) as u64).sum();
         let blobs: HashMap<String, Vec<u8>> = self
-            .transport
-            .read_blobs(self.function, &digests)?
+            .timed(bytes, || self.transport.read_blobs(self.function, &digests))?
             .into_iter()
             .map(|(d, data)| (d.hash, data))
             .collect();
@@ -383,8 +437,10 @@ impl Remote {
         if !crate::digest::Digest::of_file(&local).is_ok_and(|d| d == want.digest) {
             return Ok(false);
         }
-        let at = self.create(dest, path)?;
-        std::fs::copy(&local, &at).map_err(transport::io_error("copying a local blob"))?;
+        let (mut file, _) = self.create(dest, path)?;
+        let mut from =
+            std::fs::File::open(&local).map_err(transport::io_error("copying a local blob"))?;
+        std::io::copy(&mut from, &mut file).map_err(transport::io_error("copying a local blob"))?;
         Ok(true)
     }
 
@@ -398,21 +454,30 @@ impl Remote {
         key: ActionKey,
         fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), RemoteError>,
     ) -> Result<(), RemoteError> {
-        let at = self.create(dest, path)?;
-        let file = std::fs::File::create(&at).map_err(transport::io_error("writing a download"))?;
-        let mut writer = digest::HashingWriter::new(self.function, std::io::BufWriter::new(file));
-        fill(&mut writer)?;
+        let (file, at) = self.create(dest, path)?;
+        let limit = u64::try_from(digest.size_bytes).unwrap_or(0);
+        let mut writer = Limited::new(
+            digest::HashingWriter::new(self.function, std::io::BufWriter::new(file)),
+            limit,
+        );
+        let filled = fill(&mut writer);
+        if writer.exceeded() {
+            return Err(RemoteError::Invalid(format!(
+                "the server sent more than the {limit} bytes of `{path}` of {key}"
+            )));
+        }
+        filled?;
         let got = writer
+            .into_inner()
             .finish()
             .map_err(transport::io_error("writing a download"))?;
         self.verified(&at, path, digest, want, key, got)
     }
 
-    fn create(&self, dest: &Path, path: &str) -> Result<PathBuf, RemoteError> {
-        let at = dest.join(path);
-        std::fs::create_dir_all(at.parent().expect("under dest"))
-            .map_err(transport::io_error("creating a download directory"))?;
-        Ok(at)
+    /// A new file at `dest/path`, never written through a symlink (see [`layout`]).
+    fn create(&self, dest: &Path, path: &str) -> Result<(std::fs::File, PathBuf), RemoteError> {
+        layout::create_file(dest, path)
+            .map_err(|e| RemoteError::Invalid(format!("writing `{path}` of a remote result: {e}")))
     }
 
     /// Checks a downloaded file against the tree's digest and the manifest's blake3.
@@ -476,7 +541,7 @@ impl Remote {
         let parts: Vec<Vec<re::Digest>> = self.uploading.install(|| {
             unknown
                 .par_chunks(1_000)
-                .map(|part| self.transport.find_missing(self.function, part))
+                .map(|part| self.timed(0, || self.transport.find_missing(self.function, part)))
                 .collect::<Result<_, _>>()
         })?;
         let missing: HashSet<String> = parts.into_iter().flatten().map(|d| d.hash).collect();
@@ -628,8 +693,10 @@ impl Remote {
         let files = digests.iter().zip(paths.iter().map(PathBuf::as_path));
         self.send_missing(&missing, files, &small)?;
         let result = reapi::result(&manifest, tree.as_ref(), Some(&log.digest));
-        self.transport
-            .update_action_result(self.function, &messages.action.digest, &result)
+        self.timed(0, || {
+            self.transport
+                .update_action_result(self.function, &messages.action.digest, &result)
+        })
     }
 
     /// Sends each blob the server lacks once (files, then the small blobs of the result), in
@@ -656,9 +723,10 @@ impl Remote {
         let bytes: u64 = uploads.iter().map(|(d, _)| d.size_bytes as u64).sum();
         let chunks: Vec<&[(re::Digest, Source<'_>)]> = uploads.chunks(64).collect();
         self.uploading.install(|| {
-            chunks
-                .par_iter()
-                .try_for_each(|part| self.transport.write_blobs(self.function, part))
+            chunks.par_iter().try_for_each(|part| {
+                let bytes = part.iter().map(|(d, _)| d.size_bytes.max(0) as u64).sum();
+                self.timed(bytes, || self.transport.write_blobs(self.function, part))
+            })
         })?;
         self.stats.up.fetch_add(bytes, Ordering::Relaxed);
         self.known_present(uploads.iter().map(|(d, _)| d.hash.clone()));
@@ -685,64 +753,4 @@ impl Remote {
         });
         reapi::Blob::of(self.function, &tree)
     }
-}
-
-/// A regular file of a hit's output tree, with what its manifest says of it.
-struct TreeFile<'a> {
-    path: &'a str,
-    digest: &'a re::Digest,
-    want: &'a OutputEntry,
-}
-
-/// Checks a hit's output tree against its manifest entry by entry, makes its symlinks under
-/// `dest`, and returns its files to download. Any entry the manifest does not claim, or claims
-/// otherwise, refuses the hit.
-fn lay_out<'a>(
-    manifest: &'a OutputManifest,
-    entries: &'a [reapi::TreeEntry],
-    key: ActionKey,
-    dest: &Path,
-) -> Result<Vec<TreeFile<'a>>, RemoteError> {
-    let claimed: HashMap<&str, &OutputEntry> = manifest
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect();
-    if claimed.len() != entries.len() {
-        return Err(RemoteError::Invalid(format!(
-            "the output tree of {key} holds {} entries, its manifest {}",
-            entries.len(),
-            claimed.len()
-        )));
-    }
-    let mismatch =
-        |path: &str| RemoteError::Invalid(format!("`{path}` of {key} differs from its manifest"));
-    let mut files = Vec::new();
-    for entry in entries {
-        match entry {
-            reapi::TreeEntry::Symlink { path, target } => {
-                let want = claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
-                if want.symlink.as_deref() != Some(target.as_str()) {
-                    return Err(mismatch(path));
-                }
-                let at = dest.join(path);
-                std::fs::create_dir_all(at.parent().expect("under dest"))
-                    .map_err(transport::io_error("creating a download directory"))?;
-                std::os::unix::fs::symlink(target, &at)
-                    .map_err(transport::io_error("making a downloaded symlink"))?;
-            }
-            reapi::TreeEntry::File {
-                path,
-                digest,
-                executable,
-            } => {
-                let want = *claimed.get(path.as_str()).ok_or_else(|| mismatch(path))?;
-                if want.symlink.is_some() || want.executable != *executable {
-                    return Err(mismatch(path));
-                }
-                files.push(TreeFile { path, digest, want });
-            }
-        }
-    }
-    Ok(files)
 }

@@ -175,6 +175,14 @@ pub enum TreeEntry {
     },
 }
 
+impl TreeEntry {
+    pub fn path(&self) -> &str {
+        match self {
+            TreeEntry::File { path, .. } | TreeEntry::Symlink { path, .. } => path,
+        }
+    }
+}
+
 /// Every file and symlink of `tree`. A tree from a server is input from outside: a name that
 /// is empty, `.`, `..` or holds a `/`, a missing child or one nested absurdly deep is an error,
 /// never a path outside the output directory.

@@ -7,6 +7,7 @@ use std::path::Path;
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 
 use super::digest::Function;
+use super::layout::Limited;
 
 /// Why a call to the server failed. Every failure makes the remote a miss, never a failed run.
 #[derive(Debug, thiserror::Error)]
@@ -83,11 +84,7 @@ pub trait Transport: Send + Sync {
     ) -> Result<Vec<(re::Digest, Vec<u8>)>, RemoteError> {
         digests
             .iter()
-            .map(|d| {
-                let mut bytes = Vec::new();
-                self.read_blob(function, d, &mut bytes)?;
-                Ok((d.clone(), bytes))
-            })
+            .map(|d| Ok((d.clone(), read_limited(self, function, d)?)))
             .collect()
     }
 
@@ -97,6 +94,25 @@ pub trait Transport: Send + Sync {
         function: Function,
         blobs: &[(re::Digest, Source<'_>)],
     ) -> Result<(), RemoteError>;
+}
+
+/// Reads a blob into memory, refusing more bytes than its digest names.
+pub fn read_limited<T: Transport + ?Sized>(
+    transport: &T,
+    function: Function,
+    digest: &re::Digest,
+) -> Result<Vec<u8>, RemoteError> {
+    let limit = u64::try_from(digest.size_bytes).unwrap_or(0);
+    let mut to = Limited::new(Vec::new(), limit);
+    let read = transport.read_blob(function, digest, &mut to);
+    if to.exceeded() {
+        return Err(RemoteError::Invalid(format!(
+            "the server sent more than the {limit} bytes of the blob {}",
+            digest.hash
+        )));
+    }
+    read?;
+    Ok(to.into_inner())
 }
 
 pub fn io_error(what: &str) -> impl FnOnce(std::io::Error) -> RemoteError + '_ {
