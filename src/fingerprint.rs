@@ -20,7 +20,7 @@ use crate::key::ActionKey;
 use crate::statcache::StatCache;
 
 /// What a run depended on besides the manifest text, as the full path learnt it.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Dependencies {
     pub patch_dirs: Vec<String>,
     pub inputs: Vec<String>,
@@ -29,6 +29,8 @@ pub struct Dependencies {
     /// The executor's name when the manifest chose it (no `--executor`): the digest covers the
     /// manifest's text, so while it holds the manifest chooses the same one again.
     pub default_executor: Option<String>,
+    /// The stat of everything `out/` shows (see [`out_digest`]), filled in by [`record`].
+    pub out: Option<Digest>,
 }
 
 fn record_path(cache: &Cache, root: &Path, patterns: &[String]) -> PathBuf {
@@ -83,6 +85,9 @@ fn encode(digest: Digest, deps: &Dependencies) -> String {
     if let Some(name) = &deps.default_executor {
         let _ = writeln!(out, "default-executor\t{name}");
     }
+    if let Some(digest) = &deps.out {
+        let _ = writeln!(out, "out\t{digest}");
+    }
     out
 }
 
@@ -111,6 +116,7 @@ fn decode(text: &str) -> Option<(Digest, Dependencies)> {
             }
             "key" => deps.keys.push(ActionKey(Digest::from_hex(rest)?)),
             "default-executor" => deps.default_executor = Some(rest.to_string()),
+            "out" => deps.out = Some(Digest::from_hex(rest)?),
             _ => return None,
         }
     }
@@ -148,7 +154,10 @@ impl Record {
         let now = digest(root, patterns, exec, &self.deps, &mut stat)?;
         stat.save();
         let deps = &self.deps;
-        (now == self.digest && deps.keys.iter().all(|k| cache.has_entry(*k)))
+        // What out/ shows must be what the recorded run left: a byte changed behind a link, a
+        // tree or blob removed from the cache, a link replaced, all move a stat.
+        let out = deps.out.is_some() && out_digest(root) == deps.out;
+        (now == self.digest && out && deps.keys.iter().all(|k| cache.has_entry(*k)))
             .then_some(deps.keys.len())
     }
 }
@@ -166,11 +175,65 @@ pub fn record(
         return;
     };
     stat.save();
+    let Some(out) = out_digest(root) else {
+        return;
+    };
+    let deps = Dependencies {
+        out: Some(out),
+        ..deps.clone()
+    };
     // Best effort: without the record the next run takes the full path.
     let _ = crate::fsutil::write_atomic(
         &record_path(cache, root, patterns),
-        encode(digest, deps).as_bytes(),
+        encode(digest, &deps).as_bytes(),
     );
+}
+
+/// A digest of the stat data (type, size, mode, inode, mtime, ctime, link text) of everything
+/// `out/` shows, its links followed into the cache's trees: no file is read, so the null build
+/// stays a matter of `stat` calls, yet any write, removal or replacement behind `out/` changes
+/// it (a write moves the ctime even when the mtime is put back). `None` when something shown
+/// cannot be reached (a dangling link), which the recorded run never leaves.
+pub fn out_digest(root: &Path) -> Option<Digest> {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = blake3::Hasher::new();
+    let mut pending = vec![(root.join("out"), String::new(), 0usize)];
+    while let Some((dir, rel, depth)) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .ok()?
+            .collect::<Result<_, _>>()
+            .ok()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = format!("{rel}/{}", entry.file_name().to_string_lossy());
+            let path = entry.path();
+            let own = std::fs::symlink_metadata(&path).ok()?;
+            if own.file_type().is_symlink() {
+                let text = std::fs::read_link(&path).ok()?;
+                h.update(format!("link {name} {}\n", text.display()).as_bytes());
+            }
+            let meta = std::fs::metadata(&path).ok()?;
+            h.update(
+                format!(
+                    "{name} {} {} {:o} {} {}.{} {}.{}\n",
+                    meta.is_dir(),
+                    meta.len(),
+                    meta.mode(),
+                    meta.ino(),
+                    meta.mtime(),
+                    meta.mtime_nsec(),
+                    meta.ctime(),
+                    meta.ctime_nsec()
+                )
+                .as_bytes(),
+            );
+            // Trees nest a few levels; a link loop must not walk forever.
+            if meta.is_dir() && depth < 32 {
+                pending.push((path, name, depth + 1));
+            }
+        }
+    }
+    Some(Digest::from_bytes(*h.finalize().as_bytes()))
 }
 
 /// Forgets the record, e.g. when a run failed: the next run must take the full path.
@@ -202,6 +265,7 @@ mod tests {
             ],
             keys: vec![ActionKey(Digest::of_bytes(b"a"))],
             default_executor: Some("host".into()),
+            out: Some(Digest::of_bytes(b"out")),
         };
         let d = Digest::of_bytes(b"d");
         let (back_d, back) = decode(&encode(d, &deps)).unwrap();
@@ -210,5 +274,6 @@ mod tests {
         assert_eq!(back.toolsets, deps.toolsets);
         assert_eq!(back.keys, deps.keys);
         assert_eq!(back.default_executor, deps.default_executor);
+        assert_eq!(back.out, deps.out);
     }
 }

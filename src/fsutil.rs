@@ -46,3 +46,12 @@ pub fn link_or_copy_known(
         }
     }
 }
+
+/// Where `root/rel` really is, when following its symlinks leads outside `root`; `None` when it
+/// stays inside or does not exist (its absence is another check's concern). A workspace file that
+/// is a symlink to elsewhere would make a build read, and key, what is not in the workspace.
+pub fn leaves_root(root: &Path, rel: &str) -> Option<std::path::PathBuf> {
+    let real = std::fs::canonicalize(root.join(rel)).ok()?;
+    let root = std::fs::canonicalize(root).ok()?;
+    (!real.starts_with(&root)).then_some(real)
+}

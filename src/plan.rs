@@ -113,6 +113,14 @@ pub enum PatchDirError {
         "fix its permissions; kbuild builds nothing rather than a kernel without its patches"
     ))]
     Unreadable { dir: String, source: std::io::Error },
+    #[error("patch `{path}` leads outside the workspace, to `{}`", real.display())]
+    #[diagnostic(help(
+        "copy the patch (or the directory) into the workspace instead of linking to it"
+    ))]
+    Outside {
+        path: String,
+        real: std::path::PathBuf,
+    },
     #[error("patch directory `{dir}` holds a file whose name is not UTF-8: {name}")]
     #[diagnostic(help("rename it (patch names appear in keys and logs)"))]
     BadName { dir: String, name: String },
@@ -129,16 +137,30 @@ pub fn read_patch_dir(root: &Path, dir: &str) -> Result<Vec<String>, PatchDirErr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(unreadable(e)),
     };
+    if let Some(real) = crate::fsutil::leaves_root(root, dir) {
+        return Err(PatchDirError::Outside {
+            path: dir.to_string(),
+            real,
+        });
+    }
     let mut names = Vec::new();
     for entry in entries {
-        let name = entry.map_err(unreadable)?.file_name();
+        let entry = entry.map_err(unreadable)?;
+        let linked = entry.file_type().is_ok_and(|t| t.is_symlink());
+        let name = entry.file_name();
         let name = name.into_string().map_err(|n| PatchDirError::BadName {
             dir: dir.to_string(),
             name: n.to_string_lossy().into_owned(),
         })?;
-        if name.ends_with(".patch") {
-            names.push(name);
+        if !name.ends_with(".patch") {
+            continue;
         }
+        // Only a symlink can lead out: the directory itself was checked above.
+        let path = format!("{dir}/{name}");
+        if linked && let Some(real) = crate::fsutil::leaves_root(root, &path) {
+            return Err(PatchDirError::Outside { path, real });
+        }
+        names.push(name);
     }
     names.sort_by_key(|n| (numeric_prefix(n), n.clone()));
     Ok(names.into_iter().map(|n| format!("{dir}/{n}")).collect())

@@ -197,3 +197,60 @@ fn leftovers_of_killed_runs_are_swept_when_no_run_is_alive() {
     assert!(String::from_utf8_lossy(&verify.stdout).contains(".tmpOld"));
     assert!(!ws.cache.join("keys/ab/.tmpOld").exists());
 }
+
+#[test]
+fn cache_verify_on_a_healthy_cache_finds_nothing_and_keeps_what_why_reads() {
+    let (ws, _) = built();
+    let inputs: Vec<_> = std::fs::read_dir(ws.cache.join("keys/inputs"))
+        .unwrap()
+        .collect();
+    assert!(!inputs.is_empty(), "a run keeps its inputs' texts");
+    let verify = ws.kbuild(&["cache", "verify"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr),
+    );
+    assert_eq!(verify.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("0 problem(s)"), "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_dir(ws.cache.join("keys/inputs"))
+            .unwrap()
+            .count(),
+        inputs.len()
+    );
+    // `why` still names the option that changed.
+    ws.set_amd64_cpus(32);
+    let why = ws.why("//6.6.x:amd64");
+    assert!(why.contains("CONFIG_NR_CPUS"), "{why}");
+}
+
+/// `kbuild run` in plain text (the null-build fast path) after `damage`: it must not vouch for
+/// what changed behind out/, and out/ ends as a clean build's.
+fn null_build_notices(damage: impl FnOnce(&Ws)) {
+    let (ws, clean) = built();
+    // The record the fast path reads is written by this run.
+    assert!(ws.kbuild(&["run"]).status.success());
+    damage(&ws);
+    let run = ws.kbuild(&["run"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(contents(&ws.path().join("out")), clean);
+}
+
+#[test]
+fn the_null_build_notices_a_byte_changed_behind_out() {
+    null_build_notices(|ws| {
+        let kernel = ws.path().join("out/6.6.x/amd64/kernel");
+        let real = std::fs::canonicalize(&kernel).unwrap();
+        flip_a_byte(&real);
+    });
+}
+
+#[test]
+fn the_null_build_notices_trees_and_blobs_removed_under_out() {
+    null_build_notices(|ws| std::fs::remove_dir_all(ws.cache.join("trees")).unwrap());
+    null_build_notices(|ws| std::fs::remove_dir_all(ws.cache.join("blobs")).unwrap());
+}

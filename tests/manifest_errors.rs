@@ -113,3 +113,23 @@ fn builder_executor_and_endpoint_errors() {
         "defaults {{\n    executor \"dockr\"\n    builder \"b:1\" arch=\"arm65\"\n}}\nbuilders {{\n    aarch64 \"ftp://builder\"\n}}\n{GOOD_SERIES}"
     )));
 }
+
+#[test]
+fn a_value_repeated_in_a_list_is_pointed_at() {
+    let text = GOOD_SERIES.replace("}\n", "    arches \"x86_64\" \"aarch64\" \"x86_64\"\n}\n");
+    let stderr = check(&text);
+    assert!(
+        stderr.contains("`x86_64` is given twice in `arches`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("remove the repeat"), "{stderr}");
+    let text = format!(
+        "variant \"dbg\"\n{}",
+        GOOD_SERIES.replace("}\n", "    variants \"dbg\" \"dbg\"\n}\n")
+    );
+    let stderr = check(&text);
+    assert!(
+        stderr.contains("`dbg` is given twice in `variants`"),
+        "{stderr}"
+    );
+}

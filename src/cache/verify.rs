@@ -103,8 +103,21 @@ impl Cache {
             }
             good.insert(manifest.digest(), manifest);
         }
+        let inputs = self.dir("keys").join("inputs");
         for path in files_under(&self.dir("keys"))? {
-            if path.extension().is_none_or(|e| e != "json") {
+            if path.parent() == Some(inputs.as_path()) {
+                // The kept texts of inputs (`why` diffs a config against them), named by the
+                // blake3 of their content.
+                let named = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(Digest::from_hex);
+                match named {
+                    Some(digest) if Digest::of_file(&path).is_ok_and(|d| d == digest) => {}
+                    Some(_) => report.remove(&path, "kept input text does not match its name"),
+                    None => report.remove(&path, "left over by an interrupted write"),
+                }
+            } else if path.extension().is_none_or(|e| e != "json") {
                 report.remove(&path, "left over by an interrupted write");
             }
         }

@@ -830,6 +830,7 @@ fn run(
             toolsets: report.toolsets,
             keys: report.status.iter().filter_map(Status::key).collect(),
             default_executor: ws.executor_flag.is_none().then(|| exec.name().to_string()),
+            out: None,
         };
         crate::fingerprint::record(&ws.root, &cache, exec, labels, &deps);
     }

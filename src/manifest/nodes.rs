@@ -86,6 +86,24 @@ pub fn strings(node: &KdlNode) -> Result<Vec<Spanned>, Problem> {
     Ok(values)
 }
 
+/// All positional arguments as strings, for a list whose order or repeats mean nothing
+/// (`arches`, `variants`, `tools`, `fragment` …): a value given twice is a mistake (a typo for
+/// another value, most often), pointed at, never dropped silently.
+pub fn unique_strings(node: &KdlNode) -> Result<Vec<Spanned>, Problem> {
+    let values = strings(node)?;
+    for (i, value) in values.iter().enumerate() {
+        if values[..i].iter().any(|v| v.value == value.value) {
+            return Err(Problem::new(
+                format!("`{}` is given twice in `{}`", value.value, name(node)),
+                value.span,
+                "repeated",
+            )
+            .help("remove the repeat (or write the value you meant)"));
+        }
+    }
+    Ok(values)
+}
+
 /// Exactly one positional string argument.
 pub fn string(node: &KdlNode) -> Result<Spanned, Problem> {
     let mut values = strings(node)?;

@@ -115,6 +115,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
         let series = read_series(root, node, &model, &mut seen, &mut problems);
         collect(series, &mut model.series, &mut problems);
     }
+    super::tool::check_host_files(doc, &model, &mut problems);
     if problems.is_empty() {
         Ok(model)
     } else {
@@ -244,7 +245,7 @@ fn read_endpoints(node: &KdlNode) -> Result<BTreeMap<Arch, String>, Problem> {
 
 fn read_arches(node: &KdlNode) -> Result<Vec<Arch>, Problem> {
     let mut arches = Vec::new();
-    for s in nodes::strings(node)? {
+    for s in nodes::unique_strings(node)? {
         let arch = parse_arch(&s)?;
         if !arches.contains(&arch) {
             arches.push(arch);
@@ -324,7 +325,7 @@ fn read_variant(
             continue;
         }
         let ok = match name(child) {
-            "fragment" => nodes::strings(child).and_then(|s| {
+            "fragment" => nodes::unique_strings(child).and_then(|s| {
                 for f in &s {
                     nodes::inside(f, "fragment")?;
                 }
@@ -334,9 +335,8 @@ fn read_variant(
             "force-off" => read_options(child).map(|o| v.force_off.extend(o)),
             "localversion" => nodes::string(child).map(|s| v.localversion_suffix = s.value),
             "arches" => read_arches(child).map(|a| v.arches = Some(a)),
-            "outputs" => {
-                nodes::strings(child).map(|s| v.outputs.extend(s.into_iter().map(|s| s.value)))
-            }
+            "outputs" => nodes::unique_strings(child)
+                .map(|s| v.outputs.extend(s.into_iter().map(|s| s.value))),
             "exact-config" => nodes::boolean(child).map(|b| v.exact_config = b),
             "patches" => nodes::string(child)
                 .and_then(|s| nodes::inside(&s, "patch directory").map(|_| s))
@@ -351,7 +351,7 @@ fn read_variant(
 /// Kconfig symbols, written with or without the `CONFIG_` prefix.
 fn read_options(node: &KdlNode) -> Result<Vec<String>, Problem> {
     let mut out = Vec::new();
-    for s in nodes::strings(node)? {
+    for s in nodes::unique_strings(node)? {
         let symbol = s.value.strip_prefix("CONFIG_").unwrap_or(&s.value);
         if symbol.is_empty()
             || !symbol
@@ -551,7 +551,12 @@ fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem
         "version" => nodes::string(child).map(|s| raw.version = Some(s)),
         "source" => {
             raw.source_written = true;
-            read_source(child).map(|s| raw.source = Some(s))
+            read_source(child)
+                .and_then(|(source, url)| match unpinned_host_file(&source) {
+                    true => Err(unpinned_host_file_problem(&url)),
+                    false => Ok((source, url)),
+                })
+                .map(|s| raw.source = Some(s))
         }
         "arches" => read_arches(child).map(|a| raw.arches = Some(a)),
         "builder" => read_builder(child).map(|(arch, image)| match arch {
@@ -560,8 +565,8 @@ fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem
             }
             None => raw.builder = Some(image),
         }),
-        "variants" => nodes::strings(child).map(|s| raw.variants.extend(s)),
-        "tools" => nodes::strings(child).map(|s| raw.tools.extend(s)),
+        "variants" => nodes::unique_strings(child).map(|s| raw.variants.extend(s)),
+        "tools" => nodes::unique_strings(child).map(|s| raw.tools.extend(s)),
         "deprecated" => nodes::boolean(child).map(|b| raw.deprecated = b),
         "config" => nodes::string(child)
             .and_then(|s| nodes::inside(&s, "config").map(|_| s))
@@ -629,6 +634,26 @@ fn version_of(
     Ok(version)
 }
 
+/// Whether `source` reads a file of this machine outside the workspace (`file:///…`) with no pin
+/// of its own: its first fetch would pin whatever that path holds, any file kbuild can read.
+pub fn unpinned_host_file(source: &Source) -> bool {
+    source.sha256.is_none()
+        && source.package.is_none()
+        && source.urls.iter().any(|u| u.starts_with("file:///"))
+}
+
+pub fn unpinned_host_file_problem(url: &Spanned) -> Problem {
+    Problem::new(
+        format!(
+            "`{}` reads a file of this machine, outside the workspace, without a pin",
+            url.value
+        ),
+        url.span,
+        "unpinned",
+    )
+    .help("give its sha256=\"…\" (or, for a series, package=\"…\"); a tool may instead share the URL of a series that is pinned")
+}
+
 /// `source "URL" "MIRROR"… [sha256="HEX"]`.
 pub fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
     let mut unknown = Vec::new();
@@ -648,6 +673,22 @@ pub fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
                 "bad URL",
             )
             .help("use an https://, http:// or file:// URL"));
+        }
+        let relative = url
+            .value
+            .strip_prefix("file://")
+            .filter(|p| !p.starts_with('/'));
+        if let Some(path) = relative
+            && std::path::Path::new(path)
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(Problem::new(
+                format!("the relative URL `{}` leaves the workspace", url.value),
+                url.span,
+                "outside",
+            )
+            .help("a relative file:// URL names a file inside the workspace; for a file elsewhere write its absolute file:/// URL with its sha256=\"…\""));
         }
     }
     // Without sha256= the pin comes from kernel.lock, written by the first fetch.
@@ -814,8 +855,18 @@ fn check_files(
     if series.deprecated {
         return;
     }
+    let mut outside = Vec::new();
     let mut present = |path: &str| {
-        found.contains(path) || (root.join(path).is_file() && found.insert(path.to_string()))
+        if found.contains(path) {
+            return true;
+        }
+        if !root.join(path).is_file() {
+            return false;
+        }
+        if let Some(real) = crate::fsutil::leaves_root(root, path) {
+            outside.push((path.to_string(), real));
+        }
+        found.insert(path.to_string())
     };
     for &arch in &series.arches {
         let config = series.config_path(arch);
@@ -846,5 +897,21 @@ fn check_files(
                 }
             }
         }
+    }
+    for (path, real) in outside {
+        problems.push(
+            Problem::new(
+                format!(
+                    "`{path}` leads outside the workspace, to `{}`",
+                    real.display()
+                ),
+                span,
+                "used by this series",
+            )
+            .help(format!(
+                "copy the file into the workspace (the workspace is {}) instead of linking to it",
+                root.display()
+            )),
+        );
     }
 }

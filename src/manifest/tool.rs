@@ -135,7 +135,7 @@ fn read_child<'a>(
             tool.kernel_files = b;
             written.kernel_files = Some(child.span());
         }),
-        "uses" => nodes::strings(child).map(|names| {
+        "uses" => nodes::unique_strings(child).map(|names| {
             tool.uses.extend(names.iter().map(|n| n.value.clone()));
             names_used.extend(names.into_iter().map(|n| (tool.name.clone(), n)));
         }),
@@ -200,6 +200,36 @@ fn read_build_system(node: &KdlNode) -> Result<BuildSystem, Problem> {
             "unknown build system",
         )
         .suggest(other, ["make", "cmake"])),
+    }
+}
+
+/// A tool's source that is a file of this machine outside the workspace must be pinned: by its
+/// own sha256, or by being the very tarball a pinned series reads (perf's libraries from the
+/// kernel's own tarball). Checked once every series is known.
+pub(super) fn check_host_files(
+    doc: &kdl::KdlDocument,
+    model: &crate::model::Model,
+    problems: &mut Vec<Problem>,
+) {
+    let pinned = |url: &str| {
+        model.series.iter().any(|s| {
+            s.source.urls.iter().any(|u| u == url)
+                && (s.source.sha256.is_some() || s.source.package.is_some())
+        })
+    };
+    let sources = doc
+        .nodes()
+        .iter()
+        .filter(|n| name(n) == "tool")
+        .flat_map(nodes::children)
+        .filter(|c| name(c) == "source");
+    for node in sources {
+        let Ok((source, url)) = read_source(node) else {
+            continue;
+        };
+        if super::schema::unpinned_host_file(&source) && !source.urls.iter().any(|u| pinned(u)) {
+            problems.push(super::schema::unpinned_host_file_problem(&url));
+        }
     }
 }
 
