@@ -1094,8 +1094,37 @@ impl Engine<'_> {
         StatCache::in_state_dir(&self.cache.dir("state"))
     }
 
+    /// What repairing did, said once at the end of the run: how many damaged entries were built
+    /// again, and what is left when the rounds stopped making progress.
+    fn say_repairs(
+        &self,
+        graph: &Graph,
+        repaired: usize,
+        rounds: usize,
+        left: Option<&Vec<ActionId>>,
+    ) {
+        if repaired > 0 {
+            crate::report::say(&format!(
+                "kbuild: repaired {repaired} damaged cache entr{} in {rounds} rounds",
+                if repaired == 1 { "y" } else { "ies" }
+            ));
+        }
+        if let Some(left) = left {
+            let names: Vec<&str> = left
+                .iter()
+                .map(|id| graph.action(*id).name.as_str())
+                .collect();
+            crate::report::say(&format!(
+                "kbuild: error: the cache damaged the outputs of {} again as soon as they were \
+                 built ({}); check the disk, then run `kbuild cache verify`",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+    }
+
     /// Builds the graph. A corrupt cache entry found on the way is evicted and rebuilt in a
-    /// further round (at most three rounds).
+    /// further round, until a round repairs nothing.
     pub fn run(&self, graph: &Graph) -> Result<Report, CacheError> {
         let started = Instant::now();
         let runner = Runner {
@@ -1112,6 +1141,8 @@ impl Engine<'_> {
             keep_going: self.keep_going,
         };
         let mut rounds = 0;
+        let mut repaired = 0;
+        let mut previous: Vec<ActionId> = Vec::new();
         loop {
             rounds += 1;
             let last = self.cache.load_state(self.workspace);
@@ -1137,12 +1168,23 @@ impl Engine<'_> {
             } else {
                 self.cache.save_state(self.workspace, &updates)?;
             }
-            if owner.evicted.is_empty() || rounds == 3 || self.cancel.is_cancelled() {
+            // Every round rebuilds what the last one evicted, verified, so wide damage shrinks
+            // round by round: go on until a round repairs nothing. A round that evicts exactly
+            // what the one before did made no progress (the disk keeps damaging what is
+            // written), and going on would not end.
+            let mut evicted = owner.evicted.clone();
+            evicted.sort();
+            evicted.dedup();
+            let stuck = !evicted.is_empty() && evicted == previous;
+            repaired += evicted.len();
+            if evicted.is_empty() || stuck || rounds > graph.len() || self.cancel.is_cancelled() {
                 if let Some(remote) = &self.remote {
                     remote.finish();
                 }
+                self.say_repairs(graph, repaired, rounds, stuck.then_some(&evicted));
                 return Ok(owner.keys.into_report(started));
             }
+            previous = evicted;
         }
     }
 }

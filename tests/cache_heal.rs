@@ -254,3 +254,21 @@ fn the_null_build_notices_trees_and_blobs_removed_under_out() {
     null_build_notices(|ws| std::fs::remove_dir_all(ws.cache.join("trees")).unwrap());
     null_build_notices(|ws| std::fs::remove_dir_all(ws.cache.join("blobs")).unwrap());
 }
+
+#[test]
+fn wide_damage_is_repaired_in_one_run_that_says_so() {
+    use std::io::Write;
+    let (ws, clean) = built();
+    // A byte appended to every file of every tree: every entry is damaged at once.
+    for file in files_under(&ws.cache.join("trees")) {
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&file) {
+            let _ = f.write_all(b"\n");
+        }
+    }
+    std::fs::remove_dir_all(ws.path().join("out")).unwrap();
+    let r = ws.run(&[], 0);
+    assert!(r.stderr.contains("repaired"), "{}", r.stderr);
+    assert_eq!(contents(&ws.path().join("out")), clean, "{}", r.stderr);
+    let again = ws.kbuild(&["run"]);
+    assert!(again.status.success());
+}

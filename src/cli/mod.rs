@@ -662,14 +662,16 @@ pub(crate) fn broken(report: &crate::engine::Report) -> bool {
 }
 
 /// Runs the graph; then what out/ or a push needs must be there in full, and what is not is
-/// evicted and built again (two more rounds at most).
+/// evicted and built again, until nothing is.
 pub(crate) fn run_healing(
     engine: &Engine,
     cache: &Cache,
     graph: &Graph,
 ) -> miette::Result<crate::engine::Report> {
     let mut report = engine.run(graph)?;
-    for _ in 0..2 {
+    // Each round builds again what the one before evicted, so it ends when a round finds
+    // nothing to evict; the bound only guards against a disk that damages every write.
+    for _ in 0..graph.len() {
         if broken(&report) || !report.errors.is_empty() || engine.cancel.is_cancelled() {
             break;
         }
