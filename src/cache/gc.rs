@@ -261,6 +261,7 @@ impl Cache {
         for path in [
             self.entry_path("ac", e.key.0),
             self.entry_path("keys", e.key.0),
+            self.entry_path("origin", e.key.0),
             self.log_of(e.key),
         ] {
             bytes += remove_file(&path);

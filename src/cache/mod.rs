@@ -23,6 +23,27 @@ pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
 pub use state::{EntryCheck, LastRun, RunEntry};
 pub use verify::VerifyReport;
 
+/// Where an action cache entry came from when another machine built it: the remote cache it was
+/// taken from, and the trusted key that signed it (none when the reader asked for no signature).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub remote: String,
+    pub signed_by: Option<String>,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.signed_by {
+            Some(key) => write!(
+                f,
+                "taken from the remote cache {}, signed by {key}",
+                self.remote
+            ),
+            None => write!(f, "taken from the remote cache {}, unsigned", self.remote),
+        }
+    }
+}
+
 use crate::digest::Digest;
 use crate::key::{ActionKey, KeyRecord};
 
@@ -168,6 +189,19 @@ impl Cache {
     /// Drops the entry for `key`, after its outputs were found corrupt or missing.
     pub fn evict(&self, key: ActionKey) {
         let _ = std::fs::remove_file(self.entry_path("ac", key.0));
+        let _ = std::fs::remove_file(self.entry_path("origin", key.0));
+    }
+
+    /// Notes that the entry for `key` came from a remote cache.
+    pub fn note_origin(&self, key: ActionKey, origin: &Origin) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(origin).expect("origins serialise");
+        write_atomic(&self.entry_path("origin", key.0), &bytes)
+    }
+
+    /// Where the entry for `key` came from, when not from a build on this machine.
+    pub fn origin(&self, key: ActionKey) -> Option<Origin> {
+        let bytes = std::fs::read(self.entry_path("origin", key.0)).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// Keeps the record behind `key`, so that a later miss of the same action can be explained.

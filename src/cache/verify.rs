@@ -17,6 +17,9 @@ pub struct VerifyReport {
     pub blobs: usize,
     pub entries: usize,
     pub trees: usize,
+    /// Entries taken from a remote cache, and of those the ones a trusted key signed.
+    pub remote: usize,
+    pub signed: usize,
     /// Each problem: the path, what was wrong, and whether removing it failed.
     pub problems: Vec<Problem>,
 }
@@ -61,7 +64,34 @@ impl Cache {
         }
         let manifests = self.verify_entries(&mut report)?;
         self.verify_trees(&manifests, &mut report)?;
+        self.verify_origins(&mut report)?;
         Ok(report)
+    }
+
+    /// Counts the entries another machine built; a note whose entry is gone is removed.
+    fn verify_origins(&self, report: &mut VerifyReport) -> std::io::Result<()> {
+        let (origins, entries) = (self.dir("origin"), self.dir("ac"));
+        if !origins.is_dir() {
+            return Ok(());
+        }
+        for path in files_under(&origins)? {
+            let entry = path
+                .strip_prefix(&origins)
+                .map(|rel| entries.join(rel))
+                .ok();
+            let origin: Option<super::Origin> = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            match (entry.filter(|e| e.is_file()), origin) {
+                (Some(_), Some(origin)) => {
+                    report.remote += 1;
+                    report.signed += usize::from(origin.signed_by.is_some());
+                }
+                (None, _) => report.remove(&path, "origin note of an entry that is gone"),
+                (Some(_), None) => report.remove(&path, "origin note is unreadable"),
+            }
+        }
+        Ok(())
     }
 
     /// Every `ac/` entry must parse and every blob it names must be there (after the blob check,

@@ -79,6 +79,19 @@ struct RemoteArgs {
         default_value_t = 8
     )]
     remote_transfers: usize,
+    /// Sign uploaded results with this ed25519 private key (PKCS#8 PEM), as a trusted writer
+    /// does; readers that trust its public key take only signed results.
+    #[arg(
+        long,
+        global = true,
+        env = "KBUILD_REMOTE_SIGN_KEY",
+        value_name = "FILE"
+    )]
+    remote_sign_key: Option<PathBuf>,
+    /// Take from the remote only results signed by a public key in FILE (SPKI PEM); any
+    /// other result is a miss.
+    #[arg(long, global = true, env = "KBUILD_REMOTE_TRUST", value_name = "FILE")]
+    remote_trust: Option<PathBuf>,
 }
 
 impl RemoteArgs {
@@ -116,6 +129,11 @@ impl RemoteArgs {
             upload,
             timeout: std::time::Duration::from_secs(self.remote_timeout.max(1)),
             transfers: self.remote_transfers.max(1),
+            // Paths in kernel.local.kdl are relative to the workspace, as the file itself.
+            sign_key: (self.remote_sign_key.clone())
+                .or_else(|| machine.as_ref()?.sign_key.as_ref().map(|k| root.join(k))),
+            trust: (self.remote_trust.clone())
+                .or_else(|| machine.as_ref()?.trust.as_ref().map(|t| root.join(t))),
         }))
     }
 }
@@ -435,7 +453,13 @@ impl Workspace {
         };
         crate::remote::Remote::connect(&settings, cache)
             .map(Some)
-            .map_err(|e| miette::miette!(help = "fix --remote-cache or KBUILD_REMOTE_CACHE", "{e}"))
+            .map_err(|e| {
+                miette::miette!(
+                    help = "fix the remote cache's settings (--remote-cache, --remote-sign-key, \
+                            --remote-trust, or their KBUILD_REMOTE_* variables)",
+                    "{e}"
+                )
+            })
     }
 
     /// The executor a command uses: `--executor`, else the manifest's default, else host.
@@ -987,7 +1011,11 @@ fn why(ws: &Workspace, labels: &[String], key: bool) -> miette::Result<i32> {
             render::key_text(&graph, &report.status, &report.records)
         );
     } else {
-        print!("{}", render::why_text(&graph, &report.status, &report.last));
+        let origin = |key| cache.origin(key);
+        print!(
+            "{}",
+            render::why_text(&graph, &report.status, &report.last, origin)
+        );
     }
     Ok(0)
 }

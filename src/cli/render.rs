@@ -317,7 +317,13 @@ pub fn run_text(
     out
 }
 
-pub fn why_text(graph: &Graph, status: &[Status], last: &LastRun) -> String {
+/// `origin` tells where a cached entry came from when another machine built it.
+pub fn why_text(
+    graph: &Graph,
+    status: &[Status],
+    last: &LastRun,
+    origin: impl Fn(crate::key::ActionKey) -> Option<crate::cache::Origin>,
+) -> String {
     let mut out = String::new();
     for id in graph.ids() {
         let name = &graph.action(id).name;
@@ -326,8 +332,9 @@ pub fn why_text(graph: &Graph, status: &[Status], last: &LastRun) -> String {
             Status::Remote { reason, .. } => {
                 format!("from the remote cache (not local: {reason})")
             }
-            Status::Cached { key, .. } => match last.actions.get(name) {
-                Some(e) if e.key == *key && e.reason.is_some() => format!(
+            Status::Cached { key, .. } => match (origin(*key), last.actions.get(name)) {
+                (Some(origin), _) => format!("up to date ({origin})"),
+                (None, Some(e)) if e.key == *key && e.reason.is_some() => format!(
                     "up to date; last ran because {}",
                     e.reason.as_deref().unwrap_or("")
                 ),

@@ -20,6 +20,14 @@ pub fn verify(ws: &Workspace) -> miette::Result<i32> {
             Some(e) => println!("NOT removed: {} ({}): {e}", p.path.display(), p.what),
         }
     }
+    if report.remote > 0 {
+        // Content addressing checks the files; only a signature says whose result it is.
+        eprintln!(
+            "kbuild: {} entries were taken from a remote cache, {} of them signed by a trusted key \
+             (`kbuild why` names each one's origin)",
+            report.remote, report.signed
+        );
+    }
     eprintln!(
         "kbuild: {} blob(s), {} action cache entries and {} tree(s) checked; {} problem(s), {}",
         report.blobs,

@@ -20,6 +20,10 @@ pub struct RemoteDefault {
     pub url: String,
     pub instance: Option<String>,
     pub upload: Option<bool>,
+    /// `sign-key="FILE"`: this machine signs what it uploads (a trusted writer).
+    pub sign_key: Option<String>,
+    /// `trust="FILE"`: this machine takes only results signed by these public keys.
+    pub trust: Option<String>,
 }
 
 /// The `remote-cache` node of `root`'s kernel.local.kdl, if the file names one. Only a file
@@ -64,9 +68,15 @@ pub fn remote_default(root: &Path) -> Result<Option<RemoteDefault>, miette::Repo
 
 fn read(node: &kdl::KdlNode) -> Result<RemoteDefault, Vec<Problem>> {
     let mut problems = Vec::new();
-    nodes::check_props(node, &["instance", "upload"], &mut problems);
+    nodes::check_props(
+        node,
+        &["instance", "upload", "sign-key", "trust"],
+        &mut problems,
+    );
     let url = nodes::string(node).map_err(|p| vec![p])?;
     let instance = nodes::string_prop(node, "instance").map_err(|p| vec![p])?;
+    let sign_key = nodes::string_prop(node, "sign-key").map_err(|p| vec![p])?;
+    let trust = nodes::string_prop(node, "trust").map_err(|p| vec![p])?;
     let upload = match nodes::prop(node, "upload") {
         None => None,
         Some(entry) => match entry.value().as_bool() {
@@ -86,6 +96,8 @@ fn read(node: &kdl::KdlNode) -> Result<RemoteDefault, Vec<Problem>> {
             url: url.value,
             instance: instance.map(|i| i.value),
             upload,
+            sign_key: sign_key.map(|k| k.value),
+            trust: trust.map(|t| t.value),
         })
     } else {
         Err(problems)
@@ -108,6 +120,8 @@ mod tests {
                 url: "grpc://127.0.0.1:1".into(),
                 instance: None,
                 upload: Some(false),
+                sign_key: None,
+                trust: None,
             })
         );
         std::fs::write(&file, "remote-cache \"a\"\nremote-cache \"b\"\n").unwrap();

@@ -19,6 +19,7 @@ mod http;
 mod layout;
 mod reapi;
 pub mod settings;
+pub mod signing;
 mod transport;
 
 use std::collections::{HashMap, HashSet};
@@ -68,6 +69,8 @@ pub const MANIFEST_ONLY: &[ActionKind] = &[ActionKind::Patch];
 pub struct Hit {
     pub manifest: OutputManifest,
     tree: Option<re::Digest>,
+    /// The trusted key that signed the result, when the reader asks for signatures.
+    signed_by: Option<String>,
 }
 
 /// One upload to do after the run's own work.
@@ -104,6 +107,10 @@ pub struct Remote {
     /// Uploads and their hashing: background work at the lowest CPU priority, so the build
     /// never waits for them while it has work (see `exec::lower_own_priority`).
     uploading: rayon::ThreadPool,
+    /// Signs uploads (a trusted writer); see [`signing`].
+    signer: Option<signing::Signer>,
+    /// Takes only results signed by these keys.
+    trust: Option<signing::Trust>,
 }
 
 impl Remote {
@@ -131,7 +138,19 @@ impl Remote {
                 settings.url
             ));
         };
-        Ok(Remote::over(transport, budget, settings, cache))
+        let signer = (settings.sign_key.as_deref())
+            .map(signing::Signer::load)
+            .transpose()?;
+        let trust = (settings.trust.as_deref())
+            .map(signing::Trust::load)
+            .transpose()?;
+        Ok(Remote::over(
+            transport,
+            budget,
+            settings,
+            cache,
+            (signer, trust),
+        ))
     }
 
     /// A remote over `transport`, with the digest function the server prefers of those kbuild
@@ -141,6 +160,7 @@ impl Remote {
         budget: std::sync::Arc<Budget>,
         settings: &Settings,
         cache: &Cache,
+        (signer, trust): (Option<signing::Signer>, Option<signing::Trust>),
     ) -> std::sync::Arc<Remote> {
         let transfers = rayon::ThreadPoolBuilder::new()
             .num_threads(settings.transfers.max(1))
@@ -158,7 +178,9 @@ impl Remote {
             budget,
             function: Function::Sha256,
             url: settings.url.clone(),
-            upload: settings.upload,
+            // A reader that takes only signed results and cannot sign would put up entries that
+            // such readers refuse, over the signed ones of the same keys: it only reads.
+            upload: settings.upload && (trust.is_none() || signer.is_some()),
             broken: AtomicBool::new(false),
             bad: Mutex::default(),
             warned: Mutex::default(),
@@ -170,6 +192,8 @@ impl Remote {
             present: Mutex::default(),
             transfers,
             uploading,
+            signer,
+            trust,
         };
         match remote.timed(0, || remote.transport.capabilities()) {
             Ok(caps) if caps.functions.contains(&Function::Blake3) => {
@@ -297,10 +321,34 @@ impl Remote {
         let Some((manifest, tree)) = reapi::parts(&result) else {
             return Ok(None);
         };
+        let signed_by = match &self.trust {
+            None => None,
+            Some(trust) => {
+                let signed = signing::Signed {
+                    function: self.function,
+                    action: &action,
+                    manifest: &manifest,
+                    tree: tree.as_ref(),
+                };
+                let Some(signer) = trust.signer(&signed, &result) else {
+                    // Unsigned entries are normal (another branch's, an older kbuild's): a
+                    // miss, said once, and the server stays in use.
+                    self.warn(
+                        "a result without a valid signature by a trusted key was taken as a miss",
+                    );
+                    return Ok(None);
+                };
+                Some(signer)
+            }
+        };
         let bytes = self.read_small(&manifest)?;
         let manifest: OutputManifest = serde_json::from_slice(&bytes)
             .map_err(|e| RemoteError::Invalid(format!("the output manifest of {key}: {e}")))?;
-        Ok(Some(Hit { manifest, tree }))
+        Ok(Some(Hit {
+            manifest,
+            tree,
+            signed_by,
+        }))
     }
 
     /// Downloads a hit's files into `dest` (which must not exist), verifies each against the
@@ -427,6 +475,14 @@ impl Remote {
         self.cache
             .store(key, &manifest)
             .map_err(|e| RemoteError::Unreachable(format!("storing {key} locally: {e}")))?;
+        // Where it came from, for `why` and `cache verify`; a lost note loses no data.
+        let origin = crate::cache::Origin {
+            remote: self.url.clone(),
+            signed_by: hit.signed_by.clone(),
+        };
+        if let Err(e) = self.cache.note_origin(key, &origin) {
+            self.warn(&format!("noting where {key} came from: {e}"));
+        }
         self.cache.add_hold(key);
         Ok(manifest)
     }
@@ -692,7 +748,16 @@ impl Remote {
             .collect();
         let files = digests.iter().zip(paths.iter().map(PathBuf::as_path));
         self.send_missing(&missing, files, &small)?;
-        let result = reapi::result(&manifest, tree.as_ref(), Some(&log.digest));
+        let mut result = reapi::result(&manifest, tree.as_ref(), Some(&log.digest));
+        if let Some(signer) = &self.signer {
+            let signed = signing::Signed {
+                function: self.function,
+                action: &messages.action.digest,
+                manifest: &manifest.digest,
+                tree: tree.as_ref().map(|t| &t.digest),
+            };
+            signer.sign(&signed, &mut result);
+        }
         self.timed(0, || {
             self.transport
                 .update_action_result(self.function, &messages.action.digest, &result)

@@ -18,6 +18,10 @@ pub struct Settings {
     pub timeout: Duration,
     /// Transfers at once.
     pub transfers: usize,
+    /// The private key this machine signs its uploads with (a trusted writer's).
+    pub sign_key: Option<std::path::PathBuf>,
+    /// The public keys whose signed results alone this machine takes.
+    pub trust: Option<std::path::PathBuf>,
 }
 
 /// Shows everything but the header values.
@@ -31,6 +35,8 @@ impl std::fmt::Debug for Settings {
             .field("upload", &self.upload)
             .field("timeout", &self.timeout)
             .field("transfers", &self.transfers)
+            .field("sign_key", &self.sign_key)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -83,6 +89,8 @@ mod tests {
             upload: true,
             timeout: Duration::from_secs(1),
             transfers: 1,
+            sign_key: None,
+            trust: None,
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
     }
