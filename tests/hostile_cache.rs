@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use common::servers::Server;
 use common::{Ws, contents};
 use prost::Message;
 use sha2::Digest as _;
@@ -383,4 +384,102 @@ fn slow_misses_add_up_to_the_budget_and_turn_the_remote_off() {
         .filter(|s| s.path.starts_with("/ac/"))
         .count();
     assert!(asked < 12, "{asked} look-ups against a budget of 2 s");
+}
+
+/// The REAPI action digest of a kbuild action, rebuilt from doc/remote-cache.md's description
+/// ("its Command is `kbuild <kind>` with output paths `kbuild-manifest.json` and `out`, its input
+/// root the empty directory, its platform carries `kbuild-key-schema`, its salt is the key").
+fn action_digest(kind: &str, key: &str, schema: u64) -> (re::Digest, Vec<Vec<u8>>) {
+    let command = re::Command {
+        arguments: vec!["kbuild".into(), kind.into()],
+        output_paths: vec!["kbuild-manifest.json".into(), "out".into()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let root = re::Directory::default().encode_to_vec();
+    let salt: Vec<u8> = (0..key.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&key[i..i + 2], 16).unwrap())
+        .collect();
+    let action = re::Action {
+        command_digest: Some(sha256(&command)),
+        input_root_digest: Some(sha256(&root)),
+        salt,
+        platform: Some(re::Platform {
+            properties: vec![re::platform::Property {
+                name: "kbuild-key-schema".into(),
+                value: schema.to_string(),
+            }],
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    (sha256(&action), vec![command, root, action])
+}
+
+#[test]
+#[ignore = "needs BuildGrid (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
+fn the_symlink_trick_through_a_real_grpc_server_writes_nothing_outside() {
+    use re::action_cache_client::ActionCacheClient;
+    use re::content_addressable_storage_client::ContentAddressableStorageClient;
+    let server = Server::buildgrid();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("victim"), "precious\n").unwrap();
+    let (result, blobs) = symlink_trick(outside.path(), true);
+    let result = re::ActionResult::decode(result.as_slice()).unwrap();
+
+    // Every action whose key a fresh workspace knows (the fetches) gets the hostile result.
+    let ws = Ws::new();
+    let plan = ws.kbuild(&["plan", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let mut uploads: Vec<Vec<u8>> = blobs.into_values().collect();
+    let mut actions = Vec::new();
+    for action in plan["actions"].as_array().unwrap() {
+        let Some(key) = action["key"].as_str() else {
+            continue;
+        };
+        let schema = action["record"]["schema"].as_u64().unwrap();
+        let (digest, messages) = action_digest(action["kind"].as_str().unwrap(), key, schema);
+        actions.push(digest);
+        uploads.extend(messages);
+    }
+    assert!(!actions.is_empty());
+    let endpoint = server.url.replace("grpc://", "http://");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut cas = ContentAddressableStorageClient::connect(endpoint.clone())
+            .await
+            .unwrap();
+        let requests = uploads
+            .iter()
+            .map(|b| re::batch_update_blobs_request::Request {
+                digest: Some(sha256(b)),
+                data: b.clone(),
+                ..Default::default()
+            })
+            .collect();
+        cas.batch_update_blobs(re::BatchUpdateBlobsRequest {
+            requests,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut ac = ActionCacheClient::connect(endpoint).await.unwrap();
+        for action in &actions {
+            ac.update_action_result(re::UpdateActionResultRequest {
+                action_digest: Some(action.clone()),
+                action_result: Some(result.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+    });
+
+    builds_clean_despite(&server.url, &[], "as the directory of `a/victim`");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("victim")).unwrap(),
+        "precious\n"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
 }

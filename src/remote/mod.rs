@@ -14,6 +14,8 @@
 
 mod budget;
 mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod http;
 mod layout;
