@@ -80,6 +80,10 @@ pub enum UnpackError {
     },
     #[error("`{}` has no single top directory: {why}", archive.display())]
     NoTopDirectory { archive: PathBuf, why: String },
+    /// The reader's own message is left out: it quotes the bytes it could not parse, and the
+    /// file may be anything at all (a pinned path that holds a secret).
+    #[error("`{}` is not a tar archive kbuild can read: a header is damaged, or the file is of another kind", archive.display())]
+    NotATar { archive: PathBuf },
     #[error("`{}` unpacks to more than {limit} {what}", archive.display())]
     TooLarge {
         archive: PathBuf,
@@ -101,6 +105,9 @@ impl UnpackError {
             }
             UnpackError::Hostile { .. } => {
                 "the tarball is damaged or hostile: do not build it; check where its source came from".into()
+            }
+            UnpackError::NotATar { .. } => {
+                "check that the source's URL and sha256 name the tarball you meant (.tar, .tar.gz or .tar.xz)".into()
             }
             UnpackError::NoTopDirectory { .. } => {
                 "a kernel source tarball holds one directory (linux-6.6.71/); repack it that way".into()
@@ -173,8 +180,8 @@ pub fn unpack(archive: &Path, dest: &Path, limits: &Limits) -> Result<u64, Unpac
     // Modes as written, less set-id and sticky bits: nothing in a source tree needs them.
     tar.set_preserve_permissions(false);
     std::fs::create_dir_all(dest).map_err(|e| u.io(e))?;
-    for entry in tar.entries().map_err(|e| u.io(e))? {
-        let entry = entry.map_err(|e| u.io(e))?;
+    for entry in tar.entries().map_err(|e| u.header(e))? {
+        let entry = entry.map_err(|e| u.header(e))?;
         u.entry(entry)?;
     }
     u.make_links()?;
@@ -187,6 +194,17 @@ impl Unpacking<'_> {
             archive: self.archive.to_path_buf(),
             detail: with_causes(&source),
             source,
+        }
+    }
+
+    /// An error reading the archive's headers: the system's errors (a full disk, a read error)
+    /// as they are, the reader's complaints about the bytes without those bytes.
+    fn header(&self, source: std::io::Error) -> UnpackError {
+        if source.raw_os_error().is_some() {
+            return self.io(source);
+        }
+        UnpackError::NotATar {
+            archive: self.archive.to_path_buf(),
         }
     }
 
@@ -203,7 +221,7 @@ impl Unpacking<'_> {
         if kind.is_pax_global_extensions() {
             return Ok(());
         }
-        let raw = entry.path().map_err(|e| self.io(e))?.into_owned();
+        let raw = entry.path().map_err(|e| self.header(e))?.into_owned();
         self.count(&raw, entry.size())?;
         let Some(rel) = self.relative(&raw)? else {
             if !kind.is_dir() {

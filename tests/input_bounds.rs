@@ -127,3 +127,23 @@ fn workspace_files_that_are_symlinks_to_outside_are_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_error_about_a_source_never_quotes_its_contents() {
+    use sha2::Digest as _;
+    let text = "root:s3cret-line:0:0:root:/root:/bin/bash\n".repeat(40);
+    let sha: String = sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let ws = with_tool_source(&format!("\"file://secret.txt\" sha256=\"{sha}\""));
+    ws.write("secret.txt", &text);
+    let run = ws.kbuild(&["run"]);
+    assert_ne!(run.status.code(), Some(0));
+    assert!(!stderr(&run).contains("s3cret"), "{}", stderr(&run));
+    assert!(
+        !String::from_utf8_lossy(&run.stdout).contains("s3cret"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+}
