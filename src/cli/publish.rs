@@ -168,6 +168,13 @@ fn push_builders(
 /// each target's tag action.
 pub fn tags(ws: &Workspace, labels: &[String], format: Format) -> miette::Result<i32> {
     let (targets, graph) = lower(ws, labels)?;
+    // `push` also publishes each series' builder image, as LinuxKit does.
+    let model = ws.model()?;
+    let builder = |target: &crate::label::Label| {
+        let series = model.series(&target.series)?;
+        let (org, image) = (&model.defaults.org, &model.defaults.image);
+        Some(format!("{org}/{image}:{}-builder", series.version))
+    };
     let mut rows = Vec::new();
     for target in &targets {
         let id = graph
@@ -180,22 +187,28 @@ pub fn tags(ws: &Workspace, labels: &[String], format: Format) -> miette::Result
                 &spec.hash,
                 spec.arch.image_name(),
             );
-            rows.push((target.to_string(), refs));
+            rows.push((target.to_string(), refs, builder(target)));
         }
     }
+
     match format {
         Format::Json => {
             let value: Vec<_> = rows
                 .iter()
-                .map(|(t, r)| serde_json::json!({"target": t, "arch": r.arch, "index": r.index}))
+                .map(|(t, r, b)| {
+                    serde_json::json!({"target": t, "arch": r.arch, "index": r.index, "builder": b})
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&value).expect("json"));
         }
         _ => {
-            for (target, refs) in &rows {
+            for (target, refs, builder) in &rows {
                 println!("{target}");
                 for r in refs.arch.iter().chain(&refs.index) {
                     println!("  {r}");
+                }
+                if let Some(builder) = builder {
+                    println!("  {builder}  (the series' builder image)");
                 }
             }
         }

@@ -18,6 +18,8 @@ use std::path::Path;
 
 use crate::arch::Arch;
 
+mod flat;
+
 /// What an import did and what it could not map.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -54,6 +56,8 @@ struct Globals {
     /// The Makefile's TOOLS, whose files (`build-<tool>.yml`, `Dockerfile.<tool>`) are reported
     /// with the tool.
     tools: Vec<String>,
+    /// Shared files already reported with what they map to (a tool's, the dbg variant's).
+    taken: Vec<String>,
 }
 
 /// `KEY=VALUE` lines, as `--build-arg-file` reads them.
@@ -146,6 +150,39 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             copy_tree(&entry.path(), &to.join(entry.file_name()))?;
         } else {
             place(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A variant folder (`6.6.x-rt/`) file by file: its patches and per-arch fragments are the
+/// variant; a `deprecated` marker belongs to the series, which has its own.
+fn import_variant_dir(
+    lk: &Path,
+    dest: &Path,
+    base: &str,
+    variant: &str,
+    report: &mut Report,
+) -> std::io::Result<()> {
+    let name = format!("{base}-{variant}");
+    let out = dest.join("kernel").join(&name);
+    for entry in sorted(&lk.join(&name))? {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let is_config = (file.strip_prefix("config-")).is_some_and(|a| a.parse::<Arch>().is_ok());
+        if file == "patches" && entry.path().is_dir() {
+            copy_tree(&entry.path(), &out.join("patches"))?;
+        } else if is_config {
+            place(&entry.path(), &out.join(&file))?;
+        } else if file == "deprecated" {
+            report.notes.push(format!(
+                "{name}/deprecated: not copied; whether {base} is built is said by {base} itself \
+                 (`deprecated` in its series node)"
+            ));
+        } else {
+            report.unmapped.push(format!(
+                "{name}/{file}: a variant folder holds `patches/` and `config-<arch>` fragments; \
+                 carry over by hand whatever this does"
+            ));
         }
     }
     Ok(())
@@ -249,20 +286,68 @@ fn import_series(
     Ok(Some(series))
 }
 
-/// What a file at the top of LinuxKit's kernel/ did, now that kbuild does it.
+/// LinuxKit's kernel/ kept its shared files (Dockerfiles, build YAMLs, the dbg fragment) at its
+/// top until 2025 and under `common/` since: the name a file is found under, `common/` first.
+fn shared(lk: &Path, file: &str) -> Option<String> {
+    [format!("common/{file}"), file.to_string()]
+        .into_iter()
+        .find(|rel| lk.join(rel).is_file())
+}
+
+/// What a shared file of LinuxKit's kernel/ did, now that kbuild does it.
 fn replaced_by(file: &str) -> Option<&'static str> {
     Some(match file {
         "Dockerfile" => {
             "kbuild's own recipe: fetch, patch, configure with the defconfig check, compile, install, package (doc/design.md)"
         }
         "build-kernel.yml" => "kbuild's image packaging; its image: is checked against IMAGE",
-        "Dockerfile.kconfig" | "Dockerfile.kconfigx" => {
+        f if f.starts_with("Dockerfile.kconfig") => {
             "`kbuild config update` and `kbuild kconfig split`"
         }
         "update-kernel-yamls.sh" => "`kbuild update-refs`",
+        "keys.asc" => {
+            "the pins of kernel.kdl and kernel.lock: the Dockerfile checked each tarball's signature against these keys, kbuild checks its sha256"
+        }
         ".gitignore" | "README.md" => "nothing to map",
         _ => return None,
     })
+}
+
+/// Why a shared file kbuild has no counterpart for is left, and what the user can do.
+fn left_because(file: &str) -> String {
+    match file {
+        "Dockerfile.zfs" | "build-zfs.yml" => "the ZFS module image is built out of tree against \
+            a kernel's kernel-dev.tar; kbuild builds in-tree kernels and tools only: keep \
+            building it with LinuxKit's Dockerfile.zfs, FROM the kernel image kbuild pushes"
+            .into(),
+        _ => "kbuild does not know this file: carry over by hand whatever it does".into(),
+    }
+}
+
+/// One shared file's verdict, unless the Makefile's TOOLS or the dbg variant reported it.
+fn shared_verdict(rel: &str, taken: &[String], report: &mut Report) {
+    if taken.iter().any(|t| t == rel) {
+        return;
+    }
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    match replaced_by(file) {
+        Some(by) => report.notes.push(format!("{rel}: replaced by {by}")),
+        None => {
+            let tool = file
+                .strip_prefix("Dockerfile.")
+                .or_else(|| file.strip_prefix("build-")?.strip_suffix(".yml"))
+                .filter(|t| *t == "perf" || *t == "bcc");
+            match tool {
+                Some(tool) => report.unmapped.push(format!(
+                    "{rel}: {tool} is not in the Makefile's TOOLS, so LinuxKit does not build it; \
+                     add `tool \"{tool}\"` (doc/manifest.md) to build it with kbuild"
+                )),
+                None => report
+                    .unmapped
+                    .push(format!("{rel}: {}", left_because(file))),
+            }
+        }
+    }
 }
 
 /// Reads the Makefile and common/: org, image, builder, tools and the dbg variant.
@@ -284,6 +369,7 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
         perf: false,
         bcc: None,
         tools: Vec::new(),
+        taken: Vec::new(),
     };
     if lk.join("Makefile").is_file() {
         report.notes.push(format!(
@@ -292,13 +378,15 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
             g.org, g.image
         ));
     }
-    if let Some(image) = yaml_image(&lk.join("build-kernel.yml"))
+    if let Some(rel) = shared(lk, "build-kernel.yml")
+        && let Some(image) = yaml_image(&lk.join(&rel))
         && image != g.image
     {
         report.unmapped.push(format!(
-            "build-kernel.yml: image `{image}` differs from the Makefile's IMAGE `{}`; kernel.kdl uses IMAGE",
+            "{rel}: image `{image}` differs from the Makefile's IMAGE `{}`; kernel.kdl uses IMAGE",
             g.image
         ));
+        g.taken.push(rel);
     }
     for tool in vars
         .get("TOOLS")
@@ -314,31 +402,40 @@ fn globals(lk: &Path, dest: &Path, report: &mut Report) -> std::io::Result<Globa
 
 /// One tool of the Makefile's TOOLS: perf and bcc are tools kbuild builds, others are left.
 fn import_tool(lk: &Path, tool: &str, g: &mut Globals, report: &mut Report) {
-    let yml = lk.join(format!("build-{tool}.yml"));
+    let yml = shared(lk, &format!("build-{tool}.yml"));
+    let dockerfile = shared(lk, &format!("Dockerfile.{tool}"));
+    // The files as they are named in this tree, for the report.
+    let files: Vec<String> = std::iter::once(format!("TOOLS {tool}"))
+        .chain(yml.clone())
+        .chain(dockerfile.clone())
+        .collect();
+    let files = files.join(", ");
+    g.taken.extend(yml.iter().chain(&dockerfile).cloned());
     match tool {
         "perf" => {
             g.perf = true;
             report.tools.push(tool.into());
             report.notes.push(format!(
-                "TOOLS perf, build-perf.yml, Dockerfile.perf: tool \"perf\", built from each \
+                "{files}: tool \"perf\", built from each \
                  series' kernel tree as {}/{}-perf, against library \"libtraceevent\" \
                  from its own tarball",
                 g.org, g.image
             ));
-            if let Some(image) = yaml_image(&yml)
+            if let Some(rel) = &yml
+                && let Some(image) = yaml_image(&lk.join(rel))
                 && image != format!("{}-perf", g.image)
             {
                 report.unmapped.push(format!(
-                    "build-perf.yml: image `{image}`; kbuild names tool images <image>-<tool>, `{}-perf`",
+                    "{rel}: image `{image}`; kbuild names tool images <image>-<tool>, `{}-perf`",
                     g.image
                 ));
             }
         }
-        "bcc" => match bcc_release(&lk.join("Dockerfile.bcc")) {
+        "bcc" => match bcc_release(lk, dockerfile.as_deref()) {
             Ok(tag) => {
                 report.tools.push(tool.into());
                 report.notes.push(format!(
-                    "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: tool \"bcc\" from bcc's \
+                    "{files}: tool \"bcc\" from bcc's \
                      {tag} release tarball, built with CMake as {}/{}-bcc, its installed \
                      tree with the kernel's headers and development files",
                     g.org, g.image
@@ -346,7 +443,7 @@ fn import_tool(lk: &Path, tool: &str, g: &mut Globals, report: &mut Report) {
                 g.bcc = Some(tag);
             }
             Err(why) => report.unmapped.push(format!(
-                "TOOLS bcc, build-bcc.yml, Dockerfile.bcc: {why}; declare `tool \"bcc\"` \
+                "{files}: {why}; declare `tool \"bcc\"` \
                  with the `source` of its release tarball by hand (doc/manifest.md)"
             )),
         },
@@ -363,34 +460,40 @@ fn import_common(
     g: &mut Globals,
     report: &mut Report,
 ) -> std::io::Result<()> {
-    let dbg = lk.join("common/config-dbg");
-    let args = std::fs::read_to_string(lk.join("common/build-args-debug"))
+    let dbg = shared(lk, "config-dbg");
+    let args_file = shared(lk, "build-args-debug");
+    let args = (args_file.as_ref())
+        .and_then(|rel| std::fs::read_to_string(lk.join(rel)).ok())
         .map(|t| build_args(&t))
         .unwrap_or_default();
-    if dbg.is_file() {
-        place(&dbg, &dest.join("kernel/common/config-dbg"))?;
+    g.taken.extend(dbg.iter().chain(&args_file).cloned());
+    if let Some(rel) = &dbg {
+        place(&lk.join(rel), &dest.join("kernel/common/config-dbg"))?;
         let suffix = args.get("DEBUG").cloned().unwrap_or_else(|| "-dbg".into());
+        let files: Vec<&str> = dbg.iter().chain(&args_file).map(String::as_str).collect();
         report.notes.push(format!(
-            "common/config-dbg, common/build-args-debug: variant \"dbg\" (the fragment, \
-             CONFIG_PANIC_ON_OOPS off, localversion {suffix})"
+            "{}: variant \"dbg\" (the fragment, \
+             CONFIG_PANIC_ON_OOPS off, localversion {suffix})",
+            files.join(", ")
         ));
         report.variants.push("dbg".into());
         g.dbg = Some(suffix);
-    } else if !args.is_empty() {
-        report.unmapped.push(
-            "common/build-args-debug: no common/config-dbg to build a dbg variant from".into(),
-        );
+    } else if let Some(rel) = &args_file {
+        report.unmapped.push(format!(
+            "{rel}: no config-dbg beside it to build a dbg variant from"
+        ));
     }
-    if let Ok(common) = std::fs::read_dir(lk.join("common")) {
-        let mut rest: Vec<String> = common
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|f| f != "config-dbg" && f != "build-args-debug")
-            .collect();
-        rest.sort();
-        report
-            .unmapped
-            .extend(rest.into_iter().map(|f| format!("common/{f}")));
+    if let Ok(common) = sorted(&lk.join("common")) {
+        for entry in common {
+            let rel = format!("common/{}", entry.file_name().to_string_lossy());
+            if entry.path().is_dir() {
+                report
+                    .unmapped
+                    .push(format!("{rel}/: {}", left_because("")));
+            } else {
+                shared_verdict(&rel, &g.taken, report);
+            }
+        }
     }
     Ok(())
 }
@@ -399,20 +502,17 @@ fn import_common(
 pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
     let mut report = Report::default();
     let globals = globals(linuxkit_kernel, dest, &mut report)?;
-    let mut series: BTreeMap<String, Series> = BTreeMap::new();
+    let mut flat = flat::import(linuxkit_kernel, dest, &mut report)?;
+    let mut series: BTreeMap<String, Series> = std::mem::take(&mut flat.series);
     let mut variant_dirs: Vec<(String, String)> = Vec::new();
     for entry in sorted(linuxkit_kernel)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         if !path.is_dir() {
-            let tool_file = globals.tools.iter().any(|tool| {
-                name == format!("build-{tool}.yml") || name == format!("Dockerfile.{tool}")
-            });
-            match replaced_by(&name) {
-                Some(by) => report.notes.push(format!("{name}: replaced by {by}")),
-                None if name == "Makefile" || tool_file => {}
-                None => report.unmapped.push(name),
+            if name != "Makefile" && !flat.taken.contains(&name) {
+                shared_verdict(&name, &globals.taken, &mut report);
             }
+        } else if flat.taken.contains(&name) {
         } else if is_series_name(&name) {
             if let Some(s) = import_series(&path, &name, dest, &mut report)? {
                 series.insert(name, s);
@@ -432,14 +532,19 @@ pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
             ));
             continue;
         };
-        copy_tree(
-            &linuxkit_kernel.join(format!("{base}-{variant}")),
-            &dest.join("kernel").join(format!("{base}-{variant}")),
-        )?;
+        import_variant_dir(linuxkit_kernel, dest, &base, &variant, &mut report)?;
         s.variants.push(variant.clone());
         if !report.variants.contains(&variant) {
             report.variants.push(variant);
         }
+    }
+    if series.is_empty() {
+        return Err(std::io::Error::other(
+            "found no kernel series: looked for series folders (`6.6.x/` with `build-args` or \
+             configs, LinuxKit since 2023) and for `config-<series>-<arch>` files with the \
+             Makefile's `$(call kernel,VERSION,SERIES,…)` lines (before); is this LinuxKit's \
+             kernel/ directory?",
+        ));
     }
     for (name, s) in series.iter_mut().filter(|(_, s)| s.builder.is_none()) {
         match &globals.builder {
@@ -463,16 +568,31 @@ pub fn import(linuxkit_kernel: &Path, dest: &Path) -> std::io::Result<Report> {
 }
 
 /// The release Dockerfile.bcc checks out (`ENV BCC_COMMIT=v0.29.1`): a release tag, for which
-/// bcc publishes a tarball with its submodules; a commit has none.
-fn bcc_release(dockerfile: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(dockerfile)
-        .map_err(|e| format!("{} cannot be read ({e})", dockerfile.display()))?;
+/// bcc publishes a tarball with its submodules; a commit has none, and Alpine's packages (how
+/// LinuxKit has installed bcc since 2025) are no source kbuild can build.
+fn bcc_release(lk: &Path, dockerfile: Option<&str>) -> Result<String, String> {
+    let rel = dockerfile.ok_or("there is no Dockerfile.bcc (at the top or in common/)")?;
+    let text = std::fs::read_to_string(lk.join(rel))
+        .map_err(|e| format!("{rel} cannot be read ({})", e.kind()))?;
+    let from_packages = text.lines().any(|l| {
+        let l = l.trim();
+        l.contains("apk add") && l.split_whitespace().any(|w| w.starts_with("bcc"))
+    });
     let commit = text
         .lines()
         .filter_map(|l| l.trim().strip_prefix("ENV "))
         .find_map(|l| l.trim().strip_prefix("BCC_COMMIT"))
-        .map(|v| v.trim_start_matches(['=', ' ']).trim().trim_matches('"'))
-        .ok_or_else(|| "Dockerfile.bcc sets no BCC_COMMIT".to_string())?;
+        .map(|v| v.trim_start_matches(['=', ' ']).trim().trim_matches('"'));
+    let commit = match commit {
+        Some(commit) => commit,
+        None if from_packages => {
+            return Err(format!(
+                "{rel} installs bcc from Alpine's packages (`apk add bcc…`), which kbuild cannot \
+                 put in a tool image: it builds tools from their source"
+            ));
+        }
+        None => return Err(format!("{rel} sets no BCC_COMMIT")),
+    };
     let version = commit.strip_prefix('v').unwrap_or("");
     if semver::Version::parse(version).is_err() {
         return Err(format!(
