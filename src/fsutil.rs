@@ -55,3 +55,19 @@ pub fn leaves_root(root: &Path, rel: &str) -> Option<std::path::PathBuf> {
     let root = std::fs::canonicalize(root).ok()?;
     (!real.starts_with(&root)).then_some(real)
 }
+
+/// Replaces the regular file `path` with `bytes` in one rename, keeping its permissions (a
+/// test.sh stays executable). The new file is written beside it first, so a failure leaves the
+/// old one whole; a symlink at `path` is refused rather than followed.
+pub fn replace_keeping_mode(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let dir = path.parent().expect("a file has a parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().set_permissions(meta.permissions())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

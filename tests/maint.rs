@@ -805,3 +805,129 @@ fn import_linuxkit_in_place_keeps_the_tree() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// A reference update-refs moves, in a test YAML.
+const OLD_REF: &str = "image: linuxkit/kernel:6.6.9\n";
+
+#[test]
+fn update_refs_never_writes_through_a_tracked_symlink() {
+    let ws = Ws::new();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("outside.yml");
+    std::fs::write(&target, OLD_REF).unwrap();
+    std::fs::create_dir_all(ws.path().join("t")).unwrap();
+    std::os::unix::fs::symlink(&target, ws.path().join("t/link.yml")).unwrap();
+    ws.write("t/real.yml", OLD_REF);
+    git(&ws, &["init", "-q"]);
+    git(&ws, &["add", "-A"]);
+    let out = ws.kbuild(&["update-refs"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("t/link.yml: skipped: a symlink"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), OLD_REF);
+    assert!(ws.read("t/real.yml").contains("6.6.71"));
+}
+
+#[test]
+fn update_refs_checks_every_file_before_writing_any() {
+    let ws = Ws::new();
+    ws.write("a/first.yml", OLD_REF);
+    ws.write("z/gone.yml", OLD_REF);
+    git(&ws, &["init", "-q"]);
+    git(&ws, &["add", "-A"]);
+    std::fs::remove_file(ws.path().join("z/gone.yml")).unwrap();
+    fails_saying(&ws, &["update-refs"], "z/gone.yml");
+    fails_saying(&ws, &["update-refs"], "nothing was changed");
+    assert_eq!(ws.read("a/first.yml"), OLD_REF, "nothing half-written");
+}
+
+#[test]
+fn update_refs_in_a_subdirectory_of_a_repository_rewrites_tracked_files_only() {
+    let repo = tempfile::tempdir().unwrap();
+    let ws = Ws::new();
+    // The workspace moved into a repository's subdirectory `kernels/`.
+    let sub = repo.path().join("kernels");
+    std::fs::rename(ws.path(), &sub).unwrap();
+    std::fs::write(sub.join("tracked.yml"), OLD_REF).unwrap();
+    std::fs::write(sub.join("untracked.yml"), OLD_REF).unwrap();
+    std::fs::write(sub.join("ignored.yml"), OLD_REF).unwrap();
+    std::fs::write(repo.path().join(".gitignore"), "ignored.yml\n").unwrap();
+    let git_in = |args: &[&str]| {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    git_in(&["init", "-q"]);
+    git_in(&[
+        "add",
+        ".gitignore",
+        "kernels/tracked.yml",
+        "kernels/kernel.kdl",
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_kbuild"))
+        .arg("-C")
+        .arg(&sub)
+        .arg("update-refs")
+        .env("KBUILD_CACHE", sub.join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(sub.join(f)).unwrap();
+    assert!(read("tracked.yml").contains("6.6.71"));
+    assert_eq!(read("untracked.yml"), OLD_REF);
+    assert_eq!(read("ignored.yml"), OLD_REF);
+    // The same in place: the Ws's temp dir is gone with the move, so keep `repo` alive.
+    drop(ws);
+}
+
+#[test]
+fn update_refs_outside_git_follows_no_directory_link() {
+    let ws = Ws::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("far.yml"), OLD_REF).unwrap();
+    std::fs::create_dir_all(ws.path().join("t")).unwrap();
+    std::os::unix::fs::symlink("..", ws.path().join("t/up")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.path().join("t/away")).unwrap();
+    ws.write("t/here.yml", OLD_REF);
+    let out = ws.kbuild(&["update-refs"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("t/up: skipped: a symlink"), "{err}");
+    assert!(err.contains("t/away: skipped: a symlink"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("far.yml")).unwrap(),
+        OLD_REF
+    );
+    assert!(ws.read("t/here.yml").contains("6.6.71"));
+}
+
+#[test]
+fn update_refs_says_when_a_named_file_is_not_tracked() {
+    let ws = Ws::new();
+    ws.write("test/old.yml", OLD_REF);
+    git(&ws, &["init", "-q"]);
+    git(&ws, &["add", "-A"]);
+    ws.write("test/new.yml", OLD_REF);
+    for args in [
+        &["update-refs", "test/new.yml"][..],
+        &["update-refs", "--check", "test/new.yml"][..],
+    ] {
+        let out = ws.kbuild(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains("test/new.yml: skipped: not tracked by git"),
+            "{err}"
+        );
+    }
+    assert_eq!(ws.read("test/new.yml"), OLD_REF);
+}

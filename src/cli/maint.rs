@@ -17,15 +17,32 @@ pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Re
     let mut stat = StatCache::in_state_dir(&ws.cache_dir.join("state"));
     let latest = update_refs::Latest::of(model, &mut stat)?;
     stat.save();
+    let selection =
+        update_refs::tracked_files(&ws.root, paths).map_err(|e| miette::miette!("{e}"))?;
+    for (file, why) in &selection.skipped {
+        eprintln!("{file}: skipped: {why}");
+    }
+    // Every file is read and rewritten in memory first: a file that cannot be read stops the
+    // command before anything is written, so it never leaves half a change.
+    let mut rewritten = Vec::new();
+    for file in &selection.files {
+        let path = ws.root.join(file);
+        let text = std::fs::read(&path).map_err(|e| {
+            let help = if e.kind() == std::io::ErrorKind::NotFound {
+                "git tracks it but it is gone: restore it (`git checkout -- FILE`) or `git rm` it"
+            } else {
+                "make it readable"
+            };
+            miette::miette!(help = help, "{file}: {e}; nothing was changed")
+        })?;
+        rewritten.push((path, update_refs::rewrite(file, &text, model, &latest)));
+    }
     let mut changes = Vec::new();
     let mut pinned = Vec::new();
-    let files = update_refs::tracked_files(&ws.root, paths).map_err(|e| miette::miette!("{e}"))?;
-    for file in files {
-        let path = ws.root.join(&file);
-        let text = std::fs::read(&path).map_err(|e| miette::miette!("{file}: {e}"))?;
-        let found = update_refs::rewrite(&file, &text, model, &latest);
+    for (path, found) in rewritten {
         if !found.changes.is_empty() && !check {
-            std::fs::write(&path, &found.bytes).map_err(|e| miette::miette!("{file}: {e}"))?;
+            crate::fsutil::replace_keeping_mode(&path, &found.bytes)
+                .map_err(|e| miette::miette!("{}: {e}", path.display()))?;
         }
         changes.extend(found.changes);
         pinned.extend(found.pinned);
@@ -49,7 +66,14 @@ pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Re
         changes.len(),
         pinned.len()
     );
-    Ok(i32::from(check && !changes.is_empty()))
+    let named_but_skipped = selection.skipped.iter().any(|(f, _)| {
+        paths
+            .iter()
+            .any(|p| ws.root.join(p).canonicalize().ok() == ws.root.join(f).canonicalize().ok())
+    });
+    Ok(i32::from(
+        (check && !changes.is_empty()) || named_but_skipped,
+    ))
 }
 
 pub fn kconfig_split(inputs: &[PathBuf], out: &std::path::Path) -> miette::Result<i32> {

@@ -308,10 +308,18 @@ pub fn wanted(path: &str) -> bool {
         || matches!(name, "Dockerfile" | "Makefile" | "test.sh")
 }
 
-/// The files git tracks under `paths` (relative to `root`), or every file when `root` is not a
-/// git checkout. A path that does not exist or lies outside `root` is an error, never an empty
-/// or a wider search.
-pub fn tracked_files(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, String> {
+/// The files update-refs rewrites, and those it leaves with the reason.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub files: Vec<String>,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The files git tracks under `paths` (relative to `root`), or every file when `root` is in no
+/// git work tree. A path that does not exist or lies outside `root` is an error, never an empty
+/// or a wider search. A symlink is never followed (a tracked link could name any file of the
+/// machine), and a file named on the command line that is not rewritten is said so.
+pub fn tracked_files(root: &Path, paths: &[PathBuf]) -> Result<Selection, String> {
     let top = root
         .canonicalize()
         .map_err(|e| format!("{}: {e}", root.display()))?;
@@ -333,40 +341,107 @@ pub fn tracked_files(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, Stri
         })?;
         relative.push(inside.to_path_buf());
     }
-    if top.join(".git").exists() {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&top)
-            .args(["ls-files", "-z", "--"])
-            .args(&relative)
-            .output()
-            .map_err(|e| format!("git ls-files: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "git ls-files: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+    let mut selection = Selection::default();
+    let candidates = match in_git_work_tree(&top) {
+        true => git_files(&top, &relative)?,
+        false => {
+            let starts = if relative.is_empty() {
+                vec![PathBuf::new()]
+            } else {
+                relative.clone()
+            };
+            let mut files = Vec::new();
+            for start in starts {
+                walk(&top, &start, &mut files, &mut selection.skipped)
+                    .map_err(|e| format!("{}: {e}", top.join(&start).display()))?;
+            }
+            files
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        return Ok(text
-            .split('\0')
-            .filter(|p| !p.is_empty() && wanted(p))
-            .map(String::from)
-            .collect());
+    };
+    for file in candidates {
+        if !wanted(&file) {
+            continue;
+        }
+        match std::fs::symlink_metadata(top.join(&file)) {
+            Ok(meta) if meta.file_type().is_symlink() => selection.skipped.push((
+                file,
+                "a symlink: update-refs rewrites regular files only, never what a link names"
+                    .into(),
+            )),
+            _ => selection.files.push(file),
+        }
     }
-    let mut files = Vec::new();
-    if relative.is_empty() {
-        relative.push(PathBuf::new());
+    // A file named on the command line that is not among them: say why.
+    for rel in &relative {
+        let name = rel.to_string_lossy().into_owned();
+        let is_file = std::fs::symlink_metadata(top.join(rel)).is_ok_and(|m| m.is_file());
+        let listed =
+            selection.files.contains(&name) || selection.skipped.iter().any(|s| s.0 == name);
+        if is_file && !listed {
+            let why = if !wanted(&name) {
+                "not a YAML, Dockerfile, Makefile or test.sh file".to_string()
+            } else {
+                "not tracked by git (new, ignored, or in a submodule): `git add` it first".into()
+            };
+            selection.skipped.push((name, why));
+        }
     }
-    for start in relative {
-        walk(&top, &start, &mut files).map_err(|e| format!("{}: {e}", start.display()))?;
-    }
-    Ok(files.into_iter().filter(|p| wanted(p)).collect())
+    Ok(selection)
 }
 
-fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+/// Whether `dir` is inside a git work tree (its own `.git`, or a parent repository's).
+fn in_git_work_tree(dir: &Path) -> bool {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"true"))
+}
+
+/// What git tracks under `relative` (all of `top` when empty), relative to `top`.
+fn git_files(top: &Path, relative: &[PathBuf]) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(top)
+        .args(["ls-files", "-z", "--"])
+        .args(relative)
+        .output()
+        .map_err(|e| format!("git ls-files: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git ls-files: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Every file under `rel`, never through a symlink (a link to `..` or out of the workspace
+/// would walk forever or elsewhere): a link is noted as skipped.
+fn walk(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<String>,
+    skipped: &mut Vec<(String, String)>,
+) -> std::io::Result<()> {
     let path = root.join(rel);
-    if path.is_file() {
+    let meta = std::fs::symlink_metadata(&path)?;
+    if meta.file_type().is_symlink() {
+        if wanted(&rel.to_string_lossy()) || std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            skipped.push((
+                rel.to_string_lossy().into_owned(),
+                "a symlink: not followed".into(),
+            ));
+        }
+        return Ok(());
+    }
+    if meta.is_file() {
         out.push(rel.to_string_lossy().into_owned());
         return Ok(());
     }
@@ -376,7 +451,7 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         if name == ".git" || name == "cache" || name == "target" {
             continue;
         }
-        walk(root, &rel.join(name), out)?;
+        walk(root, &rel.join(name), out, skipped)?;
     }
     Ok(())
 }
