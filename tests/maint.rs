@@ -931,3 +931,97 @@ fn update_refs_says_when_a_named_file_is_not_tracked() {
     }
     assert_eq!(ws.read("test/new.yml"), OLD_REF);
 }
+
+#[test]
+fn a_patch_with_a_latin1_byte_passes_the_check_and_applies() {
+    let ws = Ws::new();
+    let file = ws
+        .path()
+        .join("kernel/6.6.x/patches/0001-init-say-hello.patch");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let from = text.lines().find(|l| l.starts_with("From: ")).unwrap();
+    let mut bytes = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(from) {
+            bytes.extend_from_slice(b"From: Ren\xe9 Maintainer <maint@example.org>\n");
+        } else {
+            bytes.extend_from_slice(line.as_bytes());
+        }
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let check = ws.kbuild(&["check"]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    ws.run(&["//6.6.x:amd64"], 0);
+}
+
+#[test]
+fn a_binary_diff_fails_the_patch_check() {
+    let ws = Ws::new();
+    let patch = ws.read("kernel/6.6.x/patches/0001-init-say-hello.patch");
+    let binary = format!(
+        "{}diff --git a/logo.bin b/logo.bin\nnew file mode 100644\nindex 0000000..1111111\nGIT binary patch\nliteral 4\nLcmZ?d00001\n\nliteral 0\nHcmV?d00001\n\n",
+        patch.split("diff --git").next().unwrap()
+    );
+    ws.write("kernel/6.6.x/patches/0002-logo.patch", &binary);
+    let out = ws.kbuild(&["patches", "check", "6.6.x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("0002-logo.patch:") && stdout(&out).contains("a binary diff"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// The test workspace with an rt variant whose fragments live in `kernel/6.6.x-rt/`.
+fn with_rt() -> Ws {
+    let ws = Ws::new();
+    let text = ws.read("kernel.kdl").replace(
+        "tool \"perf\"",
+        "variant \"rt\" {\n    fragment \"kernel/{series}-rt/config-{arch}\"\n    localversion \"-rt\"\n}\n\ntool \"perf\"",
+    );
+    ws.write(
+        "kernel.kdl",
+        &text.replace(
+            "    variants \"dbg\"\n",
+            "    variants \"dbg\" \"rt\" \"rt-dbg\"\n",
+        ),
+    );
+    ws.write("kernel/6.6.x-rt/config-x86_64", "CONFIG_PREEMPT_RT=y\n");
+    ws.write("kernel/6.6.x-rt/config-aarch64", "CONFIG_PREEMPT_RT=y\n");
+    ws
+}
+
+#[test]
+fn new_series_copies_the_variants_folders_and_check_says_each_problem_once() {
+    let ws = with_rt();
+    assert!(ws.kbuild(&["check"]).status.success());
+    make_tarball(&ws.path().join("sources"), "6.7.1");
+    let out = ws.kbuild(&["new-series", "6.7.x", "--from", "6.6.x", "6.7.1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ws.path().join("kernel/6.7.x-rt/config-aarch64").is_file());
+    let check = ws.kbuild(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    std::fs::remove_file(ws.path().join("kernel/6.7.x-rt/config-aarch64")).unwrap();
+    let check = ws.kbuild(&["check"]);
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2));
+    assert_eq!(
+        err.matches("missing fragment `kernel/6.7.x-rt/config-aarch64`")
+            .count(),
+        1,
+        "{err}"
+    );
+}

@@ -296,7 +296,9 @@ pub fn new_series(
     write: bool,
 ) -> miette::Result<i32> {
     bump::new_series(&ws.root, new, from, version)?;
-    eprintln!("{new}: added at {version}, configs and patches copied from {from}");
+    eprintln!(
+        "{new}: added at {version}, configs and patches copied from {from} (its variants' folders too)"
+    );
     drift(ws, new, write)
 }
 

@@ -190,6 +190,21 @@ pub fn new_series(root: &Path, new: &str, from: &str, version: &str) -> Result<(
         &root.join("kernel").join(from),
         &root.join("kernel").join(new),
     )?;
+    // The variants' folders (`kernel/6.12.x-rt/`) come along: the copy keeps `variants "rt"`,
+    // whose fragments and patches are found by the series' name.
+    let prefix = format!("{from}-");
+    for entry in std::fs::read_dir(root.join("kernel"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(variant) = name.strip_prefix(&prefix)
+            && entry.file_type()?.is_dir()
+        {
+            copy_dir(
+                &entry.path(),
+                &root.join("kernel").join(format!("{new}-{variant}")),
+            )?;
+        }
+    }
     Ok(())
 }
 

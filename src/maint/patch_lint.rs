@@ -51,7 +51,7 @@ fn is_sha(s: &str) -> bool {
 /// Whether a header line says where the patch came from: an `Origin:` line, or the stable
 /// trees' `[ Upstream commit <sha> ]` and `commit <sha> upstream.`
 fn names_origin(line: &str) -> bool {
-    if line.starts_with("Origin:") {
+    if line.starts_with("Origin:") || line.starts_with("Link:") {
         return true;
     }
     let words: Vec<&str> = line
@@ -82,8 +82,10 @@ pub fn check_dir(root: &Path, dir: &str) -> Vec<Finding> {
                 message: "the name needs a numeric prefix that fixes the order, as `git format-patch` writes (0001-subject.patch)".into(),
             }),
         }
-        match std::fs::read_to_string(root.join(file)) {
-            Ok(text) => findings.extend(check_text(file, &text)),
+        // A patch is bytes (GNU patch applies one with a Latin-1 name in it): the rules read only
+        // ASCII markers, so the text is taken as it is, any other byte replaced.
+        match std::fs::read(root.join(file)) {
+            Ok(bytes) => findings.extend(check_text(file, &String::from_utf8_lossy(&bytes))),
             Err(e) => findings.push(Finding {
                 file: file.clone(),
                 line: 0,
@@ -146,6 +148,17 @@ pub fn check_text(file: &str, text: &str) -> Vec<Finding> {
             1,
             Severity::Error,
             "no diff: the patch changes no file (an empty or truncated patch?)",
+        ));
+    }
+    // `patch -p1`, which the patch action runs, applies text diffs only.
+    let binary = lines.iter().position(|l| {
+        *l == "GIT binary patch" || (l.starts_with("Binary files ") && l.ends_with(" differ"))
+    });
+    if let Some(i) = binary {
+        findings.push(at(
+            i + 1,
+            Severity::Error,
+            "a binary diff, which `patch -p1` (the patch action) cannot apply: change the file with a text diff, or carry the binary file another way",
         ));
     }
     let picked = header.iter().position(|l| {
@@ -234,6 +247,26 @@ mod tests {
             &GOOD.replace("Origin: https://lore.kernel.org/x\n", ""),
         );
         assert_eq!(count(&f), (0, 1), "a missing origin is advice");
+    }
+
+    #[test]
+    fn a_binary_diff_is_an_error_and_a_link_is_an_origin() {
+        let binary = GOOD.replace(
+            "--- a/a\n+++ b/a\n@@ -0,0 +1 @@\n+x\n",
+            "index 0000000..1111111 100644\nGIT binary patch\nliteral 4\nLcmZ?d00001\n",
+        );
+        let found = check_text("0001-x.patch", &binary);
+        assert!(
+            found
+                .iter()
+                .any(|f| f.severity == Severity::Error && f.message.contains("binary diff")),
+            "{found:?}"
+        );
+        let linked = GOOD.replace(
+            "Origin: https://lore.kernel.org/x",
+            "Link: https://lore.kernel.org/x",
+        );
+        assert!(check_text("0001-x.patch", &linked).is_empty());
     }
 
     #[test]

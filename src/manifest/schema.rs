@@ -856,6 +856,7 @@ fn check_files(
         return;
     }
     let mut outside = Vec::new();
+    let mut missing = HashSet::new();
     let mut present = |path: &str| {
         if found.contains(path) {
             return true;
@@ -884,7 +885,8 @@ fn check_files(
             for variant in model.variants_of(set) {
                 for fragment in &variant.fragments {
                     let path = expand(fragment, &series.name, Some(arch));
-                    if !present(&path) {
+                    // A variant in several sets (`rt`, `rt-dbg`) is one missing file, said once.
+                    if !present(&path) && missing.insert(path.clone()) {
                         let message =
                             format!("missing fragment `{path}` of variant `{}`", variant.name);
                         problems.push(Problem::new(message, span, "needed by this series").help(
