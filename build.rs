@@ -1,4 +1,4 @@
-//! Gives each recipe source file a normal form for its code digest (see src/recipe/code.rs):
+//! Gives each recipe source file a normal form for its code digest (see src/kind/code.rs):
 //! the file's Rust tokens, with comments and doc comments dropped and whitespace made single,
 //! so that rewording a comment or reformatting changes no key while changing a command line,
 //! a make variable or a tar layout changes the keys of the kinds that file implements.
@@ -8,38 +8,48 @@ use std::path::Path;
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
 
-/// Every file some action kind's code digest covers; src/recipe/code.rs says which kind uses
-/// which. A file missing here fails the build of kbuild, not a key.
-const FILES: &[&str] = &[
-    "archive.rs",
-    "elf.rs",
-    "exec/host.rs",
-    "exec/mod.rs",
-    "kconfig.rs",
-    "oci/gzip.rs",
-    "oci/layout.rs",
-    "oci/mod.rs",
-    "recipe/build_dir.rs",
-    "recipe/cmake.rs",
-    "recipe/compile.rs",
-    "recipe/configure.rs",
-    "recipe/fetch.rs",
-    "recipe/image.rs",
-    "recipe/install.rs",
-    "recipe/library.rs",
-    "recipe/mod.rs",
-    "recipe/package.rs",
-    "recipe/patch.rs",
-    "recipe/tool.rs",
-    "tags.rs",
-    "unpack.rs",
-];
+/// Every file some action kind's code digest covers: the `"….rs"` strings of src/kind/, where
+/// each kind lists its code (src/kind/code.rs says how they combine). The list is kept there
+/// alone; a name that is no file fails the build of kbuild, not a key.
+fn files() -> Vec<String> {
+    let mut files = std::collections::BTreeSet::new();
+    println!("cargo:rerun-if-changed=src/kind");
+    for entry in std::fs::read_dir("src/kind").expect("src/kind is readable") {
+        let path = entry.expect("src/kind is readable").path();
+        println!("cargo:rerun-if-changed={}", path.display());
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let tokens: TokenStream = text
+            .parse()
+            .unwrap_or_else(|e| panic!("lexing {}: {e:?}", path.display()));
+        rs_literals(tokens, &mut files);
+    }
+    files.into_iter().collect()
+}
+
+/// The string literals naming a Rust file in `tokens`, unquoted.
+fn rs_literals(tokens: TokenStream, out: &mut std::collections::BTreeSet<String>) {
+    for token in tokens {
+        match token {
+            TokenTree::Group(g) => rs_literals(g.stream(), out),
+            TokenTree::Literal(l) => {
+                let text = l.to_string();
+                // A path under src/; an absolute one (the generated file's) is not a kind's code.
+                let name = text.strip_prefix('"').and_then(|t| t.strip_suffix(".rs\""));
+                if let Some(name) = name.filter(|n| !n.starts_with('/')) {
+                    out.insert(format!("{name}.rs"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 fn main() {
     let mut out = String::from("/// Each recipe file and its tokens without comments.\n");
     out.push_str("pub static NORMAL_FORMS: &[(&str, &str)] = &[\n");
-    for file in FILES {
-        let path = Path::new("src").join(file);
+    for file in files() {
+        let path = Path::new("src").join(&file);
         println!("cargo:rerun-if-changed={}", path.display());
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

@@ -1,12 +1,12 @@
 //! Typed actions: what each step of a kernel build is, what it reads and what it needs.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::kind::ActionKind;
 use crate::label::Label;
 use crate::model::BuildSystem;
 
@@ -17,89 +17,6 @@ pub struct ActionId(pub u32);
 impl ActionId {
     pub fn index(self) -> usize {
         self.0 as usize
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActionKind {
-    Fetch,
-    Patch,
-    Snapshot,
-    Headers,
-    Configure,
-    CheckConfig,
-    Compile,
-    Install,
-    Tool,
-    Package,
-    Layer,
-    Image,
-    Index,
-    Tag,
-}
-
-impl ActionKind {
-    pub const ALL: &'static [ActionKind] = &[
-        ActionKind::Fetch,
-        ActionKind::Patch,
-        ActionKind::Snapshot,
-        ActionKind::Headers,
-        ActionKind::Configure,
-        ActionKind::CheckConfig,
-        ActionKind::Compile,
-        ActionKind::Install,
-        ActionKind::Tool,
-        ActionKind::Package,
-        ActionKind::Layer,
-        ActionKind::Image,
-        ActionKind::Index,
-        ActionKind::Tag,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Fetch => "fetch",
-            ActionKind::Patch => "patch",
-            ActionKind::Snapshot => "snapshot",
-            ActionKind::Headers => "headers",
-            ActionKind::Configure => "configure",
-            ActionKind::CheckConfig => "check-config",
-            ActionKind::Compile => "compile",
-            ActionKind::Install => "install",
-            ActionKind::Tool => "tool",
-            ActionKind::Package => "package",
-            ActionKind::Layer => "layer",
-            ActionKind::Image => "image",
-            ActionKind::Index => "index",
-            ActionKind::Tag => "tag",
-        }
-    }
-
-    /// Work that no kernel waits for (the source snapshot, the UAPI headers): it runs at the
-    /// lowest CPU priority, so on a busy machine it takes only what the compile leaves idle
-    /// instead of slowing the compile down.
-    pub fn is_background(self) -> bool {
-        matches!(self, ActionKind::Snapshot | ActionKind::Headers)
-    }
-
-    /// Whether the action's commands run through the executor (and so depend on its toolchain).
-    pub fn uses_toolchain(self) -> bool {
-        matches!(
-            self,
-            ActionKind::Patch
-                | ActionKind::Headers
-                | ActionKind::Configure
-                | ActionKind::Compile
-                | ActionKind::Install
-                | ActionKind::Tool
-        )
-    }
-}
-
-impl fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::action::{Action, ActionId, ActionKind, Role};
+use crate::action::{Action, ActionId, Recipe, Role};
 use crate::cache::{Cache, CacheError, Corrupt, LastRun, OutputManifest, RunEntry};
 use crate::digest::Digest;
 use crate::exec::{Cancel, Executor, Identity, Known, Toolset};
 use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
 use crate::key::{ActionKey, KeyRecord, Seen, dep_names, kernel_terms};
+use crate::kind::ActionKind;
 use crate::recipe::{self, Ctx, DepOutput};
 use crate::remote::{Hit, Remote};
 use crate::report::critical::{self, Left};
@@ -98,20 +99,7 @@ pub struct Engine<'a> {
     pub records: bool,
     /// Where a local miss is looked up before it runs, and what ran is uploaded to.
     pub remote: Option<Arc<Remote>>,
-    /// The kinds whose outputs a run must hold locally even when the remote has them (what
-    /// `out/` and a push read). Other remote hits are fetched only for a local miss that
-    /// reads them: the patched tree of a fully cached target never crosses the wire.
-    pub materialise: &'static [ActionKind],
 }
-
-/// What `out/` and a push read: packages, tags and the OCI blobs.
-pub const OUT_KINDS: &[ActionKind] = &[
-    ActionKind::Package,
-    ActionKind::Tag,
-    ActionKind::Layer,
-    ActionKind::Image,
-    ActionKind::Index,
-];
 
 /// Why computing a key failed: an input file is unreadable, or the executor cannot say who
 /// would run the action (no daemon, no builder image).
@@ -337,20 +325,19 @@ impl<'a> Keys<'a> {
             .into_iter()
             .zip(&action.deps)
             .find(|(_, d)| self.graph.action(d.id).name == dependency)?;
-        if self.graph.action(dep.id).kind() != ActionKind::Fetch {
+        let Recipe::Fetch { file: new, .. } = &self.graph.action(dep.id).recipe else {
             return None;
-        }
-        let was = *old?.deps.get(&role)?;
-        let (old_name, _) = self
-            .last
-            .actions
-            .iter()
-            .find(|(name, e)| e.output == Some(was) && name.starts_with("fetch "))?;
-        let tarball = |name: &str| {
-            let name = name.trim_start_matches("fetch ");
-            name.split('@').next().unwrap_or(name).to_string()
         };
-        let (old, new) = (tarball(old_name), tarball(dependency));
+        let was = *old?.deps.get(&role)?;
+        // The fetch the last run used: the one whose output the old record names. Its tarball
+        // is read from its own key record, not from its name.
+        let old = self.last.actions.values().find_map(|e| {
+            let record =
+                (e.output == Some(was)).then(|| self.engine.cache.load_record(e.key))??;
+            (record.kind == ActionKind::Fetch)
+                .then(|| record.params.get("file")?.as_str().map(str::to_string))?
+        })?;
+        let new = new.clone();
         (old != new).then_some(Reason::SourceChanged { old, new })
     }
 
@@ -446,7 +433,7 @@ impl<'a> Keys<'a> {
             self.manifests[id.index()] = Some(Arc::new(hit.manifest.clone()));
             self.hits.insert(id, hit);
             // Fetched now only if its outputs are wanted as they are; else when a miss needs them.
-            if self.running && !self.engine.materialise.contains(&action.kind()) {
+            if self.running && !action.kind().traits().held {
                 self.store_record(key, &record);
                 return None;
             }

@@ -1,4 +1,5 @@
-//! Small filesystem helpers shared by the cache and the manifest memo.
+//! Small filesystem helpers shared by the cache, the workspace's saved files and the maintainer
+//! commands; they know nothing of kbuild's own types.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,38 +14,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// Links `to` to the file `from`; where a link is impossible (another filesystem), copies into a
-/// temp file and publishes it without replacing anything. Never opens `to` for writing: if `to`
-/// already exists it may itself be a link to `from` (a cache blob), and a copy would truncate it.
-/// An existing `to` is an `AlreadyExists` error for the caller to judge.
-pub fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
-    link_or_copy_known(from, to, None)
-}
-
-/// [`link_or_copy`] of a file whose content is known to be `digest` (a verified blob). The link
-/// moves the file's ctime: the ledger learns the new one (see crate::ledger), with the digest
-/// it vouched for before when none is given.
-pub fn link_or_copy_known(
-    from: &Path,
-    to: &Path,
-    digest: Option<crate::digest::Digest>,
-) -> std::io::Result<()> {
-    let digest = digest.or_else(|| crate::ledger::vouched_path(from));
-    match std::fs::hard_link(from, to) {
-        Ok(()) => {
-            crate::ledger::note(to, digest);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
-        Err(_) => {
-            let dir = to.parent().expect("link targets have parents");
-            let tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::fs::copy(from, tmp.path())?;
-            tmp.persist_noclobber(to).map(|_| ()).map_err(|e| e.error)
-        }
-    }
 }
 
 /// Where `root/rel` really is, when following its symlinks leads outside `root`; `None` when it

@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::action::{Action, ActionId, ActionKind};
+use crate::action::{Action, ActionId};
 use crate::digest::Digest;
+use crate::kind::ActionKind;
 use crate::label::Label;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::action::{ActionId, ActionKind};
+use crate::action::ActionId;
 use crate::cache::{Cache, CacheError};
 use crate::engine::Status;
 use crate::graph::Graph;
@@ -53,18 +53,12 @@ pub fn evict_missing_deps(
 /// evicted, with its missing dependencies, for another round of the run. Returns how many
 /// entries were evicted.
 pub fn outputs(cache: &Cache, graph: &Graph, status: &[Status]) -> usize {
-    const SHOWN: [ActionKind; 4] = [
-        ActionKind::Package,
-        ActionKind::Tag,
-        ActionKind::Image,
-        ActionKind::Index,
-    ];
     let mut evicted = 0;
     for id in graph.ids() {
         let action = graph.action(id);
         let Some(key) = status[id.index()]
             .key()
-            .filter(|_| SHOWN.contains(&action.kind()))
+            .filter(|_| action.kind().traits().checked_for_out)
         else {
             continue;
         };

@@ -22,6 +22,7 @@ pub mod graph;
 pub mod heal;
 pub mod kconfig;
 pub mod key;
+pub mod kind;
 pub mod label;
 pub mod ledger;
 pub mod lowered;

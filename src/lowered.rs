@@ -19,12 +19,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{
-    Action, ActionId, ActionKind, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
-    PackageSpec, Recipe, Role, TagSpec, ToolSpec,
+    Action, ActionId, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec, PackageSpec,
+    Recipe, Role, TagSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::digest::Digest;
 use crate::graph::Graph;
+use crate::kind::ActionKind;
 use crate::label::{Label, TargetKind};
 use crate::model::BuildSystem;
 use crate::model::Model;
@@ -492,7 +493,7 @@ fn restore(
         .collect();
     for (id, own) in graph.ids().zip(own) {
         let action = graph.action(id);
-        let stale = crate::tags::is_tagged(&action.recipe)
+        let stale = action.kind().traits().tagged
             && (action.labels.first())
                 .is_none_or(|l| moved.contains(&(l.series.as_str(), &l.kind)));
         if !stale {

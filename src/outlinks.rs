@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::action::ActionKind;
 use crate::cache::{Cache, CacheError, io_err};
 use crate::engine::Status;
 use crate::graph::Graph;
+use crate::kind::{ActionKind, OutLink};
 use crate::label::Label;
 
 const RECORD: &str = ".kbuild-links";
@@ -37,11 +37,12 @@ pub fn refresh(
     let mut record = load_record(&out);
     let mut changed = false;
     for target in targets {
-        let links = [
-            (ActionKind::Package, target.name(), ""),
-            (ActionKind::Tag, format!("{}.tags", target.name()), "tags"),
-        ];
-        for (kind, name, file) in links {
+        for &kind in ActionKind::ALL {
+            let (name, file) = match kind.traits().out {
+                OutLink::Nothing => continue,
+                OutLink::Tree => (target.name(), ""),
+                OutLink::TagsFile => (format!("{}.tags", target.name()), "tags"),
+            };
             let Some(id) = graph.of(kind, target) else {
                 continue;
             };

@@ -5,11 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::action::{
-    Action, ActionId, ActionKind, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
-    PackageSpec, Recipe, Role, SNAPSHOT, TagSpec, ToolSpec,
+    Action, ActionId, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec, PackageSpec,
+    Recipe, Role, SNAPSHOT, TagSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
+use crate::kind::ActionKind;
 use crate::label::{Label, TargetKind};
 use crate::model::{Model, Series, Source, Tool, VariantSet, expand};
 

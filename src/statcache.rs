@@ -129,7 +129,7 @@ impl StatCache {
             return;
         }
         // Best effort: losing this file costs only re-hashing.
-        let _ = crate::cache::write_atomic(
+        let _ = crate::fsutil::write_atomic(
             &self.path,
             &postcard::to_allocvec(&self.stored).unwrap_or_default(),
         );

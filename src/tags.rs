@@ -12,10 +12,11 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::action::ActionId;
 use crate::action::Recipe;
-use crate::action::{ActionId, ActionKind};
 use crate::digest::Digest;
 use crate::graph::Graph;
+use crate::kind::ActionKind;
 use crate::label::{Label, TargetKind};
 use crate::model::Model;
 use crate::statcache::StatCache;
@@ -164,7 +165,7 @@ pub fn assign(
     let mut now: HashMap<String, Option<Digest>> = HashMap::new();
     let mut todo = Vec::new();
     for id in graph.ids() {
-        if !is_tagged(&graph.action(id).recipe) {
+        if !graph.action(id).kind().traits().tagged {
             continue;
         }
         let label = graph.action(id).labels[0].clone();
@@ -212,11 +213,6 @@ pub fn assign(
     let mut groups: Vec<GroupHash> = hashes.into_values().collect();
     groups.sort_by(|a, b| (&a.series, &a.kind).cmp(&(&b.series, &b.kind)));
     Ok(groups)
-}
-
-/// Whether `recipe` carries a tag hash that [`assign`] fills.
-pub fn is_tagged(recipe: &Recipe) -> bool {
-    matches!(recipe, Recipe::Tag(_) | Recipe::Image(_) | Recipe::Index(_))
 }
 
 /// Empties the hash [`assign`] filled in, giving the recipe as lowering made it.

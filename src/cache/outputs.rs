@@ -177,7 +177,7 @@ fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), C
     let blob = blobs.path(entry.digest, entry.executable);
     // A hard link shares the blob; a copy is the fallback across filesystems. Verified just
     // above: the ctime the link leaves stands for this content.
-    crate::fsutil::link_or_copy_known(&blob, &target, Some(entry.digest)).map_err(io_err(&target))
+    crate::ledger::link_or_copy_known(&blob, &target, Some(entry.digest)).map_err(io_err(&target))
 }
 
 /// The stamp beside a materialised tree (`trees/<digest>.done`), written once the tree is

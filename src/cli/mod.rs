@@ -748,7 +748,6 @@ pub(crate) fn engine<'a>(
         locked: false,
         records: false,
         remote: None,
-        materialise: crate::engine::OUT_KINDS,
     }
 }
 
@@ -932,7 +931,7 @@ fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miet
         label::TargetKind::Kernel(_) => "compile",
         label::TargetKind::Tool(_) => "tool",
     });
-    let of_target = crate::action::ActionKind::ALL
+    let of_target = crate::kind::ActionKind::ALL
         .iter()
         .filter_map(|k| Some((k.as_str(), graph.of(*k, target)?)));
     let Some((_, id)) = of_target.clone().find(|(name, _)| *name == kind) else {

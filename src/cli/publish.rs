@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use super::{Format, Workspace, engine, lower, open_cache, render};
-use crate::action::{ActionId, ActionKind};
+use crate::action::ActionId;
 use crate::engine::Status;
+use crate::kind::ActionKind;
 
 /// Builds, then publishes: nothing is pushed unless every action succeeded.
 pub fn push(

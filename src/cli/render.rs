@@ -137,7 +137,7 @@ pub fn matrix(graph: &Graph, status: &[Status], targets: &[crate::label::Label])
     let mut busy = std::collections::HashSet::new();
     for id in graph.ids() {
         let waits = matches!(status[id.index()], Status::WillRun { .. } | Status::Pending);
-        if waits && graph.action(id).kind() != crate::action::ActionKind::Index {
+        if waits && graph.action(id).kind() != crate::kind::ActionKind::Index {
             busy.extend(graph.action(id).labels.iter());
         }
     }

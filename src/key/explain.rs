@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::digest::Digest;
 use crate::exec::{Identity, Program};
 use crate::key::KeyRecord;
+use crate::kind::ActionKind;
 
 /// A typed reason, ordered from most to least specific cause.
 #[derive(Clone, PartialEq, Debug, Serialize)]
@@ -73,7 +74,7 @@ pub enum Reason {
     },
     /// kbuild's own part changed: the key schema, a recipe's version or the code behind it.
     RecipeChanged {
-        kind: String,
+        kind: ActionKind,
         what: String,
     },
     /// The key matches the last run, but its cache entry is gone (failed, evicted or corrupt).
@@ -211,7 +212,7 @@ fn diff_recipe(old: &KeyRecord, new: &KeyRecord) -> Option<Reason> {
         return None;
     };
     Some(Reason::RecipeChanged {
-        kind: new.kind.clone(),
+        kind: new.kind,
         what,
     })
 }
@@ -287,8 +288,8 @@ mod tests {
     fn record() -> KeyRecord {
         KeyRecord {
             schema: crate::key::SCHEMA,
-            kind: "configure".into(),
-            recipe: crate::recipe::code::of(crate::action::ActionKind::Configure),
+            kind: crate::kind::ActionKind::Configure,
+            recipe: crate::kind::code::of(crate::kind::ActionKind::Configure),
             params: serde_json::json!({"localversion": "-linuxkit", "arch": "X86_64"}),
             env: BTreeMap::from([("ARCH".into(), "x86_64".into())]),
             executor: Identity::Kbuild,

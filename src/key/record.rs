@@ -14,7 +14,8 @@ use super::{ActionKey, SCHEMA};
 use crate::action::{Action, ActionId, Recipe};
 use crate::digest::Digest;
 use crate::exec::{Identity, Known};
-use crate::recipe::code::RecipeCode;
+use crate::kind::ActionKind;
+use crate::kind::code::RecipeCode;
 
 /// What an action sees besides itself, borrowed from it where it can be: a plan gathers this
 /// for every action, and only a miss turns it into a [`KeyRecord`].
@@ -85,7 +86,7 @@ pub struct KeyRecord {
     /// [`SCHEMA`] when the record was made.
     pub schema: u32,
     /// The action kind, e.g. `compile`.
-    pub kind: String,
+    pub kind: ActionKind,
     /// The recipe of that kind: its version and the digest of the code that implements it.
     pub recipe: RecipeCode,
     /// The typed recipe parameters (arch, fragments by name, LOCALVERSION, URLs …).
@@ -105,7 +106,7 @@ pub struct KeyRecord {
 #[derive(Serialize)]
 struct Own<'a> {
     schema: u32,
-    kind: &'a str,
+    kind: ActionKind,
     recipe: RecipeCode,
     params: &'a Recipe,
     env: &'a BTreeMap<String, String>,
@@ -120,8 +121,8 @@ pub fn own_part(action: &Action) -> Digest {
     }
     let own = Own {
         schema: SCHEMA,
-        kind: action.kind().as_str(),
-        recipe: crate::recipe::code::of(action.kind()),
+        kind: action.kind(),
+        recipe: crate::kind::code::of(action.kind()),
         params: &action.recipe,
         env: &action.env,
     };
@@ -169,8 +170,8 @@ impl KeyRecord {
     pub fn new(action: &Action, seen: Seen) -> KeyRecord {
         KeyRecord {
             schema: SCHEMA,
-            kind: action.kind().as_str().to_string(),
-            recipe: crate::recipe::code::of(action.kind()),
+            kind: action.kind(),
+            recipe: crate::kind::code::of(action.kind()),
             params: serde_json::to_value(&action.recipe).expect("recipes serialise"),
             env: (*action.env).clone(),
             executor: (*seen.executor.identity).clone(),

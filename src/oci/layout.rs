@@ -33,7 +33,7 @@ pub fn write(out: &Path, entries: &[Entry], blob_dirs: &[PathBuf]) -> std::io::R
             }
             let tmp = blobs.join(format!(".{}.tmp", std::process::id()));
             let _ = std::fs::remove_file(&tmp);
-            crate::fsutil::link_or_copy(&file.path(), &tmp)?;
+            crate::ledger::link_or_copy(&file.path(), &tmp)?;
             let before = crate::ledger::vouched_path(&tmp);
             std::fs::rename(&tmp, &dest)?;
             crate::ledger::note(&dest, before);

@@ -2,7 +2,7 @@
 
 mod build_dir;
 mod cmake;
-pub mod code;
+
 mod compile;
 mod configure;
 mod fetch;

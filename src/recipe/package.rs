@@ -10,7 +10,7 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating the image directory"))?;
     }
-    crate::fsutil::link_or_copy(from, to).map_err(io(format!("packaging {}", from.display())))
+    crate::ledger::link_or_copy(from, to).map_err(io(format!("packaging {}", from.display())))
 }
 
 /// The files a LinuxKit kernel image holds; `vmlinux` only when the variant asked for it.
@@ -82,7 +82,7 @@ fn link_tree(from: &Path, to: &Path, root: &Path) -> Result<(), RecipeError> {
                 .map_err(io(format!("reading the link {}", source.display())))?;
             std::os::unix::fs::symlink(&target, &dest)
                 .map_err(io(format!("packaging {}", source.display())))?;
-        } else if let Err(e) = crate::fsutil::link_or_copy(&source, &dest) {
+        } else if let Err(e) = crate::ledger::link_or_copy(&source, &dest) {
             return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
                 RecipeError::failed(
                     format!(

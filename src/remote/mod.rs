@@ -37,9 +37,9 @@ pub use digest::Function;
 pub use settings::Settings;
 pub use transport::{RemoteError, Source, Transport};
 
-use crate::action::ActionKind;
 use crate::cache::{Cache, OutputEntry, OutputManifest};
 use crate::key::ActionKey;
+use crate::kind::ActionKind;
 use layout::{Limited, TreeFile};
 
 /// Blobs below this size are read in batches, the others streamed one by one.
@@ -56,14 +56,6 @@ pub struct Stats {
     pub up: AtomicU64,
     pub failed_uploads: AtomicU64,
 }
-
-/// Kinds whose results go up as their manifest alone, without their files: a patched kernel
-/// tree is 1.3 GB in 80,000 files, which the fetched tarball and the patches make again here
-/// in 10 to 20 seconds, faster than a server sends it and far cheaper than sending it up
-/// (most of a cold build's upload). The manifest still gives dependents their keys, so a target
-/// whose actions are all in the remote never needs the tree; one that needs it builds it here,
-/// and dependents stay hits as long as it comes out the same.
-pub const MANIFEST_ONLY: &[ActionKind] = &[ActionKind::Patch];
 
 /// A result found in the remote action cache: the manifest it claims (which gives dependents
 /// their key) and where its files are (`None` for a result kept by its manifest alone).
@@ -704,7 +696,8 @@ impl Remote {
 
     fn try_upload(&self, job: &Upload) -> Result<(), RemoteError> {
         use rayon::prelude::*;
-        let with_files = !MANIFEST_ONLY.contains(&job.kind);
+        // See `Upload::ManifestOnly`: a patched tree is made again here faster than it is sent.
+        let with_files = job.kind.traits().upload == crate::kind::Upload::Files;
         let files: Vec<&OutputEntry> = job
             .manifest
             .entries

@@ -14,9 +14,9 @@ use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
 
 use super::digest::Function;
-use crate::action::ActionKind;
 use crate::cache::{OutputEntry, OutputManifest};
 use crate::key::ActionKey;
+use crate::kind::ActionKind;
 
 pub const OUT_DIR: &str = "out";
 pub const MANIFEST_FILE: &str = "kbuild-manifest.json";

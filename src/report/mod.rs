@@ -15,9 +15,9 @@ pub mod watch;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::action::ActionKind;
 use crate::key::ActionKey;
 use crate::key::explain::Reason;
+use crate::kind::ActionKind;
 
 pub use expect::Expected;
 

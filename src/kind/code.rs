@@ -3,16 +3,15 @@
 //! code that implements the kind, so that changing a command line, a make variable, a tar layout
 //! or an OCI field changes that kind's keys without anyone remembering to bump anything.
 //!
-//! The digest covers the Rust tokens of the files listed for the kind below, comments and doc
-//! comments left out (build.rs makes that normal form): rewording a comment or reformatting
-//! keeps every key. A file the kind's code calls into and that decides its outputs belongs in
-//! its list; plain helpers (digests, paths, the cache) do not.
+//! The digest covers the Rust tokens of the files each kind lists in its own file (`code`),
+//! comments and doc comments left out (build.rs makes that normal form of every file a kind's
+//! file names): rewording a comment or reformatting keeps every key.
 
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::ActionKind;
+use super::ActionKind;
 use crate::digest::Digest;
 
 mod normal_forms {
@@ -28,64 +27,15 @@ pub struct RecipeCode {
     pub code: Digest,
 }
 
-/// The version of each kind's recipe. All started at 2 when the code digest joined the key.
-fn version(kind: ActionKind) -> u32 {
-    match kind {
-        ActionKind::Fetch
-        | ActionKind::Patch
-        | ActionKind::Snapshot
-        | ActionKind::Headers
-        | ActionKind::Configure
-        | ActionKind::CheckConfig
-        | ActionKind::Compile
-        | ActionKind::Install
-        | ActionKind::Tool
-        | ActionKind::Package
-        | ActionKind::Image
-        | ActionKind::Index
-        | ActionKind::Tag => 2,
-        // 3: zlib-rs compresses instead of miniz_oxide (other bytes for the same level).
-        ActionKind::Layer => 3,
-    }
-}
-
 /// How commands reach a build: the invocation, its environment, the host executor that runs it.
+/// Part of the code of every kind that uses the toolchain.
 const COMMANDS: &[&str] = &["recipe/mod.rs", "exec/mod.rs", "exec/host.rs"];
 
 /// The files whose code decides what an action of `kind` produces.
 pub fn files(kind: ActionKind) -> Vec<&'static str> {
-    let own: &[&str] = match kind {
-        ActionKind::Fetch => &["recipe/fetch.rs"],
-        ActionKind::Patch => &["recipe/patch.rs", "unpack.rs", "archive.rs"],
-        ActionKind::Snapshot => &["recipe/patch.rs", "archive.rs"],
-        ActionKind::Headers | ActionKind::Compile | ActionKind::Install => {
-            &["recipe/compile.rs", "recipe/build_dir.rs", "archive.rs"]
-        }
-        ActionKind::Configure | ActionKind::CheckConfig => {
-            &["recipe/configure.rs", "recipe/build_dir.rs", "kconfig.rs"]
-        }
-        ActionKind::Tool => &[
-            "recipe/tool.rs",
-            "recipe/install.rs",
-            "recipe/cmake.rs",
-            "recipe/library.rs",
-            "recipe/compile.rs",
-            "recipe/build_dir.rs",
-            "elf.rs",
-            "archive.rs",
-        ],
-        ActionKind::Package => &["recipe/package.rs"],
-        ActionKind::Tag => &["recipe/package.rs", "tags.rs"],
-        ActionKind::Layer | ActionKind::Image | ActionKind::Index => &[
-            "recipe/image.rs",
-            "oci/mod.rs",
-            "oci/gzip.rs",
-            "oci/layout.rs",
-            "archive.rs",
-        ],
-    };
-    let mut files = own.to_vec();
-    if kind.uses_toolchain() {
+    let traits = kind.traits();
+    let mut files = traits.code.to_vec();
+    if traits.toolchain {
         files.extend_from_slice(COMMANDS);
     }
     files
@@ -118,7 +68,7 @@ pub fn of(kind: ActionKind) -> RecipeCode {
         ActionKind::ALL
             .iter()
             .map(|&k| RecipeCode {
-                version: version(k),
+                version: k.traits().version,
                 code: digest_of(&files(k), normal_form),
             })
             .collect()

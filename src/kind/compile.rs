@@ -1,0 +1,13 @@
+//! Compile: the kernel image and modules of one target, in its kept build directory.
+
+use super::{PLAIN, Traits};
+
+/// Shared with the headers and the install, which run make in the same directories.
+pub const CODE: &[&str] = &["recipe/compile.rs", "recipe/build_dir.rs", "archive.rs"];
+
+pub const TRAITS: Traits = Traits {
+    name: "compile",
+    code: CODE,
+    toolchain: true,
+    ..PLAIN
+};
