@@ -19,7 +19,6 @@ pub mod exec;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;
-pub mod heal;
 pub mod kconfig;
 pub mod key;
 pub mod kind;

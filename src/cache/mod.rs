@@ -12,6 +12,7 @@ mod outputs;
 mod state;
 mod sweep;
 mod verify;
+mod workspaces;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use holds::Publishing;
 pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
 pub use state::{EntryCheck, LastRun, RunEntry};
 pub use verify::VerifyReport;
+pub use workspaces::{build_root, log_name, logs_dir};
 
 /// Where an action cache entry came from when another machine built it: the remote cache it was
 /// taken from, and the trusted key that signed it (none when the reader asked for no signature).

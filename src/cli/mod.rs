@@ -699,7 +699,7 @@ pub(crate) fn run_healing(
         if broken(&report) || !report.errors.is_empty() || engine.cancel.is_cancelled() {
             break;
         }
-        if crate::heal::outputs(cache, graph, &report.status) == 0 {
+        if crate::engine::heal::outputs(cache, graph, &report.status) == 0 {
             break;
         }
         report = engine.run(graph)?;
@@ -956,8 +956,8 @@ fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miet
         );
     };
     let by_key = cache.log_of(key);
-    let last = crate::engine::logs_dir(&cache, &ws.root)
-        .join(format!("{}.log", crate::engine::log_name(name)));
+    let last = crate::cache::logs_dir(&cache, &ws.root)
+        .join(format!("{}.log", crate::cache::log_name(name)));
     let header_names_key = || {
         std::fs::read_to_string(&last).is_ok_and(|t| {
             t.lines()

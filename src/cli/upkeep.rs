@@ -75,7 +75,7 @@ fn current(ws: &Workspace, cache: &Cache) -> miette::Result<Current> {
     }
     Ok(Current {
         keys,
-        build_root: crate::engine::build_root(cache, &ws.root),
+        build_root: crate::cache::build_root(cache, &ws.root),
         build_dirs,
     })
 }

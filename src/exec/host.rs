@@ -9,17 +9,6 @@ use super::{Cancel, ExecError, Executor, Identity, Invocation, Probe, Program, T
 #[derive(Debug, Default)]
 pub struct Host;
 
-/// Finds `program` on `PATH` as the shell would.
-pub fn which(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Some(PathBuf::from(program));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
 /// What a program of a toolset is on this host: the content digest of the file `PATH` resolves
 /// it to, or `absent`. `CC -print-prog-name=X` and `CC -print-file-name=X` name the file the
 /// compiler itself would use (its `cc1`, its `libc.a`).

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -126,8 +126,19 @@ pub trait Probe {
 
     /// Where `PATH` finds `program`: a compiler is looked for once per question asked of it.
     fn which(&mut self, program: &str) -> Option<std::path::PathBuf> {
-        super::host::which(program)
+        which(program)
     }
+}
+
+/// Finds `program` on `PATH` as the shell would.
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionKey, SCHEMA};
+use super::action_key::{ActionKey, SCHEMA};
 use crate::action::{Action, ActionId, Recipe};
 use crate::digest::Digest;
 use crate::exec::{Identity, Known};

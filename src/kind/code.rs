@@ -29,7 +29,7 @@ pub struct RecipeCode {
 
 /// How commands reach a build: the invocation, its environment, the host executor that runs it.
 /// Part of the code of every kind that uses the toolchain.
-const COMMANDS: &[&str] = &["recipe/mod.rs", "exec/mod.rs", "exec/host.rs"];
+const COMMANDS: &[&str] = &["recipe/ctx.rs", "exec/executor.rs", "exec/host.rs"];
 
 /// The files whose code decides what an action of `kind` produces.
 pub fn files(kind: ActionKind) -> Vec<&'static str> {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use miette::NamedSource;
 
 use super::diag::{ManifestError, Problem};
+use super::files::LOCAL_FILE;
 use super::nodes::{self, name};
-use super::pins::LOCAL_FILE;
 
-pub const NODE: &str = "remote-cache";
+pub use super::files::REMOTE_CACHE_NODE as NODE;
 
 /// The remote cache `kernel.local.kdl` names.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,11 +2,14 @@
 
 mod depth;
 mod diag;
+mod fields;
+mod files;
 pub mod machine;
 mod nodes;
 pub mod packages;
 pub mod pins;
 mod schema;
+mod source;
 mod tool;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ pub use diag::{ManifestError, Problem, closest};
 
 use crate::model::Model;
 
-pub const MANIFEST_FILE: &str = "kernel.kdl";
+pub use files::MANIFEST_FILE;
 
 /// Why a manifest could not be loaded.
 #[derive(Debug, thiserror::Error, Diagnostic)]

@@ -20,7 +20,7 @@ use crate::dpkg::{self, Verdict};
 use crate::model::{Model, Series, Source};
 use crate::statcache::Stamp;
 
-pub const LOCAL_LOCK_FILE: &str = "kernel.local.lock";
+pub use super::files::LOCAL_LOCK_FILE;
 
 /// Why a package source could not be pinned on this machine.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -10,8 +10,7 @@ use super::nodes::{self, name};
 use crate::digest::Sha256;
 use crate::model::{Model, Source};
 
-pub const LOCK_FILE: &str = "kernel.lock";
-pub const LOCAL_FILE: &str = "kernel.local.kdl";
+pub use super::files::{LOCAL_FILE, LOCK_FILE};
 
 /// URL → pinned sha256, from kernel.lock.
 pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
@@ -23,7 +22,7 @@ pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
             problems.push(nodes::unknown_node(node, LOCK_FILE, &["source"]));
             continue;
         }
-        match super::schema::read_source(node) {
+        match super::source::read_source(node) {
             Ok((source, _)) => match source.sha256 {
                 Some(sha) => drop(pins.insert(source.urls[0].clone(), sha)),
                 None => problems.push(Problem::new(
@@ -50,14 +49,14 @@ pub fn read_local(text: &str, model: &Model) -> Result<BTreeMap<String, Source>,
     let mut problems = Vec::new();
     for node in doc.nodes() {
         // The remote cache is this machine's too; `machine` reads it.
-        if name(node) == super::machine::NODE {
+        if name(node) == super::files::REMOTE_CACHE_NODE {
             continue;
         }
         if name(node) != "replace" {
             problems.push(nodes::unknown_node(
                 node,
                 LOCAL_FILE,
-                &["replace", super::machine::NODE],
+                &["replace", super::files::REMOTE_CACHE_NODE],
             ));
             continue;
         }
@@ -101,7 +100,7 @@ fn read_replace(node: &kdl::KdlNode, model: &Model) -> Result<(String, Source), 
     }
     let mut node = node.clone();
     node.entries_mut().remove(0);
-    let (source, _) = super::schema::read_source(&node)?;
+    let (source, _) = super::source::read_source(&node)?;
     if source.sha256.is_none() && source.package.is_none() {
         // Pinning it in kernel.lock would commit one machine's file to everyone.
         return Err(Problem::new(

@@ -6,10 +6,11 @@ use std::path::Path;
 use kdl::{KdlDocument, KdlNode};
 
 use super::diag::Problem;
+use super::fields::{Names, arch_prop, check_simple_name, parse_arch, record};
 use super::nodes::{self, Spanned, name};
+use super::source::{read_source, unpinned_host_file, unpinned_host_file_problem};
 use super::tool::{check_uses, read_tool};
 use crate::arch::Arch;
-use crate::digest::Sha256;
 use crate::model::{Defaults, Model, Series, Source, Variant, VariantSet, expand};
 
 const TOP: &[&str] = &["defaults", "builders", "variant", "tool", "series"];
@@ -123,23 +124,11 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
     }
 }
 
-/// Variant and tool names declared so far.
-#[derive(Default)]
-pub(super) struct Names {
-    pub(super) variants: HashSet<String>,
-    pub(super) tools: HashSet<String>,
-}
-
 fn collect<T>(item: Result<T, Problem>, into: &mut Vec<T>, problems: &mut Vec<Problem>) {
     match item {
         Ok(item) => into.push(item),
         Err(problem) => problems.push(problem),
     }
-}
-
-/// Runs `f`, recording its problem instead of propagating it.
-pub(super) fn record<T>(problems: &mut Vec<Problem>, result: Result<T, Problem>) -> Option<T> {
-    result.map_err(|p| problems.push(p)).ok()
 }
 
 fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) {
@@ -188,18 +177,6 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
 fn read_builder(node: &KdlNode) -> Result<(Option<Arch>, String), Problem> {
     let arch = arch_prop(node)?;
     Ok((arch, nodes::string(node)?.value))
-}
-
-/// The optional `arch=` of a node that applies to every arch or to one; no other property.
-pub(super) fn arch_prop(node: &KdlNode) -> Result<Option<Arch>, Problem> {
-    let mut problems = Vec::new();
-    nodes::check_props(node, &["arch"], &mut problems);
-    if let Some(problem) = problems.pop() {
-        return Err(problem);
-    }
-    nodes::string_prop(node, "arch")?
-        .map(|a| parse_arch(&a))
-        .transpose()
 }
 
 const EXECUTORS: &[&str] = &["host", "docker"];
@@ -252,17 +229,6 @@ fn read_arches(node: &KdlNode) -> Result<Vec<Arch>, Problem> {
         }
     }
     Ok(arches)
-}
-
-fn parse_arch(s: &Spanned) -> Result<Arch, Problem> {
-    s.value.parse().map_err(|()| {
-        Problem::new(
-            format!("unknown architecture `{}`", s.value),
-            s.span,
-            "not an architecture",
-        )
-        .suggest(&s.value, Arch::spellings().iter().copied())
-    })
 }
 
 /// `cross-compile aarch64="aarch64-linux-gnu-"`: properties keyed by arch.
@@ -394,25 +360,6 @@ fn repository_name(s: &Spanned, what: &str, slashes: bool) -> Result<String, Pro
         "not an image name",
     )
     .help("use lowercase letters and digits, joined by `.`, `_` or `-`, e.g. \"linuxkit\""))
-}
-
-/// Variant and tool names appear inside labels, where `-` separates parts.
-pub(super) fn check_simple_name(id: &Spanned, what: &str) -> Result<(), Problem> {
-    let ok = !id.value.is_empty()
-        && id
-            .value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let is_arch = id.value.parse::<Arch>().is_ok();
-    if ok && !is_arch {
-        return Ok(());
-    }
-    Err(Problem::new(
-        format!("`{}` is not a valid {what} name", id.value),
-        id.span,
-        "invalid name",
-    )
-    .help("use lowercase letters and digits only, and not an architecture name"))
 }
 
 /// What a series node says before defaults and conventions are applied.
@@ -632,126 +579,6 @@ fn version_of(
         )));
     }
     Ok(version)
-}
-
-/// Whether `source` reads a file of this machine outside the workspace (`file:///…`) with no pin
-/// of its own: its first fetch would pin whatever that path holds, any file kbuild can read.
-pub fn unpinned_host_file(source: &Source) -> bool {
-    source.sha256.is_none()
-        && source.package.is_none()
-        && source.urls.iter().any(|u| u.starts_with("file:///"))
-}
-
-pub fn unpinned_host_file_problem(url: &Spanned) -> Problem {
-    Problem::new(
-        format!(
-            "`{}` reads a file of this machine, outside the workspace, without a pin",
-            url.value
-        ),
-        url.span,
-        "unpinned",
-    )
-    .help("give its sha256=\"…\" (or, for a series, package=\"…\"); a tool may instead share the URL of a series that is pinned")
-}
-
-/// `source "URL" "MIRROR"… [sha256="HEX"]`.
-pub fn read_source(node: &KdlNode) -> Result<(Source, Spanned), Problem> {
-    let mut unknown = Vec::new();
-    nodes::check_props(node, &["sha256", "package"], &mut unknown);
-    if let Some(problem) = unknown.pop() {
-        return Err(problem);
-    }
-    let urls = nodes::strings(node)?;
-    for url in &urls {
-        let scheme_ok = ["https://", "http://", "file://"]
-            .iter()
-            .any(|s| url.value.starts_with(s));
-        if !scheme_ok {
-            return Err(Problem::new(
-                format!("`{}` is not a supported URL", url.value),
-                url.span,
-                "bad URL",
-            )
-            .help("use an https://, http:// or file:// URL"));
-        }
-        let relative = url
-            .value
-            .strip_prefix("file://")
-            .filter(|p| !p.starts_with('/'));
-        if let Some(path) = relative
-            && std::path::Path::new(path)
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err(Problem::new(
-                format!("the relative URL `{}` leaves the workspace", url.value),
-                url.span,
-                "outside",
-            )
-            .help("a relative file:// URL names a file inside the workspace; for a file elsewhere write its absolute file:/// URL with its sha256=\"…\""));
-        }
-    }
-    // Without sha256= the pin comes from kernel.lock, written by the first fetch.
-    let sha256 = match nodes::string_prop(node, "sha256")? {
-        Some(sha) => Some(Sha256::parse(&sha.value).ok_or_else(|| {
-            Problem::new(
-                "sha256 must be 64 hexadecimal digits",
-                sha.span,
-                "not a sha256",
-            )
-        })?),
-        None => None,
-    };
-    let package = nodes::string_prop(node, "package")?;
-    if let Some(package) = &package {
-        check_package_source(node, &urls, package, sha256.is_some())?;
-    }
-    let first = urls[0].clone();
-    let source = Source {
-        urls: urls.into_iter().map(|u| u.value).collect(),
-        sha256,
-        replaced: None,
-        package: package.map(|p| p.value),
-    };
-    Ok((source, first))
-}
-
-/// A package source is one local file, pinned per machine: a committed sha256 would pin one
-/// machine's package version for everyone, which is what `package=` exists to avoid.
-fn check_package_source(
-    node: &KdlNode,
-    urls: &[Spanned],
-    package: &Spanned,
-    pinned: bool,
-) -> Result<(), Problem> {
-    if let [url, ..] = urls
-        && (urls.len() > 1 || !url.value.starts_with("file://"))
-    {
-        return Err(Problem::new(
-            "a `package=` source is one file:// URL",
-            url.span,
-            "not the package's file",
-        )
-        .help("name the tarball the package installs, e.g. \"file:///usr/src/linux-source-6.1.tar.xz\""));
-    }
-    if pinned {
-        let span = nodes::prop(node, "sha256").map_or(package.span, |e| e.span());
-        return Err(Problem::new(
-            "a `package=` source is pinned on each machine, not in kernel.kdl",
-            span,
-            "remove this sha256",
-        )
-        .help("kbuild pins it in kernel.local.lock (not committed) and follows the package's updates; see doc/manifest.md"));
-    }
-    if package.value.is_empty() || package.value.contains(char::is_whitespace) {
-        return Err(Problem::new(
-            format!("`{}` is not a package name", package.value),
-            package.span,
-            "not a package",
-        )
-        .help("write the name the package manager knows, e.g. \"linux-source-6.1\""));
-    }
-    Ok(())
 }
 
 /// Parses `rt-dbg`-style sets; each part must be a declared variant, used once.

@@ -7,8 +7,9 @@ use kdl::KdlNode;
 use miette::SourceSpan;
 
 use super::diag::Problem;
+use super::fields::{Names, arch_prop, check_simple_name, record};
 use super::nodes::{self, Spanned, name};
-use super::schema::{Names, arch_prop, check_simple_name, read_source, record};
+use super::source::{read_source, unpinned_host_file, unpinned_host_file_problem};
 use crate::arch::Arch;
 use crate::model::{BuildSystem, Source, Tool};
 
@@ -227,8 +228,8 @@ pub(super) fn check_host_files(
         let Ok((source, url)) = read_source(node) else {
             continue;
         };
-        if super::schema::unpinned_host_file(&source) && !source.urls.iter().any(|u| pinned(u)) {
-            problems.push(super::schema::unpinned_host_file_problem(&url));
+        if unpinned_host_file(&source) && !source.urls.iter().any(|u| pinned(u)) {
+            problems.push(unpinned_host_file_problem(&url));
         }
     }
 }

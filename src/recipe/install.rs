@@ -59,7 +59,7 @@ pub fn finish(ctx: &Ctx, spec: &ToolSpec, advice: &str) -> Result<(), RecipeErro
 /// Every `*.pc` file under `root`.
 fn pkgconfig_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    for dir in pkgconfig_dirs(root)? {
+    for dir in super::library::pkgconfig_dirs(root)? {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "pc") {
@@ -69,18 +69,6 @@ fn pkgconfig_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     found.sort();
     Ok(found)
-}
-
-/// The `pkgconfig` directories of an installed tree (`usr/lib/pkgconfig`, `usr/share/pkgconfig`).
-pub(super) fn pkgconfig_dirs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    for base in ["usr/lib", "usr/lib64", "usr/share"] {
-        let dir = root.join(base).join("pkgconfig");
-        if dir.is_dir() {
-            dirs.push(dir);
-        }
-    }
-    Ok(dirs)
 }
 
 /// Rewrites the absolute paths of a `.pc` file's variables (`prefix=/usr`,

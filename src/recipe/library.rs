@@ -56,8 +56,7 @@ pub fn pkg_config_env(ctx: &Ctx) -> Result<BTreeMap<String, String>, RecipeError
     let mut any = false;
     for lib in roots(ctx) {
         any = true;
-        let found = super::install::pkgconfig_dirs(lib)
-            .map_err(io("listing a library's pkg-config files"))?;
+        let found = pkgconfig_dirs(lib).map_err(io("listing a library's pkg-config files"))?;
         dirs.extend(found.iter().map(|d| d.display().to_string()));
     }
     if !any {
@@ -85,6 +84,18 @@ fn merge(args: &mut Vec<String>, var: &str, flags: &[String]) {
         Some(arg) => *arg = format!("{prefix}{joined}"),
         None => args.push(format!("{prefix}{joined}")),
     }
+}
+
+/// The `pkgconfig` directories of an installed tree (`usr/lib/pkgconfig`, `usr/share/pkgconfig`).
+pub(super) fn pkgconfig_dirs(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut dirs = Vec::new();
+    for base in ["usr/lib", "usr/lib64", "usr/share"] {
+        let dir = root.join(base).join("pkgconfig");
+        if dir.is_dir() {
+            dirs.push(dir);
+        }
+    }
+    Ok(dirs)
 }
 
 #[cfg(test)]

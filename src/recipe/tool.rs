@@ -2,7 +2,6 @@
 //! the binary can run alone, as it must in an image that holds nothing else. Tools that
 //! install (libraries, bcc) go to `install.rs` and `cmake.rs`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::compile::copy;
@@ -37,7 +36,7 @@ pub fn tool(ctx: &Ctx, spec: &ToolSpec) -> Result<(), RecipeError> {
     check_runs_alone(spec, &built)?;
     if spec.strip {
         let stripped = obj.join(format!("{}.stripped", spec.binary));
-        let strip = Invocation::new(&strip_for(&ctx.action.env), &obj)
+        let strip = Invocation::new(&crate::key::toolset::strip_for(&ctx.action.env), &obj)
             .arg("--strip-all")
             .arg("-o")
             .arg(stripped.display().to_string())
@@ -85,13 +84,4 @@ fn check_runs_alone(spec: &ToolSpec, built: &Path) -> Result<(), RecipeError> {
              (perf also needs `NO_JVMTI=1` and the goal `perf`, as its plugins cannot be static)",
         )),
     }
-}
-
-/// The strip of the action's toolchain: LLVM's, or binutils' for the cross prefix.
-pub(super) fn strip_for(env: &BTreeMap<String, String>) -> String {
-    if env.contains_key("LLVM") {
-        return "llvm-strip".into();
-    }
-    let cross = env.get("CROSS_COMPILE").map_or("", String::as_str);
-    format!("{cross}strip")
 }

@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
+use super::Status;
 use crate::action::ActionId;
 use crate::cache::{Cache, CacheError};
-use crate::engine::Status;
 use crate::graph::Graph;
 use crate::key::ActionKey;
 
