@@ -9,6 +9,7 @@
 pub mod action;
 pub mod arch;
 pub mod archive;
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod digest;

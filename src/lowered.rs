@@ -355,7 +355,12 @@ pub fn lower(
         return Ok(graph);
     }
     let mut graph = crate::plan::lower(model, targets)?;
-    let groups = crate::tags::assign(model, &mut graph, stat, &[])?;
+    let groups = crate::tags::assign(
+        model,
+        &mut graph,
+        stat,
+        (&[], &|t| crate::plan::lower(model, t)),
+    )?;
     if let Some(digest) = digest {
         let _ = crate::fsutil::write_atomic(kept, &encode(&graph, digest, groups));
     }
@@ -481,7 +486,12 @@ fn restore(
     if !kept_groups.iter().all(in_graph) {
         return Ok(None);
     }
-    let groups = crate::tags::assign(model, &mut graph, stat, &kept_groups)?;
+    let groups = crate::tags::assign(
+        model,
+        &mut graph,
+        stat,
+        (&kept_groups, &|t| crate::plan::lower(model, t)),
+    )?;
     // A tag, image or index action whose group hash moved has a new own part; every other
     // action is the one whose own part was kept.
     let before: HashMap<(&str, &TargetKind), &str> = (kept_groups.iter())

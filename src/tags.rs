@@ -15,19 +15,28 @@ use serde::{Deserialize, Serialize};
 use crate::action::ActionId;
 use crate::action::Recipe;
 use crate::digest::Digest;
-use crate::graph::Graph;
+use crate::graph::{CycleError, Graph};
 use crate::kind::ActionKind;
 use crate::label::{Label, TargetKind};
 use crate::model::Model;
 use crate::statcache::StatCache;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("cannot read `{path}`: {source}")]
-#[diagnostic(help("kernel.kdl refers to this file; restore it or change kernel.kdl"))]
-pub struct TagError {
-    path: String,
-    source: std::io::Error,
+pub enum TagError {
+    #[error("cannot read `{path}`: {source}")]
+    #[diagnostic(help("kernel.kdl refers to this file; restore it or change kernel.kdl"))]
+    Input {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lower(#[from] CycleError),
 }
+
+/// Lowers the targets of one group, for a hash the graph at hand cannot give (it does not hold
+/// every arch of the group): the planner's, handed in by whoever asks for hashes.
+pub type LowerGroup<'a> = &'a dyn Fn(&[Label]) -> Result<Graph, CycleError>;
 
 /// The targets of `label`'s series and kind, one per arch: `all_targets` of that series alone,
 /// as listing every target of the model for each group made tagging quadratic.
@@ -90,7 +99,7 @@ fn hash_actions(
         for rel in &action.inputs {
             let digest = stat
                 .digest(&model.root.join(rel))
-                .map_err(|source| TagError {
+                .map_err(|source| TagError::Input {
                     path: rel.clone(),
                     source,
                 })?;
@@ -107,13 +116,22 @@ fn hash_actions(
 }
 
 /// The hash of the series and kind of `label`, over all the arches the model builds it for.
-pub fn group_hash(model: &Model, label: &Label, stat: &mut StatCache) -> Result<String, TagError> {
-    group_hash_read(model, label, stat).map(|(hash, _)| hash)
+pub fn group_hash(
+    model: &Model,
+    label: &Label,
+    stat: &mut StatCache,
+    lower: LowerGroup,
+) -> Result<String, TagError> {
+    group_hash_read(model, label, stat, lower).map(|(hash, _)| hash)
 }
 
-fn group_hash_read(model: &Model, label: &Label, stat: &mut StatCache) -> Result<Hashed, TagError> {
-    let graph = crate::plan::lower(model, &group_targets(model, label))
-        .expect("the planner makes no cycles");
+fn group_hash_read(
+    model: &Model,
+    label: &Label,
+    stat: &mut StatCache,
+    lower: LowerGroup,
+) -> Result<Hashed, TagError> {
+    let graph = lower(&group_targets(model, label))?;
     hash_actions(&graph, graph.ids(), model, stat)
 }
 
@@ -154,7 +172,7 @@ pub fn assign(
     model: &Model,
     graph: &mut Graph,
     stat: &mut StatCache,
-    kept: &[GroupHash],
+    (kept, lower): (&[GroupHash], LowerGroup),
 ) -> Result<Vec<GroupHash>, TagError> {
     let kept: HashMap<(&str, &TargetKind), &GroupHash> = kept
         .iter()
@@ -186,7 +204,7 @@ pub fn assign(
                     ),
                     _ => match group_hash_in(graph, model, &label, stat) {
                         Some(hashed) => hashed.map(|(h, ids)| (h, Some(ids)))?,
-                        None => (group_hash_read(model, &label, stat)?, None),
+                        None => (group_hash_read(model, &label, stat, lower)?, None),
                     },
                 },
             };

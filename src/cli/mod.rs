@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::build;
 use crate::cache::{Cache, EntryCheck};
 use crate::engine::{Engine, Status};
 use crate::exec::docker::{Endpoints, Mounts};
@@ -447,11 +448,12 @@ impl Workspace {
     pub(crate) fn remote(
         &self,
         cache: &Cache,
+        report: std::sync::Arc<dyn crate::report::Reporter>,
     ) -> miette::Result<Option<std::sync::Arc<crate::remote::Remote>>> {
         let Some(settings) = self.remote.settings(&self.root)? else {
             return Ok(None);
         };
-        crate::remote::Remote::connect(&settings, cache)
+        crate::remote::Remote::connect(&settings, cache, report)
             .map(Some)
             .map_err(|e| {
                 miette::miette!(
@@ -476,6 +478,35 @@ impl Workspace {
 
     /// The executor to check the run fingerprint with, without loading the manifest where the
     /// record says which one it chose: `None` when the record cannot say.
+    /// A build of `labels` in this workspace, with its remote cache and default executor.
+    pub(crate) fn request<'a>(
+        &'a self,
+        cache: &'a Cache,
+        exec: &'a dyn Executor,
+        labels: &'a [String],
+        (jobs, keep_going, locked): (usize, bool, bool),
+        report: std::sync::Arc<dyn crate::report::Reporter>,
+    ) -> miette::Result<build::Request<'a>> {
+        Ok(build::Request {
+            root: &self.root,
+            model: self.model()?,
+            labels,
+            cache,
+            exec,
+            jobs,
+            keep_going,
+            locked,
+            remote: self.remote(cache, report.clone())?,
+            report,
+            cancel: Cancel::default(),
+            default_executor: self
+                .executor_flag
+                .is_none()
+                .then(|| exec.name().to_string()),
+            link_out: true,
+        })
+    }
+
     fn recorded_executor(
         &self,
         record: &crate::fingerprint::Record,
@@ -669,61 +700,12 @@ fn lower_with(
     labels: &[String],
     stat: &mut StatCache,
 ) -> miette::Result<(Vec<Label>, Graph)> {
-    let model = ws.model()?;
-    let targets = label::resolve(model, labels)?;
-    let patch_dirs = crate::plan::read_patch_dirs(model, &targets)?;
-    let kept = crate::lowered::path(&ws.cache_dir.join("state"), &ws.root, labels);
-    let graph = crate::lowered::lower(model, (&targets, &patch_dirs), &kept, stat)?;
+    let cache_dir = ws.cache_dir.join("state");
+    let targets = label::resolve(ws.model()?, labels)?;
+    let patch_dirs = crate::plan::read_patch_dirs(ws.model()?, &targets)?;
+    let kept = crate::lowered::path(&cache_dir, &ws.root, labels);
+    let graph = crate::lowered::lower(ws.model()?, (&targets, &patch_dirs), &kept, stat)?;
     Ok((targets, graph))
-}
-
-/// Whether some action of the report failed or did not run.
-pub(crate) fn broken(report: &crate::engine::Report) -> bool {
-    report
-        .status
-        .iter()
-        .any(|s| matches!(s, Status::Failed { .. } | Status::Skipped))
-}
-
-/// Runs the graph; then what out/ or a push needs must be there in full, and what is not is
-/// evicted and built again, until nothing is.
-pub(crate) fn run_healing(
-    engine: &Engine,
-    cache: &Cache,
-    graph: &Graph,
-) -> miette::Result<crate::engine::Report> {
-    let mut report = engine.run(graph)?;
-    // Each round builds again what the one before evicted, so it ends when a round finds
-    // nothing to evict; the bound only guards against a disk that damages every write.
-    for _ in 0..graph.len() {
-        if broken(&report) || !report.errors.is_empty() || engine.cancel.is_cancelled() {
-            break;
-        }
-        if crate::engine::heal::outputs(cache, graph, &report.status) == 0 {
-            break;
-        }
-        report = engine.run(graph)?;
-    }
-    Ok(report)
-}
-
-/// [`run_healing`] with the engine's reporter installed for messages from anywhere, and told
-/// the summary at the end (the terminal view clears its status area then).
-pub(crate) fn run_watched(
-    engine: &Engine,
-    cache: &Cache,
-    graph: &Graph,
-) -> miette::Result<crate::engine::Report> {
-    let _installed = crate::report::install(engine.report.clone());
-    let report = run_healing(engine, cache, graph);
-    let summary = match &report {
-        Ok(r) => render::summary(&r.status, r.seconds, engine.cancel.is_cancelled()),
-        Err(_) => crate::report::Summary::default(),
-    };
-    engine
-        .report
-        .event(&crate::report::Event::Summary(&summary));
-    report
 }
 
 pub(crate) fn open_cache(ws: &Workspace) -> miette::Result<Cache> {
@@ -778,7 +760,7 @@ fn plan(ws: &Workspace, labels: &[String], format: PlanFormat) -> miette::Result
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
     engine.records = format == PlanFormat::Json;
-    engine.remote = ws.remote(&cache)?;
+    engine.remote = ws.remote(&cache, engine.report.clone())?;
     let report = engine.plan_with(&graph, last, stat);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
@@ -823,7 +805,7 @@ fn run(
     ws.remote.settings(&ws.root)?;
     // A text-mode null build needs no per-action report: try the fingerprint first.
     if format == Format::Text
-        && let Some(n) = fingerprint_null_build(ws, &cache, labels)?
+        && let Some(n) = build::null_build(&ws.root, &cache, labels, |r| ws.recorded_executor(r))?
     {
         let seconds = started.elapsed().as_secs_f64();
         eprintln!(
@@ -832,84 +814,22 @@ fn run(
         return Ok(0);
     }
     let exec = ws.executor()?;
-    let exec = exec.as_ref();
-    let (targets, graph) = lower(ws, labels)?;
-    let mut engine = engine(ws, &cache, exec, jobs, keep_going);
-    engine.remote = ws.remote(&cache)?;
-    engine.report = views.reporter(format == Format::Json)?;
-    engine.locked = locked;
-    engine.cancel.install_handler();
-    let report = run_watched(&engine, &cache, &graph)?;
-    let failed = broken(&report);
-    if let Some(e) = report.errors.into_iter().next() {
-        return Err(e.into());
-    }
-    if failed {
-        crate::fingerprint::forget(&ws.root, &cache, labels);
-    } else {
-        crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;
-        crate::outlinks::write_layout(&ws.root.join("out"), &cache, &graph, &report.status)?;
-        let deps = crate::fingerprint::Dependencies {
-            patch_dirs: crate::plan::patch_dirs(ws.model()?, &targets),
-            inputs: report.inputs,
-            toolsets: report.toolsets,
-            keys: report.status.iter().filter_map(Status::key).collect(),
-            default_executor: ws.executor_flag.is_none().then(|| exec.name().to_string()),
-            out: None,
-        };
-        crate::fingerprint::record(&ws.root, &cache, exec, labels, &deps);
-    }
-    // What the run's links (and out/'s) left, for the next run's checks.
-    crate::ledger::save();
-    eprint!("{}", render::failures(&graph, &report.status));
-    let traffic = engine
-        .remote
-        .as_ref()
-        .map(|r| render::Traffic::of(&r.stats));
-    match format {
-        Format::Json => println!(
-            "{}",
-            render::run_json(&graph, &report.status, report.seconds, traffic)
-        ),
-        _ => eprint!(
-            "{}",
-            render::run_text(&graph, &report.status, report.seconds, traffic)
-        ),
-    }
-    let code = if engine.cancel.is_cancelled() {
-        engine.cancel.exit_code()
-    } else {
-        i32::from(failed)
-    };
+    let report = views.reporter(format == Format::Json)?;
+    let request = ws.request(
+        &cache,
+        exec.as_ref(),
+        labels,
+        (jobs, keep_going, locked),
+        report,
+    )?;
+    request.cancel.install_handler();
+    let built = build::build(&request)?;
+    render::run(&built, request.remote.as_deref(), format);
+    let code = built.exit_code(&request.cancel);
     // The process ends next: freeing thousands of actions one by one would cost a null build
     // more than deciding them did.
-    std::mem::forget((graph, report.status, report.last));
+    std::mem::forget(built);
     Ok(code)
-}
-
-/// The number of actions of a run that the fingerprint of the last one shows to have nothing
-/// to do (with out/ still as that run left it), or `None` if it cannot show it.
-fn fingerprint_null_build(
-    ws: &Workspace,
-    cache: &Cache,
-    labels: &[String],
-) -> miette::Result<Option<usize>> {
-    let links_present =
-        ws.root.join("out/.kbuild-links").exists() && ws.root.join("out/index.json").exists();
-    if !links_present {
-        return Ok(None);
-    }
-    let Some(record) = crate::fingerprint::load(&ws.root, cache, labels) else {
-        return Ok(None);
-    };
-    let Some(exec) = ws.recorded_executor(&record)? else {
-        return Ok(None);
-    };
-    let n = record.null_build(&ws.root, cache, exec.as_ref(), labels);
-    if n.is_some() {
-        cache.touch_state(&ws.root);
-    }
-    Ok(n)
 }
 
 pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
@@ -998,7 +918,7 @@ fn why(ws: &Workspace, labels: &[String], key: bool) -> miette::Result<i32> {
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
     engine.records = key;
-    engine.remote = ws.remote(&cache)?;
+    engine.remote = ws.remote(&cache, engine.report.clone())?;
     let report = engine.plan(&graph);
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());

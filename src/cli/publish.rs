@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Format, Workspace, engine, lower, open_cache, render};
+use super::{Format, Workspace, lower, open_cache, render};
 use crate::action::ActionId;
 use crate::engine::Status;
 use crate::kind::ActionKind;
@@ -16,14 +16,24 @@ pub fn push(
     (jobs, views): (usize, &super::views::Views),
 ) -> miette::Result<i32> {
     use crate::action::Recipe;
-    let (targets, graph) = lower(ws, labels)?;
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
-    let mut engine = engine(ws, &cache, exec.as_ref(), jobs, false);
-    engine.remote = ws.remote(&cache)?;
-    engine.report = views.reporter(false)?;
-    engine.cancel.install_handler();
-    let report = super::run_watched(&engine, &cache, &graph)?;
+    let reporter = views.reporter(false)?;
+    let request = ws.request(
+        &cache,
+        exec.as_ref(),
+        labels,
+        (jobs, false, false),
+        reporter,
+    )?;
+    request.cancel.install_handler();
+    // What is pushed is also what out/ holds: a successful build links it.
+    let crate::build::Built {
+        targets,
+        graph,
+        report,
+        ..
+    } = crate::build::build(&request)?;
     eprint!("{}", render::failures(&graph, &report.status));
     if report.status.iter().any(|s| {
         !matches!(
@@ -32,15 +42,12 @@ pub fn push(
         )
     }) {
         eprintln!("kbuild: the build did not finish; nothing was pushed");
-        return Ok(if engine.cancel.is_cancelled() {
-            engine.cancel.exit_code()
+        return Ok(if request.cancel.is_cancelled() {
+            request.cancel.exit_code()
         } else {
             1
         });
     }
-    // What is pushed is also what out/ holds.
-    crate::outlinks::refresh(&ws.root, &cache, &graph, &targets, &report.status)?;
-    crate::outlinks::write_layout(&ws.root.join("out"), &cache, &graph, &report.status)?;
     let tree_of = |id: ActionId| -> miette::Result<PathBuf> {
         let manifest = report.status[id.index()]
             .key()

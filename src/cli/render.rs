@@ -149,14 +149,6 @@ pub fn matrix(graph: &Graph, status: &[Status], targets: &[crate::label::Label])
     json!({ "target": work }).to_string()
 }
 
-struct Totals {
-    cached: usize,
-    executed: usize,
-    remote: usize,
-    failed: usize,
-    skipped: usize,
-}
-
 /// Bytes moved from and to the remote cache in one run.
 #[derive(Clone, Copy)]
 pub struct Traffic {
@@ -184,34 +176,19 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn totals(status: &[Status]) -> Totals {
-    let count = |f: fn(&Status) -> bool| status.iter().filter(|s| f(s)).count();
-    Totals {
-        cached: count(|s| matches!(s, Status::Cached { .. })),
-        executed: count(|s| matches!(s, Status::Executed { .. })),
-        remote: count(|s| matches!(s, Status::Remote { .. })),
-        failed: count(|s| matches!(s, Status::Failed { .. })),
-        skipped: count(|s| {
-            matches!(
-                s,
-                Status::Skipped | Status::Pending | Status::WillRun { .. }
-            )
-        }),
-    }
-}
-
-/// What the run did, for the reporter's last event.
-pub fn summary(status: &[Status], seconds: f64, interrupted: bool) -> crate::report::Summary {
-    let t = totals(status);
-    crate::report::Summary {
-        actions: status.len(),
-        cached: t.cached,
-        executed: t.executed,
-        remote: t.remote,
-        failed: t.failed,
-        skipped: t.skipped,
-        seconds,
-        interrupted,
+/// What `kbuild run` prints after the build: the failures with their logs, then the totals
+/// (text on stderr, or the JSON report on stdout).
+pub fn run(
+    built: &crate::build::Built,
+    remote: Option<&crate::remote::Remote>,
+    format: super::Format,
+) {
+    let (graph, status, seconds) = (&built.graph, &built.report.status, built.report.seconds);
+    eprint!("{}", failures(graph, status));
+    let traffic = remote.map(|r| Traffic::of(&r.stats));
+    match format {
+        super::Format::Json => println!("{}", run_json(graph, status, seconds, traffic)),
+        _ => eprint!("{}", run_text(graph, status, seconds, traffic)),
     }
 }
 
@@ -221,7 +198,7 @@ pub fn run_json(
     seconds: f64,
     traffic: Option<Traffic>,
 ) -> String {
-    let t = totals(status);
+    let t = crate::build::summary(status, 0.0, false);
     let actions: Vec<_> = graph
         .ids()
         .map(|id| {
@@ -292,7 +269,7 @@ pub fn run_text(
     traffic: Option<Traffic>,
 ) -> String {
     let mut out = String::new();
-    let t = totals(status);
+    let t = crate::build::summary(status, 0.0, false);
     let _ = write!(
         out,
         "kbuild: {} actions, {} cached, {} executed, {} failed",

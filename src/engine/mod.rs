@@ -100,7 +100,7 @@ impl Engine<'_> {
         left: Option<&Vec<ActionId>>,
     ) {
         if repaired > 0 {
-            crate::report::say(&format!(
+            self.report.say(&format!(
                 "kbuild: repaired {repaired} damaged cache entr{} in {rounds} rounds",
                 if repaired == 1 { "y" } else { "ies" }
             ));
@@ -110,7 +110,7 @@ impl Engine<'_> {
                 .iter()
                 .map(|id| graph.action(*id).name.as_str())
                 .collect();
-            crate::report::say(&format!(
+            self.report.say(&format!(
                 "kbuild: error: the cache damaged the outputs of {} again as soon as they were \
                  built ({}); check the disk, then run `kbuild cache verify`",
                 names.len(),

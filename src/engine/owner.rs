@@ -288,7 +288,7 @@ impl RunOwner<'_> {
                 false
             }
             JobResult::Corrupt { dep, corrupt } => {
-                crate::report::say(&format!(
+                self.keys.engine.report.say(&format!(
                     "kbuild: {corrupt}; evicting `{}` and building it again",
                     self.keys.graph.action(dep).name
                 ));

@@ -13,7 +13,7 @@ use crate::action::{ActionId, Role};
 use crate::cache::{CacheError, OutputManifest, log_name};
 use crate::graph::Graph;
 use crate::key::ActionKey;
-use crate::recipe::{self, Ctx, DepOutput};
+use crate::recipe::{self, Ctx, DepOutput, Found, RecipeError};
 use crate::remote::Hit;
 use crate::report::watch::Watch;
 use crate::report::{Event, expect};
@@ -106,12 +106,14 @@ impl Runner<'_> {
             build_root: &self.build_root,
             locked: self.engine.locked,
             toolchain: &job.toolchain,
+            report: &*self.engine.report,
         };
         let result = if action.kind().is_background() {
             crate::exec::in_background(|| recipe::execute(&ctx))
         } else {
             recipe::execute(&ctx)
         };
+        let result = result.and_then(|found| self.record_found(found, &log));
         if let Err(e) = result {
             let _ = writeln!(&log, "kbuild: {e}");
             let hint = e.hint().map(str::to_string);
@@ -130,6 +132,16 @@ impl Runner<'_> {
             remote.upload(action.kind(), job.key, &manifest, &log_path);
         }
         Ok(JobResult::Executed { manifest, seconds })
+    }
+
+    /// Writes down what the recipe found outside its outputs: a first pin goes to kernel.lock.
+    fn record_found(&self, found: Found, log: &std::fs::File) -> Result<(), RecipeError> {
+        if let Some((url, sha256)) = found.pin {
+            crate::manifest::pins::pin(self.engine.workspace, &url, &sha256)
+                .map_err(crate::recipe::io("writing kernel.lock"))?;
+            let _ = writeln!(&*log, "pinned {url} sha256={sha256} in kernel.lock");
+        }
+        Ok(())
     }
 
     /// The job's result taken from the remote cache instead of executing (`Remote`), or why it

@@ -40,7 +40,12 @@ impl Latest {
             if let std::collections::btree_map::Entry::Vacant(slot) =
                 by_series.entry((kind, (version.major, version.minor)))
             {
-                slot.insert((version, crate::tags::group_hash(model, &label, stat)?));
+                slot.insert((
+                    version,
+                    crate::tags::group_hash(model, &label, stat, &|t| {
+                        crate::plan::lower(model, t)
+                    })?,
+                ));
             }
         }
         Ok(Latest { by_series })

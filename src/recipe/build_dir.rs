@@ -36,7 +36,7 @@ impl BuildDir {
         let lock = File::create(root.join("lock")).map_err(io("creating the build lock"))?;
         if lock.try_lock().is_err() {
             // Another run's, or the processes a killed run left behind, which inherited it.
-            crate::report::say(&format!(
+            ctx.report.say(&format!(
                 "kbuild: waiting for {}: another build (or the make of a killed one) still uses it",
                 root.display()
             ));

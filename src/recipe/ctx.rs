@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::action::{Action, Role};
 use crate::exec::{Cancel, ExecError, Executor, Identity, Invocation};
+use crate::report::Reporter;
 
 /// A dependency's outputs, as a directory.
 #[derive(Clone, Debug)]
@@ -39,6 +40,17 @@ pub struct Ctx<'a> {
     pub locked: bool,
     /// The identity of whoever runs the commands, as keyed (host programs, builder image).
     pub toolchain: &'a Identity,
+    /// Where messages for the user go (never the log's business: the log is the action's).
+    pub report: &'a dyn Reporter,
+}
+
+/// What a recipe found that belongs outside its outputs, for the engine to record: the first
+/// fetch of an unpinned source gives its pin (trust on first use, as Cargo.lock), which goes
+/// to kernel.lock. Recipes write nothing but their outputs and their log.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The source's first URL and the sha256 of what it served.
+    pub pin: Option<(String, crate::digest::Sha256)>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use super::{Ctx, RecipeError, io};
+use super::{Ctx, Found, RecipeError, io};
 use crate::digest::Sha256;
 
 pub fn run(
@@ -10,7 +10,7 @@ pub fn run(
     urls: &[String],
     sha256: Option<&str>,
     file: &str,
-) -> Result<(), RecipeError> {
+) -> Result<Found, RecipeError> {
     if sha256.is_none() && ctx.locked {
         return Err(RecipeError::failed(
             format!(
@@ -26,8 +26,8 @@ pub fn run(
         match fetch_one(ctx, url, &dest) {
             Ok(()) => {
                 return match sha256 {
-                    Some(sha256) => verify(ctx, &dest, sha256, url),
-                    None => pin(ctx, &dest, &urls[0]),
+                    Some(sha256) => verify(ctx, &dest, sha256, url).map(|()| Found::default()),
+                    None => pin(&dest, &urls[0]),
                 };
             }
             Err(e) => errors.push(format!("{url}: {e}")),
@@ -83,7 +83,7 @@ fn download(
             if tenth > reported {
                 reported = tenth;
                 let line = format!("fetch {url}: {}% of {} MiB", tenth * 10, total >> 20);
-                crate::report::say(&line);
+                ctx.report.say(&line);
                 let _ = writeln!(&*ctx.log, "{line}");
             }
         }
@@ -96,14 +96,12 @@ fn download(
 }
 
 /// Trust on first use, as Cargo.lock: the first fetch records what later fetches must match.
-fn pin(ctx: &Ctx, path: &std::path::Path, url: &str) -> Result<(), RecipeError> {
+/// The engine writes the pin to kernel.lock.
+fn pin(path: &std::path::Path, url: &str) -> Result<Found, RecipeError> {
     let actual = Sha256::of_file(path).map_err(io(format!("hashing {}", path.display())))?;
-    crate::manifest::pins::pin(ctx.workspace, url, &actual).map_err(io("writing kernel.lock"))?;
-    let _ = std::io::Write::write_fmt(
-        &mut &*ctx.log,
-        format_args!("pinned {url} sha256={actual} in kernel.lock\n"),
-    );
-    Ok(())
+    Ok(Found {
+        pin: Some((url.to_string(), actual)),
+    })
 }
 
 /// A mismatch fails the action, so nothing of the download reaches the cache.

@@ -13,14 +13,16 @@ mod package;
 mod patch;
 mod tool;
 
-pub use ctx::{Ctx, DepOutput, RecipeError, io};
+pub use ctx::{Ctx, DepOutput, Found, RecipeError, io};
 
 use crate::action::Recipe;
 
 /// Runs the recipe of `ctx.action`.
-pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
-    match &ctx.action.recipe {
-        Recipe::Fetch { urls, sha256, file } => fetch::run(ctx, urls, sha256.as_deref(), file),
+pub fn execute(ctx: &Ctx) -> Result<Found, RecipeError> {
+    let done = match &ctx.action.recipe {
+        Recipe::Fetch { urls, sha256, file } => {
+            return fetch::run(ctx, urls, sha256.as_deref(), file);
+        }
         Recipe::Patch { patches } => patch::run(ctx, patches),
         Recipe::Snapshot => patch::snapshot(ctx),
         Recipe::Headers { arch } => compile::headers(ctx, *arch),
@@ -38,5 +40,6 @@ pub fn execute(ctx: &Ctx) -> Result<(), RecipeError> {
         Recipe::Image(spec) => image::image(ctx, spec),
         Recipe::Index(spec) => image::index(ctx, spec),
         Recipe::Tag(spec) => package::tag(ctx, spec),
-    }
+    };
+    done.map(|()| Found::default())
 }

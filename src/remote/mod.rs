@@ -40,6 +40,7 @@ pub use transport::{RemoteError, Source, Transport};
 use crate::cache::{Cache, OutputEntry, OutputManifest};
 use crate::key::ActionKey;
 use crate::kind::ActionKind;
+use crate::report::Reporter;
 use layout::{Limited, TreeFile};
 
 /// Blobs below this size are read in batches, the others streamed one by one.
@@ -105,12 +106,18 @@ pub struct Remote {
     signer: Option<signing::Signer>,
     /// Takes only results signed by these keys.
     trust: Option<signing::Trust>,
+    /// Where its warnings go: the run's view.
+    report: std::sync::Arc<dyn Reporter>,
 }
 
 impl Remote {
     /// Connects as `settings` say. Only a malformed setting is an error; a server that cannot
     /// be reached gives a warning and a remote that answers every lookup with a miss.
-    pub fn connect(settings: &Settings, cache: &Cache) -> Result<std::sync::Arc<Remote>, String> {
+    pub fn connect(
+        settings: &Settings,
+        cache: &Cache,
+        report: std::sync::Arc<dyn Reporter>,
+    ) -> Result<std::sync::Arc<Remote>, String> {
         let budget = Budget::new(settings.timeout);
         let transport: Box<dyn Transport> = if settings.url.starts_with("grpc") {
             Box::new(grpc::Grpc::new(
@@ -142,7 +149,7 @@ impl Remote {
             transport,
             budget,
             settings,
-            cache,
+            (cache, report),
             (signer, trust),
         ))
     }
@@ -153,7 +160,7 @@ impl Remote {
         transport: Box<dyn Transport>,
         budget: std::sync::Arc<Budget>,
         settings: &Settings,
-        cache: &Cache,
+        (cache, report): (&Cache, std::sync::Arc<dyn Reporter>),
         (signer, trust): (Option<signing::Signer>, Option<signing::Trust>),
     ) -> std::sync::Arc<Remote> {
         let transfers = rayon::ThreadPoolBuilder::new()
@@ -188,6 +195,7 @@ impl Remote {
             uploading,
             signer,
             trust,
+            report,
         };
         match remote.timed(0, || remote.transport.capabilities()) {
             Ok(caps) if caps.functions.contains(&Function::Blake3) => {
@@ -213,7 +221,7 @@ impl Remote {
     fn warn(&self, what: &str) {
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         if warned.insert(what.to_string()) {
-            crate::report::say(&format!(
+            self.report.say(&format!(
                 "kbuild: warning: remote cache {}: {what}",
                 self.url
             ));

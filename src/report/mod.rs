@@ -13,7 +13,6 @@ pub mod trace;
 pub mod watch;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
 
 use crate::key::ActionKey;
 use crate::key::explain::Reason;
@@ -116,6 +115,11 @@ pub struct Summary {
 /// A view of a run. Called from the scheduler thread and from workers, so it must be `Sync`.
 pub trait Reporter: Send + Sync {
     fn event(&self, event: &Event);
+
+    /// Tells the user `text` through the view, so that it never tears a live status display.
+    fn say(&self, text: &str) {
+        self.event(&Event::Message { text });
+    }
 }
 
 /// Shows nothing: plans, queries and `--progress none`.
@@ -133,34 +137,6 @@ impl Reporter for Fanout {
         for view in &self.0 {
             view.event(event);
         }
-    }
-}
-
-/// The reporter of the run in progress, for code that has no engine at hand.
-static CURRENT: RwLock<Option<Arc<dyn Reporter>>> = RwLock::new(None);
-
-/// Makes `reporter` the one [`say`] talks to until the guard is dropped.
-pub fn install(reporter: Arc<dyn Reporter>) -> Installed {
-    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Some(reporter);
-    Installed(())
-}
-
-/// Uninstalls the current reporter when dropped.
-pub struct Installed(());
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-/// Tells the user `text` through the current reporter, so that it never tears a live status
-/// display; on stderr when no run is in progress.
-pub fn say(text: &str) {
-    let current = CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone();
-    match current {
-        Some(reporter) => reporter.event(&Event::Message { text }),
-        None => eprintln!("{text}"),
     }
 }
 
