@@ -42,26 +42,11 @@ impl Digest {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
 
-    /// Reads 64 hex digits in either case. A loop of its own, as state files hold thousands
-    /// of digests that every plan reads.
-    pub fn from_hex(hex: &str) -> Option<Digest> {
-        fn nibble(c: u8) -> Option<u8> {
-            match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                b'A'..=b'F' => Some(c - b'A' + 10),
-                _ => None,
-            }
-        }
-        let hex = hex.as_bytes();
-        if hex.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
-        Some(Digest(out))
+    /// Reads 64 hex digits in either case.
+    pub fn from_hex(text: &str) -> Option<Digest> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(Digest(bytes))
     }
 
     /// The first characters of the hex form, for display.
@@ -122,15 +107,14 @@ impl Sha256 {
         Ok(Sha256::finish(hasher))
     }
 
+    pub fn of_bytes(bytes: &[u8]) -> Sha256 {
+        use sha2::Digest as _;
+        Sha256::finish(sha2::Sha256::new_with_prefix(bytes))
+    }
+
     pub fn finish(hasher: sha2::Sha256) -> Sha256 {
         use sha2::Digest as _;
-        Sha256(
-            hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        )
+        Sha256(hex::encode(hasher.finalize()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use miette::IntoDiagnostic;
 
-use super::{Workspace, engine, open_cache};
+use super::{
+    Command, ConfigCommand, KconfigCommand, PatchesCommand, Workspace, engine, open_cache,
+};
 use crate::exec::Host;
 use crate::label::{Label, TargetKind, all_targets};
 use crate::maint::{bump, import, kconfig_split, patch_lint, update_refs};
@@ -406,6 +408,56 @@ pub fn pin(ws: &Workspace, series: &[String]) -> miette::Result<i32> {
             ),
         }
     }
+    Ok(0)
+}
+
+/// Answers the maintainer commands, or `None` for another command.
+pub fn dispatch(ws: &Workspace, command: &Command) -> Option<miette::Result<i32>> {
+    Some(match command {
+        Command::Config(ConfigCommand::Update { labels }) => config_update(ws, labels),
+        Command::UpdateRefs { paths, check } => update_refs(ws, paths, *check),
+        Command::Kconfig(KconfigCommand::Split { configs, out }) => kconfig_split(configs, out),
+        Command::Kconfig(KconfigCommand::Diff { a, b }) => kconfig_diff(a, b),
+        Command::Patches(PatchesCommand::Check { series }) => patches_check(ws, series),
+        Command::Bump {
+            series,
+            version,
+            write,
+        } => bump(ws, series, version, *write),
+        Command::NewSeries {
+            new,
+            from,
+            version,
+            write,
+        } => new_series(ws, new, from, version, *write),
+        Command::ImportLinuxkit { linuxkit } => import_linuxkit(&ws.root, linuxkit),
+        Command::Pin { series } => pin(ws, series),
+        _ => return None,
+    })
+}
+
+/// `kbuild check`: the manifest, then the patches' format.
+pub fn check(ws: &Workspace) -> miette::Result<i32> {
+    let model = ws.model()?;
+    let findings = patch_findings(ws, &[])?;
+    for f in &findings {
+        println!("{f}");
+    }
+    let targets = all_targets(model);
+    let patches = if findings.is_empty() {
+        String::new()
+    } else {
+        format!("; patches: {}", findings_summary(&findings))
+    };
+    if crate::maint::patch_lint::count(&findings).0 > 0 {
+        eprintln!("kernel.kdl is valid, but the patch errors above need fixing{patches}");
+        return Ok(2);
+    }
+    eprintln!(
+        "kernel.kdl is valid: {} series, {} targets{patches}",
+        model.series.len(),
+        targets.len()
+    );
     Ok(0)
 }
 

@@ -582,30 +582,11 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         _ => {}
     }
     let ws = Workspace::locate(&cli)?;
+    if let Some(code) = maint::dispatch(&ws, &cli.command) {
+        return code;
+    }
     match &cli.command {
-        Command::Check => {
-            let model = ws.model()?;
-            let findings = maint::patch_findings(&ws, &[])?;
-            for f in &findings {
-                println!("{f}");
-            }
-            let targets = label::all_targets(model);
-            let patches = if findings.is_empty() {
-                String::new()
-            } else {
-                format!("; patches: {}", maint::findings_summary(&findings))
-            };
-            if crate::maint::patch_lint::count(&findings).0 > 0 {
-                eprintln!("kernel.kdl is valid, but the patch errors above need fixing{patches}");
-                return Ok(2);
-            }
-            eprintln!(
-                "kernel.kdl is valid: {} series, {} targets{patches}",
-                model.series.len(),
-                targets.len()
-            );
-            Ok(0)
-        }
+        Command::Check => maint::check(&ws),
         Command::List => {
             print!("{}", render::list(ws.model()?));
             Ok(0)
@@ -631,7 +612,6 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             action,
             path,
         } => log(&ws, label, action.as_deref(), *path),
-        Command::Config(ConfigCommand::Update { labels }) => maint::config_update(&ws, labels),
         Command::Cache(CacheCommand::Verify) => upkeep::verify(&ws),
         Command::Cache(CacheCommand::Du) => upkeep::du(&ws),
         Command::Cache(CacheCommand::Gc {
@@ -664,26 +644,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             (*insecure, *no_move),
             (num_jobs(*jobs), views),
         ),
-        Command::UpdateRefs { paths, check } => maint::update_refs(&ws, paths, *check),
-        Command::Kconfig(KconfigCommand::Split { configs, out }) => {
-            maint::kconfig_split(configs, out)
-        }
-        Command::Kconfig(KconfigCommand::Diff { a, b }) => maint::kconfig_diff(a, b),
-        Command::Patches(PatchesCommand::Check { series }) => maint::patches_check(&ws, series),
-        Command::Bump {
-            series,
-            version,
-            write,
-        } => maint::bump(&ws, series, version, *write),
-        Command::NewSeries {
-            new,
-            from,
-            version,
-            write,
-        } => maint::new_series(&ws, new, from, version, *write),
-        Command::ImportLinuxkit { linuxkit } => maint::import_linuxkit(&ws.root, linuxkit),
-        Command::Pin { series } => maint::pin(&ws, series),
-        Command::Completions { .. } | Command::Man { .. } => unreachable!("answered above"),
+        _ => unreachable!("shell and maintainer commands are answered above"),
     }
 }
 

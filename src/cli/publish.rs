@@ -55,7 +55,7 @@ pub fn push(
             .ok_or_else(|| miette::miette!("no cache entry for {}", graph.action(id).name))?;
         Ok(cache.tree(&manifest)?)
     };
-    let registry = crate::oci::registry::Registry::new(host, insecure);
+    let registry = crate::oci::registry::Registry::new(host, insecure)?;
     let mut pusher = crate::oci::push::Pusher::new(&registry, no_move);
     for id in graph.ids() {
         if let Recipe::Index(spec) = &graph.action(id).recipe {

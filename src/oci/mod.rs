@@ -71,12 +71,7 @@ impl Descriptor {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    let hex: String = sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::digest::Sha256::of_bytes(bytes))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

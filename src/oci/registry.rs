@@ -27,7 +27,15 @@ pub enum RegistryError {
         "check --registry (HOST[:PORT], no scheme or path); if the server sent the URL or token, it answered something invalid"
     ))]
     Invalid { host: String, message: String },
+    #[error("cannot read the credentials for registry `{host}`: {message}")]
+    #[diagnostic(help(
+        "fix the docker config (`docker login`, or its credHelpers/credsStore helper), or set KBUILD_REGISTRY_USER and KBUILD_REGISTRY_PASSWORD"
+    ))]
+    Credentials { host: String, message: String },
 }
+
+/// The largest reply kbuild reads: manifests, indexes, tokens and error documents are small.
+const MAX_REPLY: u64 = 16 << 20;
 
 pub struct Registry {
     host: String,
@@ -37,27 +45,46 @@ pub struct Registry {
     token: Mutex<Option<String>>,
 }
 
-/// `user:password` in base64, from the environment or the docker config file.
-fn credentials(host: &str) -> Option<String> {
+/// `user:password` in base64, from the environment or as docker finds them: the docker config
+/// file's `auths`, or the credential helper it names (`credHelpers` for this host, else
+/// `credsStore`). No credentials configured is anonymous access; a config or helper that fails
+/// is an error, as pushing anonymously would only fail later with a less helpful answer.
+fn credentials(host: &str) -> Result<Option<String>, RegistryError> {
     use base64::Engine as _;
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
     if let (Ok(user), Ok(password)) = (
         std::env::var("KBUILD_REGISTRY_USER"),
         std::env::var("KBUILD_REGISTRY_PASSWORD"),
     ) {
-        return Some(
+        return Ok(Some(
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
-        );
+        ));
     }
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?;
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
-    let auths = config.get("auths")?.as_object()?;
-    let entry = auths
-        .get(host)
-        .or_else(|| auths.get(&format!("https://{host}")))?;
-    entry.get("auth")?.as_str().map(String::from)
+    let basic = |user: String, password: String| {
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    let failed = |message: String| RegistryError::Credentials {
+        host: host.to_string(),
+        message,
+    };
+    match docker_credential::get_credential(host) {
+        Ok(DockerCredential::UsernamePassword(user, password)) => Ok(Some(basic(user, password))),
+        Ok(DockerCredential::IdentityToken(_)) => Err(failed(
+            "the docker config holds an identity token for it, which kbuild cannot exchange".into(),
+        )),
+        Err(E::NoCredentialConfigured | E::ConfigNotFound) => Ok(None),
+        Err(e) => Err(failed(e.to_string())),
+    }
+}
+
+/// `sha256:` and 64 lowercase hexadecimal digits.
+fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Reads `realm`, `service` and `scope` from a `WWW-Authenticate: Bearer …` header.
@@ -94,19 +121,19 @@ pub enum Body<'a> {
 }
 
 impl Registry {
-    pub fn new(host: &str, insecure: bool) -> Registry {
+    pub fn new(host: &str, insecure: bool) -> Result<Registry, RegistryError> {
         let scheme = if insecure { "http" } else { "https" };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
-        Registry {
+        Ok(Registry {
             host: host.into(),
             base: format!("{scheme}://{host}"),
             agent,
-            basic: credentials(host),
+            basic: credentials(host)?,
             token: Mutex::new(None),
-        }
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -173,13 +200,31 @@ impl Registry {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let mut body = Vec::new();
-        let _ = response.into_body().into_reader().read_to_end(&mut body);
-        Ok(Reply {
+        let reply = Reply {
             status,
             headers,
-            body,
-        })
+            body: Vec::new(),
+        };
+        let declared: Option<u64> = reply.header("Content-Length").and_then(|l| l.parse().ok());
+        let mut body = Vec::new();
+        // Replies are JSON documents and errors: a registry that sends more is not trusted
+        // with the memory.
+        let read = (response.into_body().into_reader().take(MAX_REPLY + 1)).read_to_end(&mut body);
+        let cut = |what: String| RegistryError::Unreachable {
+            host: self.host.clone(),
+            message: format!("{method} {url}: {what}"),
+        };
+        read.map_err(|e| cut(format!("the reply was cut short: {e}")))?;
+        if body.len() as u64 > MAX_REPLY {
+            return Err(cut(format!("the reply is over {MAX_REPLY} bytes")));
+        }
+        if let Some(declared) = declared.filter(|&d| d != body.len() as u64 && method != "HEAD") {
+            return Err(cut(format!(
+                "the reply was cut short: {} of {declared} bytes",
+                body.len()
+            )));
+        }
+        Ok(Reply { body, ..reply })
     }
 
     /// Sends a request to `path` (or an absolute URL), answering a bearer challenge once.
@@ -303,12 +348,22 @@ impl Registry {
             Some(&accept),
             Body::Empty,
         )?;
-        Ok((reply.status == 200).then(|| {
-            reply
-                .header("Docker-Content-Digest")
-                .unwrap_or_default()
-                .to_string()
-        }))
+        if reply.status != 200 {
+            return Ok(None);
+        }
+        match reply.header("Docker-Content-Digest") {
+            Some(digest) if is_sha256_digest(digest) => Ok(Some(digest.to_string())),
+            // The header is optional: the manifest's own bytes say its digest.
+            None => Ok(self
+                .get_manifest(repo, reference)?
+                .map(|bytes| format!("sha256:{}", crate::digest::Sha256::of_bytes(&bytes)))),
+            Some(other) => Err(RegistryError::Invalid {
+                host: self.host.clone(),
+                message: format!(
+                    "`{repo}:{reference}` has the digest `{other}`, which is no sha256 digest"
+                ),
+            }),
+        }
     }
 
     pub fn get_manifest(

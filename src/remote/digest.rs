@@ -83,7 +83,7 @@ impl Hasher {
     pub fn finish_both(self) -> (re::Digest, crate::digest::Digest) {
         let local = crate::digest::Digest::from_bytes(*self.blake3.finalize().as_bytes());
         let hash = match (self.function, self.sha256) {
-            (Function::Sha256, Some(sha)) => hex(&sha.finalize()),
+            (Function::Sha256, Some(sha)) => hex::encode(sha.finalize()),
             _ => local.to_hex(),
         };
         let digest = re::Digest {
@@ -92,10 +92,6 @@ impl Hasher {
         };
         (digest, local)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A writer that hashes what passes through it.

@@ -283,7 +283,7 @@ fn uuid() -> String {
     let mut b = *blake3::hash(seed.as_bytes()).as_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b[..16].iter().map(|x| format!("{x:02x}")).collect();
+    let h = hex::encode(&b[..16]);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

@@ -59,11 +59,7 @@ impl Signed<'_> {
 
 /// A short, printable name of a public key: its first 8 bytes in hex.
 pub fn key_id(key: &VerifyingKey) -> String {
-    let hex: String = key.as_bytes()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("ed25519:{hex}")
+    format!("ed25519:{}", hex::encode(&key.as_bytes()[..8]))
 }
 
 /// Reads a key file; the error names the file and what is wrong, never its content.
