@@ -55,13 +55,14 @@ pub fn lower(
     root: &Path,
     cache: &Cache,
     model: &Model,
-    labels: &[String],
-    stat: &mut StatCache,
+    (labels, stat): (&[String], &mut StatCache),
+    report: &dyn Reporter,
 ) -> miette::Result<(Vec<Label>, Graph)> {
     let targets = crate::label::resolve(model, labels)?;
     let patch_dirs = crate::plan::read_patch_dirs(model, &targets)?;
     let kept = crate::lowered::path(&cache.dir("state"), root, labels);
-    let graph = crate::lowered::lower(model, (&targets, &patch_dirs), &kept, stat)?;
+    let warn = &mut |e: crate::fsutil::SaveError| report.say(&e.to_string());
+    let graph = crate::lowered::lower(model, (&targets, &patch_dirs), &kept, stat, warn)?;
     Ok((targets, graph))
 }
 
@@ -129,10 +130,12 @@ pub fn build(request: &Request) -> miette::Result<Built> {
         request.root,
         request.cache,
         request.model,
-        request.labels,
-        &mut stat,
+        (request.labels, &mut stat),
+        &*request.report,
     )?;
-    stat.save();
+    if let Err(e) = stat.save() {
+        request.report.say(&e.to_string());
+    }
     let engine = request.engine();
     let mut report = run_reported(&engine, &graph)?;
     let failed = broken(&report);
@@ -143,7 +146,9 @@ pub fn build(request: &Request) -> miette::Result<Built> {
         record(request, &targets, &graph, &report, failed)?;
     }
     // What the run's links (and out/'s) left, for the next run's checks.
-    crate::ledger::save();
+    if let Err(e) = crate::ledger::save() {
+        request.report.say(&e.to_string());
+    }
     Ok(Built {
         targets,
         graph,
@@ -176,7 +181,9 @@ fn record(
         default_executor: request.default_executor.clone(),
         out: None,
     };
-    crate::fingerprint::record(root, cache, request.exec, request.labels, &deps);
+    if let Err(e) = crate::fingerprint::record(root, cache, request.exec, request.labels, &deps) {
+        request.report.say(&e.to_string());
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::exec::{Executor, Toolset};
+use crate::fsutil::SaveError;
 use crate::key::ActionKey;
 use crate::statcache::StatCache;
 
@@ -53,7 +54,8 @@ fn digest(
     h.update(format!("\n{}\n{}\n", exec.name(), patterns.join(" ")).as_bytes());
     for dir in &deps.patch_dirs {
         h.update(format!("dir {dir}:").as_bytes());
-        for file in crate::plan::patch_files(root, dir) {
+        // An unreadable directory is no null build: the full path reports it.
+        for file in crate::plan::patch_files(root, dir).ok()? {
             h.update(file.as_bytes());
         }
     }
@@ -158,7 +160,10 @@ impl Record {
             let out = scope.spawn(|| deps.out.is_some() && out_digest(root) == deps.out);
             let mut stat = StatCache::in_state_dir(&cache.dir("state"));
             let now = digest(root, patterns, exec, deps, &mut stat);
-            stat.save();
+            // A null build's only view is stderr.
+            if let Err(e) = stat.save() {
+                eprintln!("{e}");
+            }
             let held = now == Some(self.digest) && deps.keys.iter().all(|k| cache.has_entry(*k));
             (out.join().unwrap_or(false) && held).then_some(deps.keys.len())
         })
@@ -166,30 +171,34 @@ impl Record {
 }
 
 /// Records a fully successful run, so that the next identical one can take [`null_build`].
+/// Without the record the next run takes the full path: a failure to write it is a warning.
 pub fn record(
     root: &Path,
     cache: &Cache,
     exec: &dyn Executor,
     patterns: &[String],
     deps: &Dependencies,
-) {
+) -> Result<(), SaveError> {
     let mut stat = StatCache::in_state_dir(&cache.dir("state"));
     let Some(digest) = digest(root, patterns, exec, deps, &mut stat) else {
-        return;
+        return Ok(());
     };
-    stat.save();
+    stat.save()?;
     let Some(out) = out_digest(root) else {
-        return;
+        return Ok(());
     };
     let deps = Dependencies {
         out: Some(out),
         ..deps.clone()
     };
-    // Best effort: without the record the next run takes the full path.
-    let _ = crate::fsutil::write_atomic(
-        &record_path(cache, root, patterns),
-        encode(digest, &deps).as_bytes(),
-    );
+    let path = record_path(cache, root, patterns);
+    crate::fsutil::write_atomic(&path, encode(digest, &deps).as_bytes()).map_err(|source| {
+        SaveError {
+            what: "the run's fingerprint",
+            path,
+            source,
+        }
+    })
 }
 
 /// A digest of the stat data (type, size, mode, inode, mtime, ctime, link text) of everything

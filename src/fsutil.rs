@@ -40,3 +40,26 @@ pub fn replace_keeping_mode(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// A file of saved state that could not be written: the next run does more work, nothing else.
+#[derive(Debug, thiserror::Error)]
+#[error("kbuild: warning: cannot save {what} to {}: {source} (the next run will redo the work it saves)", path.display())]
+pub struct SaveError {
+    pub what: &'static str,
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
+impl SaveError {
+    /// `io::Error` of writing `path`, as a [`SaveError`] about `what`.
+    pub fn of<'a>(
+        what: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> SaveError + 'a {
+        move |source| SaveError {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -111,10 +111,10 @@ pub fn note(path: &Path, digest: Option<Digest>) {
 }
 
 /// Writes the notes to every attached cache's ledger file, merged with what is there.
-pub fn save() {
+pub fn save() -> Result<(), crate::fsutil::SaveError> {
     with(|l| {
         if !l.dirty {
-            return;
+            return Ok(());
         }
         l.read_files();
         let mut notes: Vec<(Id, Note)> = l.notes.iter().map(|(k, v)| (*k, *v)).collect();
@@ -123,12 +123,19 @@ pub fn save() {
             notes.truncate(KEPT);
         }
         let bytes = encode(&notes);
-        for (path, _) in &l.files {
-            // Best effort: without the file the next run hashes what it cannot vouch for.
-            let _ = crate::fsutil::write_atomic(path, &bytes);
-        }
         l.dirty = false;
-    });
+        // Without the file the next run hashes what it cannot vouch for: a warning.
+        for (path, _) in &l.files {
+            crate::fsutil::write_atomic(path, &bytes).map_err(|source| {
+                crate::fsutil::SaveError {
+                    what: "the ledger of kbuild's links",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    })
 }
 
 impl Ledger {

@@ -346,6 +346,7 @@ pub fn lower(
     (targets, patch_dirs): (&[Label], &[(String, Vec<String>)]),
     kept: &Path,
     stat: &mut crate::statcache::StatCache,
+    warn: &mut dyn FnMut(crate::fsutil::SaveError),
 ) -> miette::Result<Graph> {
     let digest = lowering_digest(model, targets, patch_dirs);
     if let Some(digest) = digest
@@ -361,8 +362,11 @@ pub fn lower(
         stat,
         (&[], &|t| crate::plan::lower(model, t)),
     )?;
-    if let Some(digest) = digest {
-        let _ = crate::fsutil::write_atomic(kept, &encode(&graph, digest, groups));
+    // Without the kept graph the next plan lowers again: a warning.
+    if let Some(digest) = digest
+        && let Err(e) = crate::fsutil::write_atomic(kept, &encode(&graph, digest, groups))
+    {
+        warn(crate::fsutil::SaveError::of("the lowered graph", kept)(e));
     }
     Ok(graph)
 }

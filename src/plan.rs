@@ -15,12 +15,8 @@ use crate::label::{Label, TargetKind};
 use crate::model::{Model, Series, Source, Tool, VariantSet, expand};
 
 /// Lowers `targets` into a graph. Actions that do not depend on the variant or arch are shared.
-pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
-    let mut lowerer = Lowerer {
-        model,
-        graph: Graph::default(),
-        envs: HashMap::new(),
-    };
+pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, PlanError> {
+    let mut lowerer = Lowerer::new(model);
     for label in targets {
         lowerer.target(label);
     }
@@ -39,7 +35,7 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
         lowerer.index(&group);
     }
     lowerer.graph.spread_labels();
-    lowerer.graph.check_acyclic()?;
+    lowerer.finish()?;
     Ok(lowerer.graph)
 }
 
@@ -47,23 +43,33 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, CycleError> {
 pub fn lower_configure(
     model: &Model,
     targets: &[Label],
-) -> Result<(Graph, Vec<ActionId>), CycleError> {
-    let mut lowerer = Lowerer {
-        model,
-        graph: Graph::default(),
-        envs: HashMap::new(),
-    };
+) -> Result<(Graph, Vec<ActionId>), PlanError> {
+    let mut lowerer = Lowerer::new(model);
     let ids = targets
         .iter()
         .map(|label| lowerer.configure(label, &label.variants().cloned().unwrap_or_default()))
         .collect();
-    lowerer.graph.check_acyclic()?;
+    lowerer.finish()?;
     Ok((lowerer.graph, ids))
+}
+
+/// Why targets could not be lowered.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PlanError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cycle(#[from] CycleError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    PatchDir(#[from] PatchDirError),
 }
 
 struct Lowerer<'a> {
     model: &'a Model,
     graph: Graph,
+    /// The first patch directory that could not be listed: lowering fails with it rather than
+    /// plan a kernel without its patches.
+    patch_error: std::cell::RefCell<Option<PatchDirError>>,
     /// Toolchain environments by series and arch, built once and shared.
     envs: HashMap<(String, Arch), Arc<BTreeMap<String, String>>>,
 }
@@ -167,10 +173,9 @@ pub fn read_patch_dir(root: &Path, dir: &str) -> Result<Vec<String>, PatchDirErr
     Ok(names.into_iter().map(|n| format!("{dir}/{n}")).collect())
 }
 
-/// Like [`read_patch_dir`], for callers that checked the directories first
-/// ([`read_patch_dirs`]) or only compare listings (the fingerprint): an error lists nothing.
-pub fn patch_files(root: &Path, dir: &str) -> Vec<String> {
-    read_patch_dir(root, dir).unwrap_or_default()
+/// The patches of `dir`, in the order they apply; a directory that is not there has none.
+pub fn patch_files(root: &Path, dir: &str) -> Result<Vec<String>, PatchDirError> {
+    read_patch_dir(root, dir)
 }
 
 /// Every patch directory the targets use, with its listing: each must be readable before
@@ -182,6 +187,33 @@ pub fn read_patch_dirs(
     (patch_dirs(model, targets).into_iter())
         .map(|dir| Ok((dir.clone(), read_patch_dir(&model.root, &dir)?)))
         .collect()
+}
+
+impl<'a> Lowerer<'a> {
+    fn new(model: &'a Model) -> Lowerer<'a> {
+        Lowerer {
+            model,
+            graph: Graph::default(),
+            patch_error: Default::default(),
+            envs: HashMap::new(),
+        }
+    }
+
+    /// The lowered graph's checks: every patch directory listed, no cycle.
+    fn finish(&mut self) -> Result<(), PlanError> {
+        if let Some(e) = self.patch_error.take() {
+            return Err(e.into());
+        }
+        Ok(self.graph.check_acyclic()?)
+    }
+
+    /// The patches of `dir`; the first directory that cannot be listed is kept for `finish`.
+    fn patch_files(&self, dir: &str) -> Vec<String> {
+        read_patch_dir(&self.model.root, dir).unwrap_or_else(|e| {
+            self.patch_error.borrow_mut().get_or_insert(e);
+            Vec::new()
+        })
+    }
 }
 
 fn numeric_prefix(name: &str) -> u64 {
@@ -330,7 +362,7 @@ impl Lowerer<'_> {
             .filter_map(|v| v.patches.as_ref());
         variant_dirs
             .chain(std::iter::once(&series.patches))
-            .flat_map(|dir| patch_files(&self.model.root, &expand(dir, &series.name, None)))
+            .flat_map(|dir| self.patch_files(&expand(dir, &series.name, None)))
             .collect()
     }
 

@@ -124,15 +124,18 @@ impl StatCache {
         answer
     }
 
-    pub fn save(&self) {
+    /// Writes what this pass learnt. Losing the file costs only hashing again, so a failure is
+    /// the caller's to tell as a warning, never a failed build.
+    pub fn save(&self) -> Result<(), crate::fsutil::SaveError> {
         if !self.dirty {
-            return;
+            return Ok(());
         }
-        // Best effort: losing this file costs only re-hashing.
-        let _ = crate::fsutil::write_atomic(
-            &self.path,
-            &postcard::to_allocvec(&self.stored).unwrap_or_default(),
-        );
+        let bytes = postcard::to_allocvec(&self.stored).unwrap_or_default();
+        crate::fsutil::write_atomic(&self.path, &bytes).map_err(|source| crate::fsutil::SaveError {
+            what: "the stat cache",
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -175,7 +178,7 @@ mod tests {
         let stamp = Stamp::of(&std::fs::metadata(&file).unwrap());
         stat.stored.files.insert(file.clone(), (stamp, remembered));
         stat.dirty = true;
-        stat.save();
+        stat.save().unwrap();
         let mut again = StatCache::in_state_dir(dir.path());
         assert_eq!(again.digest(&file).unwrap(), remembered);
         std::fs::write(&file, "CONFIG_A=n\nCONFIG_B=y\n").unwrap();

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::action::ActionId;
 use crate::action::Recipe;
 use crate::digest::Digest;
-use crate::graph::{CycleError, Graph};
+use crate::graph::Graph;
 use crate::kind::ActionKind;
 use crate::label::{Label, TargetKind};
 use crate::model::Model;
+use crate::plan::PlanError;
 use crate::statcache::StatCache;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -31,12 +32,12 @@ pub enum TagError {
     },
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Lower(#[from] CycleError),
+    Lower(#[from] PlanError),
 }
 
 /// Lowers the targets of one group, for a hash the graph at hand cannot give (it does not hold
 /// every arch of the group): the planner's, handed in by whoever asks for hashes.
-pub type LowerGroup<'a> = &'a dyn Fn(&[Label]) -> Result<Graph, CycleError>;
+pub type LowerGroup<'a> = &'a dyn Fn(&[Label]) -> Result<Graph, PlanError>;
 
 /// The targets of `label`'s series and kind, one per arch: `all_targets` of that series alone,
 /// as listing every target of the model for each group made tagging quadratic.

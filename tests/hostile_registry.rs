@@ -110,3 +110,75 @@ fn an_upload_location_the_client_cannot_use_is_an_error() {
     });
     fails_cleanly(&ws, &format!("127.0.0.1:{port}"), "registry `127.0.0.1:");
 }
+
+#[test]
+fn a_reply_cut_short_is_an_error_not_a_shorter_document() {
+    let ws = Ws::new();
+    // Says 100 bytes, sends 9 and closes: the client must not take `{"short"` for the answer.
+    let port = serve(|method, _, _| {
+        match method {
+        "HEAD" => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        _ => "HTTP/1.1 202 Accepted\r\nLocation: /v2/x/blobs/uploads/1\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"short\"".into(),
+    }
+    });
+    fails_cleanly(&ws, &format!("127.0.0.1:{port}"), "cut short");
+}
+
+#[test]
+fn a_manifest_digest_that_is_no_sha256_is_refused() {
+    let ws = Ws::new();
+    // Every blob is there; every manifest "exists" under a digest no OCI registry gives.
+    let port = serve(|method, path, _| {
+        match (method, path.contains("/manifests/")) {
+        ("HEAD", true) => "HTTP/1.1 200 OK\r\nDocker-Content-Digest: md5:0123\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        ("HEAD", false) => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        _ => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+    }
+    });
+    fails_cleanly(&ws, &format!("127.0.0.1:{port}"), "no sha256 digest");
+}
+
+#[test]
+fn a_credential_helper_that_fails_is_an_error_not_anonymous_access() {
+    let ws = Ws::new();
+    let port = serve(|_, _, _| {
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            .into()
+    });
+    let host = format!("127.0.0.1:{port}");
+    let config = tempfile::tempdir().unwrap();
+    // A helper that exists and fails, as one whose keychain is locked does.
+    let helper = config.path().join("docker-credential-locked");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\necho 'the keychain is locked' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        config.path().join("config.json"),
+        format!("{{\"credHelpers\": {{\"{host}\": \"locked\"}}}}"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        config.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = ws
+        .command(&["push", "//6.6.x:amd64", "--registry", &host, "--insecure"])
+        .env("DOCKER_CONFIG", config.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot read the credentials for registry `{host}`"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("docker-credential-locked"), "{stderr}");
+    assert!(stderr.contains("the keychain is locked"), "{stderr}");
+}

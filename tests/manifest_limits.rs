@@ -192,6 +192,22 @@ fn unreadable_inputs_are_errors_not_absent() {
         !ws.cache.join("ac").exists()
             || std::fs::read_dir(ws.cache.join("ac")).unwrap().count() == 0
     );
+    // Every command that reads patches says so, none takes the directory for empty: the
+    // patch check, and the config update (which lowers without the run's own checks).
+    for args in [
+        &["patches", "check"][..],
+        &["config", "update", "//6.6.x:amd64"][..],
+    ] {
+        let out = ws.kbuild(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(
+            format!("{stdout}{stderr}")
+                .contains("cannot read the patch directory `kernel/6.6.x/patches`"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
 
     let ws = Ws::new();
     let bad = std::ffi::OsStr::from_bytes(b"0002-\xff.patch");

@@ -217,16 +217,15 @@ impl Cache {
 
     /// Keeps the text of an input file that `why` explains in kernel terms (a config, a
     /// patch), by its digest; once per digest, and only if it is small.
-    pub fn keep_input(&self, digest: Digest, file: &Path) {
+    pub fn keep_input(&self, digest: Digest, file: &Path) -> Result<(), CacheError> {
         let dest = self.input_path(digest);
         if dest.is_file() {
-            return;
+            return Ok(());
         }
+        // An input gone or grown since it was keyed is simply not kept: its key says so.
         match std::fs::read(file) {
-            Ok(bytes) if bytes.len() <= 1 << 20 => {
-                let _ = write_once(&self.dir("tmp"), &dest, &bytes);
-            }
-            _ => {}
+            Ok(bytes) if bytes.len() <= 1 << 20 => write_once(&self.dir("tmp"), &dest, &bytes),
+            _ => Ok(()),
         }
     }
 

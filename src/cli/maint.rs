@@ -18,7 +18,10 @@ pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Re
     let model = ws.model()?;
     let mut stat = StatCache::in_state_dir(&ws.cache_dir.join("state"));
     let latest = update_refs::Latest::of(model, &mut stat)?;
-    stat.save();
+    // The command line's view of saved state is stderr.
+    if let Err(e) = stat.save() {
+        eprintln!("{e}");
+    }
     let selection =
         update_refs::tracked_files(&ws.root, paths).map_err(|e| miette::miette!("{e}"))?;
     for (file, why) in &selection.skipped {

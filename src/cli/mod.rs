@@ -556,7 +556,7 @@ impl Workspace {
                 .cache_dir
                 .join("state")
                 .join(format!("manifest-{ws_id}.json"));
-            crate::manifest::load_memoized(&self.root, &memo)?
+            crate::manifest::load_memoized(&self.root, &memo, &mut |e| eprintln!("{e}"))?
         } else {
             crate::manifest::load(&self.root)?
         };
@@ -651,7 +651,10 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
 pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
     let mut stat = StatCache::in_state_dir(&ws.cache_dir.join("state"));
     let lowered = lower_with(ws, labels, &mut stat)?;
-    stat.save();
+    // The command line's view of saved state is stderr.
+    if let Err(e) = stat.save() {
+        eprintln!("{e}");
+    }
     Ok(lowered)
 }
 
@@ -665,7 +668,8 @@ fn lower_with(
     let targets = label::resolve(ws.model()?, labels)?;
     let patch_dirs = crate::plan::read_patch_dirs(ws.model()?, &targets)?;
     let kept = crate::lowered::path(&cache_dir, &ws.root, labels);
-    let graph = crate::lowered::lower(ws.model()?, (&targets, &patch_dirs), &kept, stat)?;
+    let warn = &mut |e: crate::fsutil::SaveError| eprintln!("{e}");
+    let graph = crate::lowered::lower(ws.model()?, (&targets, &patch_dirs), &kept, stat, warn)?;
     Ok((targets, graph))
 }
 

@@ -163,13 +163,21 @@ impl<'a> Keys<'a> {
 
     /// Stores the record of a key about to be made, with the texts of the configs and patches
     /// it names, so that a later change of them can be said in kernel terms.
-    pub(super) fn store_record(&self, key: ActionKey, record: &KeyRecord) {
+    /// A failure costs only explanations: a warning, not a failed build.
+    pub(super) fn store_record(&self, id: ActionId, key: ActionKey, record: &KeyRecord) {
         let cache = self.engine.cache;
-        let _ = cache.store_record(key, record);
-        for (path, digest) in &record.inputs {
-            if kernel_terms::explains(path) {
-                cache.keep_input(*digest, &self.engine.workspace.join(path));
-            }
+        let kept = cache.store_record(key, record).and_then(|()| {
+            (record.inputs.iter())
+                .filter(|(path, _)| kernel_terms::explains(path))
+                .try_for_each(|(path, digest)| {
+                    cache.keep_input(*digest, &self.engine.workspace.join(path))
+                })
+        });
+        if let Err(e) = kept {
+            self.engine.report.say(&format!(
+                "kbuild: warning: cannot keep what `{}` was keyed by: {e}; `kbuild why` cannot explain its next rebuild",
+                self.graph.action(id).name
+            ));
         }
     }
 
@@ -230,7 +238,7 @@ impl<'a> Keys<'a> {
             self.hits.insert(id, hit);
             // Fetched now only if its outputs are wanted as they are; else when a miss needs them.
             if self.running && !action.kind().traits().held {
-                self.store_record(key, &record);
+                self.store_record(id, key, &record);
                 return None;
             }
             return self.running.then_some((record, key));
@@ -286,7 +294,9 @@ impl<'a> Keys<'a> {
 impl Keys<'_> {
     pub(super) fn into_report(self, started: Instant) -> Report {
         let (stat, inputs, toolsets) = self.keyer.into_inputs();
-        stat.save();
+        if let Err(e) = stat.save() {
+            self.engine.report.say(&e.to_string());
+        }
         Report {
             status: self.status,
             records: self.records,

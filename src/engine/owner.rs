@@ -166,7 +166,7 @@ impl Owner for RunOwner<'_> {
             }
             return Ready::Done(decision.is_some());
         };
-        self.keys.store_record(key, &record);
+        self.keys.store_record(id, key, &record);
         let reason = match &self.keys.status[id.index()] {
             Status::WillRun { reason, .. } | Status::Remote { reason, .. } => reason.clone(),
             _ => Reason::NeverBuilt,

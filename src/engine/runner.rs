@@ -194,13 +194,21 @@ impl Runner<'_> {
         self.engine.cache.add_hold(key);
         drop(publishing);
         // The log of the run that made the entry, for `kbuild log` once the per-action log of
-        // this workspace has been written over by a run of another key. Best effort: a log
-        // is an explanation, not an output.
+        // this workspace has been written over by a run of another key. A log is an
+        // explanation, not an output: a failure to keep it is a warning.
         let by_key = self.engine.cache.log_of(key);
-        if let Some(dir) = by_key.parent()
-            && std::fs::create_dir_all(dir).is_ok()
-        {
-            let _ = std::fs::copy(log_path, &by_key);
+        let kept = match by_key.parent() {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).and_then(|()| std::fs::copy(log_path, &by_key))
+            }
+            None => Ok(0),
+        };
+        if let Err(e) = kept {
+            self.engine.report.say(&format!(
+                "kbuild: warning: cannot keep the log {} as {}: {e}",
+                log_path.display(),
+                by_key.display()
+            ));
         }
         Ok(manifest)
     }

@@ -68,7 +68,18 @@ fn names_origin(line: &str) -> bool {
 /// Checks the `*.patch` files of `dir` (workspace-relative; a missing directory has none).
 pub fn check_dir(root: &Path, dir: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let files = crate::plan::patch_files(root, dir);
+    let files = match crate::plan::patch_files(root, dir) {
+        Ok(files) => files,
+        Err(e) => {
+            findings.push(Finding {
+                file: dir.to_string(),
+                line: 0,
+                severity: Severity::Error,
+                message: e.to_string(),
+            });
+            return findings;
+        }
+    };
     let mut by_number: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
     for file in &files {
         let name = file.rsplit('/').next().unwrap_or(file);

@@ -145,7 +145,11 @@ struct Memo {
 /// Like [`load`], but reuses the model parsed last time when none of [`FILES`] changed, kept in
 /// `memo`. KDL parsing dominates a null build otherwise. The files the manifest names are checked
 /// again every time; any problem sends it down the full path, which reports with spans.
-pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
+pub fn load_memoized(
+    root: &Path,
+    memo: &Path,
+    warn: &mut dyn FnMut(crate::fsutil::SaveError),
+) -> Result<Model, LoadError> {
     let texts = Texts::read(root)?;
     let digest = texts.digest();
     let remembered: Option<Memo> = std::fs::read(memo)
@@ -167,8 +171,10 @@ pub fn load_memoized(root: &Path, memo: &Path) -> Result<Model, LoadError> {
         digest,
         model: model.clone(),
     }) {
-        // Best effort: without the memo the next run parses again.
-        let _ = crate::fsutil::write_atomic(memo, &bytes);
+        // Without the memo the next run parses again: a warning.
+        if let Err(e) = crate::fsutil::write_atomic(memo, &bytes) {
+            warn(crate::fsutil::SaveError::of("the parsed manifest", memo)(e));
+        }
     }
     Ok(model)
 }

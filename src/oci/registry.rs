@@ -67,6 +67,14 @@ fn credentials(host: &str) -> Result<Option<String>, RegistryError> {
         host: host.to_string(),
         message,
     };
+    // The crate reads the same file; one that is not there is anonymous access, not an error.
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
+    let Some(config) = dir.map(|d| d.join("config.json")).filter(|c| c.exists()) else {
+        return Ok(None);
+    };
+    let failed = |message: String| failed(format!("{message} ({})", config.display()));
     match docker_credential::get_credential(host) {
         Ok(DockerCredential::UsernamePassword(user, password)) => Ok(Some(basic(user, password))),
         Ok(DockerCredential::IdentityToken(_)) => Err(failed(
