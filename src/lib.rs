@@ -1,41 +1,77 @@
 //! kbuild: a declarative, content-addressed build engine for LinuxKit-style kernels.
 //!
-//! Data flows through the modules in this order: [`manifest`] reads `kernel.kdl` into a
-//! [`model`]; [`label`] picks targets; [`plan`] lowers them into an [`action`] [`graph`];
-//! [`key`] names each action by its inputs; [`cache`] answers what it can; [`schedule`] and
-//! [`engine`] run the rest through an [`exec`] executor with the [`recipe`] of each kind;
-//! [`explain`] says why something ran; [`cli`] is the command line.
+//! The modules are listed in data-flow order: each uses only modules listed above it (checked
+//! by tests/import_graph.rs), from the leaves that know nothing of kbuild's types to the
+//! command line. doc/design.md draws the same order.
 
-pub mod action;
+// Leaves: formats and facts of the outside world.
+/// Target architectures and their spellings (kernel, image, make, toolchain).
 pub mod arch;
+/// Deterministic tarballs.
 pub mod archive;
-pub mod build;
-pub mod cache;
-pub mod cli;
+/// Typed content digests: blake3 for what kbuild stores, sha256 for what upstream publishes.
 pub mod digest;
+/// What Debian's package database says about a file.
 pub mod dpkg;
+/// Whether a program needs a dynamic loader.
 pub mod elf;
-pub mod engine;
-pub mod exec;
-pub mod fingerprint;
+/// Atomic writes and small filesystem helpers; the error of state that could not be saved.
 pub mod fsutil;
-pub mod graph;
+/// Kernel config files as data.
 pub mod kconfig;
-pub mod key;
+/// What each kind of action is, declared once.
 pub mod kind;
-pub mod label;
+/// The ctimes of kbuild's own links, which let a later check trust a file without hashing it.
 pub mod ledger;
-pub mod lowered;
-pub mod maint;
-pub mod manifest;
+/// The validated workspace model.
 pub mod model;
-pub mod oci;
-pub mod outlinks;
-pub mod plan;
-pub mod recipe;
-pub mod remote;
-pub mod report;
-pub mod schedule;
-pub mod statcache;
-pub mod tags;
+/// Unpacking hostile source tarballs.
 pub mod unpack;
+
+// From the manifest to a graph of actions.
+/// Target labels and patterns.
+pub mod label;
+/// OCI descriptors, manifests, indexes, the image layout, and a registry client.
+pub mod oci;
+/// Typed actions: a kind, its recipe's parameters, inputs and dependencies.
+pub mod action;
+/// Executors: the host, Docker builder containers, a dry run.
+pub mod exec;
+/// File digests trusted while a file's stat data is unchanged.
+pub mod statcache;
+/// Action keys: what an action sees, its record, and why two records differ.
+pub mod key;
+/// Reading kernel.kdl (KDL v2) into the model, with spanned diagnostics.
+pub mod manifest;
+/// The local cache: blobs, the action cache, key records, trees, per-workspace state.
+pub mod cache;
+/// The action graph.
+pub mod graph;
+/// Lowering targets into the action graph.
+pub mod plan;
+
+// Running the graph.
+/// What a run tells the people and programs watching it.
+pub mod report;
+/// The scheduler: one thread owns the state, workers run actions.
+pub mod schedule;
+/// The remote cache over REAPI (gRPC) or HTTP.
+pub mod remote;
+/// Image references and the hash inside them.
+pub mod tags;
+/// The lowered graph kept across runs.
+pub mod lowered;
+/// Maintainer commands: bump, pin, import, update-refs, kconfig split, patch checks.
+pub mod maint;
+/// What each kind of action does.
+pub mod recipe;
+/// Decides every action (cached, remote, to run) and runs the misses.
+pub mod engine;
+/// The run fingerprint that answers a null build.
+pub mod fingerprint;
+/// `out/`: links to each target's images and tags.
+pub mod outlinks;
+/// A build as a library call: lower, run, heal, link out/, record.
+pub mod build;
+/// The command line.
+pub mod cli;

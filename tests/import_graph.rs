@@ -349,3 +349,57 @@ fn src_has_no_import_circles() {
     }
     assert!(report.is_empty(), "import circles in src/:\n{report}");
 }
+
+/// lib.rs lists the top-level modules in data-flow order: each imports only modules listed
+/// above it, so the list reads from the leaves (digests, archives) to the command line.
+#[test]
+fn lib_rs_lists_modules_in_data_flow_order() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let krate = Crate::read(&src);
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let listed: Vec<String> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|l| l.trim_end_matches(';').to_string())
+        .collect();
+    let top = |m: &ModPath| m.first().cloned().unwrap_or_default();
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (a, b) in krate.arrows().keys() {
+        if !a.is_empty() && top(a) != top(b) {
+            uses.entry(top(a)).or_default().insert(top(b));
+        }
+    }
+    let mut wrong = Vec::new();
+    for (i, module) in listed.iter().enumerate() {
+        for used in uses.get(module).into_iter().flatten() {
+            if !listed[..i].contains(used) {
+                wrong.push(format!("{module} uses {used}, listed after it"));
+            }
+        }
+    }
+    // An order that would do: modules whose imports are all placed, leaves first.
+    let mut order: Vec<String> = Vec::new();
+    let mut left: Vec<String> = listed.clone();
+    while !left.is_empty() {
+        let ready: Vec<String> = (left.iter())
+            .filter(|m| {
+                uses.get(*m)
+                    .into_iter()
+                    .flatten()
+                    .all(|u| order.contains(u))
+            })
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        left.retain(|m| !ready.contains(m));
+        order.extend(ready);
+    }
+    assert!(
+        wrong.is_empty(),
+        "{}\na data-flow order: {}",
+        wrong.join("\n"),
+        order.join(" ")
+    );
+}
