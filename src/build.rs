@@ -52,17 +52,16 @@ pub struct Built {
 /// The targets `labels` names, lowered into their action graph; the graph kept from the last
 /// lowering is reused for what did not change.
 pub fn lower(
-    root: &Path,
-    cache: &Cache,
+    cache_root: &Path,
     model: &Model,
     (labels, stat): (&[String], &mut StatCache),
     report: &dyn Reporter,
 ) -> miette::Result<(Vec<Label>, Graph)> {
     let targets = crate::label::resolve(model, labels)?;
     let patch_dirs = crate::plan::read_patch_dirs(model, &targets)?;
-    let kept = crate::lowered::path(&cache.dir("state"), root, labels);
     let warn = &mut |e: crate::fsutil::SaveError| report.say(&e.to_string());
-    let graph = crate::lowered::lower(model, (&targets, &patch_dirs), &kept, stat, warn)?;
+    let kept = (cache_root, labels);
+    let graph = crate::lowered::lower(model, (&targets, &patch_dirs), kept, stat, warn)?;
     Ok((targets, graph))
 }
 
@@ -80,7 +79,7 @@ pub fn null_build(
     if !links_present {
         return Ok(None);
     }
-    let Some(record) = crate::fingerprint::load(root, cache, labels) else {
+    let Some(record) = crate::fingerprint::load(root, cache, labels)? else {
         return Ok(None);
     };
     let Some(exec) = executor(&record)? else {
@@ -125,10 +124,9 @@ impl Request<'_> {
 /// Builds what `request` asks for. A key that cannot be computed is the error; failed actions
 /// are in the result (`failed`), with their logs.
 pub fn build(request: &Request) -> miette::Result<Built> {
-    let mut stat = StatCache::in_state_dir(&request.cache.dir("state"));
+    let mut stat = StatCache::open(request.cache.root())?;
     let (targets, graph) = lower(
-        request.root,
-        request.cache,
+        request.cache.root(),
         request.model,
         (request.labels, &mut stat),
         &*request.report,
@@ -146,7 +144,7 @@ pub fn build(request: &Request) -> miette::Result<Built> {
         record(request, &targets, &graph, &report, failed)?;
     }
     // What the run's links (and out/'s) left, for the next run's checks.
-    if let Err(e) = crate::ledger::save() {
+    if let Err(e) = request.cache.ledger().save() {
         request.report.say(&e.to_string());
     }
     Ok(Built {

@@ -10,18 +10,20 @@
 //! `out/` links are as the recorded run left them, so the run is done. Anything else, or any
 //! doubt, takes the full path. See doc/design.md.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::exec::{Executor, Toolset};
 use crate::fsutil::SaveError;
 use crate::key::ActionKey;
+use crate::saved::{NewerState, State};
 use crate::statcache::StatCache;
 
 /// What a run depended on besides the manifest text, as the full path learnt it.
-#[derive(Default, Debug, Clone)]
+#[derive(Default, Debug, Clone, Serialize, Deserialize)]
 pub struct Dependencies {
     pub patch_dirs: Vec<String>,
     pub inputs: Vec<String>,
@@ -34,11 +36,11 @@ pub struct Dependencies {
     pub out: Option<Digest>,
 }
 
-fn record_path(cache: &Cache, root: &Path, patterns: &[String]) -> PathBuf {
-    let id = Digest::of_bytes(format!("{}\n{}", root.display(), patterns.join("\n")).as_bytes());
-    cache
-        .dir("state")
-        .join(format!("{}.fingerprint", &id.to_hex()[..16]))
+fn state<'a>(root: &'a Path, patterns: &'a [String]) -> State<'a> {
+    State::Fingerprint {
+        workspace: root,
+        patterns,
+    }
 }
 
 /// The digest of the run's world as it is now, given what the last full run depended on.
@@ -68,73 +70,15 @@ fn digest(
     Some(Digest::from_bytes(*h.finalize().as_bytes()))
 }
 
-fn encode(digest: Digest, deps: &Dependencies) -> String {
-    let mut out = format!("{digest}\n");
-    for dir in &deps.patch_dirs {
-        let _ = writeln!(out, "dir\t{dir}");
-    }
-    for input in &deps.inputs {
-        let _ = writeln!(out, "input\t{input}");
-    }
-    for set in &deps.toolsets {
-        let arch = set.arch.map_or("-", |a| a.kernel_name());
-        let builder = set.builder.as_deref().unwrap_or("-");
-        let _ = writeln!(out, "tools\t{arch}\t{builder}\t{}", set.tools.join(","));
-    }
-    for key in &deps.keys {
-        let _ = writeln!(out, "key\t{key}");
-    }
-    if let Some(name) = &deps.default_executor {
-        let _ = writeln!(out, "default-executor\t{name}");
-    }
-    if let Some(digest) = &deps.out {
-        let _ = writeln!(out, "out\t{digest}");
-    }
-    out
-}
-
-fn decode(text: &str) -> Option<(Digest, Dependencies)> {
-    let mut lines = text.lines();
-    let digest = Digest::from_hex(lines.next()?)?;
-    let mut deps = Dependencies::default();
-    for line in lines {
-        let (kind, rest) = line.split_once('\t')?;
-        match kind {
-            "dir" => deps.patch_dirs.push(rest.to_string()),
-            "input" => deps.inputs.push(rest.to_string()),
-            "tools" => {
-                let (arch, rest) = rest.split_once('\t')?;
-                let (builder, tools) = rest.split_once('\t')?;
-                let arch = if arch == "-" {
-                    None
-                } else {
-                    Some(arch.parse().ok()?)
-                };
-                deps.toolsets.push(Toolset {
-                    tools: tools.split(',').map(String::from).collect(),
-                    arch,
-                    builder: (builder != "-").then(|| builder.to_string()),
-                });
-            }
-            "key" => deps.keys.push(ActionKey(Digest::from_hex(rest)?)),
-            "default-executor" => deps.default_executor = Some(rest.to_string()),
-            "out" => deps.out = Some(Digest::from_hex(rest)?),
-            _ => return None,
-        }
-    }
-    Some((digest, deps))
-}
-
 /// The record of the last fully successful run of these patterns.
+#[derive(Serialize, Deserialize)]
 pub struct Record {
     digest: Digest,
     deps: Dependencies,
 }
 
-pub fn load(root: &Path, cache: &Cache, patterns: &[String]) -> Option<Record> {
-    let text = std::fs::read_to_string(record_path(cache, root, patterns)).ok()?;
-    let (digest, deps) = decode(&text)?;
-    Some(Record { digest, deps })
+pub fn load(root: &Path, cache: &Cache, patterns: &[String]) -> Result<Option<Record>, NewerState> {
+    crate::saved::load(cache.root(), state(root, patterns))
 }
 
 impl Record {
@@ -158,7 +102,8 @@ impl Record {
         // run on the second core, beside the inputs' and the entries' checks.
         std::thread::scope(|scope| {
             let out = scope.spawn(|| deps.out.is_some() && out_digest(root) == deps.out);
-            let mut stat = StatCache::in_state_dir(&cache.dir("state"));
+            // A stat cache of a newer kbuild: the full path says so.
+            let mut stat = StatCache::open(cache.root()).ok()?;
             let now = digest(root, patterns, exec, deps, &mut stat);
             // A null build's only view is stderr.
             if let Err(e) = stat.save() {
@@ -179,7 +124,10 @@ pub fn record(
     patterns: &[String],
     deps: &Dependencies,
 ) -> Result<(), SaveError> {
-    let mut stat = StatCache::in_state_dir(&cache.dir("state"));
+    // A stat cache of a newer kbuild: the run has said so already; no record.
+    let Ok(mut stat) = StatCache::open(cache.root()) else {
+        return Ok(());
+    };
     let Some(digest) = digest(root, patterns, exec, deps, &mut stat) else {
         return Ok(());
     };
@@ -191,14 +139,11 @@ pub fn record(
         out: Some(out),
         ..deps.clone()
     };
-    let path = record_path(cache, root, patterns);
-    crate::fsutil::write_atomic(&path, encode(digest, &deps).as_bytes()).map_err(|source| {
-        SaveError {
-            what: "the run's fingerprint",
-            path,
-            source,
-        }
-    })
+    crate::saved::save(
+        cache.root(),
+        state(root, patterns),
+        &Record { digest, deps },
+    )
 }
 
 /// A digest of the stat data (type, size, mode, inode, mtime, ctime, link text) of everything
@@ -281,7 +226,7 @@ fn hash_stat(h: &mut blake3::Hasher, meta: &std::fs::Metadata) {
 
 /// Forgets the record, e.g. when a run failed: the next run must take the full path.
 pub fn forget(root: &Path, cache: &Cache, patterns: &[String]) {
-    let _ = std::fs::remove_file(record_path(cache, root, patterns));
+    let _ = std::fs::remove_file(state(root, patterns).path(cache.root()));
 }
 
 #[cfg(test)]
@@ -311,7 +256,19 @@ mod tests {
             out: Some(Digest::of_bytes(b"out")),
         };
         let d = Digest::of_bytes(b"d");
-        let (back_d, back) = decode(&encode(d, &deps)).unwrap();
+        let ws = Path::new("/w");
+        let patterns = ["//...".to_string()];
+        let bytes = crate::saved::encode(
+            state(ws, &patterns),
+            &Record {
+                digest: d,
+                deps: deps.clone(),
+            },
+        );
+        let record: Record = crate::saved::decode(state(ws, &patterns), ws, &bytes)
+            .unwrap()
+            .unwrap();
+        let (back_d, back) = (record.digest, record.deps);
         assert_eq!(back_d, d);
         assert_eq!(back.inputs, deps.inputs);
         assert_eq!(back.toolsets, deps.toolsets);

@@ -13,43 +13,55 @@
 //! be unchanged up to that operation (the blob's own name, or a note before whose ctime still
 //! stands). A file whose ctime is still exactly the noted one has not been written since (a
 //! write would move the ctime again), so its noted digest holds. Anything else is hashed as
-//! before. The notes are the same facts for every cache on the machine; each cache keeps them in
-//! `state/links`, read only when a check needs them and written at the end of a run.
+//! before. The notes are facts about files of this machine; each cache keeps them in its saved state
+//! (`saved::State::Links`), read only when a check needs them and written at the end of a
+//! run. A cache owns its ledger (`Cache::ledger`); whoever links stored files is handed it.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
+
 use crate::digest::Digest;
+use crate::fsutil::SaveError;
+use crate::saved::{NewerState, State};
 
 /// A file's identity on this machine.
 type Id = (u64, u64);
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 struct Note {
     ctime_ns: i128,
     digest: Option<Digest>,
 }
 
 #[derive(Default)]
-struct Ledger {
-    notes: HashMap<Id, Note>,
-    /// The ledger files of the caches this process opened, and whether each was read yet.
-    files: Vec<(PathBuf, bool)>,
-    /// Notes were made since the files were read.
+struct Notes {
+    by_file: HashMap<Id, Note>,
+    /// The saved notes were read (they are read when a check first needs them).
+    read: bool,
+    /// Notes were made since they were read.
     dirty: bool,
 }
 
-static LEDGER: Mutex<Option<Ledger>> = Mutex::new(None);
+/// The ledger of one cache.
+pub struct Ledger {
+    cache_root: PathBuf,
+    notes: Mutex<Notes>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("cache_root", &self.cache_root)
+            .finish()
+    }
+}
 
 /// At most this many notes are kept, the newest: a dropped note costs one hash, nothing else.
 const KEPT: usize = 1 << 16;
-
-fn with<T>(f: impl FnOnce(&mut Ledger) -> T) -> T {
-    let mut guard = LEDGER.lock().unwrap_or_else(|e| e.into_inner());
-    f(guard.get_or_insert_with(Ledger::default))
-}
 
 fn id(meta: &std::fs::Metadata) -> Id {
     (meta.dev(), meta.ino())
@@ -59,167 +71,136 @@ fn ctime_ns(meta: &std::fs::Metadata) -> i128 {
     meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128
 }
 
-/// The ledger file of a cache; it is read the first time a check needs it.
-pub fn attach(path: PathBuf) {
-    with(|l| {
-        if !l.files.iter().any(|(p, _)| *p == path) {
-            l.files.push((path, false));
-        }
-    });
-}
-
-/// The digest the ledger vouches for, if `meta`'s ctime is still the one kbuild's own last link
-/// or unlink of the file left.
-pub fn vouched(meta: &std::fs::Metadata) -> Option<Digest> {
-    if !meta.is_file() {
-        return None;
-    }
-    with(|l| {
-        l.read_files();
-        let note = l.notes.get(&id(meta))?;
-        (note.ctime_ns == ctime_ns(meta)).then_some(note.digest)?
-    })
-}
-
-/// What the ledger vouches for about the file at `path` now.
-pub fn vouched_path(path: &Path) -> Option<Digest> {
-    vouched(&std::fs::symlink_metadata(path).ok()?)
-}
-
-/// Notes that kbuild just linked or unlinked a name of the file at `path` (one of its names
-/// afterwards). `digest` is its content where the caller knows it: the blob's verified name, or
-/// what the ledger vouched for just before the operation; `None` records only the ctime.
-pub fn note(path: &Path, digest: Option<Digest>) {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    if !meta.is_file() {
-        return;
-    }
-    let fresh = Note {
-        ctime_ns: ctime_ns(&meta),
-        digest,
-    };
-    with(|l| {
-        let entry = l.notes.entry(id(&meta)).or_insert(fresh);
-        // Two threads linking one blob: the later ctime is the one the file keeps.
-        if fresh.ctime_ns >= entry.ctime_ns {
-            *entry = fresh;
-        }
-        l.dirty = true;
-    });
-}
-
-/// Writes the notes to every attached cache's ledger file, merged with what is there.
-pub fn save() -> Result<(), crate::fsutil::SaveError> {
-    with(|l| {
-        if !l.dirty {
-            return Ok(());
-        }
-        l.read_files();
-        let mut notes: Vec<(Id, Note)> = l.notes.iter().map(|(k, v)| (*k, *v)).collect();
-        if notes.len() > KEPT {
-            notes.sort_by_key(|(_, n)| std::cmp::Reverse(n.ctime_ns));
-            notes.truncate(KEPT);
-        }
-        let bytes = encode(&notes);
-        l.dirty = false;
-        // Without the file the next run hashes what it cannot vouch for: a warning.
-        for (path, _) in &l.files {
-            crate::fsutil::write_atomic(path, &bytes).map_err(|source| {
-                crate::fsutil::SaveError {
-                    what: "the ledger of kbuild's links",
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-        }
-        Ok(())
-    })
-}
-
 impl Ledger {
-    fn read_files(&mut self) {
-        for (path, read) in &mut self.files {
-            if *read {
-                continue;
-            }
-            *read = true;
-            let Ok(bytes) = std::fs::read(&*path) else {
-                continue;
-            };
-            for (id, note) in decode(&bytes) {
-                let entry = self.notes.entry(id).or_insert(note);
+    /// The ledger of the cache at `cache_root`. Only its header is read now (a ledger of a
+    /// newer kbuild is an error); its notes when a check first needs them.
+    pub fn open(cache_root: &Path) -> Result<Ledger, NewerState> {
+        let path = State::Links.path(cache_root);
+        if let Ok(bytes) = read_head(&path) {
+            crate::saved::decode::<serde::de::IgnoredAny>(State::Links, &path, &bytes)?;
+        }
+        Ok(Ledger {
+            cache_root: cache_root.to_path_buf(),
+            notes: Mutex::default(),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Notes) -> T) -> T {
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        if !notes.read {
+            notes.read = true;
+            let saved: Vec<(Id, Note)> = (crate::saved::load(&self.cache_root, State::Links))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            for (id, note) in saved {
+                let entry = notes.by_file.entry(id).or_insert(note);
                 if note.ctime_ns > entry.ctime_ns {
                     *entry = note;
                 }
             }
         }
+        f(&mut notes)
     }
-}
 
-/// One record per note: device, inode (u64 each), ctime (i128), a digest flag and 32 bytes.
-const RECORD: usize = 8 + 8 + 16 + 1 + 32;
-
-fn encode(notes: &[(Id, Note)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(notes.len() * RECORD);
-    for ((dev, ino), note) in notes {
-        out.extend_from_slice(&dev.to_le_bytes());
-        out.extend_from_slice(&ino.to_le_bytes());
-        out.extend_from_slice(&note.ctime_ns.to_le_bytes());
-        match note.digest {
-            Some(d) => {
-                out.push(1);
-                out.extend_from_slice(d.as_bytes());
-            }
-            None => {
-                out.push(0);
-                out.extend_from_slice(&[0; 32]);
-            }
+    /// The digest the ledger vouches for, if `meta`'s ctime is still the one kbuild's own last
+    /// link or unlink of the file left.
+    pub fn vouched(&self, meta: &std::fs::Metadata) -> Option<Digest> {
+        if !meta.is_file() {
+            return None;
         }
-    }
-    out
-}
-
-/// A damaged file (cut short, say) yields the whole records before the damage.
-fn decode(bytes: &[u8]) -> Vec<(Id, Note)> {
-    bytes
-        .chunks_exact(RECORD)
-        .map(|r| {
-            let u64_at = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().unwrap());
-            let ctime_ns = i128::from_le_bytes(r[16..32].try_into().unwrap());
-            let digest = (r[32] == 1).then(|| Digest::from_bytes(r[33..65].try_into().unwrap()));
-            ((u64_at(0), u64_at(8)), Note { ctime_ns, digest })
+        self.with(|l| {
+            let note = l.by_file.get(&id(meta))?;
+            (note.ctime_ns == ctime_ns(meta)).then_some(note.digest)?
         })
-        .collect()
-}
+    }
 
-/// Links `to` to the file `from`; where a link is impossible (another filesystem), copies into a
-/// temp file and publishes it without replacing anything. Never opens `to` for writing: if `to`
-/// already exists it may itself be a link to `from` (a cache blob), and a copy would truncate it.
-/// An existing `to` is an `AlreadyExists` error for the caller to judge.
-pub fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
-    link_or_copy_known(from, to, None)
-}
+    /// What the ledger vouches for about the file at `path` now.
+    pub fn vouched_path(&self, path: &Path) -> Option<Digest> {
+        self.vouched(&std::fs::symlink_metadata(path).ok()?)
+    }
 
-/// [`link_or_copy`] of a file whose content is known to be `digest` (a verified blob). The link
-/// moves the file's ctime: the ledger learns the new one (see this module), with the digest
-/// it vouched for before when none is given.
-pub fn link_or_copy_known(from: &Path, to: &Path, digest: Option<Digest>) -> std::io::Result<()> {
-    let digest = digest.or_else(|| vouched_path(from));
-    match std::fs::hard_link(from, to) {
-        Ok(()) => {
-            note(to, digest);
-            Ok(())
+    /// Notes that kbuild just linked or unlinked a name of the file at `path` (one of its names
+    /// afterwards). `digest` is its content where the caller knows it: the blob's verified name,
+    /// or what the ledger vouched for just before the operation; `None` records only the ctime.
+    pub fn note(&self, path: &Path, digest: Option<Digest>) {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        if !meta.is_file() {
+            return;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
-        Err(_) => {
-            let dir = to.parent().expect("link targets have parents");
-            let tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::fs::copy(from, tmp.path())?;
-            tmp.persist_noclobber(to).map(|_| ()).map_err(|e| e.error)
+        let fresh = Note {
+            ctime_ns: ctime_ns(&meta),
+            digest,
+        };
+        self.with(|l| {
+            let entry = l.by_file.entry(id(&meta)).or_insert(fresh);
+            // Two threads linking one blob: the later ctime is the one the file keeps.
+            if fresh.ctime_ns >= entry.ctime_ns {
+                *entry = fresh;
+            }
+            l.dirty = true;
+        });
+    }
+
+    /// Writes the notes, merged with what was saved. Without them the next run hashes what it
+    /// cannot vouch for: a failure is the caller's warning.
+    pub fn save(&self) -> Result<(), SaveError> {
+        self.with(|l| {
+            if !l.dirty {
+                return Ok(());
+            }
+            let mut notes: Vec<(Id, Note)> = l.by_file.iter().map(|(k, v)| (*k, *v)).collect();
+            if notes.len() > KEPT {
+                notes.sort_by_key(|(_, n)| std::cmp::Reverse(n.ctime_ns));
+                notes.truncate(KEPT);
+            }
+            l.dirty = false;
+            crate::saved::save(&self.cache_root, State::Links, &notes)
+        })
+    }
+
+    /// Links `to` to the file `from`; where a link is impossible (another filesystem), copies
+    /// into a temp file and publishes it without replacing anything. Never opens `to` for
+    /// writing: if `to` already exists it may itself be a link to `from` (a cache blob), and a
+    /// copy would truncate it. An existing `to` is an `AlreadyExists` error for the caller.
+    pub fn link_or_copy(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.link_or_copy_known(from, to, None)
+    }
+
+    /// [`Ledger::link_or_copy`] of a file whose content is known to be `digest` (a verified
+    /// blob). The link moves the file's ctime: the ledger learns the new one, with the digest
+    /// it vouched for before when none is given.
+    pub fn link_or_copy_known(
+        &self,
+        from: &Path,
+        to: &Path,
+        digest: Option<Digest>,
+    ) -> std::io::Result<()> {
+        let digest = digest.or_else(|| self.vouched_path(from));
+        match std::fs::hard_link(from, to) {
+            Ok(()) => {
+                self.note(to, digest);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+            Err(_) => {
+                let dir = to.parent().expect("link targets have parents");
+                let tmp = tempfile::NamedTempFile::new_in(dir)?;
+                std::fs::copy(from, tmp.path())?;
+                tmp.persist_noclobber(to).map(|_| ()).map_err(|e| e.error)
+            }
         }
     }
+}
+
+/// The first bytes of a file: enough for a saved-state header.
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(64).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 #[cfg(test)]
@@ -229,14 +210,15 @@ mod tests {
     #[test]
     fn a_link_is_vouched_for_and_a_write_after_it_is_not() {
         let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
         let blob = dir.path().join("blob");
         std::fs::write(&blob, b"content").unwrap();
         let digest = Digest::of_bytes(b"content");
         let link = dir.path().join("link");
         std::fs::hard_link(&blob, &link).unwrap();
-        note(&link, Some(digest));
+        ledger.note(&link, Some(digest));
         assert_eq!(
-            vouched_path(&blob),
+            ledger.vouched_path(&blob),
             Some(digest),
             "the same file by any name"
         );
@@ -244,34 +226,24 @@ mod tests {
         // Another link by someone else moves the ctime: no longer vouched.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::hard_link(&blob, dir.path().join("other")).unwrap();
-        assert_eq!(vouched_path(&blob), None);
+        assert_eq!(ledger.vouched_path(&blob), None);
 
-        note(&link, Some(digest));
+        ledger.note(&link, Some(digest));
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&link, b"changed").unwrap();
-        assert_eq!(vouched_path(&blob), None, "a write moves the ctime");
+        assert_eq!(ledger.vouched_path(&blob), None, "a write moves the ctime");
     }
 
     #[test]
-    fn records_round_trip_and_a_cut_file_keeps_whole_records() {
-        let notes = vec![
-            (
-                (1, 2),
-                Note {
-                    ctime_ns: 1_700_000_000_123_456_789,
-                    digest: Some(Digest::of_bytes(b"x")),
-                },
-            ),
-            (
-                (3, 4),
-                Note {
-                    ctime_ns: -5,
-                    digest: None,
-                },
-            ),
-        ];
-        let bytes = encode(&notes);
-        assert_eq!(decode(&bytes), notes);
-        assert_eq!(decode(&bytes[..RECORD + 10]), notes[..1]);
+    fn notes_survive_save_and_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        std::fs::write(&blob, b"content").unwrap();
+        let digest = Digest::of_bytes(b"content");
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.note(&blob, Some(digest));
+        ledger.save().unwrap();
+        let again = Ledger::open(dir.path()).unwrap();
+        assert_eq!(again.vouched_path(&blob), Some(digest));
     }
 }

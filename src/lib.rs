@@ -17,6 +17,8 @@ pub mod dpkg;
 pub mod elf;
 /// Atomic writes and small filesystem helpers; the error of state that could not be saved.
 pub mod fsutil;
+/// Saved state between runs: where each file lives, one versioned format.
+pub mod saved;
 /// Kernel config files as data.
 pub mod kconfig;
 /// What each kind of action is, declared once.

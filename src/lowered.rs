@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ use crate::kind::ActionKind;
 use crate::label::{Label, TargetKind};
 use crate::model::BuildSystem;
 use crate::model::Model;
+use crate::saved::State;
 use crate::tags::GroupHash;
 
 /// Hashes kbuild's own executable (its version, size and mtime) and the manifest as the
@@ -331,12 +332,6 @@ struct Kept {
     groups: Vec<GroupHash>,
 }
 
-/// Where the graph of `patterns` in the workspace at `root` is kept.
-pub fn path(state: &Path, root: &Path, patterns: &[String]) -> PathBuf {
-    let id = Digest::of_bytes(format!("{}\n{}", root.display(), patterns.join("\n")).as_bytes());
-    state.join(format!("{}.lowered", &id.to_hex()[..16]))
-}
-
 /// The graph of `targets`, restored from `kept` when nothing lowering reads changed, else
 /// lowered, tagged and kept there (best effort: a graph that cannot be kept is lowered again
 /// next time). `patch_dirs` are the targets' patch directories as
@@ -344,13 +339,18 @@ pub fn path(state: &Path, root: &Path, patterns: &[String]) -> PathBuf {
 pub fn lower(
     model: &Model,
     (targets, patch_dirs): (&[Label], &[(String, Vec<String>)]),
-    kept: &Path,
+    (cache_root, patterns): (&Path, &[String]),
     stat: &mut crate::statcache::StatCache,
     warn: &mut dyn FnMut(crate::fsutil::SaveError),
 ) -> miette::Result<Graph> {
     let digest = lowering_digest(model, targets, patch_dirs);
+    let state = State::Lowered {
+        workspace: &model.root,
+        patterns,
+    };
+    let kept: Option<Kept> = crate::saved::load(cache_root, state)?;
     if let Some(digest) = digest
-        && let Some(kept) = load(kept).filter(|k| k.lowering == digest)
+        && let Some(kept) = kept.filter(|k| k.lowering == digest)
         && let Some(graph) = restore(kept, model, stat)?
     {
         return Ok(graph);
@@ -364,15 +364,11 @@ pub fn lower(
     )?;
     // Without the kept graph the next plan lowers again: a warning.
     if let Some(digest) = digest
-        && let Err(e) = crate::fsutil::write_atomic(kept, &encode(&graph, digest, groups))
+        && let Err(e) = crate::saved::save(cache_root, state, &keep(&graph, digest, groups))
     {
-        warn(crate::fsutil::SaveError::of("the lowered graph", kept)(e));
+        warn(e);
     }
     Ok(graph)
-}
-
-fn load(path: &Path) -> Option<Kept> {
-    postcard::from_bytes(&std::fs::read(path).ok()?).ok()
 }
 
 /// Numbers each distinct label once.
@@ -392,7 +388,7 @@ impl<'a> LabelTable<'a> {
     }
 }
 
-fn encode(graph: &Graph, lowering: Digest, groups: Vec<GroupHash>) -> Vec<u8> {
+fn keep(graph: &Graph, lowering: Digest, groups: Vec<GroupHash>) -> Kept {
     let mut labels = LabelTable::default();
     // By content: the planner shares one environment per series and arch, and series that
     // agree on every variable then share one again, so the engine makes their toolsets once.
@@ -422,15 +418,14 @@ fn encode(graph: &Graph, lowering: Digest, groups: Vec<GroupHash>) -> Vec<u8> {
     let targets = (graph.targets())
         .map(|(kind, label, id)| (kind, labels.number(label), id.0))
         .collect();
-    let kept = Kept {
+    Kept {
         lowering,
         labels: labels.list,
         envs: env_list,
         actions,
         targets,
         groups,
-    };
-    postcard::to_allocvec(&kept).expect("kept graphs serialise")
+    }
 }
 
 /// The kept graph, tagged for the inputs as they are now; `None` when it does not hold

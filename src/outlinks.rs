@@ -160,6 +160,6 @@ pub fn write_layout(
         }));
         dirs.push(dir);
     }
-    crate::oci::layout::write(out, &entries, &dirs).map_err(io_err(out))?;
+    crate::oci::layout::write(out, &entries, (&dirs, cache.ledger())).map_err(io_err(out))?;
     crate::cache::write_atomic(&record, wanted.as_bytes())
 }

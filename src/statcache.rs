@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::saved::State;
 
 /// The stat data that says a file is still the one that was hashed.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -51,7 +52,7 @@ struct Stored {
 /// The stat cache of one pass over the graph; loaded once, saved if anything new was learnt.
 #[derive(Debug)]
 pub struct StatCache {
-    path: PathBuf,
+    cache_root: PathBuf,
     stored: Stored,
     dirty: bool,
     /// The host programs found in this pass, by name (never saved: `PATH` and the files on it
@@ -62,24 +63,17 @@ pub struct StatCache {
 }
 
 impl StatCache {
-    /// The stat cache kept in the cache's state directory `dir`.
-    pub fn in_state_dir(dir: &Path) -> StatCache {
-        StatCache::load(dir.join("stat.bin"))
-    }
-
-    /// Binary (postcard): read on the path of every plan, where JSON took a millisecond.
-    fn load(path: PathBuf) -> StatCache {
-        let stored = std::fs::read(&path)
-            .ok()
-            .and_then(|b| postcard::from_bytes(&b).ok())
-            .unwrap_or_default();
-        StatCache {
-            path,
+    /// The stat cache of the cache at `cache_root` (binary: read on the path of every plan,
+    /// where JSON took a millisecond).
+    pub fn open(cache_root: &Path) -> Result<StatCache, crate::saved::NewerState> {
+        let stored = crate::saved::load(cache_root, State::Stat)?.unwrap_or_default();
+        Ok(StatCache {
+            cache_root: cache_root.to_path_buf(),
             stored,
             dirty: false,
             programs: HashMap::new(),
             found: HashMap::new(),
-        }
+        })
     }
 
     /// The content digest of `path`, hashing only when its stat data changed.
@@ -130,12 +124,7 @@ impl StatCache {
         if !self.dirty {
             return Ok(());
         }
-        let bytes = postcard::to_allocvec(&self.stored).unwrap_or_default();
-        crate::fsutil::write_atomic(&self.path, &bytes).map_err(|source| crate::fsutil::SaveError {
-            what: "the stat cache",
-            path: self.path.clone(),
-            source,
-        })
+        crate::saved::save(&self.cache_root, State::Stat, &self.stored)
     }
 }
 
@@ -172,14 +161,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config");
         std::fs::write(&file, "CONFIG_A=y\n").unwrap();
-        let mut stat = StatCache::in_state_dir(dir.path());
+        let mut stat = StatCache::open(dir.path()).unwrap();
         // A digest the file does not have: only the stored one can give it back.
         let remembered = Digest::of_bytes(b"remembered");
         let stamp = Stamp::of(&std::fs::metadata(&file).unwrap());
         stat.stored.files.insert(file.clone(), (stamp, remembered));
         stat.dirty = true;
         stat.save().unwrap();
-        let mut again = StatCache::in_state_dir(dir.path());
+        let mut again = StatCache::open(dir.path()).unwrap();
         assert_eq!(again.digest(&file).unwrap(), remembered);
         std::fs::write(&file, "CONFIG_A=n\nCONFIG_B=y\n").unwrap();
         assert_eq!(
@@ -192,8 +181,10 @@ mod tests {
     #[test]
     fn a_damaged_store_is_no_store() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("stat.bin"), b"\xff\xff\xff not postcard").unwrap();
-        let mut stat = StatCache::in_state_dir(dir.path());
+        let path = State::Stat.path(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"\xff\xff\xff not postcard").unwrap();
+        let mut stat = StatCache::open(dir.path()).unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, "x").unwrap();
         assert_eq!(stat.digest(&file).unwrap(), Digest::of_file(&file).unwrap());

@@ -138,8 +138,8 @@ fn a_manifest_digest_that_is_no_sha256_is_refused() {
     fails_cleanly(&ws, &format!("127.0.0.1:{port}"), "no sha256 digest");
 }
 
-#[test]
-fn a_credential_helper_that_fails_is_an_error_not_anonymous_access() {
+/// Pushes with a docker config whose credential helper for the registry is `script`.
+fn push_with_helper(script: &str) -> (Option<i32>, String, String) {
     let ws = Ws::new();
     let port = serve(|_, _, _| {
         "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -147,13 +147,8 @@ fn a_credential_helper_that_fails_is_an_error_not_anonymous_access() {
     });
     let host = format!("127.0.0.1:{port}");
     let config = tempfile::tempdir().unwrap();
-    // A helper that exists and fails, as one whose keychain is locked does.
     let helper = config.path().join("docker-credential-locked");
-    std::fs::write(
-        &helper,
-        "#!/bin/sh\necho 'the keychain is locked' >&2\nexit 1\n",
-    )
-    .unwrap();
+    std::fs::write(&helper, script).unwrap();
     std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(
         config.path().join("config.json"),
@@ -171,8 +166,16 @@ fn a_credential_helper_that_fails_is_an_error_not_anonymous_access() {
         .env("PATH", path)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, host)
+}
+
+#[test]
+fn a_credential_helper_that_fails_is_an_error_not_anonymous_access() {
+    // A helper that exists and fails, as one whose keychain is locked does.
+    let (code, stderr, host) =
+        push_with_helper("#!/bin/sh\nread host\necho 'the keychain is locked' >&2\nexit 1\n");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "cannot read the credentials for registry `{host}`"
@@ -181,4 +184,16 @@ fn a_credential_helper_that_fails_is_an_error_not_anonymous_access() {
     );
     assert!(stderr.contains("docker-credential-locked"), "{stderr}");
     assert!(stderr.contains("the keychain is locked"), "{stderr}");
+    // One that exits before it reads the host: kbuild's write to it meets a closed pipe, which
+    // must be the same clear error, never a death by SIGPIPE.
+    for _ in 0..3 {
+        let (code, stderr, host) = push_with_helper("#!/bin/sh\nexit 1\n");
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot read the credentials for registry `{host}`"
+            )),
+            "{stderr}"
+        );
+    }
 }

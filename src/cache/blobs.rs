@@ -3,16 +3,26 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use crate::digest::Digest;
+use crate::ledger::Ledger;
 
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Learns the ctime of every link and unlink the store makes.
+    ledger: Arc<Ledger>,
 }
 
 impl BlobStore {
-    pub fn new(root: PathBuf) -> BlobStore {
-        BlobStore { root }
+    pub fn new(root: PathBuf, ledger: Arc<Ledger>) -> BlobStore {
+        BlobStore { root, ledger }
+    }
+
+    /// The ledger of the cache the store belongs to.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Executable and plain copies of the same bytes are separate blobs, because hard links
@@ -37,9 +47,9 @@ impl BlobStore {
                 if meta.is_file() && Some(meta.len()) == file.metadata().ok().map(|m| m.len()) =>
             {
                 // `file` may be a link of the blob itself: the unlink moves its ctime.
-                let before = crate::ledger::vouched_path(&dest).filter(|d| *d == digest);
+                let before = self.ledger.vouched_path(&dest).filter(|d| *d == digest);
                 std::fs::remove_file(file)?;
-                crate::ledger::note(&dest, before);
+                self.ledger.note(&dest, before);
                 return Ok(dest);
             }
             Ok(_) => remove_any(&dest)?,
@@ -50,7 +60,7 @@ impl BlobStore {
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode))?;
         std::fs::rename(file, &dest)?;
         // Hashed to `digest` by the caller, and the action that wrote it has ended.
-        crate::ledger::note(&dest, Some(digest));
+        self.ledger.note(&dest, Some(digest));
         Ok(dest)
     }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::holds::{HOLDS, live_holds};
-use super::{Cache, CacheError, LastRun, OutputManifest, io_err};
+use super::{Cache, CacheError, OutputManifest, io_err};
 use crate::digest::Digest;
 use crate::key::ActionKey;
 
@@ -99,6 +99,9 @@ const AREAS: [(&str, &str); 8] = [
     ("tmp", "tmp"),
 ];
 
+/// Per key, the action a last run named it for, and when that run was.
+type StateUses = (HashMap<ActionKey, String>, HashMap<ActionKey, SystemTime>);
+
 impl Cache {
     /// Sizes by kind, and how much of it `current` (the current manifest's keys) and `build`
     /// (its build directories) use.
@@ -154,7 +157,7 @@ impl Cache {
         let state = self.dir("state");
         let _exclusive = self.collecting().map_err(io_err(&state))?;
         let held = live_holds(&state.join(HOLDS));
-        let (names, used) = self.state_uses();
+        let (names, used) = self.state_uses()?;
         let mut entries = self.entries(&used);
         entries.sort_by_key(|e| e.last_used);
         let mut refs = Refs::default();
@@ -204,25 +207,28 @@ impl Cache {
     }
 
     /// Per key, the action a workspace's last run named it for, and when that run was.
-    fn state_uses(&self) -> (HashMap<ActionKey, String>, HashMap<ActionKey, SystemTime>) {
+    /// A last run of a newer kbuild stops gc: what it uses cannot be told.
+    fn state_uses(&self) -> Result<StateUses, CacheError> {
         let (mut names, mut used) = (HashMap::new(), HashMap::new());
         let Ok(dir) = std::fs::read_dir(self.dir("state")) else {
-            return (names, used);
+            return Ok((names, used));
+        };
+        let last_run = crate::saved::State::LastRun {
+            workspace: Path::new(""),
         };
         for file in dir.flatten() {
             let path = file.path();
-            if path.extension().is_none_or(|e| e != "last-run") {
+            if !last_run.is_kind(&path) {
                 continue;
             }
             let when = modified(&path);
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            for (name, entry) in LastRun::decode(&text).actions {
+            for (name, entry) in Cache::read_state(&path)?.actions {
                 let slot = used.entry(entry.key).or_insert(when);
                 *slot = (*slot).max(when);
                 names.insert(entry.key, name);
             }
         }
-        (names, used)
+        Ok((names, used))
     }
 
     /// The action named in the first line of the log kept for `key` (`# compile //… (key …)`).

@@ -21,7 +21,7 @@ pub use blobs::BlobStore;
 pub use gc::{Area, Collected, Policy, Removed, Usage, parse_size};
 pub use holds::Publishing;
 pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
-pub use state::{EntryCheck, LastRun, RunEntry};
+pub use state::{EntryCheck, LastOutcome, LastRun, RunEntry};
 pub use verify::VerifyReport;
 pub use workspaces::{build_root, log_name, logs_dir};
 
@@ -62,6 +62,9 @@ pub enum CacheError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Corrupt(#[from] Corrupt),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Newer(#[from] crate::saved::NewerState),
 }
 
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
@@ -100,9 +103,9 @@ impl Cache {
         let ac = root.join("ac");
         let ac_dir = std::sync::Arc::new(std::fs::File::open(&ac).map_err(io_err(&ac))?);
         let users = sweep::enter(&root.join("tmp"))?;
-        crate::ledger::attach(root.join("state/links"));
+        let ledger = std::sync::Arc::new(crate::ledger::Ledger::open(&root)?);
         Ok(Cache {
-            blobs: BlobStore::new(root.join("blobs")),
+            blobs: BlobStore::new(root.join("blobs"), ledger),
             root,
             ac_dir,
             checked: Default::default(),
@@ -113,6 +116,12 @@ impl Cache {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The ledger of kbuild's own links in this cache: whoever links stored files notes them
+    /// there.
+    pub fn ledger(&self) -> &crate::ledger::Ledger {
+        self.blobs.ledger()
     }
 
     pub fn dir(&self, name: &str) -> PathBuf {

@@ -123,7 +123,7 @@ fn ingest_one(
     // A link of a stored file that nothing wrote since (packaging's linux.tar.xz): its digest
     // is known, and hashing it again would cost a read of hundreds of MB.
     // (A file with one name, as an action writes most, is no link of anything stored.)
-    let vouched = (meta.nlink() > 1).then(|| crate::ledger::vouched_path(&path));
+    let vouched = (meta.nlink() > 1).then(|| blobs.ledger().vouched_path(&path));
     let digest = match vouched.flatten() {
         Some(digest) => digest,
         None => Digest::of_file(&path).map_err(io_err(&path))?,
@@ -149,7 +149,7 @@ fn discard(manifest: &OutputManifest, blobs: &BlobStore, staged: &Path) {
         .iter()
         .filter(|e| e.symlink.is_none())
         .map(|e| {
-            let before = crate::ledger::vouched_path(&staged.join(&e.path));
+            let before = blobs.ledger().vouched_path(&staged.join(&e.path));
             (
                 blobs.path(e.digest, e.executable),
                 before.filter(|d| *d == e.digest),
@@ -158,7 +158,7 @@ fn discard(manifest: &OutputManifest, blobs: &BlobStore, staged: &Path) {
         .collect();
     let _ = std::fs::remove_dir_all(staged);
     for (blob, before) in files {
-        crate::ledger::note(&blob, before);
+        blobs.ledger().note(&blob, before);
     }
 }
 
@@ -177,7 +177,10 @@ fn link_one(entry: &OutputEntry, blobs: &BlobStore, dest: &Path) -> Result<(), C
     let blob = blobs.path(entry.digest, entry.executable);
     // A hard link shares the blob; a copy is the fallback across filesystems. Verified just
     // above: the ctime the link leaves stands for this content.
-    crate::ledger::link_or_copy_known(&blob, &target, Some(entry.digest)).map_err(io_err(&target))
+    blobs
+        .ledger()
+        .link_or_copy_known(&blob, &target, Some(entry.digest))
+        .map_err(io_err(&target))
 }
 
 /// The stamp beside a materialised tree (`trees/<digest>.done`), written once the tree is
@@ -279,7 +282,7 @@ impl Cache {
                         && m.len() == e.size
                         && stamp.mtime_ns <= made_ns
                         && (stamp.ctime_ns <= made_ns
-                            || crate::ledger::vouched(&m) == Some(e.digest))
+                            || self.blobs.ledger().vouched(&m) == Some(e.digest))
                 });
                 if fresh {
                     return Ok::<(), CacheError>(());

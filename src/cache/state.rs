@@ -1,24 +1,35 @@
 //! What the last run of a workspace did: per action name its key, output digest, outcome and reason.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::{Cache, CacheError, io_err, write_atomic};
 use crate::digest::Digest;
 use crate::key::ActionKey;
+use crate::saved::{NewerState, State};
 
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct RunEntry {
     pub key: ActionKey,
     /// The output digest, when the action succeeded.
     pub output: Option<Digest>,
-    /// `cached`, `executed` or `failed`.
-    pub outcome: String,
+    pub outcome: LastOutcome,
     /// Why it executed, in words.
     pub reason: Option<String>,
+}
+
+/// How an action ended in the last run that decided it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum LastOutcome {
+    Cached,
+    Executed,
+    /// Taken from the remote cache.
+    Remote,
+    Failed,
 }
 
 /// The last run's entries by action name. Kept in one file so a null build reads it once.
@@ -43,47 +54,8 @@ impl LastRun {
         self.present.contains(&key)
     }
 
-    /// One line per action: name, key, output (or `-`), outcome, reason, separated by tabs.
-    /// A plain format because a null build reads it whole and JSON parsing dominated that.
-    fn encode(&self) -> String {
-        let mut out = String::with_capacity(self.actions.len() * 200);
-        for (name, e) in &self.actions {
-            let output = e.output.map_or_else(|| "-".to_string(), |d| d.to_hex());
-            let reason = e.reason.as_deref().unwrap_or("").replace(['\t', '\n'], " ");
-            out.push_str(&format!(
-                "{name}\t{}\t{output}\t{}\t{reason}\n",
-                e.key.0.to_hex(),
-                e.outcome
-            ));
-        }
-        out
-    }
-
-    pub(super) fn decode(text: &str) -> LastRun {
-        let mut actions = Vec::new();
-        for line in text.split_terminator('\n') {
-            let mut fields = line.splitn(5, '\t');
-            let (Some(name), Some(key), Some(output), Some(outcome), Some(reason)) = (
-                fields.next(),
-                fields.next(),
-                fields.next(),
-                fields.next(),
-                fields.next(),
-            ) else {
-                continue;
-            };
-            let Some(key) = Digest::from_hex(key) else {
-                continue;
-            };
-            let entry = RunEntry {
-                key: ActionKey(key),
-                output: Digest::from_hex(output),
-                outcome: outcome.to_string(),
-                reason: (!reason.is_empty()).then(|| reason.to_string()),
-            };
-            actions.push((name.to_string(), entry));
-        }
-        // Written sorted: collected whole, the map is built in one pass, not insert by insert.
+    /// The entries as saved: sorted by name (the map's order), so the map is built in one pass.
+    fn from_entries(actions: Vec<(String, RunEntry)>) -> LastRun {
         LastRun {
             actions: actions.into_iter().collect(),
             present: HashSet::default(),
@@ -163,11 +135,9 @@ impl EntryCheck {
 }
 
 impl Cache {
-    /// The state file of the workspace at `root`: named by its path, which never enters a key.
+    /// The state file of the workspace at `root`.
     fn state_path(&self, workspace: &Path) -> PathBuf {
-        let id = Digest::of_bytes(workspace.as_os_str().as_encoded_bytes());
-        self.dir("state")
-            .join(format!("{}.last-run", &id.to_hex()[..16]))
+        State::LastRun { workspace }.path(self.root())
     }
 
     /// Marks the workspace's last run as now: gc takes every entry it names as just used.
@@ -180,15 +150,18 @@ impl Cache {
         }
     }
 
-    pub fn load_state(&self, workspace: &Path) -> LastRun {
-        let mut text = String::new();
-        let Ok(mut file) = std::fs::File::open(self.state_path(workspace)) else {
-            return LastRun::default();
-        };
-        if file.read_to_string(&mut text).is_err() {
-            return LastRun::default();
-        }
-        LastRun::decode(&text)
+    /// The last run of the workspace; nothing when none is saved (or its layout is older).
+    pub fn load_state(&self, workspace: &Path) -> Result<LastRun, NewerState> {
+        let entries = crate::saved::load(self.root(), State::LastRun { workspace })?;
+        Ok(entries.map(LastRun::from_entries).unwrap_or_default())
+    }
+
+    /// The last run saved in `path` (gc reads every workspace's).
+    pub(super) fn read_state(path: &Path) -> Result<LastRun, NewerState> {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let state = State::LastRun { workspace: path };
+        let entries = crate::saved::decode(state, path, &bytes)?;
+        Ok(entries.map(LastRun::from_entries).unwrap_or_default())
     }
 
     /// Merges `updates` into the stored state under a lock, so that two concurrent runs on one
@@ -202,11 +175,15 @@ impl Cache {
         let lock_path = path.with_extension("lock");
         let lock = std::fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
-        let mut state = self.load_state(workspace);
+        let mut state = self.load_state(workspace)?;
         for (name, entry) in updates {
             state.actions.insert(name.clone(), entry.clone());
         }
-        write_atomic(&path, state.encode().as_bytes())
+        let entries: Vec<(&String, &RunEntry)> = state.actions.iter().collect();
+        write_atomic(
+            &path,
+            &crate::saved::encode(State::LastRun { workspace }, &entries),
+        )
     }
 }
 
@@ -215,31 +192,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_round_trips() {
-        let mut run = LastRun::default();
+    fn state_round_trips_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let ws = Path::new("/some/workspace");
         let entry = |output, reason: Option<&str>| RunEntry {
             key: ActionKey(Digest::of_bytes(b"k")),
             output,
-            outcome: "executed".into(),
+            outcome: LastOutcome::Executed,
             reason: reason.map(String::from),
         };
-        run.actions.insert(
-            "compile //6.6.x:amd64".into(),
-            entry(
-                Some(Digest::of_bytes(b"o")),
-                Some("the file `a\tb` changed"),
+        let updates = BTreeMap::from([
+            (
+                "compile //6.6.x:amd64".to_string(),
+                entry(
+                    Some(Digest::of_bytes(b"o")),
+                    Some("the file `a\tb` changed"),
+                ),
             ),
-        );
-        run.actions
-            .insert("tag //6.6.x:amd64".into(), entry(None, None));
-        let back = LastRun::decode(&run.encode());
-        assert_eq!(
-            back.actions["tag //6.6.x:amd64"],
-            run.actions["tag //6.6.x:amd64"]
-        );
-        assert_eq!(
-            back.actions["compile //6.6.x:amd64"].reason.as_deref(),
-            Some("the file `a b` changed")
+            ("tag //6.6.x:amd64".to_string(), entry(None, None)),
+        ]);
+        cache.save_state(ws, &updates).unwrap();
+        assert_eq!(cache.load_state(ws).unwrap().actions, updates);
+        assert!(
+            cache
+                .load_state(Path::new("/elsewhere"))
+                .unwrap()
+                .actions
+                .is_empty()
         );
     }
 
@@ -255,7 +235,7 @@ mod tests {
             let entry = RunEntry {
                 key,
                 output: None,
-                outcome: "cached".into(),
+                outcome: LastOutcome::Cached,
                 reason: None,
             };
             run.actions.insert(format!("action {i}"), entry);

@@ -16,7 +16,7 @@ use crate::statcache::StatCache;
 
 pub fn update_refs(ws: &Workspace, paths: &[PathBuf], check: bool) -> miette::Result<i32> {
     let model = ws.model()?;
-    let mut stat = StatCache::in_state_dir(&ws.cache_dir.join("state"));
+    let mut stat = StatCache::open(&ws.cache_dir)?;
     let latest = update_refs::Latest::of(model, &mut stat)?;
     // The command line's view of saved state is stderr.
     if let Err(e) = stat.save() {

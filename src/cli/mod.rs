@@ -550,13 +550,8 @@ impl Workspace {
             return Ok(model);
         }
         let model = if self.memoize {
-            let ws_id =
-                crate::digest::Digest::of_bytes(self.root.as_os_str().as_encoded_bytes()).short();
-            let memo = self
-                .cache_dir
-                .join("state")
-                .join(format!("manifest-{ws_id}.json"));
-            crate::manifest::load_memoized(&self.root, &memo, &mut |e| eprintln!("{e}"))?
+            let warn = &mut |e| eprintln!("{e}");
+            crate::manifest::load_memoized(&self.root, &self.cache_dir, warn)?
         } else {
             crate::manifest::load(&self.root)?
         };
@@ -649,7 +644,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
 }
 
 pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
-    let mut stat = StatCache::in_state_dir(&ws.cache_dir.join("state"));
+    let mut stat = StatCache::open(&ws.cache_dir)?;
     let lowered = lower_with(ws, labels, &mut stat)?;
     // The command line's view of saved state is stderr.
     if let Err(e) = stat.save() {
@@ -664,13 +659,9 @@ fn lower_with(
     labels: &[String],
     stat: &mut StatCache,
 ) -> miette::Result<(Vec<Label>, Graph)> {
-    let cache_dir = ws.cache_dir.join("state");
-    let targets = label::resolve(ws.model()?, labels)?;
-    let patch_dirs = crate::plan::read_patch_dirs(ws.model()?, &targets)?;
-    let kept = crate::lowered::path(&cache_dir, &ws.root, labels);
-    let warn = &mut |e: crate::fsutil::SaveError| eprintln!("{e}");
-    let graph = crate::lowered::lower(ws.model()?, (&targets, &patch_dirs), &kept, stat, warn)?;
-    Ok((targets, graph))
+    // The command line's view is stderr.
+    let plain = crate::report::plain::Plain::new();
+    build::lower(&ws.cache_dir, ws.model()?, (labels, stat), &plain)
 }
 
 pub(crate) fn open_cache(ws: &Workspace) -> miette::Result<Cache> {
@@ -704,20 +695,26 @@ fn plan(ws: &Workspace, labels: &[String], format: PlanFormat) -> miette::Result
     // does not need them: two cores, and each is a good part of planning after an edit. The
     // lookups are shared once lowering is done.
     let check = std::sync::OnceLock::new();
-    let (lowered, mut last) = std::thread::scope(|s| {
+    let (lowered, last) = std::thread::scope(|s| {
         let (cache, root, check) = (&cache, &ws.root, &check);
         let last = s.spawn(move || {
-            let last = cache.load_state(root);
+            let last = cache.load_state(root)?;
             check.get_or_init(|| EntryCheck::new(&last)).work(cache);
-            last
+            Ok::<_, crate::saved::NewerState>(last)
         });
-        let mut stat = StatCache::in_state_dir(&cache.dir("state"));
-        let lowered = lower_with(ws, labels, &mut stat).map(|l| (l, stat));
+        let lowered = StatCache::open(cache.root())
+            .map_err(miette::Report::from)
+            .and_then(|mut stat| lower_with(ws, labels, &mut stat).map(|l| (l, stat)));
         if let Some(check) = check.get() {
             check.work(cache);
         }
-        (lowered, last.join().unwrap_or_default())
+        (
+            lowered,
+            last.join()
+                .unwrap_or_else(|_| Ok(crate::cache::LastRun::default())),
+        )
     });
+    let mut last = last?;
     if let Some(check) = check.into_inner() {
         last.checked(check);
     }
@@ -764,18 +761,11 @@ fn run(
     (keep_going, locked): (bool, bool),
     (format, views): (Format, &views::Views),
 ) -> miette::Result<i32> {
-    let started = std::time::Instant::now();
     let cache = open_cache(ws)?;
     // Settings are checked before anything else; the remote itself is not asked for a null build.
     ws.remote.settings(&ws.root)?;
     // A text-mode null build needs no per-action report: try the fingerprint first.
-    if format == Format::Text
-        && let Some(n) = build::null_build(&ws.root, &cache, labels, |r| ws.recorded_executor(r))?
-    {
-        let seconds = started.elapsed().as_secs_f64();
-        eprintln!(
-            "kbuild: {n} actions, {n} cached, 0 executed, 0 failed in {seconds:.2}s (nothing changed)"
-        );
+    if format == Format::Text && null_build(ws, &cache, labels)? {
         return Ok(0);
     }
     let exec = ws.executor()?;
@@ -795,6 +785,19 @@ fn run(
     // more than deciding them did.
     std::mem::forget(built);
     Ok(code)
+}
+
+/// Whether the fingerprint of the last run shows there is nothing to do; then says so.
+fn null_build(ws: &Workspace, cache: &Cache, labels: &[String]) -> miette::Result<bool> {
+    let started = std::time::Instant::now();
+    let Some(n) = build::null_build(&ws.root, cache, labels, |r| ws.recorded_executor(r))? else {
+        return Ok(false);
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "kbuild: {n} actions, {n} cached, 0 executed, 0 failed in {seconds:.2}s (nothing changed)"
+    );
+    Ok(true)
 }
 
 pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
@@ -828,7 +831,7 @@ fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miet
     };
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
-    let report = engine(ws, &cache, exec.as_ref(), 1, false).plan(&graph);
+    let report = engine(ws, &cache, exec.as_ref(), 1, false).plan(&graph)?;
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }
@@ -884,7 +887,7 @@ fn why(ws: &Workspace, labels: &[String], key: bool) -> miette::Result<i32> {
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);
     engine.records = key;
     engine.remote = ws.remote(&cache, engine.report.clone())?;
-    let report = engine.plan(&graph);
+    let report = engine.plan(&graph)?;
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e.into());
     }

@@ -60,7 +60,7 @@ struct Current {
 
 fn current(ws: &Workspace, cache: &Cache) -> miette::Result<Current> {
     let (_, graph) = lower(ws, &[])?;
-    let last = cache.load_state(&ws.root);
+    let last = cache.load_state(&ws.root)?;
     let mut keys = HashSet::new();
     let mut build_dirs = HashSet::new();
     for id in graph.ids() {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::status::Status;
 use super::{Engine, Report};
 use crate::action::{ActionId, Recipe};
-use crate::cache::{LastRun, OutputManifest, RunEntry};
+use crate::cache::{LastOutcome, LastRun, OutputManifest, RunEntry};
 use crate::digest::Digest;
 use crate::graph::Graph;
 use crate::key::explain::{Reason, explain};
@@ -260,7 +260,11 @@ impl<'a> Keys<'a> {
                     let kept = previous
                         .filter(|p| p.key == *key)
                         .and_then(|p| p.reason.clone());
-                    let outcome = if kept.is_some() { "executed" } else { "cached" };
+                    let outcome = if kept.is_some() {
+                        LastOutcome::Executed
+                    } else {
+                        LastOutcome::Cached
+                    };
                     (*key, Some(*output), outcome, kept)
                 }
                 Status::Executed {
@@ -268,17 +272,24 @@ impl<'a> Keys<'a> {
                     output,
                     reason,
                     ..
-                } => (*key, Some(*output), "executed", Some(reason.to_string())),
-                Status::Remote { key, output, .. } => (*key, Some(*output), "remote", None),
+                } => (
+                    *key,
+                    Some(*output),
+                    LastOutcome::Executed,
+                    Some(reason.to_string()),
+                ),
+                Status::Remote { key, output, .. } => {
+                    (*key, Some(*output), LastOutcome::Remote, None)
+                }
                 Status::Failed { key, reason, .. } => {
-                    (*key, None, "failed", Some(reason.to_string()))
+                    (*key, None, LastOutcome::Failed, Some(reason.to_string()))
                 }
                 _ => continue,
             };
             let entry = RunEntry {
                 key,
                 output,
-                outcome: outcome.into(),
+                outcome,
                 reason,
             };
             let name = &self.graph.action(id).name;

@@ -66,12 +66,9 @@ pub struct Report {
 
 impl Engine<'_> {
     /// Decides every action without running any.
-    pub fn plan(&self, graph: &Graph) -> Report {
-        self.plan_with(
-            graph,
-            self.cache.load_state(self.workspace),
-            self.stat_cache(),
-        )
+    pub fn plan(&self, graph: &Graph) -> Result<Report, CacheError> {
+        let last = self.cache.load_state(self.workspace)?;
+        Ok(self.plan_with(graph, last, self.stat_cache()?))
     }
 
     /// [`Engine::plan`] with the last run's state and the stat cache already at hand (`kbuild
@@ -86,8 +83,8 @@ impl Engine<'_> {
     }
 
     /// The stat cache of the cache's state directory, as saved by the last pass.
-    pub fn stat_cache(&self) -> StatCache {
-        StatCache::in_state_dir(&self.cache.dir("state"))
+    pub fn stat_cache(&self) -> Result<StatCache, crate::saved::NewerState> {
+        StatCache::open(self.cache.root())
     }
 
     /// What repairing did, said once at the end of the run: how many damaged entries were built
@@ -141,8 +138,8 @@ impl Engine<'_> {
         let mut previous: Vec<ActionId> = Vec::new();
         loop {
             rounds += 1;
-            let last = self.cache.load_state(self.workspace);
-            let mut keys = Keys::new(self, graph, last, self.stat_cache());
+            let last = self.cache.load_state(self.workspace)?;
+            let mut keys = Keys::new(self, graph, last, self.stat_cache()?);
             keys.running = true;
             let mut owner = RunOwner {
                 keys,

@@ -107,6 +107,7 @@ impl Runner<'_> {
             locked: self.engine.locked,
             toolchain: &job.toolchain,
             report: &*self.engine.report,
+            ledger: self.engine.cache.ledger(),
         };
         let result = if action.kind().is_background() {
             crate::exec::in_background(|| recipe::execute(&ctx))

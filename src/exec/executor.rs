@@ -31,7 +31,9 @@ pub struct Invocation {
 
 /// What an action asks of whoever runs its commands: the tools, the arch it builds for and the
 /// builder image its series names. Its identity enters the action's key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Toolset {
     pub tools: Vec<String>,
     pub arch: Option<Arch>,

@@ -43,6 +43,9 @@ pub enum LoadError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(#[from] ManifestError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Newer(#[from] crate::saved::NewerState),
     /// A `package=` source could not be pinned on this machine.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -143,18 +146,18 @@ struct Memo {
 }
 
 /// Like [`load`], but reuses the model parsed last time when none of [`FILES`] changed, kept in
-/// `memo`. KDL parsing dominates a null build otherwise. The files the manifest names are checked
-/// again every time; any problem sends it down the full path, which reports with spans.
+/// the saved state of the cache at `cache_root`. KDL parsing dominates a null build otherwise.
+/// The files the manifest names are checked again every time; any problem sends it down the
+/// full path, which reports with spans.
 pub fn load_memoized(
     root: &Path,
-    memo: &Path,
+    cache_root: &Path,
     warn: &mut dyn FnMut(crate::fsutil::SaveError),
 ) -> Result<Model, LoadError> {
     let texts = Texts::read(root)?;
     let digest = texts.digest();
-    let remembered: Option<Memo> = std::fs::read(memo)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let state = crate::saved::State::Manifest { workspace: root };
+    let remembered: Option<Memo> = crate::saved::load(cache_root, state)?;
     if let Some(Memo {
         digest: d,
         mut model,
@@ -167,14 +170,13 @@ pub fn load_memoized(
         }
     }
     let model = texts.parse(root, packages::Renew::Nothing)?;
-    if let Ok(bytes) = serde_json::to_vec(&Memo {
+    let memo = Memo {
         digest,
         model: model.clone(),
-    }) {
-        // Without the memo the next run parses again: a warning.
-        if let Err(e) = crate::fsutil::write_atomic(memo, &bytes) {
-            warn(crate::fsutil::SaveError::of("the parsed manifest", memo)(e));
-        }
+    };
+    // Without the memo the next run parses again: a warning.
+    if let Err(e) = crate::saved::save(cache_root, state, &memo) {
+        warn(e);
     }
     Ok(model)
 }

@@ -15,7 +15,11 @@ pub struct Entry {
 
 /// Adds `entries` to the layout at `out`, linking the blobs found under each of `blob_dirs`
 /// (directories holding `blobs/sha256/…`).
-pub fn write(out: &Path, entries: &[Entry], blob_dirs: &[PathBuf]) -> std::io::Result<()> {
+pub fn write(
+    out: &Path,
+    entries: &[Entry],
+    (blob_dirs, ledger): (&[PathBuf], &crate::ledger::Ledger),
+) -> std::io::Result<()> {
     let blobs = out.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
     for dir in blob_dirs {
@@ -33,10 +37,10 @@ pub fn write(out: &Path, entries: &[Entry], blob_dirs: &[PathBuf]) -> std::io::R
             }
             let tmp = blobs.join(format!(".{}.tmp", std::process::id()));
             let _ = std::fs::remove_file(&tmp);
-            crate::ledger::link_or_copy(&file.path(), &tmp)?;
-            let before = crate::ledger::vouched_path(&tmp);
+            ledger.link_or_copy(&file.path(), &tmp)?;
+            let before = ledger.vouched_path(&tmp);
             std::fs::rename(&tmp, &dest)?;
-            crate::ledger::note(&dest, before);
+            ledger.note(&dest, before);
         }
     }
     write_index(out, entries)

@@ -75,7 +75,7 @@ fn credentials(host: &str) -> Result<Option<String>, RegistryError> {
         return Ok(None);
     };
     let failed = |message: String| failed(format!("{message} ({})", config.display()));
-    match docker_credential::get_credential(host) {
+    match with_sigpipe_ignored(|| docker_credential::get_credential(host)) {
         Ok(DockerCredential::UsernamePassword(user, password)) => Ok(Some(basic(user, password))),
         Ok(DockerCredential::IdentityToken(_)) => Err(failed(
             "the docker config holds an identity token for it, which kbuild cannot exchange".into(),
@@ -83,6 +83,18 @@ fn credentials(host: &str) -> Result<Option<String>, RegistryError> {
         Err(E::NoCredentialConfigured | E::ConfigNotFound) => Ok(None),
         Err(e) => Err(failed(e.to_string())),
     }
+}
+
+/// Runs `f` with SIGPIPE ignored. kbuild dies quietly on a closed stdout (`kbuild list | head`),
+/// but a credential helper that exits without reading the host kbuild writes to its stdin
+/// (one that fails at once) must give an error, not kill kbuild with the pipe's signal.
+fn with_sigpipe_ignored<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: swaps the disposition of one signal and puts the previous one back.
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGPIPE, previous) };
+    out
 }
 
 /// `sha256:` and 64 lowercase hexadecimal digits.

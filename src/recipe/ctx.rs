@@ -40,6 +40,8 @@ pub struct Ctx<'a> {
     pub locked: bool,
     /// The identity of whoever runs the commands, as keyed (host programs, builder image).
     pub toolchain: &'a Identity,
+    /// Notes the links of stored files the recipe makes (see `ledger`).
+    pub ledger: &'a crate::ledger::Ledger,
     /// Where messages for the user go (never the log's business: the log is the action's).
     pub report: &'a dyn Reporter,
 }

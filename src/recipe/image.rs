@@ -121,7 +121,8 @@ pub fn image(ctx: &Ctx, spec: &ImageSpec) -> Result<(), RecipeError> {
             continue;
         };
         let layer = read_descriptor(&dep.dir)?;
-        crate::ledger::link_or_copy(&dep.dir.join("layer"), &blobs.join(layer.hex()))
+        ctx.ledger
+            .link_or_copy(&dep.dir.join("layer"), &blobs.join(layer.hex()))
             .map_err(io("adding a layer blob"))?;
         let diff_id =
             std::fs::read_to_string(dep.dir.join("diff_id")).map_err(io("reading diff_id"))?;

@@ -6,11 +6,11 @@ use std::path::Path;
 use super::{Ctx, RecipeError, io};
 use crate::action::{PackageSpec, Role, SNAPSHOT, TagSpec};
 
-fn link_or_copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
+fn link_or_copy(ctx: &Ctx, from: &Path, to: &Path) -> Result<(), RecipeError> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating the image directory"))?;
     }
-    crate::ledger::link_or_copy(from, to).map_err(io(format!("packaging {}", from.display())))
+    (ctx.ledger.link_or_copy(from, to)).map_err(io(format!("packaging {}", from.display())))
 }
 
 /// The files a LinuxKit kernel image holds; `vmlinux` only when the variant asked for it.
@@ -21,29 +21,31 @@ pub fn package(ctx: &Ctx, spec: &PackageSpec) -> Result<(), RecipeError> {
             unpack(&ctx.dep(Role::Headers).join("kernel-headers.tar"), ctx.out)?;
             unpack(&ctx.dep(Role::Modules).join("kernel-dev.tar"), ctx.out)?;
         }
-        link_tree(ctx.dep(Role::Tool), ctx.out, ctx.out)?;
+        link_tree(ctx, ctx.dep(Role::Tool), ctx.out, ctx.out)?;
     } else if let Some(binary) = &spec.tool_binary {
         link_or_copy(
+            ctx,
             &ctx.dep(Role::Tool).join(binary),
             &ctx.out.join("usr/bin").join(binary),
         )?;
     } else {
         let kernel = ctx.dep(Role::Kernel);
         for name in ["kernel", "System.map"] {
-            link_or_copy(&kernel.join(name), &ctx.out.join(name))?;
+            link_or_copy(ctx, &kernel.join(name), &ctx.out.join(name))?;
         }
         if kernel.join("vmlinux").exists() {
-            link_or_copy(&kernel.join("vmlinux"), &ctx.out.join("vmlinux"))?;
+            link_or_copy(ctx, &kernel.join("vmlinux"), &ctx.out.join("vmlinux"))?;
         }
         for name in ["kernel.tar", "kernel-dev.tar"] {
-            link_or_copy(&ctx.dep(Role::Modules).join(name), &ctx.out.join(name))?;
+            link_or_copy(ctx, &ctx.dep(Role::Modules).join(name), &ctx.out.join(name))?;
         }
         link_or_copy(
+            ctx,
             &ctx.dep(Role::Headers).join("kernel-headers.tar"),
             &ctx.out.join("kernel-headers.tar"),
         )?;
         if let Some(snapshot) = ctx.deps.get(&Role::Snapshot) {
-            link_or_copy(&snapshot.dir.join(SNAPSHOT), &ctx.out.join(SNAPSHOT))?;
+            link_or_copy(ctx, &snapshot.dir.join(SNAPSHOT), &ctx.out.join(SNAPSHOT))?;
         }
     }
     // LinuxKit consumers read the builder reference without a trailing newline.
@@ -66,7 +68,7 @@ fn unpack(tar: &Path, to: &Path) -> Result<(), RecipeError> {
 /// Links every file of the installed tree `from` to the same place under `to`, directories
 /// made and symlinks recreated as they are (an installed library's `libx.so -> libx.so.1`).
 /// A path that is there already (`kernel-files`) is an error naming it, relative to `root`.
-fn link_tree(from: &Path, to: &Path, root: &Path) -> Result<(), RecipeError> {
+fn link_tree(ctx: &Ctx, from: &Path, to: &Path, root: &Path) -> Result<(), RecipeError> {
     let entries = std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))?;
     for entry in entries {
         let entry = entry.map_err(io(format!("reading {}", from.display())))?;
@@ -76,13 +78,13 @@ fn link_tree(from: &Path, to: &Path, root: &Path) -> Result<(), RecipeError> {
             .map_err(io(format!("reading {}", source.display())))?;
         if kind.is_dir() {
             std::fs::create_dir_all(&dest).map_err(io("creating the image directory"))?;
-            link_tree(&source, &dest, root)?;
+            link_tree(ctx, &source, &dest, root)?;
         } else if kind.is_symlink() {
             let target = std::fs::read_link(&source)
                 .map_err(io(format!("reading the link {}", source.display())))?;
             std::os::unix::fs::symlink(&target, &dest)
                 .map_err(io(format!("packaging {}", source.display())))?;
-        } else if let Err(e) = crate::ledger::link_or_copy(&source, &dest) {
+        } else if let Err(e) = ctx.ledger.link_or_copy(&source, &dest) {
             return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
                 RecipeError::failed(
                     format!(
