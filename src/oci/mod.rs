@@ -1,5 +1,10 @@
 //! OCI images: descriptors, image configs, manifests and indexes as kbuild writes them, the image
 //! layout on disk, and pushing to a registry.
+//!
+//! The types are kbuild's own rather than the oci-spec crate's: its annotations and labels are
+//! `HashMap`s, which serialise in a different order from one process to the next, and every
+//! byte of a manifest, config and index here is content-addressed (two clones must give the
+//! same digests). Maps here are `BTreeMap`s, fields in the order the bytes are written.
 
 pub mod gzip;
 pub mod layout;
