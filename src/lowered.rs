@@ -428,6 +428,43 @@ fn keep(graph: &Graph, lowering: Digest, groups: Vec<GroupHash>) -> Kept {
     }
 }
 
+/// The kept actions as actions, with their kept own parts; `None` when one names a label or an
+/// environment the tables do not hold (a damaged file).
+fn restore_actions(
+    kept: Vec<KeptAction>,
+    table: &[Label],
+    envs: Vec<BTreeMap<String, String>>,
+) -> Option<(Vec<Action>, Vec<Digest>)> {
+    let envs: Vec<Arc<BTreeMap<String, String>>> = envs.into_iter().map(Arc::new).collect();
+    let label = |n: &u32| table.get(*n as usize).cloned();
+    let mut actions = Vec::with_capacity(kept.len());
+    let mut own = Vec::with_capacity(kept.len());
+    for a in kept {
+        let deps = (a.deps.iter())
+            .map(|&(role, id)| Dep {
+                role,
+                id: ActionId(id),
+            })
+            .collect();
+        let labels: Option<Vec<Label>> = a.labels.iter().map(label).collect();
+        let (Some(labels), Some(env)) = (labels, envs.get(a.env as usize)) else {
+            return None;
+        };
+        own.push(a.own);
+        actions.push(Action {
+            name: a.name,
+            labels,
+            recipe: a.recipe.into(),
+            inputs: a.inputs,
+            deps,
+            env: env.clone(),
+            arch: a.arch,
+            builder: a.builder,
+        });
+    }
+    Some((actions, own))
+}
+
 /// The kept graph, tagged for the inputs as they are now; `None` when it does not hold
 /// together (a damaged file: lowering runs instead).
 fn restore(
@@ -443,33 +480,10 @@ fn restore(
         groups: kept_groups,
         ..
     } = kept;
-    let envs: Vec<Arc<BTreeMap<String, String>>> = envs.into_iter().map(Arc::new).collect();
+    let Some((actions, own)) = restore_actions(kept_actions, &table, envs) else {
+        return Ok(None);
+    };
     let label = |n: &u32| table.get(*n as usize).cloned();
-    let mut actions = Vec::with_capacity(kept_actions.len());
-    let mut own = Vec::with_capacity(kept_actions.len());
-    for a in kept_actions {
-        let deps = (a.deps.iter())
-            .map(|&(role, id)| Dep {
-                role,
-                id: ActionId(id),
-            })
-            .collect();
-        let labels: Option<Vec<Label>> = a.labels.iter().map(label).collect();
-        let (Some(labels), Some(env)) = (labels, envs.get(a.env as usize)) else {
-            return Ok(None);
-        };
-        own.push(a.own);
-        actions.push(Action {
-            name: a.name,
-            labels,
-            recipe: a.recipe.into(),
-            inputs: a.inputs,
-            deps,
-            env: env.clone(),
-            arch: a.arch,
-            builder: a.builder,
-        });
-    }
     let mut targets = Vec::with_capacity(kept_targets.len());
     for (kind, n, id) in &kept_targets {
         let Some(label) = label(n) else {

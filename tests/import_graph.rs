@@ -403,3 +403,65 @@ fn lib_rs_lists_modules_in_data_flow_order() {
         order.join(" ")
     );
 }
+
+/// No function of src/ (unit tests aside) is longer than 80 lines: a longer one does several
+/// things, each of which deserves a name.
+#[test]
+fn no_function_is_over_80_lines() {
+    struct Lengths<'a> {
+        file: &'a str,
+        long: Vec<String>,
+    }
+    impl Lengths<'_> {
+        fn check(&mut self, name: &syn::Ident, block: &syn::Block) {
+            use syn::spanned::Spanned;
+            let span = block.span();
+            let lines = span.end().line - span.start().line + 1;
+            if lines > 80 {
+                self.long
+                    .push(format!("{}: {name} is {lines} lines", self.file));
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Lengths<'_> {
+        fn visit_item(&mut self, item: &'ast syn::Item) {
+            if !is_test(item_facts(item).0) {
+                syn::visit::visit_item(self, item);
+            }
+        }
+        fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+            self.check(&f.sig.ident, &f.block);
+            syn::visit::visit_item_fn(self, f);
+        }
+        fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+            self.check(&f.sig.ident, &f.block);
+            syn::visit::visit_impl_item_fn(self, f);
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut long = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let file = syn::parse_file(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let name = path.strip_prefix(&src).unwrap().display().to_string();
+                let mut lengths = Lengths {
+                    file: &name,
+                    long: Vec::new(),
+                };
+                lengths.visit_file(&file);
+                long.extend(lengths.long);
+            }
+        }
+    }
+    long.sort();
+    assert!(
+        long.is_empty(),
+        "functions over 80 lines:\n{}",
+        long.join("\n")
+    );
+}

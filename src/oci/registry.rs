@@ -214,6 +214,18 @@ impl Registry {
             }
         }
         .map_err(unreachable)?;
+        self.read_reply(response, &format!("{method} {url}"), method == "HEAD")
+    }
+
+    /// A reply read whole. Replies are JSON documents and errors: a registry that sends more
+    /// than [`MAX_REPLY`] is not trusted with the memory, and one cut short (against its
+    /// `Content-Length`, or by a broken connection) is an error, never a shorter document.
+    fn read_reply(
+        &self,
+        response: ureq::http::Response<ureq::Body>,
+        what: &str,
+        head: bool,
+    ) -> Result<Reply, RegistryError> {
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -227,18 +239,16 @@ impl Registry {
         };
         let declared: Option<u64> = reply.header("Content-Length").and_then(|l| l.parse().ok());
         let mut body = Vec::new();
-        // Replies are JSON documents and errors: a registry that sends more is not trusted
-        // with the memory.
         let read = (response.into_body().into_reader().take(MAX_REPLY + 1)).read_to_end(&mut body);
-        let cut = |what: String| RegistryError::Unreachable {
+        let cut = |problem: String| RegistryError::Unreachable {
             host: self.host.clone(),
-            message: format!("{method} {url}: {what}"),
+            message: format!("{what}: {problem}"),
         };
         read.map_err(|e| cut(format!("the reply was cut short: {e}")))?;
         if body.len() as u64 > MAX_REPLY {
             return Err(cut(format!("the reply is over {MAX_REPLY} bytes")));
         }
-        if let Some(declared) = declared.filter(|&d| d != body.len() as u64 && method != "HEAD") {
+        if let Some(declared) = declared.filter(|&d| d != body.len() as u64 && !head) {
             return Err(cut(format!(
                 "the reply was cut short: {} of {declared} bytes",
                 body.len()
