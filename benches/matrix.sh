@@ -2,8 +2,8 @@
 # The shipped matrix, full size: the repository's own kernel.kdl built on Debian's linux-source
 # tarballs (the package replacements its top comment shows, and a bump where Debian's package
 # has moved past kernel.kdl's version), one target after another in one cache, each with its
-# wall time and the peak disk of the cache and build directories; the x86_64 kernels boot in
-# qemu (TCG) and must print their release. A benchmark, not a CI test: a full-size kernel takes
+# wall time and the peak disk of the cache and build directories; every kernel boots in qemu
+# (TCG, the arch's virt machine) with an initramfs of one static init and must print its release. A benchmark, not a CI test: a full-size kernel takes
 # tens of minutes on 2 cores.
 #
 #   bash benches/matrix.sh                      # the targets below
@@ -11,7 +11,7 @@
 #   MATRIX_KEEP=/some/dir bash benches/matrix.sh   # keep the workspace and cache there
 #
 # Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs (linux-source-6.1/-6.12, the cross
-# compilers, qemu-system-x86). Prints one line per target and a total; doc/benchmarks.md keeps
+# compilers, qemu-system-x86, -arm and -misc). Prints one line per target and a total; doc/benchmarks.md keeps
 # the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,14 +45,27 @@ echo 0 >"$peak_file"
 sampler=$!
 trap 'kill $sampler 2>/dev/null; rm -rf "$work"' EXIT
 
-boot() { # kernel image -> the release its init printed
-    local dir=$work/boot
+# Boots a kernel image of `arch` (amd64, arm64, riscv64) under qemu (TCG) with an initramfs of
+# one static init, cross-built for the arch, that prints the release; prints that release.
+boot() {
+    local kernel=$1 arch=$2 dir=$work/boot-$2 cc qemu console image
+    case $arch in
+    amd64) cc=gcc qemu=(qemu-system-x86_64) console=ttyS0 ;;
+    arm64) cc=aarch64-linux-gnu-gcc qemu=(qemu-system-aarch64 -M virt -cpu max) console=ttyAMA0 ;;
+    riscv64) cc=riscv64-linux-gnu-gcc qemu=(qemu-system-riscv64 -M virt) console=ttyS0 ;;
+    esac
     mkdir -p "$dir/root"
     printf '#include <string.h>\n#include <sys/reboot.h>\n#include <sys/utsname.h>\n#include <unistd.h>\nint main(void){struct utsname u;uname(&u);write(1,"matrix-init: ",13);write(1,u.release,strlen(u.release));write(1,"\\n",1);reboot(RB_AUTOBOOT);return 0;}\n' >"$dir/init.c"
-    gcc -static -Os -o "$dir/root/init" "$dir/init.c"
+    "$cc" -static -Os -o "$dir/root/init" "$dir/init.c"
     (cd "$dir/root" && echo init | cpio -o -H newc --quiet >"$dir/init.cpio")
-    timeout 600 qemu-system-x86_64 -m 1024 -nographic -no-reboot -kernel "$1" -initrd "$dir/init.cpio" \
-        -append "console=ttyS0 panic=-1" 2>/dev/null | sed -n 's/^matrix-init: //p' | tr -d '\r'
+    # LinuxKit's riscv64 kernel is a gzipped Image, which qemu's riscv loader takes unpacked.
+    image=$kernel
+    if [[ $arch == riscv64 ]] && gzip -t "$kernel" 2>/dev/null; then
+        image=$dir/Image
+        gzip -dc "$kernel" >"$image"
+    fi
+    timeout 600 "${qemu[@]}" -m 1024 -nographic -no-reboot -kernel "$image" -initrd "$dir/init.cpio" \
+        -append "console=$console panic=-1" 2>/dev/null | sed -n 's/^matrix-init: //p' | tr -d '\r'
 }
 
 total=0
@@ -68,12 +81,12 @@ for target in $targets; do
     t1=$(now)
     took=$(secs "$t0" "$t1")
     total=$(echo "$total + $took" | bc)
-    arch=${target##*-}
-    if [[ $result == built && $arch == amd64 ]]; then
+    arch=${target##*[:-]}
+    if [[ $result == built ]]; then
         dir=${target#//}
         series=${dir%%:*}
         kernel=$ws/out/$series/${target##*:}/kernel
-        release=$(boot "$kernel")
+        release=$(boot "$kernel" "$arch")
         result="built, boots: ${release:-NO RELEASE PRINTED}"
     fi
     peak=$(echo "scale=1; $(cat "$peak_file") / 1048576" | bc)
