@@ -55,7 +55,8 @@ boot() {
     riscv64) cc=riscv64-linux-gnu-gcc qemu=(qemu-system-riscv64 -M virt) console=ttyS0 ;;
     esac
     mkdir -p "$dir/root"
-    printf '#include <string.h>\n#include <sys/reboot.h>\n#include <sys/utsname.h>\n#include <unistd.h>\nint main(void){struct utsname u;uname(&u);write(1,"matrix-init: ",13);write(1,u.release,strlen(u.release));write(1,"\\n",1);reboot(RB_AUTOBOOT);return 0;}\n' >"$dir/init.c"
+    # One write: a kernel message printed between two writes would split the line.
+    printf '#include <stdio.h>\n#include <string.h>\n#include <sys/reboot.h>\n#include <sys/utsname.h>\n#include <unistd.h>\nint main(void){struct utsname u;char b[512];uname(&u);int n=snprintf(b,sizeof b,"matrix-init: %%s\\n",u.release);write(1,b,n);reboot(RB_AUTOBOOT);return 0;}\n' >"$dir/init.c"
     "$cc" -static -Os -o "$dir/root/init" "$dir/init.c"
     (cd "$dir/root" && echo init | cpio -o -H newc --quiet >"$dir/init.cpio")
     # LinuxKit's riscv64 kernel is a gzipped Image, which qemu's riscv loader takes unpacked.
