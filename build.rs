@@ -16,15 +16,18 @@ fn files() -> Vec<String> {
     println!("cargo:rerun-if-changed=src/kind");
     for entry in std::fs::read_dir("src/kind").expect("src/kind is readable") {
         let path = entry.expect("src/kind is readable").path();
-        println!("cargo:rerun-if-changed={}", path.display());
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let tokens: TokenStream = text
-            .parse()
-            .unwrap_or_else(|e| panic!("lexing {}: {e:?}", path.display()));
-        rs_literals(tokens, &mut files);
+        rs_literals(lex(&path), &mut files);
     }
     files.into_iter().collect()
+}
+
+/// The tokens of the source file at `path`, which the build then depends on.
+fn lex(path: &Path) -> TokenStream {
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.parse()
+        .unwrap_or_else(|e| panic!("lexing {}: {e:?}", path.display()))
 }
 
 /// The string literals naming a Rust file in `tokens`, unquoted.
@@ -50,12 +53,7 @@ fn main() {
     out.push_str("pub static NORMAL_FORMS: &[(&str, &str)] = &[\n");
     for file in files() {
         let path = Path::new("src").join(&file);
-        println!("cargo:rerun-if-changed={}", path.display());
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let tokens: TokenStream = text
-            .parse()
-            .unwrap_or_else(|e| panic!("lexing {}: {e:?}", path.display()));
+        let tokens = lex(&path);
         let mut normal = String::new();
         write_tokens(tokens, &mut normal);
         let _ = writeln!(out, "    ({file:?}, {normal:?}),");

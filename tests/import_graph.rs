@@ -126,6 +126,23 @@ impl<'ast> Visit<'ast> for Collector<'_> {
     }
 }
 
+/// Every `.rs` file under `src`.
+fn rust_files(src: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 struct Crate {
     files: BTreeMap<ModPath, (PathBuf, FileFacts)>,
 }
@@ -133,39 +150,30 @@ struct Crate {
 impl Crate {
     fn read(src: &Path) -> Crate {
         let mut files = BTreeMap::new();
-        let mut stack = vec![src.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                if path.extension().is_none_or(|e| e != "rs") || path == src.join("main.rs") {
-                    continue;
-                }
-                let rel = path.strip_prefix(src).unwrap().with_extension("");
-                let mut module: ModPath = rel.iter().map(|c| c.to_string_lossy().into()).collect();
-                if matches!(module.last().map(String::as_str), Some("mod" | "lib")) {
-                    module.pop();
-                }
-                let text = std::fs::read_to_string(&path).unwrap();
-                let file =
-                    syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                let mut facts = FileFacts::default();
-                let mut collector = Collector {
-                    facts: &mut facts,
-                    depth: 0,
-                };
-                for item in &file.items {
-                    collector.visit_item(item);
-                }
-                let rel = path
-                    .strip_prefix(src.parent().unwrap())
-                    .unwrap()
-                    .to_path_buf();
-                files.insert(module, (rel, facts));
+        for path in rust_files(src) {
+            if path == src.join("main.rs") {
+                continue;
             }
+            let rel = path.strip_prefix(src).unwrap().with_extension("");
+            let mut module: ModPath = rel.iter().map(|c| c.to_string_lossy().into()).collect();
+            if matches!(module.last().map(String::as_str), Some("mod" | "lib")) {
+                module.pop();
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut facts = FileFacts::default();
+            let mut collector = Collector {
+                facts: &mut facts,
+                depth: 0,
+            };
+            for item in &file.items {
+                collector.visit_item(item);
+            }
+            let rel = path
+                .strip_prefix(src.parent().unwrap())
+                .unwrap()
+                .to_path_buf();
+            files.insert(module, (rel, facts));
         }
         Crate { files }
     }
