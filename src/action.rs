@@ -116,6 +116,7 @@ pub enum Recipe {
     Image(ImageSpec),
     Index(IndexSpec),
     Tag(TagSpec),
+    Test(TestSpec),
 }
 
 impl Recipe {
@@ -136,6 +137,7 @@ impl Recipe {
             Recipe::Image(_) => ActionKind::Image,
             Recipe::Index(_) => ActionKind::Index,
             Recipe::Tag(_) => ActionKind::Tag,
+            Recipe::Test(_) => ActionKind::Test,
         }
     }
 }
@@ -248,6 +250,18 @@ pub struct TagSpec {
     pub arch: Arch,
     /// The input hash of the series and variant (see `tags.rs`); filled in after lowering.
     pub hash: String,
+}
+
+/// A boot test of one kernel target under qemu (see `recipe/test`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TestSpec {
+    pub arch: Arch,
+    /// The C compiler of the test's static /init: the target's own.
+    pub cc: String,
+    /// Modules the test loads, with their dependencies (`kunit-example-test`).
+    pub modules: Vec<String>,
+    /// Seconds the boot may take before it counts as hung.
+    pub timeout: u32,
 }
 
 /// One node of the action graph.

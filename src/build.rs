@@ -13,6 +13,7 @@ use crate::exec::{Cancel, Executor};
 use crate::graph::Graph;
 use crate::label::Label;
 use crate::model::Model;
+use crate::plan::Goal;
 use crate::remote::Remote;
 use crate::report::{Event, Reporter, Summary};
 use crate::statcache::StatCache;
@@ -23,6 +24,8 @@ pub struct Request<'a> {
     pub model: &'a Model,
     /// Target patterns as the user wrote them (`//6.6.x:dbg-arm64`, `//...`).
     pub labels: &'a [String],
+    /// Build the targets, or build and boot-test them.
+    pub goal: Goal,
     pub cache: &'a Cache,
     pub exec: &'a dyn Executor,
     pub jobs: usize,
@@ -54,14 +57,15 @@ pub struct Built {
 pub fn lower(
     cache_root: &Path,
     model: &Model,
-    (labels, stat): (&[String], &mut StatCache),
+    (labels, goal, stat): (&[String], Goal, &mut StatCache),
     report: &dyn Reporter,
 ) -> miette::Result<(Vec<Label>, Graph)> {
     let targets = crate::label::resolve(model, labels)?;
     let patch_dirs = crate::plan::read_patch_dirs(model, &targets)?;
     let warn = &mut |e: crate::fsutil::SaveError| report.say(&e.to_string());
-    let kept = (cache_root, labels);
-    let graph = crate::lowered::lower(model, (&targets, &patch_dirs), kept, stat, warn)?;
+    let patterns = goal.patterns(labels);
+    let kept = (cache_root, patterns.as_slice());
+    let graph = crate::lowered::lower(model, (&targets, &patch_dirs, goal), kept, stat, warn)?;
     Ok((targets, graph))
 }
 
@@ -128,7 +132,7 @@ pub fn build(request: &Request) -> miette::Result<Built> {
     let (targets, graph) = lower(
         request.cache.root(),
         request.model,
-        (request.labels, &mut stat),
+        (request.labels, request.goal, &mut stat),
         &*request.report,
     )?;
     if let Err(e) = stat.save() {
@@ -165,8 +169,9 @@ fn record(
     failed: bool,
 ) -> miette::Result<()> {
     let (root, cache) = (request.root, request.cache);
+    let patterns = request.goal.patterns(request.labels);
     if failed {
-        crate::fingerprint::forget(root, cache, request.labels);
+        crate::fingerprint::forget(root, cache, &patterns);
         return Ok(());
     }
     crate::outlinks::refresh(root, cache, graph, targets, &report.status)?;
@@ -179,7 +184,7 @@ fn record(
         default_executor: request.default_executor.clone(),
         out: None,
     };
-    if let Err(e) = crate::fingerprint::record(root, cache, request.exec, request.labels, &deps) {
+    if let Err(e) = crate::fingerprint::record(root, cache, request.exec, &patterns, &deps) {
         request.report.say(&e.to_string());
     }
     Ok(())

@@ -29,6 +29,14 @@ pub mod ledger;
 pub mod model;
 /// Unpacking hostile source tarballs.
 pub mod unpack;
+/// Deterministic initramfs archives (newc cpio).
+pub mod cpio;
+/// KTAP, the kernel's test output, read from a console.
+pub mod ktap;
+/// What a test found, check by check.
+pub mod verdict;
+/// The machine each arch's kernels are boot-tested on.
+pub mod machine;
 
 // From the manifest to a graph of actions.
 /// Target labels and patterns.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{
     Action, ActionId, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec, PackageSpec,
-    Recipe, Role, TagSpec, ToolSpec,
+    Recipe, Role, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::digest::Digest;
@@ -62,11 +62,12 @@ pub fn hash_kbuild_and_manifest(h: &mut blake3::Hasher, root: &Path) -> Option<(
 /// patch directories with their listings.
 fn lowering_digest(
     model: &Model,
-    targets: &[Label],
+    (targets, goal): (&[Label], crate::plan::Goal),
     patch_dirs: &[(String, Vec<String>)],
 ) -> Option<Digest> {
     let mut h = blake3::Hasher::new();
     hash_kbuild_and_manifest(&mut h, &model.root)?;
+    h.update(format!("goal {goal:?}\n").as_bytes());
     h.update(format!("root {}\n", model.root.display()).as_bytes());
     h.update(format!("native {}\n", model.native_builds).as_bytes());
     for target in targets {
@@ -117,6 +118,7 @@ enum KeptRecipe {
     Image(ImageSpec),
     Index(IndexSpec),
     Tag(TagSpec),
+    Test(TestSpec),
 }
 
 /// [`ToolSpec`] with every field, as a binary format needs (the key leaves some out when off).
@@ -270,6 +272,7 @@ impl From<Recipe> for KeptRecipe {
             Recipe::Image(spec) => KeptRecipe::Image(spec),
             Recipe::Index(spec) => KeptRecipe::Index(spec),
             Recipe::Tag(spec) => KeptRecipe::Tag(spec),
+            Recipe::Test(spec) => KeptRecipe::Test(spec),
         }
     }
 }
@@ -299,6 +302,7 @@ impl From<KeptRecipe> for Recipe {
             KeptRecipe::Image(spec) => Recipe::Image(spec),
             KeptRecipe::Index(spec) => Recipe::Index(spec),
             KeptRecipe::Tag(spec) => Recipe::Tag(spec),
+            KeptRecipe::Test(spec) => Recipe::Test(spec),
         }
     }
 }
@@ -332,18 +336,21 @@ struct Kept {
     groups: Vec<GroupHash>,
 }
 
+/// A patch directory and its listing.
+type PatchDir = (String, Vec<String>);
+
 /// The graph of `targets`, restored from `kept` when nothing lowering reads changed, else
 /// lowered, tagged and kept there (best effort: a graph that cannot be kept is lowered again
 /// next time). `patch_dirs` are the targets' patch directories as
 /// [`crate::plan::read_patch_dirs`] listed them.
 pub fn lower(
     model: &Model,
-    (targets, patch_dirs): (&[Label], &[(String, Vec<String>)]),
+    (targets, patch_dirs, goal): (&[Label], &[PatchDir], crate::plan::Goal),
     (cache_root, patterns): (&Path, &[String]),
     stat: &mut crate::statcache::StatCache,
     warn: &mut dyn FnMut(crate::fsutil::SaveError),
 ) -> miette::Result<Graph> {
-    let digest = lowering_digest(model, targets, patch_dirs);
+    let digest = lowering_digest(model, (targets, goal), patch_dirs);
     let state = State::Lowered {
         workspace: &model.root,
         patterns,
@@ -355,7 +362,7 @@ pub fn lower(
     {
         return Ok(graph);
     }
-    let mut graph = crate::plan::lower(model, targets)?;
+    let mut graph = crate::plan::lower_for(model, targets, goal)?;
     let groups = crate::tags::assign(
         model,
         &mut graph,

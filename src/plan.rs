@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::action::{
     Action, ActionId, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec, PackageSpec,
-    Recipe, Role, SNAPSHOT, TagSpec, ToolSpec,
+    Recipe, Role, SNAPSHOT, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -14,11 +14,40 @@ use crate::kind::ActionKind;
 use crate::label::{Label, TargetKind};
 use crate::model::{Model, Series, Source, Tool, VariantSet, expand};
 
+/// What a lowering is for: the targets' images, or those and a boot test of each kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Goal {
+    #[default]
+    Build,
+    Test,
+}
+
+impl Goal {
+    /// The patterns under which state about this lowering is kept (the kept graph, the run
+    /// fingerprint): a tested build's are not a plain build's.
+    pub fn patterns(self, labels: &[String]) -> Vec<String> {
+        match self {
+            Goal::Build => labels.to_vec(),
+            Goal::Test => std::iter::once("--test".to_string())
+                .chain(labels.iter().cloned())
+                .collect(),
+        }
+    }
+}
+
 /// Lowers `targets` into a graph. Actions that do not depend on the variant or arch are shared.
 pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, PlanError> {
+    lower_for(model, targets, Goal::Build)
+}
+
+/// [`lower`], with a boot test of each kernel target when the goal is testing.
+pub fn lower_for(model: &Model, targets: &[Label], goal: Goal) -> Result<Graph, PlanError> {
     let mut lowerer = Lowerer::new(model);
     for label in targets {
         lowerer.target(label);
+        if let (Goal::Test, TargetKind::Kernel(set)) = (goal, &label.kind) {
+            lowerer.test(label, &set.clone());
+        }
     }
     // Targets of one series and kind share an index, in the order they were asked for.
     let mut groups: Vec<Vec<&Label>> = Vec::new();
@@ -567,6 +596,24 @@ impl Lowerer<'_> {
                 recipe: Recipe::Package(me.package_spec(label, set, None)),
                 arch: None,
             }
+        })
+    }
+
+    /// The boot test of a kernel target: its image, its modules and its resolved config.
+    fn test(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        self.lowered(format!("test {label}"), label, |me| Spec {
+            deps: vec![
+                dep(Role::Kernel, me.compile(label, set)),
+                dep(Role::Modules, me.install(label, set)),
+                dep(Role::Config, me.configure(label, set)),
+            ],
+            recipe: Recipe::Test(TestSpec {
+                arch: label.arch,
+                cc: format!("{}gcc", me.model.cross_compile(label.arch)),
+                modules: me.series(label).test_modules.clone(),
+                timeout: me.model.defaults.test_timeout,
+            }),
+            arch: Some(label.arch),
         })
     }
 

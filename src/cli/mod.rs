@@ -1,10 +1,12 @@
 //! The command line: parses arguments, loads the workspace, and prints results.
 
 mod builder;
+mod junit;
 mod maint;
 mod publish;
 mod render;
 mod shell;
+mod test;
 mod upkeep;
 mod views;
 
@@ -20,6 +22,7 @@ use crate::exec::{Cancel, Docker, DryRun, Executor, Host};
 use crate::graph::Graph;
 use crate::label::{self, Label};
 use crate::model::Model;
+use crate::plan::Goal;
 use crate::statcache::StatCache;
 
 #[derive(Parser, Debug)]
@@ -151,6 +154,9 @@ enum Command {
         labels: Vec<String>,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        /// Plan the boot tests too, as `kbuild test` would run them.
+        #[arg(long)]
+        test: bool,
     },
     /// Build targets.
     Run {
@@ -165,6 +171,29 @@ enum Command {
         /// Fail instead of pinning an unpinned source in kernel.lock (for CI).
         #[arg(long)]
         locked: bool,
+        /// Boot-test each kernel too, as `kbuild test` does (and exit as it does).
+        #[arg(long)]
+        test: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        views: views::Views,
+    },
+    /// Build targets and boot each kernel under qemu: its release, /proc and /sys, its test
+    /// modules, KUnit. A passed test is cached. Exit 0 all passed, 1 a kernel failed a test,
+    /// 125 a test could not run (for `git bisect run`).
+    Test {
+        /// Targets or patterns (default: //...).
+        labels: Vec<String>,
+        /// Actions run at once [default: the number of cores].
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Keep building and testing what does not depend on a failure.
+        #[arg(short, long)]
+        keep_going: bool,
+        /// Write the results as JUnit XML to FILE (GitLab, GitHub and Jenkins read it).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         #[command(flatten)]
@@ -176,6 +205,9 @@ enum Command {
         /// Print each action's whole key record: every input, program and dependency digest.
         #[arg(long)]
         key: bool,
+        /// Explain the boot tests too.
+        #[arg(long)]
+        test: bool,
     },
     /// Print the log of a target's action as it stands now: the run that made its cache entry.
     Log {
@@ -483,7 +515,7 @@ impl Workspace {
         &'a self,
         cache: &'a Cache,
         exec: &'a dyn Executor,
-        labels: &'a [String],
+        (labels, goal): (&'a [String], Goal),
         (jobs, keep_going, locked): (usize, bool, bool),
         report: std::sync::Arc<dyn crate::report::Reporter>,
     ) -> miette::Result<build::Request<'a>> {
@@ -491,6 +523,7 @@ impl Workspace {
             root: &self.root,
             model: self.model()?,
             labels,
+            goal,
             cache,
             exec,
             jobs,
@@ -586,22 +619,13 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             print!("{}", render::list(ws.model()?));
             Ok(0)
         }
-        Command::Plan { labels, format } => plan(&ws, labels, *format),
-        Command::Run {
+        Command::Plan {
             labels,
-            jobs,
-            keep_going,
-            locked,
             format,
-            views,
-        } => run(
-            &ws,
-            labels,
-            num_jobs(*jobs),
-            (*keep_going, *locked),
-            (*format, views),
-        ),
-        Command::Why { labels, key } => why(&ws, labels, *key),
+            test,
+        } => plan(&ws, labels, *format, goal(*test)),
+        Command::Run { .. } | Command::Test { .. } => build_command(&ws, &cli.command),
+        Command::Why { labels, key, test } => why(&ws, labels, *key, goal(*test)),
         Command::Log {
             label,
             action,
@@ -643,9 +667,58 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
     }
 }
 
+/// `kbuild run` and `kbuild test`: a build, with or without the boot tests.
+fn build_command(ws: &Workspace, command: &Command) -> miette::Result<i32> {
+    match command {
+        Command::Run {
+            labels,
+            jobs,
+            keep_going,
+            locked,
+            test,
+            format,
+            views,
+        } => {
+            let settings = (num_jobs(*jobs), *keep_going, *locked);
+            if *test {
+                test::command(ws, labels, settings, (*format, views, None))
+            } else {
+                run(ws, labels, settings, (*format, views))
+            }
+        }
+        Command::Test {
+            labels,
+            jobs,
+            keep_going,
+            junit,
+            format,
+            views,
+        } => test::command(
+            ws,
+            labels,
+            (num_jobs(*jobs), *keep_going, false),
+            (*format, views, junit.as_deref()),
+        ),
+        _ => unreachable!("dispatch hands over run and test only"),
+    }
+}
+
+fn goal(test: bool) -> Goal {
+    if test { Goal::Test } else { Goal::Build }
+}
+
 pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<Label>, Graph)> {
+    lower_for(ws, labels, Goal::Build)
+}
+
+/// [`lower`] for a goal: testing adds a boot test per kernel target.
+pub(crate) fn lower_for(
+    ws: &Workspace,
+    labels: &[String],
+    goal: Goal,
+) -> miette::Result<(Vec<Label>, Graph)> {
     let mut stat = StatCache::open(&ws.cache_dir)?;
-    let lowered = lower_with(ws, labels, &mut stat)?;
+    let lowered = lower_with(ws, (labels, goal), &mut stat)?;
     // The command line's view of saved state is stderr.
     if let Err(e) = stat.save() {
         eprintln!("{e}");
@@ -656,12 +729,12 @@ pub(crate) fn lower(ws: &Workspace, labels: &[String]) -> miette::Result<(Vec<La
 /// [`lower`] with the stat cache of the caller, who saves it.
 fn lower_with(
     ws: &Workspace,
-    labels: &[String],
+    (labels, goal): (&[String], Goal),
     stat: &mut StatCache,
 ) -> miette::Result<(Vec<Label>, Graph)> {
     // The command line's view is stderr.
     let plain = crate::report::plain::Plain::new();
-    build::lower(&ws.cache_dir, ws.model()?, (labels, stat), &plain)
+    build::lower(&ws.cache_dir, ws.model()?, (labels, goal, stat), &plain)
 }
 
 pub(crate) fn open_cache(ws: &Workspace) -> miette::Result<Cache> {
@@ -689,7 +762,7 @@ pub(crate) fn engine<'a>(
     }
 }
 
-fn plan(ws: &Workspace, labels: &[String], format: PlanFormat) -> miette::Result<i32> {
+fn plan(ws: &Workspace, labels: &[String], format: PlanFormat, goal: Goal) -> miette::Result<i32> {
     let cache = open_cache(ws)?;
     // The last run's state is read and its keys looked up in the cache beside lowering, which
     // does not need them: two cores, and each is a good part of planning after an edit. The
@@ -704,7 +777,7 @@ fn plan(ws: &Workspace, labels: &[String], format: PlanFormat) -> miette::Result
         });
         let lowered = StatCache::open(cache.root())
             .map_err(miette::Report::from)
-            .and_then(|mut stat| lower_with(ws, labels, &mut stat).map(|l| (l, stat)));
+            .and_then(|mut stat| lower_with(ws, (labels, goal), &mut stat).map(|l| (l, stat)));
         if let Some(check) = check.get() {
             check.work(cache);
         }
@@ -757,8 +830,7 @@ fn plan(ws: &Workspace, labels: &[String], format: PlanFormat) -> miette::Result
 fn run(
     ws: &Workspace,
     labels: &[String],
-    jobs: usize,
-    (keep_going, locked): (bool, bool),
+    (jobs, keep_going, locked): (usize, bool, bool),
     (format, views): (Format, &views::Views),
 ) -> miette::Result<i32> {
     let cache = open_cache(ws)?;
@@ -773,7 +845,7 @@ fn run(
     let request = ws.request(
         &cache,
         exec.as_ref(),
-        labels,
+        (labels, Goal::Build),
         (jobs, keep_going, locked),
         report,
     )?;
@@ -807,7 +879,9 @@ pub(crate) fn num_jobs(jobs: Option<usize>) -> usize {
 /// The log of the run that made the current entry of one action of `label`: kept by key in the
 /// cache, or this workspace's last log of the action when its header names the same key.
 fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miette::Result<i32> {
-    let (targets, graph) = lower(ws, &[label.to_string()])?;
+    // A test's log is a tested build's: its graph has the test actions.
+    let goal = goal(kind == Some(crate::kind::ActionKind::Test.as_str()));
+    let (targets, graph) = lower_for(ws, &[label.to_string()], goal)?;
     let [target] = targets.as_slice() else {
         miette::bail!(
             help = "name one target, e.g. //6.6.x:amd64",
@@ -880,8 +954,8 @@ fn log(ws: &Workspace, label: &str, kind: Option<&str>, path_only: bool) -> miet
     Ok(0)
 }
 
-fn why(ws: &Workspace, labels: &[String], key: bool) -> miette::Result<i32> {
-    let (_, graph) = lower(ws, labels)?;
+fn why(ws: &Workspace, labels: &[String], key: bool, goal: Goal) -> miette::Result<i32> {
+    let (_, graph) = lower_for(ws, labels, goal)?;
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
     let mut engine = engine(ws, &cache, exec.as_ref(), 1, false);

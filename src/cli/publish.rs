@@ -22,7 +22,7 @@ pub fn push(
     let request = ws.request(
         &cache,
         exec.as_ref(),
-        labels,
+        (labels, crate::plan::Goal::Build),
         (jobs, false, false),
         reporter,
     )?;

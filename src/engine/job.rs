@@ -39,6 +39,8 @@ pub enum JobResult {
         error: String,
         hint: Option<String>,
         log: PathBuf,
+        /// A failed test's findings (JSON): the kernel failed, not the machinery.
+        findings: Option<String>,
     },
     /// A dependency's cached outputs turned out corrupt; it must be rebuilt first.
     Corrupt { dep: ActionId, corrupt: Corrupt },

@@ -276,13 +276,19 @@ impl RunOwner<'_> {
                 self.finished(id, Outcome::Remote, took, (key, &reason));
                 true
             }
-            JobResult::Failed { error, hint, log } => {
+            JobResult::Failed {
+                error,
+                hint,
+                log,
+                findings,
+            } => {
                 self.keys.status[id.index()] = Status::Failed {
                     key,
                     reason: reason.clone(),
                     error,
                     hint,
                     log,
+                    findings,
                 };
                 self.finished(id, Outcome::Failed, took, (key, &reason));
                 false

@@ -122,6 +122,7 @@ impl Runner<'_> {
                 error: e.to_string(),
                 hint,
                 log: log_path,
+                findings: e.findings().map(str::to_string),
             });
         }
         // The next run of this action estimates its progress from this line.
@@ -224,6 +225,7 @@ impl Worker for Runner<'_> {
             error: e.to_string(),
             hint: Some("check free space and permissions of the cache directory".into()),
             log: PathBuf::new(),
+            findings: None,
         })
     }
 }

@@ -39,6 +39,9 @@ pub enum Status {
         error: String,
         hint: Option<String>,
         log: PathBuf,
+        /// A failed test's findings (JSON, `crate::verdict::Verdict`): a verdict on the kernel
+        /// rather than a failure of the build or the machine.
+        findings: Option<String>,
     },
     /// Not run because a dependency failed or the run stopped.
     Skipped,

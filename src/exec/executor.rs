@@ -94,7 +94,12 @@ impl Invocation {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("`{command}` exited with {status}")]
-    Failed { command: String, status: String },
+    Failed {
+        command: String,
+        status: String,
+        /// The exit code, when the command exited rather than died of a signal.
+        code: Option<i32>,
+    },
     #[error("cannot start `{program}`: {source}")]
     Spawn {
         program: String,

@@ -127,6 +127,7 @@ impl Executor for Host {
             return Err(ExecError::Failed {
                 command: inv.display(),
                 status: status.to_string(),
+                code: status.code(),
             });
         }
         Ok(())

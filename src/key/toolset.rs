@@ -33,9 +33,25 @@ fn tools_of(action: &Action) -> Vec<String> {
             }
             tools
         }
+        Recipe::Test(spec) => test_tools(spec),
         _ if action.kind().uses_toolchain() => toolchain(&action.env),
         _ => Vec::new(),
     }
+}
+
+/// What a boot test runs: the compiler of its /init with its own programs and libc, the
+/// emulator and the firmware it loads (`crate::machine`).
+fn test_tools(spec: &crate::action::TestSpec) -> Vec<String> {
+    let machine = crate::machine::machine(spec.arch);
+    let cross = spec.cc.strip_suffix("gcc").unwrap_or("");
+    let mut tools = vec![spec.cc.clone(), format!("{cross}as"), format!("{cross}ld")];
+    for question in ["prog-name=cc1", "prog-name=collect2", "file-name=libc.a"] {
+        tools.push(format!("{} -print-{question}", spec.cc));
+    }
+    tools.push("timeout".into());
+    tools.push(machine.program.into());
+    tools.extend(machine.firmware.iter().map(|f| f.to_string()));
+    tools
 }
 
 /// Every program a kernel build runs, directly or through make and gcc, for the toolchain `env`

@@ -18,6 +18,7 @@ mod package;
 mod patch;
 mod snapshot;
 mod tag;
+mod test;
 mod tool;
 mod traits;
 
@@ -45,6 +46,7 @@ pub enum ActionKind {
     Image,
     Index,
     Tag,
+    Test,
 }
 
 impl ActionKind {
@@ -63,6 +65,7 @@ impl ActionKind {
         ActionKind::Image,
         ActionKind::Index,
         ActionKind::Tag,
+        ActionKind::Test,
     ];
 
     /// Everything kbuild knows about the kind, from the kind's own file.
@@ -82,6 +85,7 @@ impl ActionKind {
             ActionKind::Image => &image::TRAITS,
             ActionKind::Index => &index::TRAITS,
             ActionKind::Tag => &tag::TRAITS,
+            ActionKind::Test => &test::TRAITS,
         }
     }
 

@@ -24,6 +24,8 @@ const DEFAULTS: &[&str] = &[
     "builder",
     "localversion",
     "cross-compile",
+    "test-modules",
+    "test-timeout",
 ];
 const VARIANT: &[&str] = &[
     "fragment",
@@ -45,6 +47,7 @@ const SERIES: &[&str] = &[
     "config",
     "patches",
     "source-date-epoch",
+    "test-modules",
 ];
 
 /// Reads the whole document, collecting every problem rather than stopping at the first.
@@ -63,6 +66,8 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             arch_builders: BTreeMap::new(),
             executor: None,
             source_snapshot: true,
+            test_modules: Vec::new(),
+            test_timeout: crate::model::TEST_TIMEOUT,
         },
         variants: Vec::new(),
         tools: Vec::new(),
@@ -141,6 +146,8 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
         "arches",
         "localversion",
         "cross-compile",
+        "test-modules",
+        "test-timeout",
     ];
     let mut seen = Vec::new();
     for child in nodes::children(node) {
@@ -167,10 +174,29 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
             "cross-compile" => read_cross(child).map(|c| d.cross_compile = c),
             "llvm" => nodes::boolean(child).map(|b| d.llvm = b),
             "source-snapshot" => nodes::boolean(child).map(|b| d.source_snapshot = b),
+            "test-modules" => nodes::unique_strings(child)
+                .map(|m| d.test_modules = m.into_iter().map(|s| s.value).collect()),
+            "test-timeout" => read_timeout(child).map(|t| d.test_timeout = t),
             _ => Err(nodes::unknown_node(child, "`defaults`", DEFAULTS)),
         };
         record(problems, ok);
     }
+}
+
+/// `test-timeout 300`: seconds, at least one, at most a day.
+fn read_timeout(node: &KdlNode) -> Result<u32, Problem> {
+    let seconds = nodes::integer(node)?;
+    u32::try_from(seconds)
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .ok_or_else(|| {
+            Problem::new(
+                format!("a test timeout of {seconds} seconds"),
+                node.span(),
+                "out of range",
+            )
+            .help("give the seconds a boot may take, from 1 to 86400")
+        })
 }
 
 /// `builder "image"`, or `builder "image" arch="aarch64"` for one arch.
@@ -378,6 +404,7 @@ struct RawSeries {
     config: Option<Spanned>,
     patches: Option<String>,
     epoch: Option<u64>,
+    test_modules: Option<Vec<String>>,
 }
 
 fn read_series(
@@ -404,6 +431,7 @@ fn read_series(
         "config",
         "patches",
         "source-date-epoch",
+        "test-modules",
     ];
     for child in nodes::children(node) {
         let ok = nodes::once(child, "a `series`", &single, &mut seen)
@@ -488,6 +516,9 @@ impl RawSeries {
                 .patches
                 .unwrap_or_else(|| "kernel/{series}/patches".into()),
             source_date_epoch: self.epoch,
+            test_modules: self
+                .test_modules
+                .unwrap_or_else(|| model.defaults.test_modules.clone()),
             name,
         }
     }
@@ -522,6 +553,8 @@ fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem
             .and_then(|s| nodes::inside(&s, "patch directory").map(|_| s))
             .map(|s| raw.patches = Some(s.value)),
         "source-date-epoch" => nodes::integer(child).map(|n| raw.epoch = Some(n)),
+        "test-modules" => nodes::unique_strings(child)
+            .map(|m| raw.test_modules = Some(m.into_iter().map(|s| s.value).collect())),
         _ => Err(nodes::unknown_node(child, "a `series`", SERIES)),
     }
 }

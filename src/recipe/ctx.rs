@@ -66,6 +66,10 @@ pub enum RecipeError {
     },
     #[error("{message}")]
     Failed { message: String, hint: String },
+    /// A test ran and the kernel failed it: a verdict on what was tested, not on the machine
+    /// that tested it. `findings` is the verdict's JSON (`crate::verdict::Verdict`).
+    #[error("test failed: {message}")]
+    TestFailed { message: String, findings: String },
 }
 
 impl RecipeError {
@@ -80,6 +84,17 @@ impl RecipeError {
         match self {
             RecipeError::Failed { hint, .. } => Some(hint),
             RecipeError::Exec(e) => e.hint(),
+            RecipeError::TestFailed { .. } => {
+                Some("the log holds the serial console: kbuild log LABEL --action test")
+            }
+            _ => None,
+        }
+    }
+
+    /// The findings of a failed test, as JSON.
+    pub fn findings(&self) -> Option<&str> {
+        match self {
+            RecipeError::TestFailed { findings, .. } => Some(findings),
             _ => None,
         }
     }

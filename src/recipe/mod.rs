@@ -11,6 +11,7 @@ mod install;
 mod library;
 mod package;
 mod patch;
+pub mod test;
 mod tool;
 
 pub use ctx::{Ctx, DepOutput, Found, RecipeError, io};
@@ -40,6 +41,7 @@ pub fn execute(ctx: &Ctx) -> Result<Found, RecipeError> {
         Recipe::Image(spec) => image::image(ctx, spec),
         Recipe::Index(spec) => image::index(ctx, spec),
         Recipe::Tag(spec) => package::tag(ctx, spec),
+        Recipe::Test(spec) => test::test(ctx, spec),
     };
     done.map(|()| Found::default())
 }

@@ -176,10 +176,12 @@ fn check_status(inv: &Invocation, status: &str) -> Result<(), ExecError> {
         Ok(code) => Err(ExecError::Failed {
             command: inv.display(),
             status: format!("exit status: {code}"),
+            code: Some(code),
         }),
         Err(_) => Err(ExecError::Failed {
             command: inv.display(),
             status: "a builder container that ended without an exit status (killed?)".into(),
+            code: None,
         }),
     }
 }
