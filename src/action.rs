@@ -99,7 +99,7 @@ pub enum Recipe {
         spec: ConfigSpec,
         dir: String,
     },
-    CheckConfig(ConfigSpec),
+    CheckConfig(CheckSpec),
     /// `dirs` names the persistent source and object directories.
     Compile {
         arch: Arch,
@@ -202,6 +202,26 @@ pub struct ConfigSpec {
     pub localversion: String,
     /// Whether the resolved config must equal the committed one.
     pub exact: bool,
+}
+
+impl ConfigSpec {
+    /// The committed config and the fragments, in the order they apply.
+    pub fn files(&self) -> Vec<String> {
+        std::iter::once(self.config.clone())
+            .chain(self.fragments.iter().cloned())
+            .collect()
+    }
+}
+
+/// The check of a resolved config: the defconfig check of its [`ConfigSpec`], and the
+/// requirement files every kernel of the series must meet (what containers need).
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckSpec {
+    /// Flattened, so a check without requirements is keyed as before requirements existed.
+    #[serde(flatten)]
+    pub config: ConfigSpec,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -313,10 +333,11 @@ impl Action {
     pub fn inputs_of(recipe: &Recipe) -> Vec<String> {
         match recipe {
             Recipe::Patch { patches } => patches.clone(),
-            Recipe::Configure { spec, .. } | Recipe::CheckConfig(spec) => {
-                std::iter::once(spec.config.clone())
-                    .chain(spec.fragments.iter().cloned())
-                    .collect()
+            Recipe::Configure { spec, .. } => spec.files(),
+            Recipe::CheckConfig(check) => {
+                let mut files = check.config.files();
+                files.extend(check.requires.iter().cloned());
+                files
             }
             _ => Vec::new(),
         }

@@ -131,6 +131,16 @@ pub fn diff(wanted: &Config, got: &Config) -> Vec<Mismatch> {
         .collect()
 }
 
+/// Whether a resolved value `got` (absent: off) meets a requirement: `m` is met by a module or
+/// built in, `n` by off or absent, anything else by itself only.
+pub fn meets(got: Option<&str>, want: &str) -> bool {
+    let got = got.unwrap_or("n");
+    match want {
+        "m" => got == "m" || got == "y",
+        _ => got == want,
+    }
+}
+
 /// The requested settings of `fragment` that `resolved` does not have.
 pub fn unmet<'a>(
     fragment: &'a Config,
@@ -173,6 +183,17 @@ mod tests {
         let d = diff(&a, &b);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].to_string(), "CONFIG_A: wanted y, resolved m");
+    }
+
+    #[test]
+    fn a_module_requirement_is_met_built_in_and_off_is_met_by_absent() {
+        assert!(meets(Some("y"), "m"));
+        assert!(meets(Some("m"), "m"));
+        assert!(!meets(Some("m"), "y"));
+        assert!(!meets(None, "m"));
+        assert!(meets(None, "n"));
+        assert!(!meets(Some("y"), "n"));
+        assert!(meets(Some("\"x\""), "\"x\""));
     }
 
     #[test]

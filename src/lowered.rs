@@ -19,8 +19,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{
-    Action, ActionId, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec, PackageSpec,
-    Recipe, Role, TagSpec, TestSpec, ToolSpec,
+    Action, ActionId, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
+    PackageSpec, Recipe, Role, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::digest::Digest;
@@ -102,7 +102,10 @@ enum KeptRecipe {
         spec: ConfigSpec,
         dir: String,
     },
-    CheckConfig(ConfigSpec),
+    CheckConfig {
+        config: ConfigSpec,
+        requires: Vec<String>,
+    },
     Compile {
         arch: Arch,
         dirs: BuildDirs,
@@ -255,7 +258,9 @@ impl From<Recipe> for KeptRecipe {
             Recipe::Snapshot => KeptRecipe::Snapshot,
             Recipe::Headers { arch } => KeptRecipe::Headers { arch },
             Recipe::Configure { spec, dir } => KeptRecipe::Configure { spec, dir },
-            Recipe::CheckConfig(spec) => KeptRecipe::CheckConfig(spec),
+            Recipe::CheckConfig(CheckSpec { config, requires }) => {
+                KeptRecipe::CheckConfig { config, requires }
+            }
             Recipe::Compile {
                 arch,
                 dirs,
@@ -285,7 +290,9 @@ impl From<KeptRecipe> for Recipe {
             KeptRecipe::Snapshot => Recipe::Snapshot,
             KeptRecipe::Headers { arch } => Recipe::Headers { arch },
             KeptRecipe::Configure { spec, dir } => Recipe::Configure { spec, dir },
-            KeptRecipe::CheckConfig(spec) => Recipe::CheckConfig(spec),
+            KeptRecipe::CheckConfig { config, requires } => {
+                Recipe::CheckConfig(CheckSpec { config, requires })
+            }
             KeptRecipe::Compile {
                 arch,
                 dirs,

@@ -56,6 +56,9 @@ pub struct Defaults {
     /// Seconds a boot test may take before it counts as hung (`test-timeout`).
     #[serde(default = "test_timeout")]
     pub test_timeout: u32,
+    /// Files of Kconfig settings every kernel must have (`requires`): what containers need.
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 /// Five minutes: a full-size arm64 kernel boots in about one under TCG on a loaded 2-core
@@ -263,6 +266,9 @@ pub struct Series {
     /// The modules its boot tests load, the defaults' unless it names its own.
     #[serde(default)]
     pub test_modules: Vec<String>,
+    /// Requirement files (`{series}` and `{arch}` substituted): the defaults' and its own.
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 impl Series {

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::action::{
-    Action, ActionId, BuildDirs, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec, PackageSpec,
-    Recipe, Role, SNAPSHOT, TagSpec, TestSpec, ToolSpec,
+    Action, ActionId, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
+    PackageSpec, Recipe, Role, SNAPSHOT, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -490,7 +490,12 @@ impl Lowerer<'_> {
                 dep(Role::Config, me.configure(label, set)),
                 dep(Role::Tree, me.patch(label, set)),
             ],
-            recipe: Recipe::CheckConfig(me.config_spec(label, set)),
+            recipe: Recipe::CheckConfig(CheckSpec {
+                config: me.config_spec(label, set),
+                requires: (me.series(label).requires.iter())
+                    .map(|f| expand(f, &label.series, Some(label.arch)))
+                    .collect(),
+            }),
             arch: None,
         })
     }

@@ -424,6 +424,146 @@ fn arm64_cross_compiles_plain_and_dbg() {
     );
 }
 
+/// Where .ci/setup installs xmlschema (PyPI), the JUnit file's validator.
+fn xmlschema_validate() -> String {
+    let dir = std::env::var("KBUILD_LINT").unwrap_or_else(|_| "/opt/kbuild-lint/bin".into());
+    format!("{dir}/xmlschema-validate")
+}
+
+/// `kbuild test` on the example: the plain kernels of all three arches and arm64's dbg boot
+/// under qemu, load KUnit's example suite with its dependency and pass; the JUnit file is valid
+/// and has the suite case by case; a second `kbuild test` boots nothing.
+#[test]
+#[ignore = "real kernel builds and qemu boots (minutes); run with --include-ignored"]
+fn kbuild_test_boots_every_arch_and_a_pass_is_cached() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    let labels = [
+        "//6.1.x:amd64",
+        "//6.1.x:arm64",
+        "//6.1.x:riscv64",
+        "//6.1.x:dbg-arm64",
+    ];
+    let junit = ws.path().join("junit.xml");
+    let mut args = vec!["test", "--junit", junit.to_str().unwrap()];
+    args.extend(labels);
+    let out = ws.kbuild(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("4 tests: 4 passed ("), "{stderr}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    sh(Command::new(xmlschema_validate())
+        .arg("--schema")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit.xsd"))
+        .arg(&junit));
+    for label in labels {
+        assert!(
+            xml.contains(&format!(
+                "<testcase classname=\"{label}.kunit.example\" name=\"example_simple_test\"/>"
+            )),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(&format!(
+                "<testcase classname=\"{label}\" name=\"load kunit-example-test.ko\"/>"
+            )),
+            "{xml}"
+        );
+    }
+    assert!(xml.contains("<skipped message=\"# SKIP this test should be skipped\"/>"));
+
+    let mut args = vec!["test", "--format", "json"];
+    args.extend(labels);
+    let again = ws.kbuild(&args);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("4 tests: 4 passed (4 cached)"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["totals"]["executed"], 0, "{}", report["totals"]);
+    let plan = ws.kbuild(&["plan", "--test", "//6.1.x:riscv64"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("test //6.1.x:riscv64"), "{text}");
+}
+
+/// What a failed test says: a missing emulator is the machine's (125) and names its package;
+/// a config without the serial console fails before booting, naming the option; a kernel that
+/// panics fails with the panic, its console in the log, and is tested again next time.
+#[test]
+#[ignore = "real kernel builds and qemu boots (minutes); run with --include-ignored"]
+fn kbuild_test_failures_say_what_failed() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    ws.run("//6.1.x:amd64", 0);
+    // Everything on PATH but the emulator.
+    let shim = tempfile::tempdir().unwrap();
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap()) {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let to = shim.path().join(&name);
+            if !name.to_string_lossy().starts_with("qemu-system") && !to.exists() {
+                std::os::unix::fs::symlink(entry.path(), to).unwrap();
+            }
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kbuild"))
+        .arg("-C")
+        .arg(ws.path())
+        .args(["test", "//6.1.x:amd64"])
+        .env("KBUILD_CACHE", &ws.cache)
+        .env("PATH", shim.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("cannot run qemu-system-x86_64"), "{stderr}");
+    assert!(
+        stderr.contains("apt-get install qemu-system-x86"),
+        "{stderr}"
+    );
+
+    let config = ws.read("kernel/6.1.x/config-x86_64");
+    ws.write(
+        "kernel/6.1.x/config-x86_64",
+        &config.replace(
+            "CONFIG_SERIAL_8250_CONSOLE=y",
+            "# CONFIG_SERIAL_8250_CONSOLE is not set",
+        ),
+    );
+    let out = ws.kbuild(&["test", "//6.1.x:amd64"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot be boot-tested without CONFIG_SERIAL_8250_CONSOLE (for a console on ttyS0)"
+        ),
+        "{stderr}"
+    );
+
+    // A built-in command line naming an init that is not there: no root to fall back to, so
+    // the kernel panics at boot.
+    ws.write(
+        "kernel/6.1.x/config-x86_64",
+        &format!("{config}CONFIG_CMDLINE_BOOL=y\nCONFIG_CMDLINE=\"rdinit=/nonexistent\"\n"),
+    );
+    for _ in 0..2 {
+        let out = ws.kbuild(&["test", "//6.1.x:amd64"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("the kernel panicked: Kernel panic - not syncing"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("1 test: 0 passed (0 cached), 1 failed"),
+            "{stderr}"
+        );
+    }
+    let log = ws.kbuild(&["log", "//6.1.x:amd64", "--action", "test"]);
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert!(text.contains("kbuild: the serial console:"), "{text}");
+    assert!(text.contains("Kernel panic - not syncing"), "{text}");
+}
+
 /// Two CI runners of the real example and one remote cache (nginx): the first builds
 /// //6.1.x:amd64 from an empty cache and uploads it; the second, as empty, executes nothing,
 /// downloads no more than what its out/ holds plus metadata, and its out/ is the first's, byte
@@ -455,13 +595,15 @@ fn a_second_runner_takes_the_real_kernel_from_the_remote_cache() {
 
 #[test]
 #[ignore = "real kernel build (minutes); run with --include-ignored"]
-fn perf_is_static_stripped_and_runs_for_both_arches() {
+fn perf_is_static_stripped_and_runs_for_every_arch() {
     let _serial = one_at_a_time();
     let ws = Tiny::new(shared_cache());
-    // arm64's perf runs under qemu's user-mode emulation (a static qemu needs no binfmt setup).
+    // The cross-built perfs run under qemu's user-mode emulation (a static qemu needs no
+    // binfmt setup).
     for (target, machine, emulator) in [
         ("perf-amd64", 62, None),
         ("perf-arm64", 183, Some("qemu-aarch64-static")),
+        ("perf-riscv64", 243, Some("qemu-riscv64-static")),
     ] {
         ws.run(&format!("//6.1.x:{target}"), 0);
         let perf = ws
@@ -605,6 +747,32 @@ fn real_failures_name_their_cause() {
         "{stderr}"
     );
     ws.write("kernel/common/config-dbg", &fragment);
+
+    // A requirement the config does not meet fails the check, option by option with Kconfig's
+    // reason, before anything is compiled.
+    let requirements = ws.read("kernel/requirements");
+    ws.write(
+        "kernel/requirements",
+        &format!("{requirements}CONFIG_VETH=m\n"),
+    );
+    let (executed, stderr) = ws.run("//6.1.x:amd64", 1);
+    assert!(
+        stderr.contains("the resolved config misses 1 requirement(s) of kernel/requirements:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("kernel/requirements:9: CONFIG_VETH=m required, resolved absent"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unmet: depends on NETDEVICES (an enclosing `if`) (off: NETDEVICES)"),
+        "{stderr}"
+    );
+    assert!(
+        !executed.iter().any(|a| a.starts_with("compile ")),
+        "{executed:?}"
+    );
+    ws.write("kernel/requirements", &requirements);
 
     std::fs::create_dir_all(ws.path().join("kernel/6.1.x/patches")).unwrap();
     ws.write(

@@ -77,8 +77,9 @@ fn verdict_cases(target: &str, verdict: &Verdict, log: &str) -> Vec<Case> {
         for case in &suite.cases {
             let end = match case.outcome {
                 ktap::Outcome::Pass => End::Passed,
+                // The directive (`# SKIP why`) is the reason; the lines before it are the case's.
                 ktap::Outcome::Skip => End::Skipped {
-                    message: case.detail.clone(),
+                    message: case.detail.lines().last().unwrap_or_default().to_string(),
                 },
                 ktap::Outcome::Fail => failed(format!("{} failed", case.name), &case.detail),
             };

@@ -26,6 +26,7 @@ const DEFAULTS: &[&str] = &[
     "cross-compile",
     "test-modules",
     "test-timeout",
+    "requires",
 ];
 const VARIANT: &[&str] = &[
     "fragment",
@@ -48,6 +49,7 @@ const SERIES: &[&str] = &[
     "patches",
     "source-date-epoch",
     "test-modules",
+    "requires",
 ];
 
 /// Reads the whole document, collecting every problem rather than stopping at the first.
@@ -68,6 +70,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             source_snapshot: true,
             test_modules: Vec::new(),
             test_timeout: crate::model::TEST_TIMEOUT,
+            requires: Vec::new(),
         },
         variants: Vec::new(),
         tools: Vec::new(),
@@ -177,10 +180,20 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
             "test-modules" => nodes::unique_strings(child)
                 .map(|m| d.test_modules = m.into_iter().map(|s| s.value).collect()),
             "test-timeout" => read_timeout(child).map(|t| d.test_timeout = t),
+            "requires" => read_requires(child).map(|r| d.requires.extend(r)),
             _ => Err(nodes::unknown_node(child, "`defaults`", DEFAULTS)),
         };
         record(problems, ok);
     }
+}
+
+/// `requires "kernel/common/requirements"`: files inside the workspace.
+fn read_requires(node: &KdlNode) -> Result<Vec<String>, Problem> {
+    let files = nodes::unique_strings(node)?;
+    for file in &files {
+        nodes::inside(file, "requirement file")?;
+    }
+    Ok(files.into_iter().map(|s| s.value).collect())
 }
 
 /// `test-timeout 300`: seconds, at least one, at most a day.
@@ -405,6 +418,7 @@ struct RawSeries {
     patches: Option<String>,
     epoch: Option<u64>,
     test_modules: Option<Vec<String>>,
+    requires: Vec<String>,
 }
 
 fn read_series(
@@ -519,6 +533,9 @@ impl RawSeries {
             test_modules: self
                 .test_modules
                 .unwrap_or_else(|| model.defaults.test_modules.clone()),
+            requires: (model.defaults.requires.iter().cloned())
+                .chain(self.requires)
+                .collect(),
             name,
         }
     }
@@ -555,6 +572,7 @@ fn read_series_child(child: &KdlNode, raw: &mut RawSeries) -> Result<(), Problem
         "source-date-epoch" => nodes::integer(child).map(|n| raw.epoch = Some(n)),
         "test-modules" => nodes::unique_strings(child)
             .map(|m| raw.test_modules = Some(m.into_iter().map(|s| s.value).collect())),
+        "requires" => read_requires(child).map(|r| raw.requires.extend(r)),
         _ => Err(nodes::unknown_node(child, "a `series`", SERIES)),
     }
 }
@@ -757,6 +775,15 @@ fn check_files(
                         ));
                     }
                 }
+            }
+        }
+        for file in &series.requires {
+            let path = expand(file, &series.name, Some(arch));
+            if !present(&path) && missing.insert(path.clone()) {
+                problems.push(
+                    Problem::new(format!("missing requirement file `{path}`"), span, "needed by this series")
+                        .help(format!("create `{path}` (Kconfig lines: CONFIG_X=y, CONFIG_X=m, # CONFIG_X is not set) or drop it from `requires`")),
+                );
             }
         }
     }

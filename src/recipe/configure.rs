@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use super::{Ctx, RecipeError, io};
-use crate::action::{ConfigSpec, Role};
+use crate::action::{CheckSpec, ConfigSpec, Role};
 use crate::kconfig::{self, Config};
 
 /// The requested config: the committed file, then fragments, then what the variant forces.
@@ -57,7 +57,8 @@ pub fn configure(ctx: &Ctx, spec: &ConfigSpec, dir: &str) -> Result<(), RecipeEr
     Ok(())
 }
 
-pub fn check(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
+pub fn check(ctx: &Ctx, check: &CheckSpec) -> Result<(), RecipeError> {
+    let spec = &check.config;
     let resolved_path = ctx.dep(Role::Config).join("config");
     let resolved = kconfig::parse(
         &std::fs::read_to_string(&resolved_path).map_err(io("reading the resolved config"))?,
@@ -95,6 +96,10 @@ pub fn check(ctx: &Ctx, spec: &ConfigSpec) -> Result<(), RecipeError> {
         });
         fragment_check(ctx, &sources[i].0, &own, &resolved)?;
         let _ = writeln!(report, "{}: every request resolved", sources[i].0);
+    }
+    for file in &check.requires {
+        requirement_check(ctx, file, &resolved)?;
+        let _ = writeln!(report, "{file}: every requirement met");
     }
     // The report goes to the log; the output is a constant, because compile depends on the check
     // only to wait for it: which checks ran must not make compile run again.
@@ -180,6 +185,39 @@ fn fragment_check(
             lines.join("\n")
         ),
         "Kconfig silently drops a value whose dependencies are off: enable them too, or drop the request",
+    ))
+}
+
+/// Every setting the requirement file `name` states must hold in the resolved config (`=m`
+/// is met by a module or built in); each one that does not is named with Kconfig's reason.
+fn requirement_check(ctx: &Ctx, name: &str, resolved: &Config) -> Result<(), RecipeError> {
+    let text = std::fs::read_to_string(ctx.input(name)).map_err(io(format!("reading {name}")))?;
+    let required = kconfig::parse(&text);
+    let tree = ctx.dep(Role::Tree).join("tree");
+    let lines: Vec<String> = (required.settings.iter())
+        .filter_map(|(symbol, want)| {
+            let got = resolved.settings.get(symbol).map(|s| s.value.as_str());
+            (!kconfig::meets(got, &want.value)).then(|| {
+                format!(
+                    "  {name}:{}: {} required, resolved {}{}",
+                    want.line,
+                    kconfig::render(symbol, &want.value),
+                    got.unwrap_or("absent"),
+                    why_dropped(&tree, symbol, resolved)
+                )
+            })
+        })
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    Err(RecipeError::failed(
+        format!(
+            "the resolved config misses {} requirement(s) of {name}:\n{}",
+            lines.len(),
+            lines.join("\n")
+        ),
+        "enable them in the config or a fragment (with what they depend on), or drop them from the requirement file",
     ))
 }
 

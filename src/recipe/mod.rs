@@ -28,7 +28,7 @@ pub fn execute(ctx: &Ctx) -> Result<Found, RecipeError> {
         Recipe::Snapshot => patch::snapshot(ctx),
         Recipe::Headers { arch } => compile::headers(ctx, *arch),
         Recipe::Configure { spec, dir } => configure::configure(ctx, spec, dir),
-        Recipe::CheckConfig(spec) => configure::check(ctx, spec),
+        Recipe::CheckConfig(check) => configure::check(ctx, check),
         Recipe::Compile {
             arch,
             dirs,
