@@ -56,6 +56,9 @@ pub struct Defaults {
     /// Seconds a boot test may take before it counts as hung (`test-timeout`).
     #[serde(default = "test_timeout")]
     pub test_timeout: u32,
+    /// Per-arch timeouts over `test_timeout` (`test-timeout 600 arch="riscv64"`).
+    #[serde(default)]
+    pub arch_test_timeouts: BTreeMap<Arch, u32>,
     /// Files of Kconfig settings every kernel must have (`requires`): what containers need.
     #[serde(default)]
     pub requires: Vec<String>,
@@ -67,6 +70,16 @@ pub const TEST_TIMEOUT: u32 = 300;
 
 fn test_timeout() -> u32 {
     TEST_TIMEOUT
+}
+
+impl Defaults {
+    /// The seconds a boot test of `arch` may take.
+    pub fn test_timeout_for(&self, arch: Arch) -> u32 {
+        self.arch_test_timeouts
+            .get(&arch)
+            .copied()
+            .unwrap_or(self.test_timeout)
+    }
 }
 
 fn yes() -> bool {

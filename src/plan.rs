@@ -616,7 +616,7 @@ impl Lowerer<'_> {
                 arch: label.arch,
                 cc: format!("{}gcc", me.model.cross_compile(label.arch)),
                 modules: me.series(label).test_modules.clone(),
-                timeout: me.model.defaults.test_timeout,
+                timeout: me.model.defaults.test_timeout_for(label.arch),
             }),
             arch: Some(label.arch),
         })

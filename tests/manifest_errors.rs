@@ -133,3 +133,16 @@ fn a_value_repeated_in_a_list_is_pointed_at() {
         "{stderr}"
     );
 }
+
+/// The test and requirement settings: a timeout out of range, a requirement file outside the
+/// workspace, and one that is missing.
+#[test]
+fn test_settings_and_requirement_files() {
+    insta::assert_snapshot!(check(&format!(
+        "defaults {{\n    test-timeout 0\n    test-timeout 99999999999 arch=\"riscv64\"\n    requires \"../outside\"\n}}\n{}",
+        GOOD_SERIES.replace(
+            "    version",
+            "    requires \"kernel/missing-{arch}\"\n    version"
+        )
+    )));
+}

@@ -480,9 +480,15 @@ fn kbuild_test_boots_every_arch_and_a_pass_is_cached() {
     assert!(stderr.contains("4 tests: 4 passed (4 cached)"), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(report["totals"]["executed"], 0, "{}", report["totals"]);
-    let plan = ws.kbuild(&["plan", "--test", "//6.1.x:riscv64"]);
-    let text = String::from_utf8_lossy(&plan.stdout);
-    assert!(text.contains("test //6.1.x:riscv64"), "{text}");
+    let plan = ws.kbuild(&["plan", "--test", "--format", "json", "//6.1.x:riscv64"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let test = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "test //6.1.x:riscv64")
+        .expect("plan --test has the test");
+    assert_eq!(test["state"], "cached", "{test}");
 }
 
 /// What a failed test says: a missing emulator is the machine's (125) and names its package;

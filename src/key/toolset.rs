@@ -17,6 +17,8 @@ pub fn toolset_of(action: &Action) -> Toolset {
     }
 }
 
+/// Exhaustive, with no catch-all: a new kind of action says here what it runs, or the build of
+/// kbuild fails, rather than being keyed by a toolchain it does not use.
 fn tools_of(action: &Action) -> Vec<String> {
     match &action.recipe {
         Recipe::Patch { .. } => vec!["patch".into()],
@@ -34,8 +36,19 @@ fn tools_of(action: &Action) -> Vec<String> {
             tools
         }
         Recipe::Test(spec) => test_tools(spec),
-        _ if action.kind().uses_toolchain() => toolchain(&action.env),
-        _ => Vec::new(),
+        Recipe::Headers { .. }
+        | Recipe::Configure { .. }
+        | Recipe::Compile { .. }
+        | Recipe::Install { .. } => toolchain(&action.env),
+        // kbuild's own work: its code is in the recipe part of the key.
+        Recipe::Fetch { .. }
+        | Recipe::Snapshot
+        | Recipe::CheckConfig(_)
+        | Recipe::Package(_)
+        | Recipe::Layer(_)
+        | Recipe::Image(_)
+        | Recipe::Index(_)
+        | Recipe::Tag(_) => Vec::new(),
     }
 }
 

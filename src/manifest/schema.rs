@@ -70,6 +70,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
             source_snapshot: true,
             test_modules: Vec::new(),
             test_timeout: crate::model::TEST_TIMEOUT,
+            arch_test_timeouts: BTreeMap::new(),
             requires: Vec::new(),
         },
         variants: Vec::new(),
@@ -150,7 +151,6 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
         "localversion",
         "cross-compile",
         "test-modules",
-        "test-timeout",
     ];
     let mut seen = Vec::new();
     for child in nodes::children(node) {
@@ -179,7 +179,12 @@ fn read_defaults(node: &KdlNode, d: &mut Defaults, problems: &mut Vec<Problem>) 
             "source-snapshot" => nodes::boolean(child).map(|b| d.source_snapshot = b),
             "test-modules" => nodes::unique_strings(child)
                 .map(|m| d.test_modules = m.into_iter().map(|s| s.value).collect()),
-            "test-timeout" => read_timeout(child).map(|t| d.test_timeout = t),
+            "test-timeout" => read_timeout(child).map(|(arch, t)| match arch {
+                Some(arch) => {
+                    d.arch_test_timeouts.insert(arch, t);
+                }
+                None => d.test_timeout = t,
+            }),
             "requires" => read_requires(child).map(|r| d.requires.extend(r)),
             _ => Err(nodes::unknown_node(child, "`defaults`", DEFAULTS)),
         };
@@ -196,10 +201,12 @@ fn read_requires(node: &KdlNode) -> Result<Vec<String>, Problem> {
     Ok(files.into_iter().map(|s| s.value).collect())
 }
 
-/// `test-timeout 300`: seconds, at least one, at most a day.
-fn read_timeout(node: &KdlNode) -> Result<u32, Problem> {
+/// `test-timeout 300`, or `test-timeout 600 arch="riscv64"` for one arch: seconds, at least
+/// one, at most a day.
+fn read_timeout(node: &KdlNode) -> Result<(Option<Arch>, u32), Problem> {
+    let arch = arch_prop(node)?;
     let seconds = nodes::integer(node)?;
-    u32::try_from(seconds)
+    let seconds = u32::try_from(seconds)
         .ok()
         .filter(|s| (1..=86_400).contains(s))
         .ok_or_else(|| {
@@ -209,7 +216,8 @@ fn read_timeout(node: &KdlNode) -> Result<u32, Problem> {
                 "out of range",
             )
             .help("give the seconds a boot may take, from 1 to 86400")
-        })
+        })?;
+    Ok((arch, seconds))
 }
 
 /// `builder "image"`, or `builder "image" arch="aarch64"` for one arch.
