@@ -268,4 +268,27 @@ fn a_config_without_the_serial_console_fails_before_booting() {
         "{stderr}"
     );
     assert_eq!(bench.boots(), 0);
+
+    // A test module the kernel does not build as a module: a failed test, before booting.
+    bench.ws.edit(
+        "kernel/6.6.x/config-x86_64",
+        "# CONFIG_SERIAL_8250_CONSOLE is not set",
+        "CONFIG_SERIAL_8250_CONSOLE=y",
+    );
+    let kdl = bench.ws.read("kernel.kdl");
+    bench.ws.write(
+        "kernel.kdl",
+        &kdl.replacen(
+            "    org \"linuxkit\"\n",
+            "    org \"linuxkit\"\n    test-modules \"nothere\"\n",
+            1,
+        ),
+    );
+    let (code, stderr) = bench.test("//6.6.x:amd64", false);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("modules: the kernel does not build nothere as a module"),
+        "{stderr}"
+    );
+    assert_eq!(bench.boots(), 0);
 }

@@ -25,15 +25,27 @@ pub fn compile_init(ctx: &Ctx, cc: &str) -> Result<Vec<u8>, RecipeError> {
     std::fs::read(&bin).map_err(io("reading the compiled init"))
 }
 
-/// The files of `kernel.tar` under `lib/modules/<release>/`, by path in the tar, for the
-/// modules named and their dependencies: (path, bytes) in load order, dependencies first.
+/// The modules a test loads, in load order, and the names it asked for that the kernel does
+/// not build as modules (a verdict on the kernel, not an error of the machine).
+pub struct Modules {
+    /// (path in the tar, bytes), dependencies first.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub missing: Vec<String>,
+}
+
+/// The files of `kernel.tar` under `lib/modules/<release>/` for the modules named and their
+/// dependencies.
 pub fn modules(
     kernel_tar: &Path,
     release: &str,
     wanted: &[String],
-) -> Result<Vec<(String, Vec<u8>)>, RecipeError> {
+) -> Result<Modules, RecipeError> {
+    let mut found = Modules {
+        files: Vec::new(),
+        missing: Vec::new(),
+    };
     if wanted.is_empty() {
-        return Ok(Vec::new());
+        return Ok(found);
     }
     let base = format!("lib/modules/{release}/");
     let files = read_members(kernel_tar, &base)?;
@@ -49,14 +61,10 @@ pub fn modules(
     let deps = parse_modules_dep(&dep_text);
     let mut order = Vec::new();
     for name in wanted {
-        let module = find_module(&deps, name).ok_or_else(|| {
-            RecipeError::failed(
-                format!(
-                    "the test loads module `{name}`, which this kernel does not build as a module"
-                ),
-                "set its option to m in the config, or drop it from `test-modules` in kernel.kdl",
-            )
-        })?;
+        let Some(module) = find_module(&deps, name) else {
+            found.missing.push(name.clone());
+            continue;
+        };
         // modules.dep lists what a module needs nearest first: load from the far end.
         for path in deps[module].iter().rev().chain(std::iter::once(module)) {
             if !order.contains(path) {
@@ -64,7 +72,7 @@ pub fn modules(
             }
         }
     }
-    order
+    found.files = order
         .into_iter()
         .map(|rel| {
             let member = format!("{base}{rel}");
@@ -77,7 +85,8 @@ pub fn modules(
             let (plain, bytes) = uncompressed(&rel, bytes)?;
             Ok((format!("{base}{plain}"), bytes))
         })
-        .collect()
+        .collect::<Result<_, RecipeError>>()?;
+    Ok(found)
 }
 
 /// Every regular file of the tar under `prefix`.

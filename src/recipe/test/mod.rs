@@ -34,11 +34,21 @@ pub fn test(ctx: &Ctx, spec: &TestSpec) -> Result<(), RecipeError> {
         .to_string();
     let initrd = ctx.work.join("initramfs.cpio");
     let init = initramfs::compile_init(ctx, &spec.cc)?;
-    let modules = initramfs::modules(
-        &ctx.dep(Role::Modules).join("kernel.tar"),
-        &release,
-        &spec.modules,
-    )?;
+    let kernel_tar = ctx.dep(Role::Modules).join("kernel.tar");
+    let found = initramfs::modules(&kernel_tar, &release, &spec.modules)?;
+    if !found.missing.is_empty() {
+        verdict.check(
+            "modules",
+            false,
+            format!(
+                "the kernel does not build {} as a module (set the option to m, or change \
+                 `test-modules` in kernel.kdl)",
+                found.missing.join(", ")
+            ),
+        );
+        return finish(ctx, &verdict, "");
+    }
+    let modules = found.files;
     // Every mtime 0: nothing in the guest reads one, and the bytes stay the same.
     let archive = initramfs::archive(init, &modules, 0).map_err(io("making the initramfs"))?;
     std::fs::write(&initrd, archive).map_err(io("writing the initramfs"))?;
