@@ -126,16 +126,23 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// `12 tests: 10 passed (8 cached), 1 failed, 1 infrastructure error`, then one line per
-/// failure.
+/// One line per test, then `12 tests: 10 passed (8 cached), 1 failed, 1 infrastructure
+/// error`.
 pub fn summary(tests: &[Tested]) -> String {
     let (mut passed, mut cached, mut failed, mut infra) = (0, 0, 0, 0);
     let mut lines = String::new();
     for test in tests {
         match &test.outcome {
-            Outcome::Passed { cached: c, .. } => {
+            Outcome::Passed { verdict, cached: c } => {
                 passed += 1;
                 cached += usize::from(*c);
+                let (ok, _, skipped) = verdict.counts();
+                let how = if *c { ", cached" } else { "" };
+                let _ = writeln!(
+                    lines,
+                    "  pass {}: {ok} checks passed, {skipped} skipped{how}",
+                    test.target
+                );
             }
             Outcome::Failed { verdict, .. } => {
                 failed += 1;
@@ -226,6 +233,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("FAIL //6.1.x:amd64: boot: never ran /init"));
+        assert!(text.contains("  pass //6.1.x:amd64: 0 checks passed, 0 skipped, cached\n"));
         assert_eq!(exit_code(&tests, false), 1);
         assert_eq!(exit_code(&tests[2..], false), 125);
         assert_eq!(exit_code(&tests[..1], false), 0);
