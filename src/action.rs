@@ -42,6 +42,8 @@ pub enum Role {
     SourceLayer,
     /// The installed tree of the n-th library a tool `uses`, in the manifest's order.
     Library(u8),
+    /// A target's packaged image files.
+    Package,
 }
 
 impl Role {
@@ -64,6 +66,7 @@ impl Role {
             Role::SourceLayer => "source-layer",
             // A second library is `library#2` in a key (`key::record::dep_names`).
             Role::Library(_) => "library",
+            Role::Package => "package",
         }
     }
 }
@@ -117,6 +120,7 @@ pub enum Recipe {
     Index(IndexSpec),
     Tag(TagSpec),
     Test(TestSpec),
+    Sbom(SbomSpec),
 }
 
 impl Recipe {
@@ -138,6 +142,7 @@ impl Recipe {
             Recipe::Index(_) => ActionKind::Index,
             Recipe::Tag(_) => ActionKind::Tag,
             Recipe::Test(_) => ActionKind::Test,
+            Recipe::Sbom(_) => ActionKind::Sbom,
         }
     }
 }
@@ -284,6 +289,19 @@ pub struct TestSpec {
     pub timeout: u32,
 }
 
+/// The SBOM of one kernel image (see `recipe/sbom.rs`): what the image's files, config and
+/// build environment cannot say by themselves.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SbomSpec {
+    pub version: String,
+    pub source_url: String,
+    pub source_sha256: String,
+    /// The Debian package of a `package=` source.
+    pub package: Option<String>,
+    /// The patches applied, workspace-relative, in order (inputs: their content is keyed).
+    pub patches: Vec<String>,
+}
+
 /// One node of the action graph.
 #[derive(Clone, Debug)]
 pub struct Action {
@@ -332,7 +350,7 @@ impl Action {
 
     pub fn inputs_of(recipe: &Recipe) -> Vec<String> {
         match recipe {
-            Recipe::Patch { patches } => patches.clone(),
+            Recipe::Patch { patches } | Recipe::Sbom(SbomSpec { patches, .. }) => patches.clone(),
             Recipe::Configure { spec, .. } => spec.files(),
             Recipe::CheckConfig(check) => {
                 let mut files = check.config.files();

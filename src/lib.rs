@@ -43,6 +43,8 @@ pub mod machine;
 pub mod label;
 /// OCI descriptors, manifests, indexes, the image layout, and a registry client.
 pub mod oci;
+/// SPDX 2.3 bills of materials.
+pub mod sbom;
 /// Typed actions: a kind, its recipe's parameters, inputs and dependencies.
 pub mod action;
 /// Executors: the host, Docker builder containers, a dry run.

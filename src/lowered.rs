@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{
     Action, ActionId, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
-    PackageSpec, Recipe, Role, TagSpec, TestSpec, ToolSpec,
+    PackageSpec, Recipe, Role, SbomSpec, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::digest::Digest;
@@ -122,6 +122,7 @@ enum KeptRecipe {
     Index(IndexSpec),
     Tag(TagSpec),
     Test(TestSpec),
+    Sbom(SbomSpec),
 }
 
 /// [`ToolSpec`] with every field, as a binary format needs (the key leaves some out when off).
@@ -278,6 +279,7 @@ impl From<Recipe> for KeptRecipe {
             Recipe::Index(spec) => KeptRecipe::Index(spec),
             Recipe::Tag(spec) => KeptRecipe::Tag(spec),
             Recipe::Test(spec) => KeptRecipe::Test(spec),
+            Recipe::Sbom(spec) => KeptRecipe::Sbom(spec),
         }
     }
 }
@@ -310,6 +312,7 @@ impl From<KeptRecipe> for Recipe {
             KeptRecipe::Index(spec) => Recipe::Index(spec),
             KeptRecipe::Tag(spec) => Recipe::Tag(spec),
             KeptRecipe::Test(spec) => Recipe::Test(spec),
+            KeptRecipe::Sbom(spec) => Recipe::Sbom(spec),
         }
     }
 }

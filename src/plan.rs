@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::action::{
     Action, ActionId, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
-    PackageSpec, Recipe, Role, SNAPSHOT, TagSpec, TestSpec, ToolSpec,
+    PackageSpec, Recipe, Role, SNAPSHOT, SbomSpec, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -20,6 +20,8 @@ pub enum Goal {
     #[default]
     Build,
     Test,
+    /// The targets and the SBOM of each kernel image (`kbuild sbom`).
+    Sbom,
 }
 
 impl Goal {
@@ -28,7 +30,7 @@ impl Goal {
     pub fn patterns(self, labels: &[String]) -> Vec<String> {
         match self {
             Goal::Build => labels.to_vec(),
-            Goal::Test => std::iter::once("--test".to_string())
+            Goal::Test | Goal::Sbom => std::iter::once(format!("--{self:?}").to_lowercase())
                 .chain(labels.iter().cloned())
                 .collect(),
         }
@@ -45,8 +47,14 @@ pub fn lower_for(model: &Model, targets: &[Label], goal: Goal) -> Result<Graph, 
     let mut lowerer = Lowerer::new(model);
     for label in targets {
         lowerer.target(label);
-        if let (Goal::Test, TargetKind::Kernel(set)) = (goal, &label.kind) {
-            lowerer.test(label, &set.clone());
+        match (goal, &label.kind) {
+            (Goal::Test, TargetKind::Kernel(set)) => {
+                lowerer.test(label, &set.clone());
+            }
+            (Goal::Sbom, TargetKind::Kernel(set)) => {
+                lowerer.sbom(label, &set.clone());
+            }
+            _ => {}
         }
     }
     // Targets of one series and kind share an index, in the order they were asked for.
@@ -619,6 +627,30 @@ impl Lowerer<'_> {
                 timeout: me.model.defaults.test_timeout_for(label.arch),
             }),
             arch: Some(label.arch),
+        })
+    }
+
+    /// The SBOM of a kernel target's image: its files, release, config and tree (the source
+    /// date), and what the package already knows of source and patches.
+    fn sbom(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        self.lowered(format!("sbom {label}"), label, |me| {
+            let package = me.package_spec(label, set, None);
+            Spec {
+                deps: vec![
+                    dep(Role::Package, me.package(label, set)),
+                    dep(Role::Kernel, me.compile(label, set)),
+                    dep(Role::Config, me.configure(label, set)),
+                    dep(Role::Tree, me.patch(label, set)),
+                ],
+                recipe: Recipe::Sbom(SbomSpec {
+                    version: package.version,
+                    source_url: package.source_url,
+                    source_sha256: package.source_sha256,
+                    package: me.series(label).source.package.clone(),
+                    patches: package.patches,
+                }),
+                arch: Some(label.arch),
+            }
         })
     }
 

@@ -489,6 +489,23 @@ fn kbuild_test_boots_every_arch_and_a_pass_is_cached() {
         .find(|a| a["name"] == "test //6.1.x:riscv64")
         .expect("plan --test has the test");
     assert_eq!(test["state"], "cached", "{test}");
+
+    // The SBOM of a real image passes spdx-tools' validation.
+    let sbom = ws.kbuild(&["sbom", "//6.1.x:riscv64"]);
+    assert!(
+        sbom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sbom.stderr)
+    );
+    let file = ws.path().join("riscv64.spdx.json");
+    std::fs::write(&file, &sbom.stdout).unwrap();
+    let lint = std::env::var("KBUILD_LINT").unwrap_or_else(|_| "/opt/kbuild-lint/bin".into());
+    sh(Command::new(format!("{lint}/pyspdxtools"))
+        .arg("-i")
+        .arg(&file));
+    let text = String::from_utf8_lossy(&sbom.stdout);
+    assert!(text.contains("pkg:deb/debian/linux-source-6.1"), "{text}");
+    assert!(text.contains("CONFIG_SERIAL_OF_PLATFORM=y"));
 }
 
 /// What a failed test says: a missing emulator is the machine's (125) and names its package;

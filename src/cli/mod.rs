@@ -5,6 +5,7 @@ mod junit;
 mod maint;
 mod publish;
 mod render;
+mod sbom;
 mod shell;
 mod test;
 mod upkeep;
@@ -196,6 +197,16 @@ enum Command {
         junit: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        views: views::Views,
+    },
+    /// Build one kernel target and print its SBOM (SPDX 2.3 JSON): the source and its pin, each
+    /// patch, the resolved config, the build environment, every file of the image.
+    Sbom {
+        label: String,
+        /// Actions run at once [default: the number of cores].
+        #[arg(short, long)]
+        jobs: Option<usize>,
         #[command(flatten)]
         views: views::Views,
     },
@@ -626,6 +637,7 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         } => plan(&ws, labels, *format, goal(*test)),
         Command::Run { .. } | Command::Test { .. } => build_command(&ws, &cli.command),
         Command::Why { labels, key, test } => why(&ws, labels, *key, goal(*test)),
+        Command::Sbom { label, jobs, views } => sbom::command(&ws, label, num_jobs(*jobs), views),
         Command::Log {
             label,
             action,

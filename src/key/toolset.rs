@@ -36,7 +36,9 @@ fn tools_of(action: &Action) -> Vec<String> {
             tools
         }
         Recipe::Test(spec) => test_tools(spec),
+        // The SBOM states the kernel's build environment: the compile's toolset.
         Recipe::Headers { .. }
+        | Recipe::Sbom(_)
         | Recipe::Configure { .. }
         | Recipe::Compile { .. }
         | Recipe::Install { .. } => toolchain(&action.env),

@@ -16,6 +16,7 @@ mod install;
 mod layer;
 mod package;
 mod patch;
+mod sbom;
 mod snapshot;
 mod tag;
 mod test;
@@ -47,6 +48,7 @@ pub enum ActionKind {
     Index,
     Tag,
     Test,
+    Sbom,
 }
 
 impl ActionKind {
@@ -66,6 +68,7 @@ impl ActionKind {
         ActionKind::Index,
         ActionKind::Tag,
         ActionKind::Test,
+        ActionKind::Sbom,
     ];
 
     /// Everything kbuild knows about the kind, from the kind's own file.
@@ -86,6 +89,7 @@ impl ActionKind {
             ActionKind::Index => &index::TRAITS,
             ActionKind::Tag => &tag::TRAITS,
             ActionKind::Test => &test::TRAITS,
+            ActionKind::Sbom => &sbom::TRAITS,
         }
     }
 

@@ -50,7 +50,7 @@ fn is_sha(s: &str) -> bool {
 
 /// Whether a header line says where the patch came from: an `Origin:` line, or the stable
 /// trees' `[ Upstream commit <sha> ]` and `commit <sha> upstream.`
-fn names_origin(line: &str) -> bool {
+pub fn names_origin(line: &str) -> bool {
     if line.starts_with("Origin:") || line.starts_with("Link:") {
         return true;
     }

@@ -11,10 +11,12 @@ mod install;
 mod library;
 mod package;
 mod patch;
+mod sbom;
 pub mod test;
 mod tool;
 
 pub use ctx::{Ctx, DepOutput, Found, RecipeError, io};
+pub use sbom::FILE as SBOM_FILE;
 
 use crate::action::Recipe;
 
@@ -42,6 +44,7 @@ pub fn execute(ctx: &Ctx) -> Result<Found, RecipeError> {
         Recipe::Index(spec) => image::index(ctx, spec),
         Recipe::Tag(spec) => package::tag(ctx, spec),
         Recipe::Test(spec) => test::test(ctx, spec),
+        Recipe::Sbom(spec) => sbom::sbom(ctx, spec),
     };
     done.map(|()| Found::default())
 }

@@ -1,0 +1,144 @@
+//! Sbom: gathers what went into one kernel image (its source and pin, each patch with its
+//! sha256 and origin, the resolved config, the build environment as the key holds it, every
+//! file of the image with its SHA1 and SHA256) and writes it as SPDX 2.3 JSON (`crate::sbom`).
+
+use std::io::Read;
+use std::path::Path;
+
+use sha1::Digest as _;
+
+use super::{Ctx, RecipeError, io};
+use crate::action::{Role, SbomSpec};
+use crate::exec::{Identity, Program};
+use crate::sbom::{Bill, Environment, FileSum, Patch, SourceFacts};
+
+/// The file name of the SBOM in the action's output.
+pub const FILE: &str = "sbom.spdx.json";
+
+pub fn sbom(ctx: &Ctx, spec: &SbomSpec) -> Result<(), RecipeError> {
+    let release = std::fs::read_to_string(ctx.dep(Role::Kernel).join("kernel.release"))
+        .map_err(io("reading kernel.release"))?;
+    let config_path = ctx.dep(Role::Config).join("config");
+    let config_text =
+        std::fs::read_to_string(&config_path).map_err(io("reading the resolved config"))?;
+    let bill = Bill {
+        target: (ctx.action.labels.first())
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        version: spec.version.clone(),
+        release: release.trim().to_string(),
+        created: ctx.source_date()?,
+        source: SourceFacts {
+            url: spec.source_url.clone(),
+            sha256: spec.source_sha256.clone(),
+            package: spec.package.clone(),
+        },
+        patches: spec
+            .patches
+            .iter()
+            .map(|name| patch(ctx, name))
+            .collect::<Result<_, _>>()?,
+        config_sha1: hex::encode(sha1::Sha1::digest(config_text.as_bytes())),
+        config_sha256: crate::digest::Sha256::of_bytes(config_text.as_bytes()).to_string(),
+        config: (crate::kconfig::parse(&config_text).settings.into_iter())
+            .map(|(symbol, setting)| (symbol, setting.value))
+            .collect(),
+        environment: environment(ctx.toolchain),
+        files: image_files(ctx.dep(Role::Package))?,
+    };
+    let text =
+        serde_json::to_string_pretty(&crate::sbom::document(&bill)).expect("an SBOM serialises");
+    std::fs::write(ctx.out.join(FILE), text).map_err(io("writing the SBOM"))
+}
+
+/// A patch's sha256, and where its header says it came from.
+fn patch(ctx: &Ctx, name: &str) -> Result<Patch, RecipeError> {
+    let bytes = std::fs::read(ctx.input(name)).map_err(io(format!("reading {name}")))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let origin = text
+        .lines()
+        .take_while(|line| *line != "---")
+        .find(|line| crate::maint::patch_lint::names_origin(line))
+        .map(|line| line.trim().to_string());
+    Ok(Patch {
+        name: name.to_string(),
+        sha1: hex::encode(sha1::Sha1::digest(&bytes)),
+        sha256: crate::digest::Sha256::of_bytes(&bytes).to_string(),
+        origin,
+    })
+}
+
+/// The build environment as the key names it: host programs by content, or a builder image.
+fn environment(identity: &Identity) -> Environment {
+    match identity {
+        Identity::Docker { image, id } => Environment::Image {
+            reference: image.clone(),
+            id: id.clone(),
+        },
+        Identity::Host { programs } => Environment::Host(
+            (programs.iter())
+                .map(|(name, state)| {
+                    let digest = match state {
+                        Program::File(digest) => Some(digest.to_hex()),
+                        Program::Absent | Program::Unreadable => None,
+                    };
+                    (name.clone(), digest)
+                })
+                .collect(),
+        ),
+        Identity::Kbuild => Environment::Host(Vec::new()),
+        Identity::DryRun { tools } => {
+            Environment::Host(tools.iter().map(|t| (t.clone(), None)).collect())
+        }
+    }
+}
+
+/// Every regular file under `dir`, sorted by path, with its SHA1 and SHA256.
+fn image_files(dir: &Path) -> Result<Vec<FileSum>, RecipeError> {
+    let mut paths = Vec::new();
+    walk(dir, dir, &mut paths).map_err(io(format!("listing {}", dir.display())))?;
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|rel| {
+            let path = dir.join(&rel);
+            let (sha1, sha256) = sums(&path).map_err(io(format!("hashing {}", path.display())))?;
+            Ok(FileSum {
+                path: rel,
+                sha1,
+                sha256,
+            })
+        })
+        .collect()
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(root, &entry.path(), out)?;
+        } else if kind.is_file() || kind.is_symlink() && entry.path().is_file() {
+            let rel = entry.path().strip_prefix(root).map(|p| p.to_path_buf());
+            out.push(rel.unwrap_or_default().to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// SHA1 and SHA256 of one file, in one read.
+fn sums(path: &Path) -> std::io::Result<(String, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut sha1 = sha1::Sha1::new();
+    let mut sha256 = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha1.update(&buf[..n]);
+        sha256.update(&buf[..n]);
+    }
+    Ok((hex::encode(sha1.finalize()), hex::encode(sha256.finalize())))
+}

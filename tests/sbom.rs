@@ -1,0 +1,121 @@
+//! `kbuild sbom`: the SPDX 2.3 document of a kernel image says what went into it (the source
+//! pin, each patch, the resolved config, every file of the image), the same bytes from two
+//! empty caches, and passes a real validator (PyPI's spdx-tools, from .ci/setup).
+
+mod common;
+
+use std::process::Command;
+
+use common::Ws;
+
+fn sbom(ws: &Ws, label: &str) -> String {
+    let out = ws.kbuild(&["sbom", label]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    kbuild::digest::Sha256::of_bytes(bytes).to_string()
+}
+
+#[test]
+fn the_sbom_names_source_patches_config_and_files_and_is_the_same_from_two_caches() {
+    let ws = Ws::new();
+    let text = sbom(&ws, "//6.6.x:amd64");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+    assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+    // The source, by its pin.
+    let source = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["SPDXID"] == "SPDXRef-Package-source")
+        .unwrap();
+    assert_eq!(source["checksums"][0]["checksumValue"], ws.source_sha());
+    // The patch, by content; each file of the image as out/ has it.
+    let files = doc["files"].as_array().unwrap();
+    let sha_of = |name: &str| {
+        files
+            .iter()
+            .find(|f| f["fileName"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in the SBOM"))["checksums"][1]["checksumValue"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let patch = ws.read("kernel/6.6.x/patches/0001-init-say-hello.patch");
+    assert_eq!(
+        sha_of("./kernel/6.6.x/patches/0001-init-say-hello.patch"),
+        sha256_hex(patch.as_bytes())
+    );
+    for file in ["kernel", "kernel.tar", "System.map"] {
+        let bytes = std::fs::read(ws.path().join("out/6.6.x/amd64").join(file)).unwrap();
+        assert_eq!(sha_of(&format!("./{file}")), sha256_hex(&bytes), "{file}");
+    }
+    assert!(text.contains("CONFIG_NR_CPUS=64"));
+
+    // Another workspace and cache, the same inputs: the same document, byte for byte.
+    let again = Ws::new();
+    assert_eq!(sbom(&again, "//6.6.x:amd64"), text);
+
+    // A patch edit is in the next SBOM.
+    ws.write(
+        "kernel/6.6.x/patches/0001-init-say-hello.patch",
+        &patch.replace("hello", "hallo"),
+    );
+    assert_ne!(sbom(&ws, "//6.6.x:amd64"), text);
+}
+
+#[test]
+fn a_tool_has_no_sbom_yet_and_says_so() {
+    let ws = Ws::new();
+    let out = ws.kbuild(&["sbom", "//6.6.x:perf-amd64"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("names 0 kernel images"), "{stderr}");
+    assert!(!ws.path().join("out").exists(), "nothing was built");
+}
+
+/// Where .ci/setup installs spdx-tools (PyPI).
+fn pyspdxtools() -> String {
+    let dir = std::env::var("KBUILD_LINT").unwrap_or_else(|_| "/opt/kbuild-lint/bin".into());
+    format!("{dir}/pyspdxtools")
+}
+
+#[test]
+#[ignore = "needs spdx-tools (KBUILD_SETUP_REAL=1 bash .ci/setup)"]
+fn spdx_tools_validates_the_sbom_and_rejects_a_broken_one() {
+    let ws = Ws::new();
+    let text = sbom(&ws, "//6.6.x:amd64");
+    let file = ws.path().join("sbom.spdx.json");
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(pyspdxtools())
+        .arg("-i")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The validator can say no: a file without its SHA1.
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["files"][0]["checksums"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = Command::new(pyspdxtools())
+        .arg("-i")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
