@@ -6,6 +6,7 @@
 #
 #   bash benches/boot.sh            # 5 rounds
 #   BOOT_ROUNDS=9 bash benches/boot.sh
+#   BOOT_CACHE=/some/cache bash benches/boot.sh   # a cache that holds the kernels already
 #
 # Builds examples/tiny's plain 6.1 kernels first (minutes, once). Each round changes
 # `test-timeout`, which only the test actions' keys hold, so exactly the tests run again.
@@ -17,7 +18,7 @@ source benches/common.sh
 rounds=${BOOT_ROUNDS:-5}
 ws=$work/tiny
 cp -r examples/tiny "$ws"
-export KBUILD_CACHE=$work/cache
+export KBUILD_CACHE=${BOOT_CACHE:-$work/cache}
 labels=(//6.1.x:amd64 //6.1.x:arm64 //6.1.x:riscv64)
 "$kbuild" -C "$ws" test "${labels[@]}" >/dev/null 2>"$work/first.log" || {
     tail -20 "$work/first.log"

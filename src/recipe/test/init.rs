@@ -1,11 +1,18 @@
 //! The boot test's /init: one static C program, cross-built with the target's own compiler, so
 //! that every arch's initramfs is made the same way from one source and nothing but libc.
 //!
-//! It says what it finds on the console as `kbuild-test: <what> <detail>` lines, each in one
-//! write(2) so a kernel message cannot split one: the release uname(2) reports, the mounts of
-//! /proc and /sys, and each module of `/kbuild-test/load` (in load order, dependencies first)
-//! with finit_module(2)'s answer; then `done`, and a reboot, which `qemu -no-reboot` turns
-//! into an exit. The verdict is kbuild's, from these lines: the program only reports.
+//! It says what it finds as `kbuild-test: <what> <detail>` lines: the release uname(2)
+//! reports, the mounts of /proc and /sys, and each module of `/kbuild-test/load` (in load
+//! order, dependencies first) with finit_module(2)'s answer; then `done`, and a reboot, which
+//! `qemu -no-reboot` turns into an exit. The verdict is kbuild's, from these lines: the
+//! program only reports.
+//!
+//! The lines go into the kernel's log through /dev/kmsg, so the console prints each as one
+//! record among the kernel's own: written to the tty, a line could be spliced with a message
+//! the kernel prints at the same moment, as PREEMPT_RT kernels do from their printk thread
+//! (the rt kernel's KUnit output landed in the middle of a module's line). The command line
+//! has `printk.devkmsg=on`, so that no line is rate-limited away. Without /dev/kmsg the lines
+//! go to the console, each in one write(2).
 
 /// The program's source, compiled as `init.c`.
 pub const SOURCE: &str = r#"
@@ -20,11 +27,13 @@ pub const SOURCE: &str = r#"
 #include <sys/utsname.h>
 #include <unistd.h>
 
+static int out = 1;
+
 static void say(const char *what, const char *detail) {
     char line[600];
     int n = snprintf(line, sizeof line, "kbuild-test: %s %s\n", what, detail);
     if (n > (int)sizeof line - 1) n = sizeof line - 1;
-    write(1, line, n);
+    write(out, line, n);
 }
 
 static void mounted(const char *what, const char *type, const char *dir) {
@@ -49,6 +58,8 @@ int main(void) {
         dup2(console, 1);
         dup2(console, 2);
     }
+    int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+    if (kmsg >= 0) out = kmsg;
     struct utsname u;
     if (uname(&u) == 0) say("release", u.release);
     mounted("mount-proc", "proc", "/proc");

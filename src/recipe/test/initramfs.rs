@@ -164,7 +164,7 @@ fn uncompressed(rel: &str, bytes: &[u8]) -> Result<(String, Vec<u8>), RecipeErro
 }
 
 /// The archive: /init, the modules at their paths, the load list, and the directories the
-/// kernel and init expect (with /dev/console, for init's first output).
+/// kernel and init expect (with /dev/console and /dev/kmsg, for init's output).
 pub fn archive(
     init: Vec<u8>,
     modules: &[(String, Vec<u8>)],
@@ -181,6 +181,13 @@ pub fn archive(
             mode: 0o600,
             major: 5,
             minor: 1,
+        },
+        // Where /init writes its lines: the kernel's log (see init.rs).
+        Entry::CharDevice {
+            path: "dev/kmsg".into(),
+            mode: 0o600,
+            major: 1,
+            minor: 11,
         },
         dir("proc"),
         dir("sys"),
