@@ -172,7 +172,8 @@ enum Command {
         /// Fail instead of pinning an unpinned source in kernel.lock (for CI).
         #[arg(long)]
         locked: bool,
-        /// Boot-test each kernel too, as `kbuild test` does (and exit as it does).
+        /// Boot-test each kernel too, as `kbuild test` does (and exit as it does; with
+        /// --keep-going, as `kbuild test` always does, every kernel is tested).
         #[arg(long)]
         test: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -181,17 +182,14 @@ enum Command {
         views: views::Views,
     },
     /// Build targets and boot each kernel under qemu: its release, /proc and /sys, its test
-    /// modules, KUnit. A passed test is cached. Exit 0 all passed, 1 a kernel failed a test,
-    /// 125 a test could not run (for `git bisect run`).
+    /// modules, KUnit. A passed test is cached; a failure does not stop the others. Exit 0 all
+    /// passed, 1 a kernel failed a test, 125 a test could not run (for `git bisect run`).
     Test {
         /// Targets or patterns (default: //...).
         labels: Vec<String>,
         /// Actions run at once [default: the number of cores].
         #[arg(short, long)]
         jobs: Option<usize>,
-        /// Keep building and testing what does not depend on a failure.
-        #[arg(short, long)]
-        keep_going: bool,
         /// Write the results as JUnit XML to FILE (GitLab, GitHub and Jenkins read it).
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
@@ -698,17 +696,17 @@ fn build_command(ws: &Workspace, command: &Command) -> miette::Result<i32> {
                 run(ws, labels, settings, (*format, views))
             }
         }
+        // A test run keeps going: one kernel's failure says nothing of the others.
         Command::Test {
             labels,
             jobs,
-            keep_going,
             junit,
             format,
             views,
         } => test::command(
             ws,
             labels,
-            (num_jobs(*jobs), *keep_going, false),
+            (num_jobs(*jobs), true, false),
             (*format, views, junit.as_deref()),
         ),
         _ => unreachable!("dispatch hands over run and test only"),

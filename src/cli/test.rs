@@ -99,7 +99,7 @@ fn outcome(status: &Status, cache: &Cache) -> Outcome {
             }
         }
         _ => Outcome::Infrastructure {
-            error: "not run: something it needs failed to build (see above)".into(),
+            error: "not run: something it needs failed (see above), or the run was stopped".into(),
             log: String::new(),
         },
     }

@@ -124,10 +124,14 @@ fn boot(ctx: &Ctx, spec: &TestSpec, initrd: &std::path::Path) -> Result<String, 
         .arg("-initrd")
         .arg(initrd.display().to_string())
         .arg("-append")
-        .arg(format!(
-            "console={} panic=-1 printk.devkmsg=on",
-            machine.console
-        ))
+        .arg(
+            format!(
+                "console={} panic=-1 printk.devkmsg=on {}",
+                machine.console, machine.append
+            )
+            .trim_end()
+            .to_string(),
+        )
         .output(&console);
     let ran = ctx.run(inv);
     let text = std::fs::read(&console).unwrap_or_default();
