@@ -77,7 +77,7 @@ pub fn null_build(
     cache: &Cache,
     labels: &[String],
     executor: impl FnOnce(&crate::fingerprint::Record) -> miette::Result<Option<Box<dyn Executor>>>,
-) -> miette::Result<Option<usize>> {
+) -> miette::Result<Option<NullRun>> {
     let links_present =
         root.join("out/.kbuild-links").exists() && root.join("out/index.json").exists();
     if !links_present {
@@ -93,7 +93,16 @@ pub fn null_build(
     if n.is_some() {
         cache.touch_state(root);
     }
-    Ok(n)
+    Ok(n.map(|actions| NullRun {
+        actions,
+        tests: record.tests(),
+    }))
+}
+
+/// What a null build found unchanged: every action, and the boot tests among them.
+pub struct NullRun {
+    pub actions: usize,
+    pub tests: usize,
 }
 
 impl Built {
@@ -183,6 +192,9 @@ fn record(
         keys: report.status.iter().filter_map(Status::key).collect(),
         default_executor: request.default_executor.clone(),
         out: None,
+        tests: (graph.ids())
+            .filter(|&id| graph.action(id).kind() == crate::kind::ActionKind::Test)
+            .count(),
     };
     if let Err(e) = crate::fingerprint::record(root, cache, request.exec, &patterns, &deps) {
         request.report.say(&e.to_string());

@@ -34,6 +34,8 @@ pub struct Dependencies {
     pub default_executor: Option<String>,
     /// The stat of everything `out/` shows (see [`out_digest`]), filled in by [`record`].
     pub out: Option<Digest>,
+    /// How many boot tests the run passed (`kbuild test`), for a null run's summary.
+    pub tests: usize,
 }
 
 fn state<'a>(root: &'a Path, patterns: &'a [String]) -> State<'a> {
@@ -82,6 +84,11 @@ pub fn load(root: &Path, cache: &Cache, patterns: &[String]) -> Result<Option<Re
 }
 
 impl Record {
+    /// How many boot tests the recorded run passed.
+    pub fn tests(&self) -> usize {
+        self.deps.tests
+    }
+
     /// The executor the manifest chose for the recorded run, if no flag chose it.
     pub fn default_executor(&self) -> Option<&str> {
         self.deps.default_executor.as_deref()
@@ -254,6 +261,7 @@ mod tests {
             keys: vec![ActionKey(Digest::of_bytes(b"a"))],
             default_executor: Some("host".into()),
             out: Some(Digest::of_bytes(b"out")),
+            tests: 3,
         };
         let d = Digest::of_bytes(b"d");
         let ws = Path::new("/w");

@@ -48,8 +48,8 @@ impl State<'_> {
     fn format(self) -> (&'static str, u32) {
         match self {
             State::LastRun { .. } => ("last-run", 1),
-            State::Fingerprint { .. } => ("fingerprint", 1),
-            State::Lowered { .. } => ("lowered", 1),
+            State::Fingerprint { .. } => ("fingerprint", 2),
+            State::Lowered { .. } => ("lowered", 2),
             State::Manifest { .. } => ("manifest", 1),
             State::Stat => ("stat", 1),
             State::Links => ("links", 1),

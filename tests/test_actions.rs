@@ -165,7 +165,21 @@ fn a_pass_is_cached_and_tested_again_only_when_what_it_ran_changes() {
     let (code, stderr) = bench.test("//6.6.x:amd64", false);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("1 test: 1 passed (1 cached)"), "{stderr}");
+    assert!(
+        stderr.contains("(nothing changed)"),
+        "a null test run: {stderr}"
+    );
     assert_eq!(bench.boots(), 1, "a passed test boots nothing again");
+    // With a JUnit file, every result is read back: the full path, still nothing booted.
+    let junit = bench.path().join("junit.xml");
+    let out = bench.kbuild(&["test", "--junit", junit.to_str().unwrap(), "//6.6.x:amd64"]);
+    assert!(out.status.success());
+    assert!(
+        std::fs::read_to_string(&junit)
+            .unwrap()
+            .contains("name=\"boot\"")
+    );
+    assert_eq!(bench.boots(), 1);
 
     // Another target's config, and the dbg fragment amd64 does not use: still cached.
     bench.ws.edit(

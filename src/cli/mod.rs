@@ -847,7 +847,7 @@ fn run(
     // Settings are checked before anything else; the remote itself is not asked for a null build.
     ws.remote.settings(&ws.root)?;
     // A text-mode null build needs no per-action report: try the fingerprint first.
-    if format == Format::Text && null_build(ws, &cache, labels)? {
+    if format == Format::Text && null_build(ws, &cache, (labels, Goal::Build))? {
         return Ok(0);
     }
     let exec = ws.executor()?;
@@ -869,16 +869,26 @@ fn run(
     Ok(code)
 }
 
-/// Whether the fingerprint of the last run shows there is nothing to do; then says so.
-fn null_build(ws: &Workspace, cache: &Cache, labels: &[String]) -> miette::Result<bool> {
+/// Whether the fingerprint of the last run of `labels` for `goal` shows there is nothing to
+/// do; then says so (and, for a test run, that every test passed before).
+pub(crate) fn null_build(
+    ws: &Workspace,
+    cache: &Cache,
+    (labels, goal): (&[String], Goal),
+) -> miette::Result<bool> {
     let started = std::time::Instant::now();
-    let Some(n) = build::null_build(&ws.root, cache, labels, |r| ws.recorded_executor(r))? else {
+    let patterns = goal.patterns(labels);
+    let found = build::null_build(&ws.root, cache, &patterns, |r| ws.recorded_executor(r))?;
+    let Some(build::NullRun { actions: n, tests }) = found else {
         return Ok(false);
     };
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "kbuild: {n} actions, {n} cached, 0 executed, 0 failed in {seconds:.2}s (nothing changed)"
     );
+    if goal == Goal::Test {
+        eprintln!("{}", test::all_cached(tests));
+    }
     Ok(true)
 }
 
