@@ -333,11 +333,9 @@ fn another_ld_is_another_kernel(ws: &Tiny) {
 fn x86_64_builds_boots_loads_a_module_and_checks_its_config() {
     let _serial = one_at_a_time();
     let ws = Tiny::new(shared_cache());
-    let (executed, stderr) = ws.run("//6.1.x:amd64", 0);
-    assert!(
-        executed.contains(&"compile //6.1.x:amd64".to_string()),
-        "{stderr}"
-    );
+    // Built here, or already by another test of this binary (they share the cache).
+    ws.run("//6.1.x:amd64", 0);
+    assert!(ws.path().join("out/6.1.x/amd64/kernel").is_file());
     let (again, _) = ws.run("//6.1.x:amd64", 0);
     assert!(again.is_empty(), "a second run executes nothing: {again:?}");
     another_ld_is_another_kernel(&ws);
