@@ -44,6 +44,10 @@ pub enum Role {
     Library(u8),
     /// A target's packaged image files.
     Package,
+    /// A kernel image's SBOM.
+    Sbom,
+    /// One arch's attestation manifest, in an index.
+    Attestation(Arch),
 }
 
 impl Role {
@@ -67,6 +71,10 @@ impl Role {
             // A second library is `library#2` in a key (`key::record::dep_names`).
             Role::Library(_) => "library",
             Role::Package => "package",
+            Role::Sbom => "sbom",
+            Role::Attestation(Arch::X86_64) => "attestation-amd64",
+            Role::Attestation(Arch::Aarch64) => "attestation-arm64",
+            Role::Attestation(Arch::Riscv64) => "attestation-riscv64",
         }
     }
 }
@@ -121,6 +129,7 @@ pub enum Recipe {
     Tag(TagSpec),
     Test(TestSpec),
     Sbom(SbomSpec),
+    Attest(AttestSpec),
 }
 
 impl Recipe {
@@ -143,6 +152,7 @@ impl Recipe {
             Recipe::Tag(_) => ActionKind::Tag,
             Recipe::Test(_) => ActionKind::Test,
             Recipe::Sbom(_) => ActionKind::Sbom,
+            Recipe::Attest(_) => ActionKind::Attest,
         }
     }
 }
@@ -302,6 +312,30 @@ pub struct SbomSpec {
     pub patches: Vec<String>,
 }
 
+/// The attestations of one kernel image (see `recipe/attest.rs`): its SBOM and its SLSA
+/// provenance, as BuildKit's attestation manifest beside the image in its index.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttestSpec {
+    /// The target label, and its variants (`dbg`, `rt`; empty for the plain kernel).
+    pub target: String,
+    pub variant: String,
+    /// The image's repository and tag prefix (`linuxkit/kernel`, `6.6.71-dbg`): the subject's
+    /// name.
+    pub repository: String,
+    pub prefix: String,
+    pub arch: Arch,
+    /// This machine's builder id (`builder-id` in kernel.local.kdl): provenance names who built.
+    pub builder_id: String,
+    pub source_url: String,
+    pub source_sha256: String,
+    /// Inputs, keyed by content: the patches in order, the config fragments.
+    pub patches: Vec<String>,
+    pub configs: Vec<String>,
+    /// The tag hash of the series and variant: the digest of everything kernel.kdl and kernel/
+    /// say about them (`tags.rs`), as the image's tags carry it. Filled in after lowering.
+    pub hash: String,
+}
+
 /// One node of the action graph.
 #[derive(Clone, Debug)]
 pub struct Action {
@@ -352,6 +386,7 @@ impl Action {
         match recipe {
             Recipe::Patch { patches } | Recipe::Sbom(SbomSpec { patches, .. }) => patches.clone(),
             Recipe::Configure { spec, .. } => spec.files(),
+            Recipe::Attest(spec) => (spec.patches.iter().chain(&spec.configs).cloned()).collect(),
             Recipe::CheckConfig(check) => {
                 let mut files = check.config.files();
                 files.extend(check.requires.iter().cloned());

@@ -45,6 +45,8 @@ pub mod label;
 pub mod oci;
 /// SPDX 2.3 bills of materials.
 pub mod sbom;
+/// In-toto statements and SLSA v1 provenance.
+pub mod provenance;
 /// Typed actions: a kind, its recipe's parameters, inputs and dependencies.
 pub mod action;
 /// Executors: the host, Docker builder containers, a dry run.

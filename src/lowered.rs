@@ -19,8 +19,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{
-    Action, ActionId, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
-    PackageSpec, Recipe, Role, SbomSpec, TagSpec, TestSpec, ToolSpec,
+    Action, ActionId, AttestSpec, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec,
+    LayerSpec, PackageSpec, Recipe, Role, SbomSpec, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::digest::Digest;
@@ -123,6 +123,7 @@ enum KeptRecipe {
     Tag(TagSpec),
     Test(TestSpec),
     Sbom(SbomSpec),
+    Attest(AttestSpec),
 }
 
 /// [`ToolSpec`] with every field, as a binary format needs (the key leaves some out when off).
@@ -280,6 +281,7 @@ impl From<Recipe> for KeptRecipe {
             Recipe::Tag(spec) => KeptRecipe::Tag(spec),
             Recipe::Test(spec) => KeptRecipe::Test(spec),
             Recipe::Sbom(spec) => KeptRecipe::Sbom(spec),
+            Recipe::Attest(spec) => KeptRecipe::Attest(spec),
         }
     }
 }
@@ -313,6 +315,7 @@ impl From<KeptRecipe> for Recipe {
             KeptRecipe::Tag(spec) => Recipe::Tag(spec),
             KeptRecipe::Test(spec) => Recipe::Test(spec),
             KeptRecipe::Sbom(spec) => Recipe::Sbom(spec),
+            KeptRecipe::Attest(spec) => Recipe::Attest(spec),
         }
     }
 }

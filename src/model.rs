@@ -26,6 +26,9 @@ pub struct Model {
     /// Set when the run uses those endpoints (the docker executor): their arches are native.
     #[serde(skip)]
     pub native_builds: bool,
+    /// This machine's builder id (`builder-id` in kernel.local.kdl), for provenance.
+    #[serde(default)]
+    pub builder_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -103,7 +103,7 @@ pub fn write_layout(
         .filter(|id| {
             matches!(
                 graph.action(*id).recipe,
-                Recipe::Index(_) | Recipe::Image(_)
+                Recipe::Index(_) | Recipe::Image(_) | Recipe::Attest(_)
             )
         })
         .filter_map(|id| {
@@ -143,6 +143,8 @@ pub fn write_layout(
                 }
                 _ => continue,
             },
+            // Named by no reference: the index holds it, the layout holds its blobs.
+            Recipe::Attest(_) => Vec::new(),
             _ => continue,
         };
         let Some(manifest) = status[id.index()].key().and_then(|key| cache.lookup(key)) else {

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::action::{
-    Action, ActionId, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec, LayerSpec,
-    PackageSpec, Recipe, Role, SNAPSHOT, SbomSpec, TagSpec, TestSpec, ToolSpec,
+    Action, ActionId, AttestSpec, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec,
+    LayerSpec, PackageSpec, Recipe, Role, SNAPSHOT, SbomSpec, TagSpec, TestSpec, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -20,8 +20,6 @@ pub enum Goal {
     #[default]
     Build,
     Test,
-    /// The targets and the SBOM of each kernel image (`kbuild sbom`).
-    Sbom,
 }
 
 impl Goal {
@@ -30,7 +28,7 @@ impl Goal {
     pub fn patterns(self, labels: &[String]) -> Vec<String> {
         match self {
             Goal::Build => labels.to_vec(),
-            Goal::Test | Goal::Sbom => std::iter::once(format!("--{self:?}").to_lowercase())
+            Goal::Test => std::iter::once("--test".to_string())
                 .chain(labels.iter().cloned())
                 .collect(),
         }
@@ -47,14 +45,12 @@ pub fn lower_for(model: &Model, targets: &[Label], goal: Goal) -> Result<Graph, 
     let mut lowerer = Lowerer::new(model);
     for label in targets {
         lowerer.target(label);
-        match (goal, &label.kind) {
-            (Goal::Test, TargetKind::Kernel(set)) => {
+        if let TargetKind::Kernel(set) = &label.kind {
+            // Every kernel image carries its SBOM and provenance.
+            lowerer.attest(label, &set.clone());
+            if goal == Goal::Test {
                 lowerer.test(label, &set.clone());
             }
-            (Goal::Sbom, TargetKind::Kernel(set)) => {
-                lowerer.sbom(label, &set.clone());
-            }
-            _ => {}
         }
     }
     // Targets of one series and kind share an index, in the order they were asked for.
@@ -654,6 +650,38 @@ impl Lowerer<'_> {
         })
     }
 
+    /// The attestation manifest of a kernel target's image: its SBOM and its provenance.
+    fn attest(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+        self.lowered(format!("attest {label}"), label, |me| {
+            let image = (me.graph.of(ActionKind::Image, label))
+                .expect("a target's image is lowered before its attestations");
+            let package = me.package_spec(label, set, None);
+            let (image_name, variant) = me.naming(label);
+            let tag = me.tag_spec(label, image_name, &variant);
+            Spec {
+                deps: vec![
+                    dep(Role::Image, image),
+                    dep(Role::Sbom, me.sbom(label, set)),
+                ],
+                recipe: Recipe::Attest(AttestSpec {
+                    target: label.to_string(),
+                    variant,
+                    repository: tag.repository,
+                    prefix: tag.prefix,
+                    arch: label.arch,
+                    builder_id: (me.model.builder_id.clone())
+                        .unwrap_or_else(|| crate::provenance::UNNAMED_BUILDER.into()),
+                    source_url: package.source_url,
+                    source_sha256: package.source_sha256,
+                    patches: package.patches,
+                    configs: me.config_spec(label, set).files(),
+                    hash: String::new(),
+                }),
+                arch: Some(label.arch),
+            }
+        })
+    }
+
     fn tag_spec(&self, label: &Label, image: String, variant: &str) -> TagSpec {
         let version = &self.series(label).version;
         TagSpec {
@@ -739,7 +767,7 @@ impl Lowerer<'_> {
     fn index(&mut self, group: &[&Label]) -> ActionId {
         let first = group[0];
         let name = index_name(first);
-        let deps: Vec<Dep> = group
+        let mut deps: Vec<Dep> = group
             .iter()
             .map(|label| {
                 let image = self
@@ -749,6 +777,11 @@ impl Lowerer<'_> {
                 dep(Role::Platform(label.arch), image)
             })
             .collect();
+        // Each image's attestations, after the images, in the same order.
+        deps.extend(group.iter().filter_map(|label| {
+            let attest = self.graph.of(ActionKind::Attest, label)?;
+            Some(dep(Role::Attestation(label.arch), attest))
+        }));
         let (image_name, variant) = self.naming(first);
         let tag = self.tag_spec(first, image_name, &variant);
         let spec = IndexSpec {

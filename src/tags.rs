@@ -96,6 +96,9 @@ fn hash_actions(
     let mut read = Vec::new();
     for id in ids {
         let action = graph.action(id);
+        if action.kind().traits().describes {
+            continue;
+        }
         let mut inputs = Vec::with_capacity(action.inputs.len());
         for rel in &action.inputs {
             let digest = stat
@@ -150,14 +153,21 @@ fn group_hash_in(
         roots.push(graph.of(ActionKind::Tag, target)?);
     }
     let index = graph.of(ActionKind::Index, label)?;
-    if graph.action(index).deps.len() != group.len() {
+    let images = (graph.action(index).deps.iter())
+        .filter(|d| matches!(d.role, crate::action::Role::Platform(_)))
+        .count();
+    if images != group.len() {
         return None;
     }
     roots.push(index);
     let mut seen = std::collections::HashSet::new();
     while let Some(id) = roots.pop() {
         if seen.insert(id) {
-            roots.extend(graph.action(id).deps.iter().map(|d| d.id));
+            roots.extend(
+                (graph.action(id).deps.iter())
+                    .filter(|d| !graph.action(d.id).kind().traits().describes)
+                    .map(|d| d.id),
+            );
         }
     }
     let mut ids: Vec<ActionId> = seen.into_iter().collect();
@@ -225,6 +235,7 @@ pub fn assign(
         match graph.recipe_mut(id) {
             Recipe::Tag(spec) => spec.hash = hash,
             Recipe::Index(spec) => spec.hash = hash,
+            Recipe::Attest(spec) => spec.hash = hash,
             Recipe::Image(spec) => spec.revision = hash,
             _ => {}
         }

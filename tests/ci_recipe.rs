@@ -134,7 +134,8 @@ fn the_ci_sequence_builds_each_target_once_and_pushes_from_the_cache() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Two images and their two attestation manifests.
     let index = registry.manifest("linuxkit/kernel", "6.6.71-dbg");
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 4);
     registry.manifest("linuxkit/kernel-perf", "6.6.71");
 }

@@ -69,6 +69,8 @@ fn changing_a_patch_reruns_the_tree_and_what_builds_from_it() {
             "image //6.6.x:amd64",
             "index //6.6.x",
             "tag //6.6.x:amd64",
+            "sbom //6.6.x:amd64",
+            "attest //6.6.x:amd64",
         ])
     );
     let why = ws.why("//6.6.x:amd64");
@@ -94,8 +96,9 @@ fn changing_a_config_line_reruns_that_config_only() {
         "{text}"
     );
     let r = ws.run(&[], 0);
-    // Building work reruns for the two targets made from config-x86_64 only.
-    let naming = ["tag", "image", "index"];
+    // Building work reruns for the two targets made from config-x86_64 only (the provenance
+    // names the file, so every attestation says so).
+    let naming = ["tag", "image", "index", "attest"];
     let built: Vec<String> = r
         .executed()
         .into_iter()
@@ -110,6 +113,7 @@ fn changing_a_config_line_reruns_that_config_only() {
             "install",
             "package",
             "layer",
+            "sbom",
         ] {
             expected.push(format!("{kind} //6.6.x:{t}"));
         }
@@ -139,7 +143,7 @@ fn changing_a_fragment_reruns_dbg_only() {
     let r = ws.run(&[], 0);
     let executed = r.executed();
     assert!(executed.iter().all(|n| n.contains(":dbg")), "{executed:?}");
-    assert_eq!(executed.len(), 17, "{executed:?}");
+    assert_eq!(executed.len(), 21, "{executed:?}");
     assert!(executed.contains(&"tag //6.6.x:dbg-arm64".to_string()));
     let why = ws.why("//6.6.x:dbg-arm64");
     assert!(why.contains("configure //6.6.x:dbg-arm64: up to date; last ran because CONFIG_KASAN: unset → y in kernel/common/config-dbg"), "{why}");
@@ -155,10 +159,11 @@ fn a_comment_that_changes_no_option_stops_at_configure() {
     );
     let r = ws.run(&["//6.6.x:dbg-amd64"], 0);
     // The check reads the fragment too, so it reruns, and the fragment's new content renames the
-    // image; compile sees identical outputs and does not run.
+    // image and enters its provenance; compile sees identical outputs and does not run.
     assert_eq!(
         r.executed(),
         sorted(&[
+            "attest //6.6.x:dbg-amd64",
             "configure //6.6.x:dbg-amd64",
             "tag //6.6.x:dbg-amd64",
             "image //6.6.x:dbg-amd64",
@@ -185,7 +190,9 @@ fn changing_the_version_and_the_builder_reruns_packaging() {
             "layer //6.6.x:arm64",
             "image //6.6.x:arm64",
             "index //6.6.x",
-            "tag //6.6.x:arm64"
+            "tag //6.6.x:arm64",
+            "sbom //6.6.x:arm64",
+            "attest //6.6.x:arm64"
         ])
     );
     let why = ws.why("//6.6.x:arm64");
@@ -432,7 +439,7 @@ fn plan_renders_as_dot_and_json() {
     .unwrap();
     assert!(dot.starts_with("digraph kbuild {"), "{dot}");
     assert!(dot.contains("[label=\"compile //6.6.x:amd64\"]"), "{dot}");
-    assert_eq!(dot.matches(" -> ").count(), 25, "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 32, "{dot}");
     ws.run(&["//6.6.x:amd64"], 0);
     let out = ws.kbuild(&["plan", "--format", "json", "//6.6.x:amd64"]);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -33,6 +33,32 @@ fn skopeo(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Every attestation manifest of `index` names an image of it, and is in the registry with
+/// its statements.
+fn attestations_name_images_of(registry: &Registry, index: &serde_json::Value) {
+    let manifests = index["manifests"].as_array().unwrap();
+    for m in manifests
+        .iter()
+        .filter(|m| m["platform"]["os"] == "unknown")
+    {
+        assert_eq!(
+            m["annotations"]["vnd.docker.reference.type"],
+            "attestation-manifest"
+        );
+        let subject = &m["annotations"]["vnd.docker.reference.digest"];
+        assert!(manifests.iter().any(|i| &i["digest"] == subject), "{m}");
+        let attestation = registry.manifest("linuxkit/kernel", m["digest"].as_str().unwrap());
+        for layer in attestation["layers"].as_array().unwrap() {
+            assert_eq!(layer["mediaType"], "application/vnd.in-toto+json");
+            let (status, _) = registry.get(&format!(
+                "/v2/linuxkit/kernel/blobs/{}",
+                layer["digest"].as_str().unwrap()
+            ));
+            assert_eq!(status, 200);
+        }
+    }
+}
+
 fn platforms(index: &serde_json::Value) -> Vec<String> {
     index["manifests"]
         .as_array()
@@ -56,7 +82,12 @@ fn push_publishes_every_tag_and_a_second_push_uploads_nothing() {
     let (code, stderr) = push(&ws, &registry, &[]);
     assert_eq!(code, 0, "{stderr}");
     let index = registry.manifest("linuxkit/kernel", "6.6.71-dbg");
-    assert_eq!(platforms(&index), ["amd64", "arm64/v8"]);
+    // Each image, then its attestation manifest (BuildKit's `unknown/unknown`).
+    assert_eq!(
+        platforms(&index),
+        ["amd64", "arm64/v8", "unknown", "unknown"]
+    );
+    attestations_name_images_of(&registry, &index);
     let refs: serde_json::Value = serde_json::from_slice(
         &ws.kbuild(&["tags", "--format", "json", "//6.6.x:dbg-arm64"])
             .stdout,
@@ -115,7 +146,10 @@ fn push_publishes_every_tag_and_a_second_push_uploads_nothing() {
         "--raw",
         &format!("docker://{}/linuxkit/kernel:6.6.71-dbg", registry.host),
     ]);
-    assert_eq!(platforms(&remote), ["amd64", "arm64/v8"]);
+    assert_eq!(
+        platforms(&remote),
+        ["amd64", "arm64/v8", "unknown", "unknown"]
+    );
     let (_, body) = registry.get("/v2/linuxkit/kernel/manifests/6.6.71-dbg");
     assert_eq!(
         local["digest"].as_str().unwrap(),
@@ -183,14 +217,20 @@ fn one_more_arch_merges_into_the_index_and_no_move_keeps_the_version_tag() {
     assert_eq!(push(&ws, &registry, &["//6.6.x:amd64"]).0, 0);
     assert_eq!(
         platforms(&registry.manifest("linuxkit/kernel", "6.6.71")),
-        ["amd64"]
+        ["amd64", "unknown"]
     );
     assert_eq!(push(&ws, &registry, &["//6.6.x:arm64"]).0, 0);
+    let merged = registry.manifest("linuxkit/kernel", "6.6.71");
     assert_eq!(
-        platforms(&registry.manifest("linuxkit/kernel", "6.6.71")),
-        ["amd64", "arm64/v8"],
-        "merged, not skipped"
+        platforms(&merged),
+        ["amd64", "arm64/v8", "unknown", "unknown"],
+        "merged, not skipped, the attestations of both kept"
     );
+    attestations_name_images_of(&registry, &merged);
+    // The same index a build of both arches at once gives.
+    ws.run(&["//6.6.x:amd64", "//6.6.x:arm64"], 0);
+    let entry = ws.layout_entry("linuxkit/kernel:6.6.71");
+    assert_eq!(ws.layout_blob(entry["digest"].as_str().unwrap()), merged);
 
     // A new build of the same version: --no-move keeps the version tag, a plain push moves it.
     let before = registry.get("/v2/linuxkit/kernel/manifests/6.6.71").1;

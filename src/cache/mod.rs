@@ -184,6 +184,16 @@ impl Cache {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The bytes of one file of the output cached for `key`, for a command that prints from a
+    /// result it has (a test's verdict, an SBOM). The error says what is missing.
+    pub fn read_output(&self, key: ActionKey, file: &str) -> Result<Vec<u8>, String> {
+        let manifest =
+            (self.lookup(key)).ok_or("the result is no longer in the cache: run again")?;
+        let entry = (manifest.get(file)).ok_or_else(|| format!("the result has no {file}"))?;
+        std::fs::read(self.blobs.path(entry.digest, entry.executable))
+            .map_err(|e| format!("reading {file} from the cache: {e}"))
+    }
+
     /// Records a successful action. The first writer wins: an entry, once visible, never changes,
     /// so a digest read from it earlier stays true. An entry that cannot be read (truncated,
     /// damaged) is no entry, and is replaced.

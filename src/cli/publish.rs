@@ -67,16 +67,29 @@ pub fn push(
     Ok(0)
 }
 
-/// What an index action pushes: its images (each under its arch's tags) and the index's tags.
+/// What an index action pushes: its images (each under its arch's tags), their attestation
+/// manifests (by digest alone), and the index's tags.
 fn index_item(
     graph: &crate::graph::Graph,
     id: ActionId,
     spec: &crate::action::IndexSpec,
     tree_of: &dyn Fn(ActionId) -> miette::Result<PathBuf>,
 ) -> miette::Result<crate::oci::push::IndexItem> {
-    use crate::action::Recipe;
+    use crate::action::{Recipe, Role};
     let mut images = Vec::new();
+    let mut attestations = Vec::new();
     for dep in &graph.action(id).deps {
+        if let Role::Attestation(_) = dep.role {
+            let dir = tree_of(dep.id)?;
+            let descriptor =
+                crate::recipe::image::read_descriptor(&dir).map_err(|e| miette::miette!("{e}"))?;
+            attestations.push(crate::oci::push::ImageItem {
+                dir,
+                descriptor,
+                tags: Vec::new(),
+            });
+            continue;
+        }
         let image = graph.action(dep.id);
         let Some(Recipe::Tag(tag)) = graph
             .of(ActionKind::Tag, &image.labels[0])
@@ -103,6 +116,7 @@ fn index_item(
         content_tag: format!("{}-{}", spec.prefix, spec.hash),
         version_tag: spec.prefix.clone(),
         images,
+        attestations,
     })
 }
 

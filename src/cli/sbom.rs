@@ -28,7 +28,7 @@ pub(crate) fn command(
     let request = ws.request(
         &cache,
         exec.as_ref(),
-        (&labels, crate::plan::Goal::Sbom),
+        (&labels, crate::plan::Goal::Build),
         (jobs, false, false),
         report,
     )?;
@@ -46,14 +46,8 @@ pub(crate) fn command(
     else {
         return Ok(built.exit_code(&request.cancel).max(1));
     };
-    let manifest = cache
-        .lookup(*key)
-        .ok_or_else(|| miette::miette!("the SBOM is no longer in the cache: run again"))?;
-    let entry = manifest
-        .get(crate::recipe::SBOM_FILE)
-        .ok_or_else(|| miette::miette!("the SBOM action left no {}", crate::recipe::SBOM_FILE))?;
-    let text = std::fs::read(cache.blobs.path(entry.digest, entry.executable))
-        .map_err(|e| miette::miette!("reading the SBOM: {e}"))?;
+    let text = (cache.read_output(*key, crate::recipe::SBOM_FILE))
+        .map_err(|e| miette::miette!("the SBOM of {label}: {e}"))?;
     use std::io::Write;
     let _ = std::io::stdout().write_all(&text);
     Ok(0)

@@ -113,14 +113,7 @@ fn outcome(status: &Status, cache: &Cache) -> Outcome {
 
 /// The verdict a passed test stored.
 fn read_result(cache: &Cache, key: crate::key::ActionKey) -> Result<Verdict, String> {
-    let manifest = cache
-        .lookup(key)
-        .ok_or("the passed test's result is no longer in the cache")?;
-    let entry = manifest
-        .get(RESULT)
-        .ok_or("the passed test's output has no result.json")?;
-    let bytes = std::fs::read(cache.blobs.path(entry.digest, entry.executable))
-        .map_err(|e| format!("reading the test's result: {e}"))?;
+    let bytes = cache.read_output(key, RESULT)?;
     serde_json::from_slice(&bytes).map_err(|e| format!("the test's result is unreadable: {e}"))
 }
 

@@ -36,9 +36,10 @@ fn tools_of(action: &Action) -> Vec<String> {
             tools
         }
         Recipe::Test(spec) => test_tools(spec),
-        // The SBOM states the kernel's build environment: the compile's toolset.
+        // The SBOM and the provenance state the kernel's build environment: the compile's toolset.
         Recipe::Headers { .. }
         | Recipe::Sbom(_)
+        | Recipe::Attest(_)
         | Recipe::Configure { .. }
         | Recipe::Compile { .. }
         | Recipe::Install { .. } => toolchain(&action.env),

@@ -4,6 +4,7 @@
 //! a new kind is a variant here, a file of its own beside this one, its recipe and its lowering;
 //! the compiler finds every place that must say something about it.
 
+mod attest;
 mod check_config;
 pub mod code;
 mod compile;
@@ -49,6 +50,7 @@ pub enum ActionKind {
     Tag,
     Test,
     Sbom,
+    Attest,
 }
 
 impl ActionKind {
@@ -69,6 +71,7 @@ impl ActionKind {
         ActionKind::Tag,
         ActionKind::Test,
         ActionKind::Sbom,
+        ActionKind::Attest,
     ];
 
     /// Everything kbuild knows about the kind, from the kind's own file.
@@ -90,6 +93,7 @@ impl ActionKind {
             ActionKind::Tag => &tag::TRAITS,
             ActionKind::Test => &test::TRAITS,
             ActionKind::Sbom => &sbom::TRAITS,
+            ActionKind::Attest => &attest::TRAITS,
         }
     }
 

@@ -10,5 +10,6 @@ pub const TRAITS: Traits = Traits {
     toolchain: true,
     // `kbuild sbom` prints it from the cache.
     held: true,
+    describes: true,
     ..PLAIN
 };

@@ -30,6 +30,10 @@ pub struct Traits {
     pub upload: Upload,
     /// Its parameters carry the tag hash of its series and variant, filled in after lowering.
     pub tagged: bool,
+    /// Its result describes an image rather than making it (the SBOM, the provenance): it is
+    /// left out of the tag hash, which names what makes the image, so a machine's builder id
+    /// or a change in how kbuild writes an SBOM renames no image.
+    pub describes: bool,
 }
 
 /// Where `out/` shows an action's result, for each target.
@@ -65,4 +69,5 @@ pub const PLAIN: Traits = Traits {
     out: OutLink::Nothing,
     upload: Upload::Files,
     tagged: false,
+    describes: false,
 };

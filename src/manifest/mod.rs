@@ -105,12 +105,13 @@ impl Texts {
                 .map_err(|p| ManifestError::new(named(pins::LOCK_FILE, text.clone()), p))?,
             None => Default::default(),
         };
-        let replacements = match self.local {
+        let local = match self.local {
             Some(text) => pins::read_local(&text, &model)
                 .map_err(|p| ManifestError::new(named(pins::LOCAL_FILE, text.clone()), p))?,
             None => Default::default(),
         };
-        pins::apply(&mut model, &pins, replacements);
+        model.builder_id = local.builder_id;
+        pins::apply(&mut model, &pins, local.replacements);
         packages::resolve(root, &mut model, renew)?;
         pins::share_series_pins(&mut model);
         Ok(model)

@@ -41,35 +41,72 @@ pub fn read_lock(text: &str) -> Result<BTreeMap<String, Sha256>, Vec<Problem>> {
     }
 }
 
-/// Series (or tool) name → replacement source, from kernel.local.kdl:
-/// `replace "6.12.x" "URL" sha256="…"`.
-pub fn read_local(text: &str, model: &Model) -> Result<BTreeMap<String, Source>, Vec<Problem>> {
+/// What kernel.local.kdl says that shapes the build graph.
+#[derive(Debug, Default)]
+pub struct Local {
+    /// Series (or tool) name → replacement source: `replace "6.12.x" "URL" sha256="…"`.
+    pub replacements: BTreeMap<String, Source>,
+    /// `builder-id "URI"`: who this machine is, in the provenance of what it builds.
+    pub builder_id: Option<String>,
+}
+
+/// The node of kernel.local.kdl that names this machine as a builder.
+pub const BUILDER_ID_NODE: &str = "builder-id";
+
+/// Reads kernel.local.kdl's replacements and builder id.
+pub fn read_local(text: &str, model: &Model) -> Result<Local, Vec<Problem>> {
     let doc = super::parse_kdl(text)?;
-    let mut replacements = BTreeMap::new();
+    let mut local = Local::default();
     let mut problems = Vec::new();
     for node in doc.nodes() {
-        // The remote cache is this machine's too; `machine` reads it.
-        if name(node) == super::files::REMOTE_CACHE_NODE {
-            continue;
-        }
-        if name(node) != "replace" {
-            problems.push(nodes::unknown_node(
+        match name(node) {
+            // The remote cache is this machine's too; `machine` reads it.
+            n if n == super::files::REMOTE_CACHE_NODE => {}
+            BUILDER_ID_NODE => match read_builder_id(node) {
+                Ok(id) => local.builder_id = Some(id),
+                Err(problem) => problems.push(problem),
+            },
+            "replace" => match read_replace(node, model) {
+                Ok((series, source)) => drop(local.replacements.insert(series, source)),
+                Err(problem) => problems.push(problem),
+            },
+            _ => problems.push(nodes::unknown_node(
                 node,
                 LOCAL_FILE,
-                &["replace", super::files::REMOTE_CACHE_NODE],
-            ));
-            continue;
-        }
-        match read_replace(node, model) {
-            Ok((series, source)) => drop(replacements.insert(series, source)),
-            Err(problem) => problems.push(problem),
+                &["replace", BUILDER_ID_NODE, super::files::REMOTE_CACHE_NODE],
+            )),
         }
     }
     if problems.is_empty() {
-        Ok(replacements)
+        Ok(local)
     } else {
         Err(problems)
     }
+}
+
+/// A builder id is a URI (SLSA's `builder.id`): a scheme, then something.
+fn read_builder_id(node: &kdl::KdlNode) -> Result<String, Problem> {
+    let spanned = nodes::string(node)?;
+    let id = spanned.value;
+    let scheme_ok = id.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if !scheme_ok || id.chars().any(char::is_whitespace) {
+        return Err(Problem::new(
+            format!("`{BUILDER_ID_NODE}` must be a URI, not `{id}`"),
+            spanned.span,
+            "not a URI",
+        )
+        .help("write: builder-id \"https://ci.example.org/runners/kernel-1\""));
+    }
+    Ok(id)
 }
 
 fn read_replace(node: &kdl::KdlNode, model: &Model) -> Result<(String, Source), Problem> {

@@ -78,6 +78,7 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
         series: Vec::new(),
         endpoints: BTreeMap::new(),
         native_builds: false,
+        builder_id: None,
     };
     // Defaults first: series inherit from them wherever they appear in the file.
     for (i, node) in doc

@@ -6,6 +6,7 @@
 //! byte of a manifest, config and index here is content-addressed (two clones must give the
 //! same digests). Maps here are `BTreeMap`s, fields in the order the bytes are written.
 
+pub mod attestation;
 pub mod gzip;
 pub mod layout;
 pub mod push;
@@ -114,12 +115,18 @@ impl Index {
         }
     }
 
-    /// The bytes of a multi-arch index over `manifests`, in arch order. The build and a push
-    /// that merges arches both use this, so equal sets of images give equal index digests.
+    /// The bytes of a multi-arch index over `manifests`: the images in arch order, then their
+    /// attestation manifests in the same order. The build and a push that merges arches both
+    /// use this, so equal sets of images give equal index digests.
     pub fn encode_over(mut manifests: Vec<Descriptor>) -> Vec<u8> {
-        manifests.sort_by(|a, b| {
-            let arch = |d: &Descriptor| d.platform.as_ref().map(|p| p.architecture.clone());
-            arch(a).cmp(&arch(b))
+        let arch_of = |digest: &str, all: &[Descriptor]| {
+            let image = all.iter().find(|d| d.digest == digest);
+            image.and_then(|d| d.platform.as_ref().map(|p| p.architecture.clone()))
+        };
+        let all = manifests.clone();
+        manifests.sort_by_cached_key(|d| match attestation::subject_of(d) {
+            Some(subject) => (1, arch_of(subject, &all), d.digest.clone()),
+            None => (0, arch_of(&d.digest, &all), d.digest.clone()),
         });
         serde_json::to_vec(&Index::new(manifests)).expect("indexes serialise")
     }

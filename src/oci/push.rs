@@ -28,6 +28,8 @@ pub struct IndexItem {
     /// The bare version tag (`6.6.71`), subject to the move policy.
     pub version_tag: String,
     pub images: Vec<ImageItem>,
+    /// The images' attestation manifests (no tags of their own: the index names them).
+    pub attestations: Vec<ImageItem>,
 }
 
 #[derive(Default, Debug)]
@@ -51,6 +53,26 @@ pub enum PushError {
     #[error("push stopped after {0} blob uploads (KBUILD_PUSH_STOP_AFTER_BLOBS)")]
     #[diagnostic(help("run the same push again: it continues where this one stopped"))]
     Stopped(usize),
+}
+
+/// `ours` (images) with the images of `existing` whose platform is not among ours, and the
+/// attestations of those kept images; attestations of replaced images go with them.
+fn merge(mut ours: Vec<Descriptor>, existing: Vec<Descriptor>) -> Vec<Descriptor> {
+    let platforms: Vec<_> = ours.iter().map(|d| d.platform.clone()).collect();
+    let (attestations, images): (Vec<_>, Vec<_>) =
+        (existing.into_iter()).partition(|d| super::attestation::subject_of(d).is_some());
+    let kept: Vec<Descriptor> = (images.into_iter())
+        .filter(|d| !platforms.contains(&d.platform))
+        .collect();
+    let kept_attestations: Vec<Descriptor> = (attestations.into_iter())
+        .filter(|a| {
+            let subject = super::attestation::subject_of(a);
+            kept.iter().any(|d| Some(d.digest.as_str()) == subject)
+        })
+        .collect();
+    ours.extend(kept);
+    ours.extend(kept_attestations);
+    ours
 }
 
 pub struct Pusher<'a> {
@@ -166,23 +188,19 @@ impl<'a> Pusher<'a> {
 
     pub fn index(&mut self, item: &IndexItem) -> Result<(), PushError> {
         let repo = &item.repository;
-        for image in &item.images {
+        for image in item.images.iter().chain(&item.attestations) {
             self.image(repo, image)?;
         }
         let mut manifests: Vec<Descriptor> =
             item.images.iter().map(|i| i.descriptor.clone()).collect();
-        // One more arch joins the index already published for the same content.
+        // One more arch joins the index already published for the same content, with the
+        // attestations of the images it keeps.
         if let Some(bytes) = self.registry.get_manifest(repo, &item.content_tag)?
             && let Ok(existing) = serde_json::from_slice::<Index>(&bytes)
         {
-            let ours: Vec<_> = manifests.iter().map(|d| d.platform.clone()).collect();
-            manifests.extend(
-                existing
-                    .manifests
-                    .into_iter()
-                    .filter(|d| !ours.contains(&d.platform)),
-            );
+            manifests = merge(manifests, existing.manifests);
         }
+        manifests.extend(item.attestations.iter().map(|a| a.descriptor.clone()));
         let bytes = Index::encode_over(manifests);
         let digest = super::sha256_digest(&bytes);
         let mut tags = vec![item.content_tag.clone()];

@@ -95,7 +95,7 @@ fn write_blob(out: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor, 
     Ok(descriptor)
 }
 
-fn write_descriptor(out: &Path, descriptor: &Descriptor) -> Result<(), RecipeError> {
+pub(super) fn write_descriptor(out: &Path, descriptor: &Descriptor) -> Result<(), RecipeError> {
     let json = serde_json::to_vec_pretty(descriptor).expect("descriptors serialise");
     std::fs::write(out.join("descriptor.json"), json).map_err(io("writing descriptor.json"))
 }

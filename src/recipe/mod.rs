@@ -11,6 +11,7 @@ mod install;
 mod library;
 mod package;
 mod patch;
+mod attest;
 mod sbom;
 pub mod test;
 mod tool;
@@ -45,6 +46,7 @@ pub fn execute(ctx: &Ctx) -> Result<Found, RecipeError> {
         Recipe::Tag(spec) => package::tag(ctx, spec),
         Recipe::Test(spec) => test::test(ctx, spec),
         Recipe::Sbom(spec) => sbom::sbom(ctx, spec),
+        Recipe::Attest(spec) => attest::attest(ctx, spec),
     };
     done.map(|()| Found::default())
 }
