@@ -7,6 +7,7 @@ mod publish;
 mod render;
 mod sbom;
 mod shell;
+mod sign;
 mod test;
 mod upkeep;
 mod views;
@@ -301,10 +302,37 @@ enum Command {
         /// Keep an existing bare version tag (6.6.71) instead of moving it to this build.
         #[arg(long)]
         no_move: bool,
+        /// Sign every image, index and attestation pushed, cosign's way, with this ECDSA
+        /// P-256 private key (PEM); never logged, never keyed.
+        #[arg(long, env = "KBUILD_SIGN_KEY", value_name = "FILE")]
+        sign_key: Option<PathBuf>,
         #[arg(short, long)]
         jobs: Option<usize>,
         #[command(flatten)]
         views: views::Views,
+    },
+    /// Sign images already in a registry, cosign's way (`sha256-<hex>.sig`).
+    Sign {
+        /// HOST[:PORT]/REPOSITORY:TAG or …@sha256:HEX
+        #[arg(required = true)]
+        references: Vec<String>,
+        /// The ECDSA P-256 private key (PEM).
+        #[arg(long, env = "KBUILD_SIGN_KEY", value_name = "FILE")]
+        key: PathBuf,
+        /// Speak plain HTTP (a local registry).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Check that an image in a registry is signed by a key (exit 1 when it is not).
+    VerifySignature {
+        /// HOST[:PORT]/REPOSITORY:TAG or …@sha256:HEX
+        reference: String,
+        /// The ECDSA P-256 public key (PEM), as cosign.pub.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Speak plain HTTP (a local registry).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Show which builder image and Docker endpoint builds each arch, or create a builder image.
     Builder {
@@ -616,6 +644,17 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
     match &cli.command {
         Command::Completions { shell } => return shell::completions(*shell),
         Command::Man { dir } => return shell::man(dir),
+        // Registry commands need no workspace either.
+        Command::Sign {
+            references,
+            key,
+            insecure,
+        } => return sign::sign(key, references, *insecure),
+        Command::VerifySignature {
+            reference,
+            key,
+            insecure,
+        } => return sign::verify(key, reference, *insecure),
         _ => {}
     }
     let ws = Workspace::locate(&cli)?;
@@ -664,13 +703,14 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
             registry,
             insecure,
             no_move,
+            sign_key,
             jobs,
             views,
         } => publish::push(
             &ws,
             labels,
             registry,
-            (*insecure, *no_move),
+            (*insecure, *no_move, sign_key.as_deref()),
             (num_jobs(*jobs), views),
         ),
         _ => unreachable!("shell and maintainer commands are answered above"),

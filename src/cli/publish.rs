@@ -12,10 +12,12 @@ pub fn push(
     ws: &Workspace,
     labels: &[String],
     host: &str,
-    (insecure, no_move): (bool, bool),
+    (insecure, no_move, sign_key): (bool, bool, Option<&std::path::Path>),
     (jobs, views): (usize, &super::views::Views),
 ) -> miette::Result<i32> {
     use crate::action::Recipe;
+    // A key that cannot be read stops the push before anything is built.
+    let signer = super::sign::signer(sign_key)?;
     let cache = open_cache(ws)?;
     let exec = ws.executor()?;
     let reporter = views.reporter(false)?;
@@ -56,7 +58,7 @@ pub fn push(
         Ok(cache.tree(&manifest)?)
     };
     let registry = crate::oci::registry::Registry::new(host, insecure)?;
-    let mut pusher = crate::oci::push::Pusher::new(&registry, no_move);
+    let mut pusher = crate::oci::push::Pusher::new(&registry, no_move).signing(signer.as_ref());
     for id in graph.ids() {
         if let Recipe::Index(spec) = &graph.action(id).recipe {
             pusher.index(&index_item(&graph, id, spec, &tree_of)?)?;
@@ -140,6 +142,9 @@ fn print_pushed(host: &str, r: &crate::oci::push::PushReport, builders: &[String
         r.manifests,
         r.tags.len()
     );
+    if r.signed > 0 {
+        eprintln!("kbuild: signed {} manifest(s) (sha256-<hex>.sig)", r.signed);
+    }
 }
 
 /// Pushes each series' builder image as `<org>/<image>:<version>-builder`, as LinuxKit does, when

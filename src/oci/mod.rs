@@ -11,6 +11,7 @@ pub mod gzip;
 pub mod layout;
 pub mod push;
 pub mod registry;
+pub mod signature;
 
 use std::collections::BTreeMap;
 

@@ -39,6 +39,8 @@ pub struct PushReport {
     pub mounted: usize,
     pub skipped: usize,
     pub manifests: usize,
+    /// Manifests signed by this push (a signature already there is not counted).
+    pub signed: usize,
     pub tags: Vec<String>,
     pub kept: Vec<String>,
 }
@@ -82,6 +84,8 @@ pub struct Pusher<'a> {
     stop_after: Option<usize>,
     /// Where each blob is known to be, for cross-repository mounts.
     known: BTreeMap<String, BTreeSet<String>>,
+    /// Signs every manifest pushed (`--sign-key`).
+    signer: Option<&'a super::signature::Signer>,
     pub report: PushReport,
 }
 
@@ -100,8 +104,62 @@ impl<'a> Pusher<'a> {
             no_move,
             stop_after,
             known: BTreeMap::new(),
+            signer: None,
             report: PushReport::default(),
         }
+    }
+
+    /// Signs every manifest this pusher pushes, cosign's way.
+    pub fn signing(mut self, signer: Option<&'a super::signature::Signer>) -> Pusher<'a> {
+        self.signer = signer;
+        self
+    }
+
+    /// A blob from bytes (a signature's payload and config).
+    fn blob_bytes(&mut self, repo: &str, digest: &str, bytes: &[u8]) -> Result<(), PushError> {
+        if self.registry.blob_exists(repo, digest)? {
+            return Ok(());
+        }
+        let local = |e: std::io::Error| PushError::Local(format!("writing a blob to send: {e}"));
+        let mut file = tempfile::NamedTempFile::new().map_err(local)?;
+        std::io::Write::write_all(&mut file, bytes).map_err(local)?;
+        self.registry.upload(repo, digest, file.path())?;
+        self.report.uploaded += 1;
+        self.report.uploaded_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Adds this pusher's signature of `digest` to the signature image `sha256-<hex>.sig`,
+    /// keeping the signatures already there (other keys'). Signing is deterministic: one
+    /// already there is left as it is.
+    pub fn sign(&mut self, repo: &str, digest: &str) -> Result<(), PushError> {
+        use super::signature;
+        let Some(signer) = self.signer else {
+            return Ok(());
+        };
+        let identity = format!("{}/{repo}", self.registry.host());
+        let payload = signature::payload(&identity, digest);
+        let layer = signature::layer(&payload, &signer.sign(&payload));
+        let tag = signature::tag(digest);
+        // What is there is the registry's word: only its layer list is kept, and a manifest
+        // that does not parse is replaced by ours.
+        let mut layers = match self.registry.get_manifest(repo, &tag)? {
+            Some(bytes) => serde_json::from_slice::<Manifest>(&bytes)
+                .map(|m| m.layers)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if layers.contains(&layer) {
+            return Ok(());
+        }
+        layers.push(layer.clone());
+        self.blob_bytes(repo, &layer.digest, &payload)?;
+        let (config, manifest) = signature::image(layers);
+        self.blob_bytes(repo, &super::sha256_digest(&config), &config)?;
+        self.registry
+            .put_manifest(repo, &tag, MEDIA_MANIFEST, &manifest)?;
+        self.report.signed += 1;
+        Ok(())
     }
 
     fn blob(&mut self, repo: &str, digest: &str, dir: &std::path::Path) -> Result<(), PushError> {
@@ -161,7 +219,7 @@ impl<'a> Pusher<'a> {
                 .tags
                 .push(format!("{}/{repo}:{tag}", self.registry.host()));
         }
-        Ok(())
+        self.sign(repo, digest)
     }
 
     /// One image under its own tags, outside any index (the `<version>-builder` image).

@@ -98,7 +98,7 @@ fn with_sigpipe_ignored<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// `sha256:` and 64 lowercase hexadecimal digits.
-fn is_sha256_digest(text: &str) -> bool {
+pub(crate) fn is_sha256_digest(text: &str) -> bool {
     text.strip_prefix("sha256:").is_some_and(|hex| {
         hex.len() == 64
             && hex
@@ -406,6 +406,18 @@ impl Registry {
             "GET",
             &format!("/v2/{repo}/manifests/{reference}"),
             Some(&accept),
+            Body::Empty,
+        )?;
+        Ok((reply.status == 200).then_some(reply.body))
+    }
+
+    /// A blob's bytes (bounded as every reply is), if the registry has it. The caller checks
+    /// them against the digest.
+    pub fn get_blob(&self, repo: &str, digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        let reply = self.request(
+            "GET",
+            &format!("/v2/{repo}/blobs/{digest}"),
+            None,
             Body::Empty,
         )?;
         Ok((reply.status == 200).then_some(reply.body))
