@@ -300,3 +300,38 @@ fn in_totos_own_messages_accept_the_statements_and_reject_a_broken_one() {
         assert!(!validate(&files[..1]).status.success(), "{statement}");
     }
 }
+
+#[test]
+fn kbuild_attestations_lists_what_the_image_carries() {
+    let ws = Ws::new();
+    let out = ws.kbuild(&["attestations", "//6.6.x:arm64"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // What the independent reader finds in the layout is what the command says.
+    let index = index(&ws, "linuxkit/kernel:6.6.71");
+    let image = (index["manifests"].as_array().unwrap().iter())
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap();
+    let digest = image["digest"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("//6.6.x:arm64: image {digest}\n")),
+        "{text}"
+    );
+    for (_, statements) in attestations(&ws, &index) {
+        for (predicate_type, _) in statements {
+            assert_eq!(text.matches(predicate_type.as_str()).count(), 2, "{text}");
+        }
+    }
+    assert!(
+        text.contains(&format!("OCI 1.1 referrers of {digest}")),
+        "{text}"
+    );
+
+    // A tool image has none yet, and says so before building anything.
+    let out = ws.kbuild(&["attestations", "//6.6.x:perf-amd64"]);
+    assert_eq!(out.status.code(), Some(2));
+}

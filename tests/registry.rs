@@ -47,6 +47,36 @@ fn attestations_name_images_of(registry: &Registry, index: &serde_json::Value) {
         );
         let subject = &m["annotations"]["vnd.docker.reference.digest"];
         assert!(manifests.iter().any(|i| &i["digest"] == subject), "{m}");
+        // The same statements as OCI 1.1 referrers of the image, listed under the tag-schema
+        // fallback (docker-registry has no referrers API).
+        let subject = subject.as_str().unwrap();
+        let listed = registry.manifest("linuxkit/kernel", &subject.replace(':', "-"));
+        let referrers = listed["manifests"].as_array().unwrap();
+        let mut types: Vec<&str> = (referrers.iter())
+            .map(|r| {
+                r["annotations"]["in-toto.io/predicate-type"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                "https://slsa.dev/provenance/v1",
+                "https://spdx.dev/Document"
+            ]
+        );
+        for r in referrers {
+            assert_eq!(r["artifactType"], "application/vnd.in-toto+json");
+            let referrer = registry.manifest("linuxkit/kernel", r["digest"].as_str().unwrap());
+            assert_eq!(referrer["subject"]["digest"], subject);
+            assert_eq!(referrer["artifactType"], "application/vnd.in-toto+json");
+            assert_eq!(
+                referrer["config"]["mediaType"],
+                "application/vnd.oci.empty.v1+json"
+            );
+        }
         let attestation = registry.manifest("linuxkit/kernel", m["digest"].as_str().unwrap());
         for layer in attestation["layers"].as_array().unwrap() {
             assert_eq!(layer["mediaType"], "application/vnd.in-toto+json");

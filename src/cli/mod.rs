@@ -209,6 +209,16 @@ enum Command {
         #[command(flatten)]
         views: views::Views,
     },
+    /// Build one kernel target and list what its image carries: the attestation manifest beside
+    /// it in the index (its SBOM and SLSA provenance) and the same statements as referrers.
+    Attestations {
+        label: String,
+        /// Actions run at once [default: the number of cores].
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        views: views::Views,
+    },
     /// Explain, per action, why it ran in the last run or would run now.
     Why {
         labels: Vec<String>,
@@ -675,6 +685,9 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         Command::Run { .. } | Command::Test { .. } => build_command(&ws, &cli.command),
         Command::Why { labels, key, test } => why(&ws, labels, *key, goal(*test)),
         Command::Sbom { label, jobs, views } => sbom::command(&ws, label, num_jobs(*jobs), views),
+        Command::Attestations { label, jobs, views } => {
+            sbom::attestations(&ws, label, num_jobs(*jobs), views)
+        }
         Command::Log {
             label,
             action,

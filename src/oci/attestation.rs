@@ -2,6 +2,10 @@
 //! `unknown/unknown`) whose layers are in-toto statements about that image, found by the
 //! annotations on its descriptor. This is where `linuxkit build` collects the SBOMs of the
 //! images it assembles.
+//!
+//! The same statements also go out as OCI 1.1 referrers of the image (one artifact manifest
+//! each, with `subject` and `artifactType`), which registries and tools that follow the
+//! referrers API (or its `sha256-<hex>` tag fallback) find without reading the index.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +17,11 @@ pub const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+/// OCI 1.1's empty config of an artifact manifest, and its bytes.
+pub const MEDIA_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const EMPTY: &[u8] = b"{}";
+/// The file of an attest action's output listing its referrers' descriptors.
+pub const REFERRERS_FILE: &str = "referrers.json";
 
 /// A blob to write: its bytes under its descriptor.
 pub struct Blob {
@@ -64,12 +73,7 @@ pub fn manifest(subject: &Descriptor, statements: Vec<(&str, Vec<u8>)>) -> Vec<B
         descriptor: config_descriptor.clone(),
         bytes: config,
     });
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: MEDIA_MANIFEST.into(),
-        config: config_descriptor,
-        layers,
-    };
+    let manifest = Manifest::over(config_descriptor, layers);
     let bytes = serde_json::to_vec(&manifest).expect("manifests serialise");
     let mut descriptor = Descriptor::of(MEDIA_MANIFEST, &bytes);
     descriptor.platform = Some(platform());
@@ -79,6 +83,38 @@ pub fn manifest(subject: &Descriptor, statements: Vec<(&str, Vec<u8>)>) -> Vec<B
     ]);
     blobs.push(Blob { descriptor, bytes });
     blobs
+}
+
+/// The OCI 1.1 referrers of the image `subject`, one per statement (as [`manifest`] described
+/// them): an artifact manifest of type in-toto, the empty config, the statement as its one
+/// layer. Gives the blobs (the empty config, then each referrer manifest) and each referrer's
+/// descriptor as a referrers index lists it (with its artifact type and annotations).
+pub fn referrers(subject: &Descriptor, statements: &[Descriptor]) -> (Vec<Blob>, Vec<Descriptor>) {
+    let empty = Descriptor::of(MEDIA_EMPTY, EMPTY);
+    let subject = Descriptor::of_digest(MEDIA_MANIFEST, &subject.digest, subject.size);
+    let mut blobs = vec![Blob {
+        descriptor: empty.clone(),
+        bytes: EMPTY.to_vec(),
+    }];
+    let mut listed = Vec::new();
+    for statement in statements {
+        let mut manifest = Manifest::over(empty.clone(), vec![statement.clone()]);
+        manifest.artifact_type = Some(MEDIA_IN_TOTO.into());
+        manifest.subject = Some(subject.clone());
+        manifest.annotations = statement.annotations.clone();
+        let bytes = serde_json::to_vec(&manifest).expect("manifests serialise");
+        let mut descriptor = Descriptor::of(MEDIA_MANIFEST, &bytes);
+        descriptor.artifact_type = Some(MEDIA_IN_TOTO.into());
+        descriptor.annotations = statement.annotations.clone();
+        listed.push(descriptor.clone());
+        blobs.push(Blob { descriptor, bytes });
+    }
+    (blobs, listed)
+}
+
+/// The tag under which a registry without the referrers API lists `subject`'s referrers.
+pub fn referrers_tag(subject: &str) -> String {
+    subject.replacen(':', "-", 1)
 }
 
 /// The image an index entry attests, if it is an attestation manifest.

@@ -54,6 +54,13 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
+    /// What an artifact manifest is (in a referrers index).
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -66,6 +73,19 @@ impl Descriptor {
             media_type: media_type.into(),
             digest: sha256_digest(bytes),
             size: bytes.len() as u64,
+            artifact_type: None,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// A descriptor of content known by digest and size.
+    pub fn of_digest(media_type: &str, digest: &str, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest: digest.into(),
+            size,
+            artifact_type: None,
             platform: None,
             annotations: BTreeMap::new(),
         }
@@ -87,8 +107,35 @@ pub struct Manifest {
     pub schema_version: u32,
     #[serde(rename = "mediaType")]
     pub media_type: String,
+    /// An OCI 1.1 artifact's type (a referrer's).
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// The manifest an OCI 1.1 referrer refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// An image manifest over `config` and `layers`.
+    pub fn over(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: MEDIA_MANIFEST.into(),
+            artifact_type: None,
+            config,
+            layers,
+            subject: None,
+            annotations: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

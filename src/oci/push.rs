@@ -244,10 +244,69 @@ impl<'a> Pusher<'a> {
         )
     }
 
+    /// The OCI 1.1 referrers an attestation's output lists: each artifact manifest with its
+    /// blobs, then (for a registry without the referrers API) the `sha256-<hex>` index of the
+    /// subject's referrers, with those already listed kept.
+    fn referrers(&mut self, repo: &str, dir: &std::path::Path) -> Result<(), PushError> {
+        use super::attestation::{REFERRERS_FILE, referrers_tag};
+        let local =
+            |e: String| PushError::Local(format!("the referrers in {}: {e}", dir.display()));
+        let listed = std::fs::read(dir.join(REFERRERS_FILE)).map_err(|e| local(e.to_string()))?;
+        let listed: Vec<Descriptor> =
+            serde_json::from_slice(&listed).map_err(|e| local(e.to_string()))?;
+        let mut subjects: BTreeMap<String, Vec<Descriptor>> = BTreeMap::new();
+        for referrer in listed {
+            let bytes = std::fs::read(blob_path(dir, &referrer.digest))
+                .map_err(|e| local(e.to_string()))?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| local(e.to_string()))?;
+            for blob in manifest
+                .layers
+                .iter()
+                .chain(std::iter::once(&manifest.config))
+            {
+                self.blob(repo, &blob.digest, dir)?;
+            }
+            self.manifest(repo, MEDIA_MANIFEST, &bytes, &referrer.digest, &[])?;
+            let subject = manifest
+                .subject
+                .ok_or_else(|| local("a referrer without a subject".into()))?;
+            subjects.entry(subject.digest).or_default().push(referrer);
+        }
+        for (subject, ours) in subjects {
+            if self.registry.has_referrers_api(repo, &subject)? {
+                continue;
+            }
+            let tag = referrers_tag(&subject);
+            // The registry's list is its word: kept when it parses, each entry as it was.
+            let existing = self.registry.get_manifest(repo, &tag)?;
+            let mut manifests = (existing.as_deref())
+                .and_then(|bytes| serde_json::from_slice::<Index>(bytes).ok())
+                .map(|index| index.manifests)
+                .unwrap_or_default();
+            let before = manifests.len();
+            for referrer in ours {
+                if !manifests.iter().any(|m| m.digest == referrer.digest) {
+                    manifests.push(referrer);
+                }
+            }
+            if existing.is_some() && manifests.len() == before {
+                continue;
+            }
+            let bytes = serde_json::to_vec(&Index::new(manifests)).expect("indexes serialise");
+            self.registry
+                .put_manifest(repo, &tag, MEDIA_INDEX, &bytes)?;
+        }
+        Ok(())
+    }
+
     pub fn index(&mut self, item: &IndexItem) -> Result<(), PushError> {
         let repo = &item.repository;
         for image in item.images.iter().chain(&item.attestations) {
             self.image(repo, image)?;
+        }
+        for attestation in &item.attestations {
+            self.referrers(repo, &attestation.dir)?;
         }
         let mut manifests: Vec<Descriptor> =
             item.images.iter().map(|i| i.descriptor.clone()).collect();

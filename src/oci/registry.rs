@@ -423,6 +423,21 @@ impl Registry {
         Ok((reply.status == 200).then_some(reply.body))
     }
 
+    /// Whether the registry serves the OCI 1.1 referrers API for `repo` (then it lists a
+    /// manifest's referrers itself, and no `sha256-<hex>` fallback index is needed).
+    pub fn has_referrers_api(&self, repo: &str, digest: &str) -> Result<bool, RegistryError> {
+        let reply = self.request(
+            "GET",
+            &format!("/v2/{repo}/referrers/{digest}"),
+            Some(super::MEDIA_INDEX),
+            Body::Empty,
+        )?;
+        Ok(reply.status == 200
+            && reply
+                .header("Content-Type")
+                .is_some_and(|t| t.starts_with(super::MEDIA_INDEX)))
+    }
+
     pub fn put_manifest(
         &self,
         repo: &str,

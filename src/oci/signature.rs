@@ -16,7 +16,7 @@ use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use serde::{Deserialize, Serialize};
 
-use super::{ContainerConfig, Descriptor, ImageConfig, MEDIA_CONFIG, MEDIA_MANIFEST, Manifest};
+use super::{ContainerConfig, Descriptor, ImageConfig, MEDIA_CONFIG, Manifest};
 
 pub const MEDIA_PAYLOAD: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -204,12 +204,7 @@ pub fn image(layers: Vec<Descriptor>) -> (Vec<u8>, Vec<u8>) {
         },
     };
     let config = serde_json::to_vec(&config).expect("configs serialise");
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: MEDIA_MANIFEST.into(),
-        config: Descriptor::of(MEDIA_CONFIG, &config),
-        layers,
-    };
+    let manifest = Manifest::over(Descriptor::of(MEDIA_CONFIG, &config), layers);
     (
         config,
         serde_json::to_vec(&manifest).expect("manifests serialise"),

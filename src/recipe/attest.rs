@@ -56,12 +56,17 @@ pub fn attest(ctx: &Ctx, spec: &AttestSpec) -> Result<(), RecipeError> {
             (provenance::SLSA_PROVENANCE, json(&slsa)),
         ],
     );
+    let statements: Vec<_> = blobs[..2].iter().map(|b| b.descriptor.clone()).collect();
+    let (referrers, listed) = attestation::referrers(&image, &statements);
     let dir = ctx.out.join("blobs/sha256");
     std::fs::create_dir_all(&dir).map_err(io("creating blobs/"))?;
-    for blob in &blobs {
+    for blob in blobs.iter().chain(&referrers) {
         std::fs::write(dir.join(blob.descriptor.hex()), &blob.bytes)
             .map_err(io("writing an attestation blob"))?;
     }
+    let listed = serde_json::to_vec_pretty(&listed).expect("descriptors serialise");
+    std::fs::write(ctx.out.join(attestation::REFERRERS_FILE), listed)
+        .map_err(io("writing the referrers"))?;
     let manifest = &blobs.last().expect("a manifest is written").descriptor;
     super::image::write_descriptor(ctx.out, manifest)
 }

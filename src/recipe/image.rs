@@ -81,6 +81,7 @@ pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
             media_type: media_type.into(),
             digest,
             size,
+            artifact_type: None,
             platform: None,
             annotations: BTreeMap::new(),
         },
@@ -169,12 +170,7 @@ pub fn image(ctx: &Ctx, spec: &ImageSpec) -> Result<(), RecipeError> {
         &serde_json::to_vec(&config).expect("configs serialise"),
         oci::MEDIA_CONFIG,
     )?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: oci::MEDIA_MANIFEST.into(),
-        config,
-        layers,
-    };
+    let manifest = Manifest::over(config, layers);
     let mut descriptor = write_blob(
         ctx.out,
         &serde_json::to_vec(&manifest).expect("manifests serialise"),

@@ -62,12 +62,7 @@ pub fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Descriptor, Ex
         layers.push(store(&blobs, &unpacked.join(layer), MEDIA_LAYER_TAR)?);
     }
     let _ = std::fs::remove_dir_all(&unpacked);
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: MEDIA_MANIFEST.into(),
-        config,
-        layers,
-    };
+    let manifest = Manifest::over(config, layers);
     let bytes = serde_json::to_vec(&manifest).map_err(failed)?;
     let digest = crate::oci::sha256_digest(&bytes);
     std::fs::write(blobs.join(hex(&digest)), &bytes).map_err(failed)?;
@@ -75,6 +70,7 @@ pub fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Descriptor, Ex
         media_type: MEDIA_MANIFEST.into(),
         digest,
         size: bytes.len() as u64,
+        artifact_type: None,
         platform: platform_of(&config_bytes),
         annotations: Default::default(),
     })
@@ -100,6 +96,7 @@ fn store(blobs: &Path, file: &Path, media: &str) -> Result<Descriptor, ExecError
         media_type: media.into(),
         digest,
         size,
+        artifact_type: None,
         platform: None,
         annotations: Default::default(),
     })
