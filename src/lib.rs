@@ -87,5 +87,7 @@ pub mod fingerprint;
 pub mod outlinks;
 /// A build as a library call: lower, run, heal, link out/, record.
 pub mod build;
+/// Rebuilding cached results with the cache bypassed, and comparing (`kbuild verify`).
+pub mod verify;
 /// The command line.
 pub mod cli;

@@ -401,6 +401,23 @@ fn x86_64_builds_boots_loads_a_module_and_checks_its_config() {
 
 #[test]
 #[ignore = "real kernel build (minutes); run with --include-ignored"]
+fn kbuild_verify_rebuilds_the_real_kernel_and_it_reproduces() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    // Every action of the target again, the cache bypassed, in fresh build directories with
+    // another -j and umask: the same bytes as the cached results (doc/reproducibility.md).
+    let out = ws.kbuild(&["verify", "//6.1.x:amd64"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for action in ["patch //6.1.x", "compile //6.1.x:amd64", "install //6.1.x:amd64"] {
+        assert!(stdout.contains(&format!("same     {action} (")), "{action}: {stdout}");
+    }
+    assert!(stderr.contains(" 0 differ, 0 failed to rebuild"), "{stderr}");
+}
+
+#[test]
+#[ignore = "real kernel build (minutes); run with --include-ignored"]
 fn arm64_cross_compiles_plain_and_dbg() {
     let _serial = one_at_a_time();
     let ws = Tiny::new(shared_cache());

@@ -9,6 +9,7 @@ mod sbom;
 mod shell;
 mod sign;
 mod test;
+mod verify;
 mod upkeep;
 mod views;
 
@@ -219,6 +220,20 @@ enum Command {
         #[command(flatten)]
         views: views::Views,
     },
+    /// Build the targets, then rebuild each of their actions with the cache bypassed (fresh
+    /// build directories, another -j and umask) and compare with the cached result, or with
+    /// the remote cache's; exit 1 when one differs.
+    Verify {
+        labels: Vec<String>,
+        /// Compare with the local cache's entry or the remote cache's for the same key.
+        #[arg(long, value_enum, default_value_t = AgainstArg::Local)]
+        against: AgainstArg,
+        /// Jobs of the rebuilds [default: the number of cores plus one, not a build's].
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        views: views::Views,
+    },
     /// Explain, per action, why it ran in the last run or would run now.
     Why {
         labels: Vec<String>,
@@ -355,6 +370,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AgainstArg {
+    Local,
+    Remote,
 }
 
 #[derive(Subcommand, Debug)]
@@ -649,23 +670,28 @@ fn kind_of(model: &Model) -> ExecutorKind {
     }
 }
 
-fn dispatch(cli: Cli) -> miette::Result<i32> {
-    // Shell integration needs no workspace.
-    match &cli.command {
-        Command::Completions { shell } => return shell::completions(*shell),
-        Command::Man { dir } => return shell::man(dir),
-        // Registry commands need no workspace either.
+/// Shell integration and registry commands: no workspace.
+fn without_workspace(command: &Command) -> Option<miette::Result<i32>> {
+    Some(match command {
+        Command::Completions { shell } => shell::completions(*shell),
+        Command::Man { dir } => shell::man(dir),
         Command::Sign {
             references,
             key,
             insecure,
-        } => return sign::sign(key, references, *insecure),
+        } => sign::sign(key, references, *insecure),
         Command::VerifySignature {
             reference,
             key,
             insecure,
-        } => return sign::verify(key, reference, *insecure),
-        _ => {}
+        } => sign::verify(key, reference, *insecure),
+        _ => return None,
+    })
+}
+
+fn dispatch(cli: Cli) -> miette::Result<i32> {
+    if let Some(code) = without_workspace(&cli.command) {
+        return code;
     }
     let ws = Workspace::locate(&cli)?;
     if let Some(code) = maint::dispatch(&ws, &cli.command) {
@@ -685,6 +711,12 @@ fn dispatch(cli: Cli) -> miette::Result<i32> {
         Command::Run { .. } | Command::Test { .. } => build_command(&ws, &cli.command),
         Command::Why { labels, key, test } => why(&ws, labels, *key, goal(*test)),
         Command::Sbom { label, jobs, views } => sbom::command(&ws, label, num_jobs(*jobs), views),
+        Command::Verify {
+            labels,
+            against,
+            jobs,
+            views,
+        } => verify::command(&ws, labels, (*jobs, *against), views),
         Command::Attestations { label, jobs, views } => {
             sbom::attestations(&ws, label, num_jobs(*jobs), views)
         }

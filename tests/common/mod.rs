@@ -2,6 +2,7 @@
 //! and the real kbuild binary run against them.
 #![allow(dead_code)]
 
+pub mod reapi;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
