@@ -299,17 +299,36 @@ pub struct TestSpec {
     pub timeout: u32,
 }
 
-/// The SBOM of one kernel image (see `recipe/sbom.rs`): what the image's files, config and
-/// build environment cannot say by themselves.
+/// The SBOM of one kernel or tool image (see `recipe/sbom.rs`): what the image's files,
+/// config and build environment cannot say by themselves.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SbomSpec {
-    pub version: String,
-    pub source_url: String,
-    pub source_sha256: String,
-    /// The Debian package of a `package=` source.
-    pub package: Option<String>,
+    /// The source the image is built from: the kernel's (its version), or a tool's own.
+    pub source: SourceSpec,
     /// The patches applied, workspace-relative, in order (inputs: their content is keyed).
     pub patches: Vec<String>,
+    /// A tool's image: the tool's name, and the libraries built into it from their sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolSbom>,
+}
+
+/// A source tarball as an SBOM names it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SourceSpec {
+    /// `linux`, or a tool's name.
+    pub name: String,
+    pub version: String,
+    pub url: String,
+    /// Its pin; empty until kernel.lock has one.
+    pub sha256: String,
+    /// The Debian package of a `package=` source.
+    pub package: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ToolSbom {
+    pub name: String,
+    pub libraries: Vec<SourceSpec>,
 }
 
 /// The attestations of one kernel image (see `recipe/attest.rs`): its SBOM and its SLSA

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::action::{
     Action, ActionId, AttestSpec, BuildDirs, CheckSpec, ConfigSpec, Dep, ImageSpec, IndexSpec,
-    LayerSpec, PackageSpec, Recipe, Role, SNAPSHOT, SbomSpec, TagSpec, TestSpec, ToolSpec,
+    LayerSpec, PackageSpec, Recipe, Role, SNAPSHOT, SbomSpec, SourceSpec, TagSpec, TestSpec,
+    ToolSbom, ToolSpec,
 };
 use crate::arch::Arch;
 use crate::graph::{CycleError, Graph};
@@ -45,12 +46,10 @@ pub fn lower_for(model: &Model, targets: &[Label], goal: Goal) -> Result<Graph, 
     let mut lowerer = Lowerer::new(model);
     for label in targets {
         lowerer.target(label);
-        if let TargetKind::Kernel(set) = &label.kind {
-            // Every kernel image carries its SBOM and provenance.
-            lowerer.attest(label, &set.clone());
-            if goal == Goal::Test {
-                lowerer.test(label, &set.clone());
-            }
+        // Every image carries its SBOM and provenance.
+        lowerer.attest(label);
+        if let (Goal::Test, TargetKind::Kernel(set)) = (goal, &label.kind) {
+            lowerer.test(label, &set.clone());
         }
     }
     // Targets of one series and kind share an index, in the order they were asked for.
@@ -626,43 +625,96 @@ impl Lowerer<'_> {
         })
     }
 
-    /// The SBOM of a kernel target's image: its files, release, config and tree (the source
-    /// date), and what the package already knows of source and patches.
-    fn sbom(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+    /// The kernel's source as an SBOM names it.
+    fn kernel_source(&self, label: &Label) -> SourceSpec {
+        let series = self.series(label);
+        source_spec("linux", series.version.to_string(), &series.source)
+    }
+
+    /// The SBOM of a target's image: its files and tree (the source date); a kernel's release
+    /// and config; the source, patches and a tool's libraries.
+    fn sbom(&mut self, label: &Label) -> ActionId {
         self.lowered(format!("sbom {label}"), label, |me| {
-            let package = me.package_spec(label, set, None);
+            let package = (me.graph.of(ActionKind::Package, label))
+                .expect("a target's package is lowered before its SBOM");
+            let (spec, mut deps) = match &label.kind {
+                TargetKind::Kernel(set) => {
+                    let spec = SbomSpec {
+                        source: me.kernel_source(label),
+                        patches: me.lowered_patches(label, set),
+                        tool: None,
+                    };
+                    let deps = vec![
+                        dep(Role::Kernel, me.compile(label, set)),
+                        dep(Role::Config, me.configure(label, set)),
+                        dep(Role::Tree, me.patch(label, set)),
+                    ];
+                    (spec, deps)
+                }
+                TargetKind::Tool(name) => {
+                    let tool = me
+                        .model
+                        .tool(name)
+                        .expect("tools come from the model")
+                        .clone();
+                    let spec = me.tool_sbom(label, &tool);
+                    (spec, vec![dep(Role::Tree, me.tool_tree(label, &tool))])
+                }
+            };
+            deps.insert(0, dep(Role::Package, package));
             Spec {
-                deps: vec![
-                    dep(Role::Package, me.package(label, set)),
-                    dep(Role::Kernel, me.compile(label, set)),
-                    dep(Role::Config, me.configure(label, set)),
-                    dep(Role::Tree, me.patch(label, set)),
-                ],
-                recipe: Recipe::Sbom(SbomSpec {
-                    version: package.version,
-                    source_url: package.source_url,
-                    source_sha256: package.source_sha256,
-                    package: me.series(label).source.package.clone(),
-                    patches: package.patches,
-                }),
+                deps,
+                recipe: Recipe::Sbom(spec),
                 arch: Some(label.arch),
             }
         })
     }
 
-    /// The attestation manifest of a kernel target's image: its SBOM and its provenance.
-    fn attest(&mut self, label: &Label, set: &VariantSet) -> ActionId {
+    /// A tool's SBOM: its own source or the kernel's (with the plain tree's patches), and the
+    /// libraries it links that come from their own sources.
+    fn tool_sbom(&self, label: &Label, tool: &Tool) -> SbomSpec {
+        let own = |t: &Tool| {
+            t.source
+                .as_ref()
+                .map(|s| source_spec(&t.name, version_of(s), s))
+        };
+        let libraries = (tool.uses.iter())
+            .filter_map(|name| self.model.tool(name).and_then(own))
+            .collect();
+        let (source, patches) = match own(tool) {
+            Some(source) => (source, Vec::new()),
+            None => (
+                self.kernel_source(label),
+                self.lowered_patches(label, &VariantSet::default()),
+            ),
+        };
+        SbomSpec {
+            source,
+            patches,
+            tool: Some(ToolSbom {
+                name: tool.name.clone(),
+                libraries,
+            }),
+        }
+    }
+
+    /// The attestation manifest of a target's image: its SBOM and its provenance.
+    fn attest(&mut self, label: &Label) -> ActionId {
+        let sbom = self.sbom(label);
         self.lowered(format!("attest {label}"), label, |me| {
             let image = (me.graph.of(ActionKind::Image, label))
                 .expect("a target's image is lowered before its attestations");
-            let package = me.package_spec(label, set, None);
+            let Recipe::Sbom(spec) = me.graph.action(sbom).recipe.clone() else {
+                unreachable!("an sbom action has an sbom recipe");
+            };
             let (image_name, variant) = me.naming(label);
             let tag = me.tag_spec(label, image_name, &variant);
+            let configs = match &label.kind {
+                TargetKind::Kernel(set) => me.config_spec(label, set).files(),
+                TargetKind::Tool(_) => Vec::new(),
+            };
             Spec {
-                deps: vec![
-                    dep(Role::Image, image),
-                    dep(Role::Sbom, me.sbom(label, set)),
-                ],
+                deps: vec![dep(Role::Image, image), dep(Role::Sbom, sbom)],
                 recipe: Recipe::Attest(AttestSpec {
                     target: label.to_string(),
                     variant,
@@ -671,10 +723,10 @@ impl Lowerer<'_> {
                     arch: label.arch,
                     builder_id: (me.model.builder_id.clone())
                         .unwrap_or_else(|| crate::provenance::UNNAMED_BUILDER.into()),
-                    source_url: package.source_url,
-                    source_sha256: package.source_sha256,
-                    patches: package.patches,
-                    configs: me.config_spec(label, set).files(),
+                    source_url: spec.source.url,
+                    source_sha256: spec.source.sha256,
+                    patches: spec.patches,
+                    configs,
                     hash: String::new(),
                 }),
                 arch: Some(label.arch),
@@ -896,6 +948,28 @@ impl Lowerer<'_> {
         });
         self.publish(label, package)
     }
+}
+
+/// A source tarball as an SBOM names it.
+fn source_spec(name: &str, version: String, source: &Source) -> SourceSpec {
+    SourceSpec {
+        name: name.to_string(),
+        version,
+        url: source.urls[0].clone(),
+        sha256: (source.sha256.as_ref())
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        package: source.package.clone(),
+    }
+}
+
+/// A tool's version as its tarball's name says it: `bcc-0.31.0` of `bcc-0.31.0.tar.gz`.
+fn version_of(source: &Source) -> String {
+    let name = source.file_name();
+    let stem = [".tar.gz", ".tar.xz", ".tar.bz2", ".tar.zst", ".tgz", ".tar"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext));
+    stem.unwrap_or(name).to_string()
 }
 
 fn tool_spec(label: &Label, tool: &Tool) -> ToolSpec {

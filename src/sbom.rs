@@ -1,5 +1,5 @@
-//! SPDX 2.3 software bills of materials, as JSON: what went into one kernel image, written so
-//! that the same inputs give the same bytes. The creation time is the source date, never the
+//! SPDX 2.3 software bills of materials, as JSON: what went into one kernel or tool image,
+//! written so that the same inputs give the same bytes. The creation time is the source date, never the
 //! clock; element IDs come from names and positions, the document's namespace from the digest
 //! of everything else, so an SBOM is content-addressed like the image it describes.
 
@@ -13,26 +13,50 @@ pub const KERNEL_LICENSE: &str = "GPL-2.0-only WITH Linux-syscall-note";
 pub struct Bill {
     /// The image's target label (`//6.1.x:amd64`), the document's name.
     pub target: String,
-    /// The kernel's version and its `kernel.release`.
-    pub version: String,
-    pub release: String,
+    /// What the image holds: the kernel, or a tool.
+    pub main: Main,
     /// Seconds since the epoch: the source date, the document's creation time.
     pub created: u64,
     pub source: SourceFacts,
     /// Each patch applied, in order.
     pub patches: Vec<Patch>,
-    /// The resolved config: its SHA1 and SHA256, and its settings (`CONFIG_X`, `y`).
-    pub config_sha1: String,
-    pub config_sha256: String,
-    pub config: Vec<(String, String)>,
+    /// A kernel's resolved config; a tool has none.
+    pub config: Option<Config>,
+    /// Libraries built from their own sources into a tool (libtraceevent for perf).
+    pub libraries: Vec<SourceFacts>,
     /// Who ran the build: a builder image by digest, or host programs by blake3.
     pub environment: Environment,
     /// The image's files.
     pub files: Vec<FileSum>,
 }
 
+/// The package an image holds.
+#[derive(Clone, Debug, Default)]
+pub struct Main {
+    /// `linux`, `perf`, `bcc`.
+    pub name: String,
+    /// A kernel's `kernel.release`; a tool's version as its source names it.
+    pub version: String,
+    pub license: String,
+    /// SPDX's primary purpose: `OPERATING-SYSTEM` for a kernel, `APPLICATION` for a tool.
+    pub purpose: String,
+}
+
+/// The resolved config: its SHA1 and SHA256, and its settings (`CONFIG_X`, `y`).
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub sha1: String,
+    pub sha256: String,
+    pub settings: Vec<(String, String)>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SourceFacts {
+    /// What the tarball is the source of (`linux`, `bcc`, `libtraceevent`), and its version.
+    pub name: String,
+    pub version: String,
+    /// Its license when known (the kernel's); else `NOASSERTION`.
+    pub license: String,
     pub url: String,
     pub sha256: String,
     /// The Debian package the tarball came from (`linux-source-6.1`): its version is this
@@ -123,26 +147,29 @@ fn verification_code(files: &[FileSum]) -> String {
     hex::encode(sha1::Sha1::digest(sums.concat().as_bytes()))
 }
 
-/// The source package: the tarball by its pin, and the Debian package it came from.
-fn source_package(bill: &Bill, source: &str) -> Value {
+/// A source package: the tarball by its pin, and the Debian package it came from.
+fn source_package(facts: &SourceFacts, source: &str) -> Value {
     let mut source_package = json!({
         "SPDXID": source,
-        "name": "linux",
-        "versionInfo": bill.version,
-        "downloadLocation": download_location(&bill.source.url).unwrap_or("NOASSERTION"),
-        "sourceInfo": format!("the tarball {}", bill.source.url),
-        "checksums": [sha256(&bill.source.sha256)],
+        "name": facts.name,
+        "versionInfo": facts.version,
+        "downloadLocation": download_location(&facts.url).unwrap_or("NOASSERTION"),
+        "sourceInfo": format!("the tarball {}", facts.url),
+        "checksums": [sha256(&facts.sha256)],
         "filesAnalyzed": false,
-        "licenseConcluded": KERNEL_LICENSE,
-        "licenseDeclared": KERNEL_LICENSE,
+        "licenseConcluded": facts.license,
+        "licenseDeclared": facts.license,
         "copyrightText": "NOASSERTION",
         "primaryPackagePurpose": "SOURCE",
     });
-    if let Some(name) = &bill.source.package {
-        let info = format!(
-            "the tarball {} of the Debian package {name}",
-            bill.source.url
-        );
+    if facts.sha256.is_empty() {
+        // Not pinned yet: no checksum to state.
+        source_package
+            .as_object_mut()
+            .map(|p| p.remove("checksums"));
+    }
+    if let Some(name) = &facts.package {
+        let info = format!("the tarball {} of the Debian package {name}", facts.url);
         source_package["sourceInfo"] = json!(info);
         source_package["externalRefs"] = json!([{
             "referenceCategory": "PACKAGE-MANAGER",
@@ -153,27 +180,32 @@ fn source_package(bill: &Bill, source: &str) -> Value {
     source_package
 }
 
-/// The kernel package, its source, and the packages of the build environment.
+/// The image's package, its source and libraries, and the packages of the build environment.
 fn packages(bill: &Bill, kernel: &str, source: &str) -> (Vec<Value>, Vec<Value>) {
-    let source_package = source_package(bill, source);
+    let main = &bill.main;
     let mut packages = vec![
         json!({
             "SPDXID": kernel,
-            "name": "linux",
-            "versionInfo": bill.release,
+            "name": main.name,
+            "versionInfo": main.version,
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": true,
             "packageVerificationCode": { "packageVerificationCodeValue": verification_code(&bill.files) },
-            "licenseConcluded": KERNEL_LICENSE,
-            "licenseDeclared": KERNEL_LICENSE,
+            "licenseConcluded": main.license,
+            "licenseDeclared": main.license,
             "licenseInfoFromFiles": ["NOASSERTION"],
             "copyrightText": "NOASSERTION",
-            "primaryPackagePurpose": "OPERATING-SYSTEM",
-            "comment": format!("the kernel of {}", bill.target),
+            "primaryPackagePurpose": main.purpose,
+            "comment": format!("the {} of {}", main.name, bill.target),
         }),
-        source_package,
+        source_package(&bill.source, source),
     ];
     let mut relations = vec![relationship(kernel, "GENERATED_FROM", source)];
+    for library in &bill.libraries {
+        let element = id("Library", &library.name);
+        packages.push(source_package(library, &element));
+        relations.push(relationship(kernel, "STATIC_LINK", &element));
+    }
     match &bill.environment {
         Environment::Image {
             reference,
@@ -245,15 +277,18 @@ fn files(bill: &Bill, kernel: &str, source: &str) -> (Vec<Value>, Vec<Value>) {
         files.push(file);
         relations.push(relationship(&element, "PATCH_APPLIED", source));
     }
+    let Some(resolved) = &bill.config else {
+        return (files, relations);
+    };
     let config = id("File", "config");
-    let settings: Vec<String> = (bill.config.iter())
+    let settings: Vec<String> = (resolved.settings.iter())
         .map(|(symbol, value)| format!("{symbol}={value}"))
         .collect();
     files.push(json!({
         "SPDXID": config,
         "fileName": "./.config",
         "fileTypes": ["TEXT"],
-        "checksums": sums(&bill.config_sha1, &bill.config_sha256),
+        "checksums": sums(&resolved.sha1, &resolved.sha256),
         "licenseConcluded": "NOASSERTION",
         "copyrightText": "NOASSERTION",
         "comment": "the kernel's resolved config",
@@ -285,7 +320,7 @@ pub fn document(bill: &Bill) -> Value {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
-        "name": format!("linux {} {}", bill.release, bill.target),
+        "name": format!("{} {} {}", bill.main.name, bill.main.version, bill.target),
         "creationInfo": {
             "created": date(bill.created),
             "creators": [format!("Tool: kbuild-{}", env!("CARGO_PKG_VERSION"))],
@@ -308,10 +343,18 @@ mod tests {
     fn bill() -> Bill {
         Bill {
             target: "//6.1.x:amd64".into(),
-            version: "6.1.192".into(),
-            release: "6.1.192-linuxkit".into(),
+            main: Main {
+                name: "linux".into(),
+                version: "6.1.192-linuxkit".into(),
+                license: KERNEL_LICENSE.into(),
+                purpose: "OPERATING-SYSTEM".into(),
+            },
             created: 1_700_000_000,
+            libraries: Vec::new(),
             source: SourceFacts {
+                name: "linux".into(),
+                version: "6.1.192".into(),
+                license: KERNEL_LICENSE.into(),
                 url: "file:///usr/src/linux-source-6.1.tar.xz".into(),
                 sha256: "ab".repeat(32),
                 package: Some("linux-source-6.1".into()),
@@ -322,9 +365,11 @@ mod tests {
                 sha256: "cd".repeat(32),
                 origin: Some("Origin: https://lore.kernel.org/x".into()),
             }],
-            config_sha1: "ef".repeat(20),
-            config_sha256: "ef".repeat(32),
-            config: vec![("CONFIG_MODULES".into(), "y".into())],
+            config: Some(Config {
+                sha1: "ef".repeat(20),
+                sha256: "ef".repeat(32),
+                settings: vec![("CONFIG_MODULES".into(), "y".into())],
+            }),
             environment: Environment::Host(vec![
                 ("gcc".into(), Some("12".repeat(32))),
                 ("pahole".into(), None),

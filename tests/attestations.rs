@@ -312,8 +312,8 @@ fn kbuild_attestations_lists_what_the_image_carries() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     // What the independent reader finds in the layout is what the command says.
-    let index = index(&ws, "linuxkit/kernel:6.6.71");
-    let image = (index["manifests"].as_array().unwrap().iter())
+    let kernel = index(&ws, "linuxkit/kernel:6.6.71");
+    let image = (kernel["manifests"].as_array().unwrap().iter())
         .find(|m| m["platform"]["architecture"] == "arm64")
         .unwrap();
     let digest = image["digest"].as_str().unwrap();
@@ -321,7 +321,7 @@ fn kbuild_attestations_lists_what_the_image_carries() {
         text.starts_with(&format!("//6.6.x:arm64: image {digest}\n")),
         "{text}"
     );
-    for (_, statements) in attestations(&ws, &index) {
+    for (_, statements) in attestations(&ws, &kernel) {
         for (predicate_type, _) in statements {
             assert_eq!(text.matches(predicate_type.as_str()).count(), 2, "{text}");
         }
@@ -331,7 +331,17 @@ fn kbuild_attestations_lists_what_the_image_carries() {
         "{text}"
     );
 
-    // A tool image has none yet, and says so before building anything.
+    // A tool image carries its own.
     let out = ws.kbuild(&["attestations", "//6.6.x:perf-amd64"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("https://slsa.dev/provenance/v1"), "{text}");
+    let perf = index(&ws, "linuxkit/kernel-perf:6.6.71");
+    let found = attestations(&ws, &perf);
+    let sbom = predicate(&found[0].1, SPDX);
+    assert_eq!(sbom["packages"][0]["name"], "perf");
 }

@@ -410,10 +410,20 @@ fn kbuild_verify_rebuilds_the_real_kernel_and_it_reproduces() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
-    for action in ["patch //6.1.x", "compile //6.1.x:amd64", "install //6.1.x:amd64"] {
-        assert!(stdout.contains(&format!("same     {action} (")), "{action}: {stdout}");
+    for action in [
+        "patch //6.1.x",
+        "compile //6.1.x:amd64",
+        "install //6.1.x:amd64",
+    ] {
+        assert!(
+            stdout.contains(&format!("same     {action} (")),
+            "{action}: {stdout}"
+        );
     }
-    assert!(stderr.contains(" 0 differ, 0 failed to rebuild"), "{stderr}");
+    assert!(
+        stderr.contains(" 0 differ, 0 failed to rebuild"),
+        "{stderr}"
+    );
 }
 
 #[test]

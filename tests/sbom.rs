@@ -72,13 +72,29 @@ fn the_sbom_names_source_patches_config_and_files_and_is_the_same_from_two_cache
 }
 
 #[test]
-fn a_tool_has_no_sbom_yet_and_says_so() {
+fn a_tool_image_has_its_own_sbom() {
     let ws = Ws::new();
-    let out = ws.kbuild(&["sbom", "//6.6.x:perf-amd64"]);
-    assert_eq!(out.status.code(), Some(2), "a usage error");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("names 0 kernel images"), "{stderr}");
-    assert!(!ws.path().join("out").exists(), "nothing was built");
+    let text = sbom(&ws, "//6.6.x:perf-amd64");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let packages = doc["packages"].as_array().unwrap();
+    let main = &packages[0];
+    assert_eq!(main["name"], "perf");
+    assert_eq!(main["licenseDeclared"], "GPL-2.0-only");
+    assert_eq!(main["primaryPackagePurpose"], "APPLICATION");
+    // Built from the plain kernel tree: its source and patches, no config.
+    let source = (packages.iter())
+        .find(|p| p["SPDXID"] == "SPDXRef-Package-source")
+        .unwrap();
+    assert_eq!(source["name"], "linux");
+    assert_eq!(source["checksums"][0]["checksumValue"], ws.source_sha());
+    assert!(text.contains("\"PATCH_APPLIED\""));
+    assert!(!text.contains("./.config"));
+    let files: Vec<&str> = (doc["files"].as_array().unwrap().iter())
+        .filter_map(|f| f["fileName"].as_str())
+        .collect();
+    assert!(files.contains(&"./usr/bin/perf"), "{files:?}");
+    let out = ws.kbuild(&["sbom", "//6.6.x"]);
+    assert_eq!(out.status.code(), Some(2), "one image at a time");
 }
 
 /// Where .ci/setup installs spdx-tools (PyPI).
@@ -91,20 +107,23 @@ fn pyspdxtools() -> String {
 #[ignore = "needs spdx-tools (KBUILD_SETUP_REAL=1 bash .ci/setup)"]
 fn spdx_tools_validates_the_sbom_and_rejects_a_broken_one() {
     let ws = Ws::new();
-    let text = sbom(&ws, "//6.6.x:amd64");
     let file = ws.path().join("sbom.spdx.json");
-    std::fs::write(&file, &text).unwrap();
-    let out = Command::new(pyspdxtools())
-        .arg("-i")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut text = String::new();
+    for label in ["//6.6.x:perf-amd64", "//6.6.x:amd64"] {
+        text = sbom(&ws, label);
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new(pyspdxtools())
+            .arg("-i")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{label}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // The validator can say no: a file without its SHA1.
     let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     doc["files"][0]["checksums"]

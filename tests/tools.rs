@@ -227,6 +227,29 @@ fn a_library_from_its_own_source_is_installed_relocatably_and_tools_build_agains
 }
 
 #[test]
+fn a_tools_sbom_names_the_library_linked_in_with_its_source() {
+    let ws = ws_with_library();
+    let out = ws.kbuild(&["sbom", "//6.6.x:perf-arm64"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let library = (doc["packages"].as_array().unwrap().iter())
+        .find(|p| p["name"] == "libfake")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(library["versionInfo"], "libfake-1.0");
+    let tar = ws.path().join("sources/libfake-1.0.tar");
+    let sha = kbuild::digest::Sha256::of_file(&tar).unwrap().to_string();
+    assert_eq!(library["checksums"][0]["checksumValue"], sha.as_str());
+    let linked = (doc["relationships"].as_array().unwrap().iter()).any(|r| {
+        r["relationshipType"] == "STATIC_LINK" && r["relatedSpdxElement"] == library["SPDXID"]
+    });
+    assert!(linked, "{doc}");
+}
+
+#[test]
 fn a_library_is_not_a_target_and_uses_names_only_libraries() {
     let ws = ws_with_library();
     ws.edit(

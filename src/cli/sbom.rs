@@ -1,5 +1,5 @@
-//! `kbuild sbom LABEL` and `kbuild attestations LABEL`: build one kernel target and print what
-//! its image carries: the SPDX document, or the list of its attestations and referrers.
+//! `kbuild sbom LABEL` and `kbuild attestations LABEL`: build one target (a kernel or a tool)
+//! and print what its image carries: the SPDX document, or its attestations and referrers.
 
 use super::{Workspace, views};
 use crate::cache::Cache;
@@ -8,7 +8,7 @@ use crate::key::ActionKey;
 use crate::kind::ActionKind;
 use crate::oci::Descriptor;
 
-/// Builds the one kernel target `label` names; gives the cache and the key of its action of
+/// Builds the one target `label` names; gives the cache and the key of its action of
 /// `kind`, or the run's exit code when the build did not make it.
 fn build_one(
     ws: &Workspace,
@@ -17,15 +17,13 @@ fn build_one(
     kind: ActionKind,
 ) -> miette::Result<Result<(Cache, ActionKey), i32>> {
     let labels = [label.to_string()];
-    // One kernel image, checked before anything is built.
+    // One image, checked before anything is built.
     let targets = crate::label::resolve(ws.model()?, &labels)?;
-    let kernels = (targets.iter())
-        .filter(|t| matches!(t.kind, crate::label::TargetKind::Kernel(_)))
-        .count();
-    if kernels != 1 || targets.len() != 1 {
+    if targets.len() != 1 {
         miette::bail!(
-            help = "name one kernel target, e.g. //6.1.x:amd64 (tools have no SBOM yet)",
-            "`{label}` names {kernels} kernel images"
+            help = "name one target, e.g. //6.1.x:amd64 or //6.1.x:perf-arm64",
+            "`{label}` names {} images",
+            targets.len()
         );
     }
     let cache = super::open_cache(ws)?;
@@ -45,7 +43,7 @@ fn build_one(
         .filter(|&id| built.graph.action(id).kind() == kind)
         .collect();
     let [id] = ids.as_slice() else {
-        unreachable!("one kernel target lowers one {kind}");
+        unreachable!("one target lowers one {kind}");
     };
     match &built.report.status[id.index()] {
         Status::Cached { key, .. } | Status::Executed { key, .. } | Status::Remote { key, .. } => {

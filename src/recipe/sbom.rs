@@ -8,47 +8,93 @@ use std::path::Path;
 use sha1::Digest as _;
 
 use super::{Ctx, RecipeError, io};
-use crate::action::{Role, SbomSpec};
+use crate::action::{Role, SbomSpec, SourceSpec};
 use crate::exec::{Identity, Program};
-use crate::sbom::{Bill, Environment, FileSum, Patch, SourceFacts};
+use crate::sbom::{Bill, Config, Environment, FileSum, KERNEL_LICENSE, Main, Patch, SourceFacts};
 
 /// The file name of the SBOM in the action's output.
 pub const FILE: &str = "sbom.spdx.json";
 
 pub fn sbom(ctx: &Ctx, spec: &SbomSpec) -> Result<(), RecipeError> {
-    let release = std::fs::read_to_string(ctx.dep(Role::Kernel).join("kernel.release"))
-        .map_err(io("reading kernel.release"))?;
-    let config_path = ctx.dep(Role::Config).join("config");
-    let config_text =
-        std::fs::read_to_string(&config_path).map_err(io("reading the resolved config"))?;
+    let (main, config) = match &spec.tool {
+        None => kernel(ctx)?,
+        Some(tool) => {
+            // A tool from the kernel tree (perf) is under the kernel's license (without the
+            // syscall note, which covers the UAPI headers); one from its own source says its own.
+            let license = if spec.source.name == "linux" {
+                "GPL-2.0-only"
+            } else {
+                "NOASSERTION"
+            };
+            let main = Main {
+                name: tool.name.clone(),
+                version: spec.source.version.clone(),
+                license: license.into(),
+                purpose: "APPLICATION".into(),
+            };
+            (main, None)
+        }
+    };
+    let libraries = spec.tool.iter().flat_map(|t| &t.libraries);
     let bill = Bill {
         target: (ctx.action.labels.first())
             .map(ToString::to_string)
             .unwrap_or_default(),
-        version: spec.version.clone(),
-        release: release.trim().to_string(),
+        main,
         created: ctx.source_date()?,
-        source: SourceFacts {
-            url: spec.source_url.clone(),
-            sha256: spec.source_sha256.clone(),
-            package: spec.package.clone(),
-        },
+        source: facts(&spec.source),
         patches: spec
             .patches
             .iter()
             .map(|name| patch(ctx, name))
             .collect::<Result<_, _>>()?,
-        config_sha1: hex::encode(sha1::Sha1::digest(config_text.as_bytes())),
-        config_sha256: crate::digest::Sha256::of_bytes(config_text.as_bytes()).to_string(),
-        config: (crate::kconfig::parse(&config_text).settings.into_iter())
-            .map(|(symbol, setting)| (symbol, setting.value))
-            .collect(),
+        config,
+        libraries: libraries.map(facts).collect(),
         environment: environment(ctx.toolchain),
         files: image_files(ctx.dep(Role::Package))?,
     };
     let text =
         serde_json::to_string_pretty(&crate::sbom::document(&bill)).expect("an SBOM serialises");
     std::fs::write(ctx.out.join(FILE), text).map_err(io("writing the SBOM"))
+}
+
+/// The kernel package (its `kernel.release`) and its resolved config.
+fn kernel(ctx: &Ctx) -> Result<(Main, Option<Config>), RecipeError> {
+    let release = std::fs::read_to_string(ctx.dep(Role::Kernel).join("kernel.release"))
+        .map_err(io("reading kernel.release"))?;
+    let config_path = ctx.dep(Role::Config).join("config");
+    let text = std::fs::read_to_string(&config_path).map_err(io("reading the resolved config"))?;
+    let main = Main {
+        name: "linux".into(),
+        version: release.trim().to_string(),
+        license: KERNEL_LICENSE.into(),
+        purpose: "OPERATING-SYSTEM".into(),
+    };
+    let config = Config {
+        sha1: hex::encode(sha1::Sha1::digest(text.as_bytes())),
+        sha256: crate::digest::Sha256::of_bytes(text.as_bytes()).to_string(),
+        settings: (crate::kconfig::parse(&text).settings.into_iter())
+            .map(|(symbol, setting)| (symbol, setting.value))
+            .collect(),
+    };
+    Ok((main, Some(config)))
+}
+
+/// A source as the SBOM states it: the kernel's under the kernel's license.
+fn facts(source: &SourceSpec) -> SourceFacts {
+    let license = if source.name == "linux" {
+        KERNEL_LICENSE
+    } else {
+        "NOASSERTION"
+    };
+    SourceFacts {
+        name: source.name.clone(),
+        version: source.version.clone(),
+        license: license.into(),
+        url: source.url.clone(),
+        sha256: source.sha256.clone(),
+        package: source.package.clone(),
+    }
 }
 
 /// A patch's sha256, and where its header says it came from.
