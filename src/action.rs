@@ -308,7 +308,7 @@ pub struct SbomSpec {
     /// The patches applied, workspace-relative, in order (inputs: their content is keyed).
     pub patches: Vec<String>,
     /// A tool's image: the tool's name, and the libraries built into it from their sources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (Written even when none: the kept graph's binary format needs every field.)
     pub tool: Option<ToolSbom>,
 }
 
