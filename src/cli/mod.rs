@@ -935,23 +935,41 @@ fn run(
     if format == Format::Text && null_build(ws, &cache, (labels, Goal::Build))? {
         return Ok(0);
     }
-    let exec = ws.executor()?;
-    let report = views.reporter(format == Format::Json)?;
-    let request = ws.request(
+    let json = format == Format::Json;
+    let what = (labels, Goal::Build);
+    build_then(
+        ws,
         &cache,
-        exec.as_ref(),
-        (labels, Goal::Build),
+        what,
         (jobs, keep_going, locked),
-        report,
-    )?;
+        (json, views),
+        |request, built| {
+            render::run(&built, request.remote.as_deref(), format);
+            let code = built.exit_code(&request.cancel);
+            // The process ends next: freeing thousands of actions one by one would cost a null
+            // build more than deciding them did.
+            std::mem::forget(built);
+            Ok(code)
+        },
+    )
+}
+
+/// Builds `labels` for `goal` with the workspace's executor, reporting as `views` say (JSON
+/// lines when `json`), Ctrl-C cancelling; then hands the request and what it built to `then`.
+pub(crate) fn build_then<T>(
+    ws: &Workspace,
+    cache: &Cache,
+    what: (&[String], Goal),
+    settings: (usize, bool, bool),
+    (json, views): (bool, &views::Views),
+    then: impl FnOnce(&build::Request, build::Built) -> miette::Result<T>,
+) -> miette::Result<T> {
+    let exec = ws.executor()?;
+    let report = views.reporter(json)?;
+    let request = ws.request(cache, exec.as_ref(), what, settings, report)?;
     request.cancel.install_handler();
     let built = build::build(&request)?;
-    render::run(&built, request.remote.as_deref(), format);
-    let code = built.exit_code(&request.cancel);
-    // The process ends next: freeing thousands of actions one by one would cost a null build
-    // more than deciding them did.
-    std::mem::forget(built);
-    Ok(code)
+    then(&request, built)
 }
 
 /// Whether the fingerprint of the last run of `labels` for `goal` shows there is nothing to

@@ -27,32 +27,30 @@ fn build_one(
         );
     }
     let cache = super::open_cache(ws)?;
-    let exec = ws.executor()?;
-    let report = views.reporter(false)?;
-    let request = ws.request(
+    let what = (&labels[..], crate::plan::Goal::Build);
+    let found = super::build_then(
+        ws,
         &cache,
-        exec.as_ref(),
-        (&labels, crate::plan::Goal::Build),
+        what,
         (jobs, false, false),
-        report,
+        (false, views),
+        |request, built| {
+            super::render::run(&built, request.remote.as_deref(), super::Format::Text);
+            let ids: Vec<_> = (built.graph.ids())
+                .filter(|&id| built.graph.action(id).kind() == kind)
+                .collect();
+            let [id] = ids.as_slice() else {
+                unreachable!("one target lowers one {kind}");
+            };
+            Ok(match &built.report.status[id.index()] {
+                Status::Cached { key, .. }
+                | Status::Executed { key, .. }
+                | Status::Remote { key, .. } => Ok(*key),
+                _ => Err(built.exit_code(&request.cancel).max(1)),
+            })
+        },
     )?;
-    request.cancel.install_handler();
-    let built = crate::build::build(&request)?;
-    super::render::run(&built, request.remote.as_deref(), super::Format::Text);
-    let ids: Vec<_> = (built.graph.ids())
-        .filter(|&id| built.graph.action(id).kind() == kind)
-        .collect();
-    let [id] = ids.as_slice() else {
-        unreachable!("one target lowers one {kind}");
-    };
-    match &built.report.status[id.index()] {
-        Status::Cached { key, .. } | Status::Executed { key, .. } | Status::Remote { key, .. } => {
-            let key = *key;
-            drop(built);
-            Ok(Ok((cache, key)))
-        }
-        _ => Ok(Err(built.exit_code(&request.cancel).max(1))),
-    }
+    Ok(found.map(|key| (cache, key)))
 }
 
 pub(crate) fn command(

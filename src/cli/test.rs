@@ -26,30 +26,29 @@ pub(crate) fn command(
     if format == Format::Text && junit.is_none() && super::null_build(ws, &cache, null)? {
         return Ok(0);
     }
-    let exec = ws.executor()?;
-    let report = views.reporter(format == Format::Json)?;
-    let request = ws.request(
+    let (json, settings) = (format == Format::Json, (jobs, keep_going, locked));
+    super::build_then(
+        ws,
         &cache,
-        exec.as_ref(),
-        (labels, crate::plan::Goal::Test),
-        (jobs, keep_going, locked),
-        report,
-    )?;
-    request.cancel.install_handler();
-    let built = crate::build::build(&request)?;
-    render::run(&built, request.remote.as_deref(), format);
-    let tests = results(&built, &cache);
-    eprint!("{}", summary(&tests));
-    if let Some(path) = junit {
-        write_junit(path, &tests)?;
-    }
-    let code = if request.cancel.is_cancelled() {
-        request.cancel.exit_code()
-    } else {
-        exit_code(&tests, built.failed)
-    };
-    std::mem::forget(built);
-    Ok(code)
+        null,
+        settings,
+        (json, views),
+        |request, built| {
+            render::run(&built, request.remote.as_deref(), format);
+            let tests = results(&built, &cache);
+            eprint!("{}", summary(&tests));
+            if let Some(path) = junit {
+                write_junit(path, &tests)?;
+            }
+            let code = if request.cancel.is_cancelled() {
+                request.cancel.exit_code()
+            } else {
+                exit_code(&tests, built.failed)
+            };
+            std::mem::forget(built);
+            Ok(code)
+        },
+    )
 }
 
 /// The tests of a build, in graph order.

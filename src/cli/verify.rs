@@ -17,24 +17,32 @@ pub(crate) fn command(
     // Another -j than a build's default.
     let jobs = jobs.unwrap_or_else(|| super::num_jobs(None) + 1);
     let cache = super::open_cache(ws)?;
-    let exec = ws.executor()?;
-    let report = views.reporter(false)?;
-    let request = ws.request(
-        &cache,
-        exec.as_ref(),
-        (labels, crate::plan::Goal::Build),
-        (super::num_jobs(None), false, false),
-        report,
-    )?;
-    if against == Against::Remote && request.remote.is_none() {
+    if against == Against::Remote && ws.remote.settings(&ws.root)?.is_none() {
         miette::bail!(
             help = "pass --remote-cache URL (or set KBUILD_REMOTE_CACHE, or remote-cache in kernel.local.kdl)",
             "--against remote needs a remote cache"
         );
     }
-    request.cancel.install_handler();
-    let built = crate::build::build(&request)?;
-    super::render::run(&built, request.remote.as_deref(), super::Format::Text);
+    let what = (labels, crate::plan::Goal::Build);
+    let settings = (super::num_jobs(None), false, false);
+    super::build_then(
+        ws,
+        &cache,
+        what,
+        settings,
+        (false, views),
+        |request, built| verify_built(request, &built, (jobs, against), &cache),
+    )
+}
+
+/// Rebuilds and compares, once the build succeeded; prints a line per action and the counts.
+fn verify_built(
+    request: &crate::build::Request,
+    built: &crate::build::Built,
+    (jobs, against): (usize, Against),
+    cache: &crate::cache::Cache,
+) -> miette::Result<i32> {
+    super::render::run(built, request.remote.as_deref(), super::Format::Text);
     if built.failed {
         eprintln!("kbuild: the build did not finish; nothing was verified");
         return Ok(built.exit_code(&request.cancel).max(1));
@@ -42,7 +50,7 @@ pub(crate) fn command(
     // Mismatches of earlier runs go: what is kept is this run's.
     let keep = cache.dir("verify");
     let _ = std::fs::remove_dir_all(&keep);
-    let findings = crate::verify::verify(&request, &built, (jobs, against, &keep))?;
+    let findings = crate::verify::verify(request, built, (jobs, against, &keep))?;
     let mut counts = [0usize; 4];
     for (id, finding) in &findings {
         counts[print(&built.graph.action(*id).name, finding)] += 1;
