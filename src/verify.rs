@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use crate::action::ActionId;
 use crate::build::{Built, Request};
-use crate::cache::OutputManifest;
-use crate::digest::Digest;
+use crate::cache::{CacheError, OutputEntry, OutputManifest};
 use crate::engine::Report;
 use crate::kind::ActionKind;
 use crate::recipe::{Ctx, DepOutput};
@@ -226,54 +225,21 @@ fn keep_both(
     Ok(diffoscope(&kept.join("cached"), &kept.join("rebuilt")))
 }
 
-/// A file as an output manifest describes it: digest, executable bit, symlink target.
-type Described = (Digest, bool, Option<String>);
-
-/// Every file and symlink under `root`, as an output manifest describes it: its content's
-/// digest (a symlink's target text's), its executable bit, a symlink's target. Directories are
-/// not entries: an output is its files, as the cache keeps it.
-fn entries(root: &Path) -> std::io::Result<BTreeMap<String, Described>> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut found = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            let rel = rel.to_string_lossy().into_owned();
-            let kind = entry.file_type()?;
-            let value = if kind.is_symlink() {
-                let target = std::fs::read_link(&path)?.to_string_lossy().into_owned();
-                (Digest::of_bytes(target.as_bytes()), false, Some(target))
-            } else if kind.is_dir() {
-                todo.push(path);
-                continue;
-            } else {
-                let mode = entry.metadata()?.permissions().mode();
-                (Digest::of_file(&path)?, mode & 0o111 != 0, None)
-            };
-            found.insert(rel, value);
-        }
-    }
-    Ok(found)
-}
-
-/// The paths where a rebuilt tree differs from the manifest of the result it is compared with
-/// (missing on one side, or other content, mode or target), sorted.
-fn differing(reference: &OutputManifest, rebuilt: &Path) -> std::io::Result<Vec<String>> {
-    let rebuilt = entries(rebuilt)?;
-    let reference: BTreeMap<&str, Described> = (reference.entries.iter())
-        .map(|e| (e.path.as_str(), (e.digest, e.executable, e.symlink.clone())))
-        .collect();
-    let mut paths: Vec<String> = (reference.iter())
-        .filter(|(path, entry)| rebuilt.get(**path) != Some(*entry))
-        .map(|(path, _)| path.to_string())
-        .chain(
-            (rebuilt.keys())
-                .filter(|path| !reference.contains_key(path.as_str()))
-                .cloned(),
-        )
+/// The paths where a rebuilt output differs from the manifest of the result it is compared
+/// with (missing on one side, or other content, mode or target), sorted. The rebuilt tree is
+/// described exactly as the cache describes an output.
+fn differing(reference: &OutputManifest, rebuilt: &Path) -> Result<Vec<String>, CacheError> {
+    let rebuilt = OutputManifest::describe(rebuilt)?;
+    let by_path = |m: &OutputManifest| -> BTreeMap<String, OutputEntry> {
+        (m.entries.iter())
+            .map(|e| (e.path.clone(), e.clone()))
+            .collect()
+    };
+    let (a, b) = (by_path(reference), by_path(&rebuilt));
+    let mut paths: Vec<String> = (a.iter())
+        .filter(|(path, entry)| b.get(*path) != Some(*entry))
+        .map(|(path, _)| path.clone())
+        .chain(b.keys().filter(|path| !a.contains_key(*path)).cloned())
         .collect();
     paths.sort();
     paths.dedup();

@@ -52,11 +52,25 @@ impl OutputManifest {
 
     /// Hashes every file under `dir` and moves it into the blob store. `dir` is consumed.
     pub fn ingest(dir: &Path, blobs: &BlobStore) -> Result<OutputManifest, CacheError> {
+        Self::of_tree(dir, |rel, meta| ingest_one(dir, rel, meta, blobs))
+    }
+
+    /// The manifest `dir` would have as an action's output, every file hashed and nothing
+    /// stored: what `kbuild verify` compares a rebuilt output by.
+    pub fn describe(dir: &Path) -> Result<OutputManifest, CacheError> {
+        Self::of_tree(dir, |rel, meta| describe_one(dir, rel, meta, None))
+    }
+
+    /// Every file and symlink under `dir` as `one` enters it, in parallel, sorted by path.
+    fn of_tree(
+        dir: &Path,
+        one: impl Fn(&str, &std::fs::Metadata) -> Result<OutputEntry, CacheError> + Sync,
+    ) -> Result<OutputManifest, CacheError> {
         let mut found = Vec::new();
         walk(dir, "", &mut found).map_err(io_err(dir))?;
         let mut entries = found
             .par_iter()
-            .map(|(rel, meta)| ingest_one(dir, rel, meta, blobs))
+            .map(|(rel, meta)| one(rel, meta))
             .collect::<Result<Vec<_>, _>>()?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(OutputManifest { entries })
@@ -105,6 +119,27 @@ fn ingest_one(
     meta: &std::fs::Metadata,
     blobs: &BlobStore,
 ) -> Result<OutputEntry, CacheError> {
+    let entry = describe_one(dir, rel, meta, Some(blobs))?;
+    if entry.symlink.is_none() {
+        let path = dir.join(rel);
+        blobs
+            .adopt(&path, entry.digest, entry.executable)
+            .map_err(io_err(&path))?;
+    }
+    Ok(entry)
+}
+
+/// How the manifest names one output: a symlink by its target, a file by its content and
+/// executable bit. With `blobs`, a link of a stored file that nothing wrote since
+/// (packaging's linux.tar.xz) keeps the digest the ledger knows: hashing it again would cost
+/// a read of hundreds of MB. (A file with one name, as an action writes most, is no link of
+/// anything stored.)
+fn describe_one(
+    dir: &Path,
+    rel: &str,
+    meta: &std::fs::Metadata,
+    blobs: Option<&BlobStore>,
+) -> Result<OutputEntry, CacheError> {
     let path = dir.join(rel);
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(&path)
@@ -120,23 +155,18 @@ fn ingest_one(
             symlink: Some(target),
         });
     }
-    // A link of a stored file that nothing wrote since (packaging's linux.tar.xz): its digest
-    // is known, and hashing it again would cost a read of hundreds of MB.
-    // (A file with one name, as an action writes most, is no link of anything stored.)
-    let vouched = (meta.nlink() > 1).then(|| blobs.ledger().vouched_path(&path));
-    let digest = match vouched.flatten() {
+    let vouched = blobs
+        .filter(|_| meta.nlink() > 1)
+        .and_then(|blobs| blobs.ledger().vouched_path(&path));
+    let digest = match vouched {
         Some(digest) => digest,
         None => Digest::of_file(&path).map_err(io_err(&path))?,
     };
-    let executable = meta.permissions().mode() & 0o111 != 0;
-    blobs
-        .adopt(&path, digest, executable)
-        .map_err(io_err(&path))?;
     Ok(OutputEntry {
         path: rel.to_string(),
         digest,
         size: meta.len(),
-        executable,
+        executable: meta.permissions().mode() & 0o111 != 0,
         symlink: None,
     })
 }

@@ -9,8 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ContainerConfig, Descriptor, ImageConfig, MEDIA_CONFIG, MEDIA_MANIFEST, Manifest};
-use super::{Platform, RootFs};
+use super::{Descriptor, ImageConfig, MEDIA_CONFIG, MEDIA_MANIFEST, Manifest, Platform};
 
 pub const MEDIA_IN_TOTO: &str = "application/vnd.in-toto+json";
 pub const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
@@ -52,22 +51,8 @@ pub fn manifest(subject: &Descriptor, statements: Vec<(&str, Vec<u8>)>) -> Vec<B
         })
         .collect();
     let layers: Vec<Descriptor> = blobs.iter().map(|b| b.descriptor.clone()).collect();
-    // A valid image config, for tools that read every manifest's: BuildKit's says it is
-    // there for compatibility only.
-    let config = ImageConfig {
-        created: String::new(),
-        architecture: "unknown".into(),
-        os: "unknown".into(),
-        variant: None,
-        config: ContainerConfig {
-            labels: BTreeMap::new(),
-        },
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids: layers.iter().map(|l| l.digest.clone()).collect(),
-        },
-    };
-    let config = serde_json::to_vec(&config).expect("configs serialise");
+    // BuildKit's description says the config is there for compatibility only.
+    let config = ImageConfig::of_artifact("unknown", &layers);
     let config_descriptor = Descriptor::of(MEDIA_CONFIG, &config);
     blobs.push(Blob {
         descriptor: config_descriptor.clone(),
@@ -110,11 +95,6 @@ pub fn referrers(subject: &Descriptor, statements: &[Descriptor]) -> (Vec<Blob>,
         blobs.push(Blob { descriptor, bytes });
     }
     (blobs, listed)
-}
-
-/// The tag under which a registry without the referrers API lists `subject`'s referrers.
-pub fn referrers_tag(subject: &str) -> String {
-    subject.replacen(':', "-", 1)
 }
 
 /// The image an index entry attests, if it is an attestation manifest.

@@ -205,6 +205,34 @@ pub struct RootFs {
     pub diff_ids: Vec<String>,
 }
 
+impl ImageConfig {
+    /// The config of a manifest that holds no container (attestations, signatures): valid, for
+    /// tools that read every manifest's config, naming `platform` (`unknown`, or empty as
+    /// cosign writes it) and the layers as its diff IDs.
+    pub fn of_artifact(platform: &str, layers: &[Descriptor]) -> Vec<u8> {
+        let config = ImageConfig {
+            created: String::new(),
+            architecture: platform.into(),
+            os: platform.into(),
+            variant: None,
+            config: ContainerConfig {
+                labels: BTreeMap::new(),
+            },
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: layers.iter().map(|l| l.digest.clone()).collect(),
+            },
+        };
+        serde_json::to_vec(&config).expect("configs serialise")
+    }
+}
+
+/// The tag-schema name of a digest, `sha256-<hex>`: the referrers fallback tag, and with
+/// `.sig` cosign's signature tag.
+pub fn digest_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
 /// `1970-01-01T00:00:00Z` for seconds since the epoch (UTC, proleptic Gregorian).
 pub fn rfc3339(epoch: u64) -> String {
     let (days, secs) = ((epoch / 86_400) as i64, epoch % 86_400);

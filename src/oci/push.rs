@@ -248,7 +248,7 @@ impl<'a> Pusher<'a> {
     /// blobs, then (for a registry without the referrers API) the `sha256-<hex>` index of the
     /// subject's referrers, with those already listed kept.
     fn referrers(&mut self, repo: &str, dir: &std::path::Path) -> Result<(), PushError> {
-        use super::attestation::{REFERRERS_FILE, referrers_tag};
+        use super::attestation::REFERRERS_FILE;
         let local =
             |e: String| PushError::Local(format!("the referrers in {}: {e}", dir.display()));
         let listed = std::fs::read(dir.join(REFERRERS_FILE)).map_err(|e| local(e.to_string()))?;
@@ -260,24 +260,23 @@ impl<'a> Pusher<'a> {
                 .map_err(|e| local(e.to_string()))?;
             let manifest: Manifest =
                 serde_json::from_slice(&bytes).map_err(|e| local(e.to_string()))?;
-            for blob in manifest
-                .layers
-                .iter()
-                .chain(std::iter::once(&manifest.config))
-            {
-                self.blob(repo, &blob.digest, dir)?;
-            }
-            self.manifest(repo, MEDIA_MANIFEST, &bytes, &referrer.digest, &[])?;
             let subject = manifest
                 .subject
                 .ok_or_else(|| local("a referrer without a subject".into()))?;
+            // Pushed as any manifest by digest: its blobs, then itself.
+            let item = ImageItem {
+                dir: dir.to_path_buf(),
+                descriptor: referrer.clone(),
+                tags: Vec::new(),
+            };
+            self.image(repo, &item)?;
             subjects.entry(subject.digest).or_default().push(referrer);
         }
         for (subject, ours) in subjects {
             if self.registry.has_referrers_api(repo, &subject)? {
                 continue;
             }
-            let tag = referrers_tag(&subject);
+            let tag = super::digest_tag(&subject);
             // The registry's list is its word: kept when it parses, each entry as it was.
             let existing = self.registry.get_manifest(repo, &tag)?;
             let mut manifests = (existing.as_deref())

@@ -16,7 +16,7 @@ use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use serde::{Deserialize, Serialize};
 
-use super::{ContainerConfig, Descriptor, ImageConfig, MEDIA_CONFIG, Manifest};
+use super::{Descriptor, ImageConfig, MEDIA_CONFIG, Manifest};
 
 pub const MEDIA_PAYLOAD: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -24,7 +24,7 @@ pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 
 /// The tag of the signatures of `digest`.
 pub fn tag(digest: &str) -> String {
-    format!("{}.sig", digest.replacen(':', "-", 1))
+    format!("{}.sig", super::digest_tag(digest))
 }
 
 /// The simple-signing payload; field order is the byte order.
@@ -190,20 +190,7 @@ pub fn layer(payload: &[u8], signature: &str) -> Descriptor {
 
 /// The signature image over `layers`: its config bytes and manifest bytes.
 pub fn image(layers: Vec<Descriptor>) -> (Vec<u8>, Vec<u8>) {
-    let config = ImageConfig {
-        created: String::new(),
-        architecture: String::new(),
-        os: String::new(),
-        variant: None,
-        config: ContainerConfig {
-            labels: BTreeMap::new(),
-        },
-        rootfs: super::RootFs {
-            kind: "layers".into(),
-            diff_ids: layers.iter().map(|l| l.digest.clone()).collect(),
-        },
-    };
-    let config = serde_json::to_vec(&config).expect("configs serialise");
+    let config = ImageConfig::of_artifact("", &layers);
     let manifest = Manifest::over(Descriptor::of(MEDIA_CONFIG, &config), layers);
     (
         config,
