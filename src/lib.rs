@@ -71,6 +71,8 @@ pub mod report;
 pub mod schedule;
 /// The remote cache over REAPI (gRPC) or HTTP.
 pub mod remote;
+/// `kbuild worker`: a Remote Workers API bot that runs REAPI actions.
+pub mod worker;
 /// Image references and the hash inside them.
 pub mod tags;
 /// The lowered graph kept across runs.

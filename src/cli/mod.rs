@@ -11,6 +11,7 @@ mod sign;
 mod test;
 mod verify;
 mod upkeep;
+mod worker;
 mod views;
 
 use std::path::PathBuf;
@@ -359,6 +360,10 @@ enum Command {
         #[arg(long)]
         insecure: bool,
     },
+    /// Serve a remote-execution cluster as a bot of the Remote Workers API (BuildGrid's Bots
+    /// service): take leases, run their REAPI actions, return the results. Runs any REAPI
+    /// action, not only kbuild's.
+    Worker(worker::WorkerArgs),
     /// Show which builder image and Docker endpoint builds each arch, or create a builder image.
     Builder {
         #[command(subcommand)]
@@ -671,8 +676,8 @@ fn kind_of(model: &Model) -> ExecutorKind {
 }
 
 /// Shell integration and registry commands: no workspace.
-fn without_workspace(command: &Command) -> Option<miette::Result<i32>> {
-    Some(match command {
+fn without_workspace(cli: &Cli) -> Option<miette::Result<i32>> {
+    Some(match &cli.command {
         Command::Completions { shell } => shell::completions(*shell),
         Command::Man { dir } => shell::man(dir),
         Command::Sign {
@@ -685,12 +690,13 @@ fn without_workspace(command: &Command) -> Option<miette::Result<i32>> {
             key,
             insecure,
         } => sign::verify(key, reference, *insecure),
+        Command::Worker(args) => worker::run(args, cli.executor),
         _ => return None,
     })
 }
 
 fn dispatch(cli: Cli) -> miette::Result<i32> {
-    if let Some(code) = without_workspace(&cli.command) {
+    if let Some(code) = without_workspace(&cli) {
         return code;
     }
     let ws = Workspace::locate(&cli)?;

@@ -126,7 +126,23 @@ impl Grpc {
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// The connection, for the other services a caller speaks over it (the Bots service of
+    /// `kbuild worker`, Execution).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Runs `future` on this connection's runtime; not from inside it.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// A request with the configured headers and the call's time bound.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         for (key, value) in &self.headers {
             request.metadata_mut().insert(key.clone(), value.clone());

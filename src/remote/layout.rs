@@ -169,6 +169,19 @@ pub fn create_root(dest: &Path) -> std::io::Result<()> {
 /// refused if it is anything but a directory (never a symlink), and the file itself is opened
 /// with `O_CREAT | O_EXCL | O_NOFOLLOW`, so no symlink on the way or at the end is followed.
 pub fn create_file(dest: &Path, path: &str) -> std::io::Result<(std::fs::File, PathBuf)> {
+    create_parents(dest, path)?;
+    let at = dest.join(path);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&at)?;
+    Ok((file, at))
+}
+
+/// Creates the directories of `dest/path` one by one, each refused if it is anything but a
+/// directory (never a symlink), and gives `dest/path`.
+pub fn create_parents(dest: &Path, path: &str) -> std::io::Result<PathBuf> {
     let (dirs, _) = path.rsplit_once('/').unwrap_or(("", path));
     let mut at = dest.to_path_buf();
     for name in dirs.split('/').filter(|n| !n.is_empty()) {
@@ -185,13 +198,7 @@ pub fn create_file(dest: &Path, path: &str) -> std::io::Result<(std::fs::File, P
             Err(e) => return Err(e),
         }
     }
-    let at = dest.join(path);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&at)?;
-    Ok((file, at))
+    Ok(dest.join(path))
 }
 
 /// Makes the tree's symlinks, last, once every file is written.

@@ -13,13 +13,13 @@
 //! the action's log as stdout.
 
 mod budget;
-mod digest;
+pub mod digest;
 #[doc(hidden)]
 pub mod fuzzing;
-mod grpc;
+pub mod grpc;
 mod http;
-mod layout;
-mod reapi;
+pub mod layout;
+pub mod reapi;
 pub mod settings;
 pub mod signing;
 mod transport;
@@ -34,6 +34,7 @@ use prost::Message;
 
 pub use budget::Budget;
 pub use digest::Function;
+pub use grpc::Grpc;
 pub use settings::Settings;
 pub use transport::{RemoteError, Source, Transport};
 

@@ -151,6 +151,21 @@ fn listens(group: u32, port: u16) -> bool {
     })
 }
 
+/// Runs a set-up command to its end; a failure stops the test with its stderr.
+fn succeed(command: &mut Command, what: &str) {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// BuildGrid's command (`KBUILD_BGD`, else where .ci/setup installs it).
+pub fn bgd() -> String {
+    std::env::var("KBUILD_BGD").unwrap_or_else(|_| "/opt/kbuild-buildgrid/bin/bgd".to_string())
+}
+
 /// A server process of the test, killed with its process group when dropped.
 pub struct Server {
     child: Child,
@@ -197,8 +212,7 @@ impl Server {
 
     /// BuildGrid with a disk CAS and an action cache: REAPI over gRPC, SHA-256.
     pub fn buildgrid() -> Server {
-        let bgd = std::env::var("KBUILD_BGD")
-            .unwrap_or_else(|_| "/opt/kbuild-buildgrid/bin/bgd".to_string());
+        let bgd = bgd();
         let dir = tempfile::tempdir().unwrap();
         let cas = dir.path().join("cas");
         std::fs::create_dir_all(&cas).unwrap();
@@ -229,6 +243,139 @@ impl Server {
             dir,
             url: format!("grpc://127.0.0.1:{port}"),
         }
+    }
+
+    /// PostgreSQL 15 from Debian on loopback, a throwaway cluster with the database `bgd` of
+    /// the role `bgd`, BuildGrid's scheduler's. As root it runs as the `postgres` user (the
+    /// server refuses root); `url` is the connection string. UTF-8: on a SQL_ASCII cluster
+    /// (what the C locale gives) psycopg reads text as bytes and BuildGrid fails.
+    pub fn postgres() -> Server {
+        let bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
+        assert!(
+            bin.exists(),
+            "PostgreSQL 15 is missing: KBUILD_SETUP_REAL=1 bash .ci/setup installs it"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = unsafe { libc::getuid() } == 0;
+        let as_owner = |program: &str| {
+            let mut cmd = if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+                c
+            } else {
+                Command::new(bin.join(program))
+            };
+            cmd.env("LC_ALL", "C");
+            cmd
+        };
+        if root {
+            let chown = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(chown.success());
+        }
+        let data = dir.path().join("data");
+        succeed(
+            as_owner("initdb").arg("-D").arg(&data).args([
+                "-U",
+                "bgd",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]),
+            "initdb",
+        );
+        let (child, port) = start_listening("PostgreSQL", |port| {
+            let log =
+                std::fs::File::create(dir.path().join(format!("postgres-{port}.log"))).unwrap();
+            as_owner("postgres")
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-k"])
+                .arg(dir.path())
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .args(["-c", "max_connections=200"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        });
+        let url = format!("postgresql://bgd@127.0.0.1:{port}/bgd");
+        succeed(
+            as_owner("createdb").args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "bgd",
+                "bgd",
+            ]),
+            "createdb",
+        );
+        succeed(
+            Command::new(bgd()).args(["migrate", "apply", &url]),
+            "bgd migrate apply",
+        );
+        Server { child, dir, url }
+    }
+
+    /// BuildGrid with remote execution: the Execution and Bots services on its SQL scheduler
+    /// (PostgreSQL at `postgres`), CAS, ByteStream and an action cache. Bots match on
+    /// `OSFamily`, `ISA` and `container-image`; a bot unheard of for 20 s is reaped and its
+    /// leases go to another.
+    pub fn buildgrid_execution(postgres: &Server) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = dir.path().join("cas");
+        std::fs::create_dir_all(&cas).unwrap();
+        let (child, port) = start_listening("BuildGrid", |port| {
+            let conf = format!(
+                "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+                 authorization:\n  method: none\n\
+                 connections:\n  - !sql-connection &sql\n    connection-string: {}\n    pool-size: 5\n    max-overflow: 20\n\
+                 storages:\n  - !disk-storage &storage\n    path: {}\n\
+                 caches:\n  - !lru-action-cache &cache\n    storage: *storage\n    max-cached-refs: 100000\n    allow-updates: true\n    cache-failed-actions: false\n\
+                 schedulers:\n  - !sql-scheduler &scheduler\n    sql: *sql\n    storage: *storage\n    action-cache: *cache\n\
+                 \x20   poll-interval: 0.1\n    bot-poll-interval: 0.1\n    bot-session-keepalive-timeout: 20\n    session-expiry-timer-interval: 2\n\
+                 \x20   property-set: !dynamic-property-set\n      match-property-keys: [\"OSFamily\", \"ISA\", \"container-image\"]\n\
+                 instances:\n  - name: \"\"\n    services:\n      - !action-cache\n        cache: *cache\n      - !execution\n        scheduler: *scheduler\n\
+                 \x20     - !cas\n        storage: *storage\n      - !bytestream\n        storage: *storage\n",
+                postgres.url,
+                cas.display()
+            );
+            std::fs::write(dir.path().join("bgd.yml"), &conf).unwrap();
+            let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
+            Command::new(bgd())
+                .args(["server", "start"])
+                .arg(dir.path().join("bgd.yml"))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        });
+        Server {
+            child,
+            dir,
+            url: format!("grpc://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The server's log, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
+    }
+
+    /// Kills the server now (a test of a server that goes away).
+    pub fn kill(&mut self) {
+        // SAFETY: a plain kill of the server's own process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 
     /// Where the server keeps blobs (and, for nginx, action results).

@@ -1,0 +1,527 @@
+//! `kbuild worker` against a real cluster: BuildGrid 0.9.1's Execution and Bots services on its
+//! SQL scheduler, on a real PostgreSQL 15. Actions go in through REAPI's Execution service, from
+//! BuildGrid's own `bgd execute` and from a small client written here from the REAPI protos,
+//! never from kbuild's code.
+//!
+//! Ignored by default (they need BuildGrid and PostgreSQL): `.ci/run` runs them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use common::reapi::sha256;
+use common::servers::{Server, bgd};
+use prost::Message;
+
+/// A cluster: PostgreSQL, BuildGrid, and the workers started on it.
+struct Cluster {
+    server: Server,
+    _postgres: Server,
+    workers: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let postgres = Server::postgres();
+        let server = Server::buildgrid_execution(&postgres);
+        Cluster {
+            server,
+            _postgres: postgres,
+            workers: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Starts a `kbuild worker` with `args`; gives its index.
+    fn worker(&mut self, args: &[&str]) -> usize {
+        let n = self.workers.len();
+        let log = std::fs::File::create(self.dir.path().join(format!("worker-{n}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kbuild"))
+            .args(["worker", "--server", &self.server.url, "--dir"])
+            .arg(self.dir.path().join(format!("worker-{n}")))
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.workers.push(child);
+        n
+    }
+
+    fn worker_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{n}.log"))).unwrap_or_default()
+    }
+
+    fn worker_dir(&self, n: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("worker-{n}"))
+    }
+
+    fn signal(&self, n: usize, signal: i32) {
+        // SAFETY: a plain kill of the worker's own process.
+        unsafe { libc::kill(self.workers[n].id() as i32, signal) };
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.server.url)
+    }
+}
+
+/// A REAPI client written from the protos: uploads the messages and blobs of an action, calls
+/// Execute and reads the final operation.
+struct Client {
+    runtime: tokio::runtime::Runtime,
+    channel: tonic::transport::Channel,
+}
+
+/// An action to send: a command line, its input files, its outputs and platform.
+#[derive(Default)]
+struct Spec {
+    args: Vec<&'static str>,
+    inputs: Vec<(&'static str, &'static [u8], bool)>,
+    outputs: Vec<&'static str>,
+    platform: Vec<(&'static str, String)>,
+    working_directory: &'static str,
+    /// Makes the action unique, so no cached result answers it.
+    salt: String,
+}
+
+impl Client {
+    fn connect(url: &str) -> Client {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let endpoint = format!("http://{}", url.strip_prefix("grpc://").unwrap());
+        let channel = runtime.block_on(async {
+            tonic::transport::Endpoint::from_shared(endpoint)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        });
+        Client { runtime, channel }
+    }
+
+    fn upload(&self, blobs: Vec<Vec<u8>>) {
+        let mut cas = re::content_addressable_storage_client::ContentAddressableStorageClient::new(
+            self.channel.clone(),
+        );
+        let request = re::BatchUpdateBlobsRequest {
+            requests: blobs
+                .into_iter()
+                .map(|data| re::batch_update_blobs_request::Request {
+                    digest: Some(sha256(&data)),
+                    data,
+                    compressor: 0,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let answer = self
+            .runtime
+            .block_on(cas.batch_update_blobs(request))
+            .unwrap();
+        for r in answer.into_inner().responses {
+            assert_eq!(r.status.unwrap_or_default().code, 0);
+        }
+    }
+
+    fn read(&self, digest: &re::Digest) -> Vec<u8> {
+        let mut cas = re::content_addressable_storage_client::ContentAddressableStorageClient::new(
+            self.channel.clone(),
+        );
+        let request = re::BatchReadBlobsRequest {
+            digests: vec![digest.clone()],
+            ..Default::default()
+        };
+        let answer = self
+            .runtime
+            .block_on(cas.batch_read_blobs(request))
+            .unwrap();
+        let data = answer.into_inner().responses.remove(0).data;
+        assert_eq!(
+            sha256(&data),
+            *digest,
+            "the server's blob matches its digest"
+        );
+        data
+    }
+
+    /// Uploads the action and executes it; the ExecuteResponse, or the gRPC status that ended
+    /// the operation.
+    fn execute(
+        &self,
+        spec: &Spec,
+    ) -> Result<re::ExecuteResponse, bazel_remote_apis::google::rpc::Status> {
+        let mut blobs = Vec::new();
+        let mut root = re::Directory::default();
+        for (name, data, executable) in &spec.inputs {
+            root.files.push(re::FileNode {
+                name: name.to_string(),
+                digest: Some(sha256(data)),
+                is_executable: *executable,
+                ..Default::default()
+            });
+            blobs.push(data.to_vec());
+        }
+        let root = root.encode_to_vec();
+        let command = re::Command {
+            arguments: spec.args.iter().map(|a| a.to_string()).collect(),
+            output_paths: spec.outputs.iter().map(|a| a.to_string()).collect(),
+            working_directory: spec.working_directory.into(),
+            environment_variables: vec![re::command::EnvironmentVariable {
+                name: "SALT".into(),
+                value: spec.salt.clone(),
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut platform = vec![re::platform::Property {
+            name: "OSFamily".into(),
+            value: "Linux".into(),
+        }];
+        for (name, value) in &spec.platform {
+            platform.push(re::platform::Property {
+                name: name.to_string(),
+                value: value.clone(),
+            });
+        }
+        platform.sort_by(|a, b| a.name.cmp(&b.name));
+        let action = re::Action {
+            command_digest: Some(sha256(&command)),
+            input_root_digest: Some(sha256(&root)),
+            platform: Some(re::Platform {
+                properties: platform,
+            }),
+            do_not_cache: true,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let digest = sha256(&action);
+        blobs.extend([root, command, action]);
+        self.upload(blobs);
+        let mut exec = re::execution_client::ExecutionClient::new(self.channel.clone());
+        let request = re::ExecuteRequest {
+            action_digest: Some(digest),
+            skip_cache_lookup: true,
+            ..Default::default()
+        };
+        self.runtime.block_on(async {
+            let mut stream = exec.execute(request).await.unwrap().into_inner();
+            while let Some(op) = stream.message().await.unwrap() {
+                if !op.done {
+                    continue;
+                }
+                use bazel_remote_apis::google::longrunning::operation::Result as R;
+                match op.result.unwrap() {
+                    R::Error(status) => return Err(status),
+                    R::Response(any) => {
+                        let response = re::ExecuteResponse::decode(&any.value[..]).unwrap();
+                        match response.status.clone().filter(|s| s.code != 0) {
+                            Some(status) => return Err(status),
+                            None => return Ok(response),
+                        }
+                    }
+                }
+            }
+            panic!("the operation stream ended before the operation was done")
+        })
+    }
+}
+
+fn salt() -> String {
+    format!("{:?}", Instant::now())
+}
+
+#[test]
+#[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn a_worker_runs_actions_for_bgd_execute_and_for_a_reapi_client() {
+    let mut cluster = Cluster::start();
+    cluster.worker(&["--executor", "host", "--jobs", "2"]);
+    // BuildGrid's own client: an input file in, an executable output file back.
+    let root = cluster.dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("in.txt"), "hello\n").unwrap();
+    let dl = cluster.dir.path().join("dl");
+    let out = Command::new(bgd())
+        .args(["execute", "--remote"])
+        .arg(cluster.server.url.replace("grpc://", "http://"))
+        .args([
+            "command",
+            "-p",
+            "OSFamily",
+            "Linux",
+            "--output-file",
+            "up.txt",
+        ])
+        .arg("--output-directory")
+        .arg(&dl)
+        .arg(&root)
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "tr a-z A-Z < in.txt > up.txt && chmod +x up.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dl.join("up.txt")).unwrap(),
+        "HELLO\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_ne!(
+        dl.join("up.txt").metadata().unwrap().permissions().mode() & 0o100,
+        0
+    );
+
+    // The REAPI client: a tree of outputs, stdout, stderr and the exit code.
+    let client = cluster.client();
+    let response = client
+        .execute(&Spec {
+            args: vec!["/bin/sh", "-c", "mkdir -p out/sub && cp tool out/sub/ && ln -s sub/tool out/link && echo said && echo warned >&2 && exit 3"],
+            inputs: vec![("tool", b"#!/bin/sh\n", true)],
+            outputs: vec!["out"],
+            salt: salt(),
+            ..Default::default()
+        })
+        .unwrap();
+    let result = response.result.unwrap();
+    assert_eq!(result.exit_code, 3);
+    assert_eq!(
+        client.read(result.stdout_digest.as_ref().unwrap()),
+        b"said\n"
+    );
+    assert_eq!(
+        client.read(result.stderr_digest.as_ref().unwrap()),
+        b"warned\n"
+    );
+    let dir = &result.output_directories[0];
+    assert_eq!(dir.path, "out");
+    let tree = re::Tree::decode(&client.read(dir.tree_digest.as_ref().unwrap())[..]).unwrap();
+    let top = tree.root.unwrap();
+    assert_eq!(top.symlinks[0].name, "link");
+    assert_eq!(top.symlinks[0].target, "sub/tool");
+    assert_eq!(top.directories[0].name, "sub");
+    let sub = &tree.children[0];
+    assert_eq!(sub.files[0].name, "tool");
+    assert!(sub.files[0].is_executable);
+    assert_eq!(
+        client.read(sub.files[0].digest.as_ref().unwrap()),
+        b"#!/bin/sh\n"
+    );
+    assert!(
+        result
+            .execution_metadata
+            .unwrap()
+            .worker
+            .ends_with(&cluster.workers[0].id().to_string()),
+        "the result names the bot"
+    );
+}
+
+#[test]
+#[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn a_worker_refuses_actions_that_reach_outside_their_directory() {
+    let mut cluster = Cluster::start();
+    cluster.worker(&["--executor", "host"]);
+    let client = cluster.client();
+    let canary = cluster.dir.path().join("canary");
+    for (working_directory, outputs) in [("../..", vec!["x"]), ("", vec!["../../escape"])] {
+        let status = client
+            .execute(&Spec {
+                args: vec!["/bin/sh", "-c", "echo x > x"],
+                outputs,
+                working_directory,
+                salt: salt(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(status.code, 3, "INVALID_ARGUMENT: {}", status.message);
+        assert!(status.message.contains("leaves"), "{}", status.message);
+    }
+    // An input root whose directory names `..`: refused before anything is written.
+    let evil = re::Directory {
+        files: vec![re::FileNode {
+            name: "canary".into(),
+            digest: Some(sha256(b"owned")),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let root = re::Directory {
+        directories: vec![re::DirectoryNode {
+            name: "..".into(),
+            digest: Some(sha256(&evil)),
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let command = re::Command {
+        arguments: vec!["true".into()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let action = re::Action {
+        command_digest: Some(sha256(&command)),
+        input_root_digest: Some(sha256(&root)),
+        platform: Some(re::Platform {
+            properties: vec![re::platform::Property {
+                name: "OSFamily".into(),
+                value: "Linux".into(),
+            }],
+        }),
+        salt: salt().into_bytes(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let digest = sha256(&action);
+    client.upload(vec![evil, root, command, action, b"owned".to_vec()]);
+    let mut exec = re::execution_client::ExecutionClient::new(client.channel.clone());
+    let finished = client.runtime.block_on(async {
+        let request = re::ExecuteRequest {
+            action_digest: Some(digest),
+            skip_cache_lookup: true,
+            ..Default::default()
+        };
+        let mut stream = exec.execute(request).await.unwrap().into_inner();
+        let mut last = None;
+        while let Some(op) = stream.message().await.unwrap() {
+            last = Some(op);
+        }
+        last.unwrap()
+    });
+    assert!(finished.done);
+    assert!(!canary.exists());
+    assert!(!cluster.worker_dir(0).join("canary").exists());
+    assert!(
+        cluster
+            .worker_log(0)
+            .contains("the tree names an entry `..`"),
+        "{}",
+        cluster.worker_log(0)
+    );
+}
+
+/// Waits until a lease's directory appears under the worker's `leases/`.
+fn wait_for_lease(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(dir.join("leases")).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no lease reached {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn a_killed_worker_s_action_completes_on_another_and_sigterm_finishes_first() {
+    let mut cluster = Cluster::start();
+    let first = cluster.worker(&["--executor", "host"]);
+    let client = cluster.client();
+    let spec = Spec {
+        args: vec!["/bin/sh", "-c", "sleep 2; echo done > result"],
+        outputs: vec!["result"],
+        salt: salt(),
+        ..Default::default()
+    };
+    let answer = std::thread::scope(|scope| {
+        let running = scope.spawn(|| client.execute(&spec));
+        wait_for_lease(&cluster.worker_dir(first));
+        cluster.signal(first, libc::SIGKILL);
+        let second = cluster.worker(&["--executor", "host"]);
+        let answer = running.join().unwrap().unwrap();
+        let worker = answer
+            .result
+            .as_ref()
+            .unwrap()
+            .execution_metadata
+            .as_ref()
+            .unwrap();
+        assert!(
+            worker
+                .worker
+                .ends_with(&cluster.workers[second].id().to_string())
+        );
+        answer
+    });
+    let result = answer.result.unwrap();
+    assert_eq!(result.exit_code, 0);
+    assert_eq!(
+        client.read(result.output_files[0].digest.as_ref().unwrap()),
+        b"done\n"
+    );
+
+    // SIGTERM while a lease runs: the lease finishes and is reported, then the worker leaves.
+    let second = cluster.workers.len() - 1;
+    let spec = Spec {
+        salt: salt(),
+        ..spec
+    };
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| client.execute(&spec));
+        let dir = cluster.worker_dir(second);
+        let _ = std::fs::remove_dir_all(dir.join("leases"));
+        std::fs::create_dir_all(dir.join("leases")).unwrap();
+        wait_for_lease(&dir);
+        cluster.signal(second, libc::SIGTERM);
+        let answer = running.join().unwrap().unwrap();
+        assert_eq!(answer.result.unwrap().exit_code, 0);
+    });
+    let status = cluster.workers[second].wait().unwrap();
+    assert!(status.success(), "{}", cluster.worker_log(second));
+}
+
+#[test]
+#[ignore = "needs BuildGrid, PostgreSQL, dockerd and the builder image: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn a_docker_worker_runs_the_action_in_its_container_image() {
+    let mut cluster = Cluster::start();
+    let image = "kbuild/builder:bookworm";
+    cluster.worker(&["--executor", "docker", "--image", image]);
+    let id = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let id = String::from_utf8(id.stdout).unwrap().trim().to_string();
+    let client = cluster.client();
+    let response = client
+        .execute(&Spec {
+            args: vec![
+                "/bin/sh",
+                "-c",
+                "test -f /.dockerenv && cat in > out && id -u",
+            ],
+            inputs: vec![("in", b"data", false)],
+            outputs: vec!["out"],
+            platform: vec![("container-image", format!("docker://{image}@{id}"))],
+            salt: salt(),
+            ..Default::default()
+        })
+        .unwrap();
+    let result = response.result.unwrap();
+    assert_eq!(result.exit_code, 0, "{}", cluster.worker_log(0));
+    assert_eq!(
+        client.read(result.output_files[0].digest.as_ref().unwrap()),
+        b"data"
+    );
+}
