@@ -525,3 +525,115 @@ fn a_docker_worker_runs_the_action_in_its_container_image() {
         b"data"
     );
 }
+
+/// kbuild's own Execute client (`Remote::execute`) against the cluster: an input root from the
+/// local cache's blobs, the result and its outputs checked, and a second action on the same
+/// tree sending only what is new.
+#[test]
+#[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
+    use kbuild::remote::{Remote, RemoteCommand, Settings};
+    let mut cluster = Cluster::start();
+    cluster.worker(&["--executor", "host", "--jobs", "2"]);
+    let cache = kbuild::cache::Cache::open(&cluster.dir.path().join("cache")).unwrap();
+    // A tree of 300 files, as the inputs an action gets from its dependencies.
+    let tree = cluster.dir.path().join("tree");
+    for i in 0..300 {
+        let dir = tree.join(format!("src/d{}", i % 7));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}.c")),
+            format!("int f{i};\n").repeat(50),
+        )
+        .unwrap();
+    }
+    std::fs::write(tree.join("src/run.sh"), "#!/bin/sh\ncat d*/*.c | wc -l\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        tree.join("src/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let inputs = kbuild::cache::OutputManifest::ingest(&tree, &cache.blobs).unwrap();
+    let settings = Settings {
+        url: cluster.server.url.clone(),
+        instance: String::new(),
+        headers: Vec::new(),
+        upload: true,
+        timeout: Duration::from_secs(60),
+        transfers: 4,
+        sign_key: None,
+        trust: None,
+    };
+    let remote = Remote::connect(
+        &settings,
+        &cache,
+        std::sync::Arc::new(kbuild::report::Silent),
+    )
+    .unwrap();
+    let command = |script: &str| RemoteCommand {
+        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        working_directory: "src".into(),
+        outputs: vec!["out".into()],
+        platform: [("OSFamily".to_string(), "Linux".to_string())].into(),
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let first = remote
+        .execute(
+            &command("mkdir -p out/x && ./run.sh > out/x/lines && ln -s x/lines out/l && echo hi"),
+            &inputs,
+            &cancel,
+        )
+        .unwrap();
+    assert_eq!(
+        first.result.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(first.stdout, b"hi\n");
+    assert!(
+        first.sent_blobs >= 301,
+        "the tree went up: {}",
+        first.sent_blobs
+    );
+    let dest = cluster.dir.path().join("outputs");
+    remote.fetch_outputs(&first.result, &dest).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dest.join("out/x/lines")).unwrap(),
+        "15000\n"
+    );
+    assert_eq!(
+        std::fs::read_link(dest.join("out/l")).unwrap(),
+        Path::new("x/lines")
+    );
+
+    // Another command on the same tree: its Command and Action go up, no file of the tree.
+    let second = remote
+        .execute(&command("echo failing >&2; exit 2"), &inputs, &cancel)
+        .unwrap();
+    assert_eq!(second.result.exit_code, 2, "a failing command is a result");
+    assert_eq!(second.stderr, b"failing\n");
+    assert!(second.sent_blobs <= 2, "sent {} blobs", second.sent_blobs);
+    assert!(
+        second.sent_bytes < 1_000,
+        "sent {} bytes",
+        second.sent_bytes
+    );
+
+    // The same action again: the server's action cache answers it.
+    let again = remote
+        .execute(
+            &command("mkdir -p out/x && ./run.sh > out/x/lines && ln -s x/lines out/l && echo hi"),
+            &inputs,
+            &cancel,
+        )
+        .unwrap();
+    assert!(again.cached, "the executed result is an action-cache hit");
+    assert_eq!(
+        again.result.output_directories,
+        first.result.output_directories
+    );
+}

@@ -311,6 +311,16 @@ fn uuid() -> String {
 }
 
 impl Transport for Grpc {
+    fn execute(
+        &self,
+        function: Function,
+        action: &re::Digest,
+        wait: Duration,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<re::ExecuteResponse, RemoteError> {
+        self.execute_action(function, action, wait, cancel)
+    }
+
     fn capabilities(&self) -> Result<Capabilities, RemoteError> {
         if let Some(known) = self.capabilities.get() {
             return Ok(known.clone());
@@ -528,6 +538,129 @@ impl Transport for Grpc {
             self.batch_update(function, batch)?;
         }
         Ok(())
+    }
+}
+
+impl Grpc {
+    /// One Execute, or WaitExecution for `name` once the first stream broke: the operation's
+    /// name (once known) and, when it ended, its response.
+    async fn follow(
+        &self,
+        function: Function,
+        action: &re::Digest,
+        name: &mut Option<String>,
+        wait: Duration,
+    ) -> Result<re::ExecuteResponse, tonic::Status> {
+        use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
+        let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE);
+        let mut stream = match name.clone() {
+            None => {
+                let request = re::ExecuteRequest {
+                    instance_name: self.instance.clone(),
+                    action_digest: Some(action.clone()),
+                    digest_function: function.code(),
+                    ..Default::default()
+                };
+                let mut request = self.request(request);
+                request.set_timeout(wait);
+                client.execute(request).await?.into_inner()
+            }
+            Some(name) => {
+                let mut request = self.request(re::WaitExecutionRequest { name });
+                request.set_timeout(wait);
+                client.wait_execution(request).await?.into_inner()
+            }
+        };
+        while let Some(op) = stream.message().await? {
+            *name = Some(op.name.clone());
+            if !op.done {
+                continue;
+            }
+            return match op.result {
+                Some(Outcome::Response(any)) => {
+                    prost::Message::decode(&any.value[..]).map_err(|e| {
+                        tonic::Status::data_loss(format!(
+                            "the ExecuteResponse does not decode: {e}"
+                        ))
+                    })
+                }
+                Some(Outcome::Error(status)) => Err(tonic::Status::new(
+                    tonic::Code::from_i32(status.code),
+                    status.message,
+                )),
+                None => Err(tonic::Status::data_loss(
+                    "a done operation without a result",
+                )),
+            };
+        }
+        Err(tonic::Status::unavailable(
+            "the operation stream ended early",
+        ))
+    }
+
+    /// Asks the server to cancel the operation `name` (Ctrl-C), not waiting long for it.
+    fn cancel_operation(&self, name: &str) {
+        use bazel_remote_apis::google::longrunning::operations_client::OperationsClient;
+        let mut request = self.request(
+            bazel_remote_apis::google::longrunning::CancelOperationRequest {
+                name: name.to_string(),
+            },
+        );
+        request.set_timeout(Duration::from_secs(5));
+        let _ = self
+            .runtime
+            .block_on(OperationsClient::new(self.channel.clone()).cancel_operation(request));
+    }
+}
+
+/// How often a broken operation stream is taken up again by name before the execution counts
+/// as failed.
+const RECONNECTS: u32 = 3;
+
+impl Grpc {
+    pub(super) fn execute_action(
+        &self,
+        function: Function,
+        action: &re::Digest,
+        wait: Duration,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<re::ExecuteResponse, RemoteError> {
+        let mut name = None;
+        let mut broke = 0;
+        loop {
+            let outcome = self.runtime.block_on(async {
+                tokio::select! {
+                    outcome = self.follow(function, action, &mut name, wait) => Some(outcome),
+                    _ = cancelled(cancel) => None,
+                }
+            });
+            match outcome {
+                None => {
+                    if let Some(name) = &name {
+                        self.cancel_operation(name);
+                    }
+                    return Err(RemoteError::Unreachable("interrupted".into()));
+                }
+                Some(Ok(response)) => return Ok(response),
+                // The stream broke (a proxy, a restart): follow the same operation by name.
+                Some(Err(s))
+                    if s.code() == tonic::Code::Unavailable
+                        && name.is_some()
+                        && broke < RECONNECTS =>
+                {
+                    broke += 1;
+                    std::thread::sleep(Duration::from_millis(200 << broke));
+                }
+                Some(Err(s)) => return Err(status("Execute")(s)),
+            }
+        }
+    }
+}
+
+async fn cancelled(flag: &std::sync::atomic::AtomicBool) {
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -65,31 +65,52 @@ pub fn check<'a>(
         files: Vec::new(),
         links: Vec::new(),
     };
-    let mut leaves = HashSet::new();
     let mismatch = |path: &str| format!("`{path}` differs from its manifest");
+    let shape = check_shape(entries)?;
+    for (path, digest, executable) in shape.files {
+        let want = *claimed.get(path).ok_or_else(|| mismatch(path))?;
+        if want.symlink.is_some() || want.executable != executable {
+            return Err(mismatch(path));
+        }
+        layout.files.push(TreeFile { path, digest, want });
+    }
+    for link in shape.links {
+        let want = *claimed.get(link.path).ok_or_else(|| mismatch(link.path))?;
+        if want.symlink.as_deref() != Some(link.target) {
+            return Err(mismatch(link.path));
+        }
+        layout.links.push(link);
+    }
+    Ok(layout)
+}
+
+/// A tree that is sound in itself: its files and the symlinks to make after them.
+pub struct Shape<'a> {
+    pub files: Vec<(&'a str, &'a re::Digest, bool)>,
+    pub links: Vec<TreeLink<'a>>,
+}
+
+/// Checks a tree against itself: a name given twice, a file or symlink that another entry uses
+/// as a directory, or a symlink that leads out of the tree refuses it, with a message naming
+/// the entry.
+pub fn check_shape(entries: &[TreeEntry]) -> Result<Shape<'_>, String> {
+    let mut shape = Shape {
+        files: Vec::new(),
+        links: Vec::new(),
+    };
+    let mut leaves = HashSet::new();
     for entry in entries {
         let path = entry.path();
         if !leaves.insert(path) {
             return Err(format!("the output tree names `{path}` twice"));
         }
-        let want = *claimed.get(path).ok_or_else(|| mismatch(path))?;
         match entry {
-            TreeEntry::Symlink { path, target } => {
-                if want.symlink.as_deref() != Some(target.as_str()) {
-                    return Err(mismatch(path));
-                }
-                layout.links.push(TreeLink { path, target });
-            }
+            TreeEntry::Symlink { path, target } => shape.links.push(TreeLink { path, target }),
             TreeEntry::File {
                 path,
                 digest,
                 executable,
-            } => {
-                if want.symlink.is_some() || want.executable != *executable {
-                    return Err(mismatch(path));
-                }
-                layout.files.push(TreeFile { path, digest, want });
-            }
+            } => shape.files.push((path, digest, *executable)),
         }
     }
     for path in &leaves {
@@ -99,8 +120,8 @@ pub fn check<'a>(
             ));
         }
     }
-    let links: HashMap<&str, &str> = layout.links.iter().map(|l| (l.path, l.target)).collect();
-    for link in &layout.links {
+    let links: HashMap<&str, &str> = shape.links.iter().map(|l| (l.path, l.target)).collect();
+    for link in &shape.links {
         if !resolves_inside(&links, link.path) {
             return Err(format!(
                 "the output tree's symlink `{}` -> `{}` leads outside the tree",
@@ -108,7 +129,7 @@ pub fn check<'a>(
             ));
         }
     }
-    Ok(layout)
+    Ok(shape)
 }
 
 /// `a/b/c` gives `a/b`, then `a`.

@@ -14,6 +14,7 @@
 
 mod budget;
 pub mod digest;
+mod execute;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
@@ -34,6 +35,7 @@ use prost::Message;
 
 pub use budget::Budget;
 pub use digest::Function;
+pub use execute::{Executed, RemoteCommand};
 pub use grpc::Grpc;
 pub use settings::Settings;
 pub use transport::{RemoteError, Source, Transport};

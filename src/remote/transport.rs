@@ -88,6 +88,22 @@ pub trait Transport: Send + Sync {
             .collect()
     }
 
+    /// Runs the action `action` names through the server's Execution service and gives its
+    /// response, following the operation to its end (again by name if the stream breaks) and
+    /// cancelling it when `cancel` is set. Only REAPI has one.
+    fn execute(
+        &self,
+        function: Function,
+        action: &re::Digest,
+        wait: std::time::Duration,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<re::ExecuteResponse, RemoteError> {
+        let _ = (function, action, wait, cancel);
+        Err(RemoteError::Invalid(
+            "the HTTP cache protocol has no remote execution: give a grpc:// executor".into(),
+        ))
+    }
+
     /// Uploads blobs; a protocol with batch calls groups the small ones.
     fn write_blobs(
         &self,

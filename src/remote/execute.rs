@@ -1,0 +1,313 @@
+//! Remote execution: one command run by the cluster behind the remote's Execution service
+//! (`--remote-executor`), on an input root made of blobs the local cache already holds.
+//!
+//! The input root is a manifest (paths, blake3 digests, modes) over the cache's blob store, so
+//! its Merkle tree is built from digests kbuild has, each file's remote digest is computed at
+//! most once a run, and a blob the server is known to hold (this run) is never asked about or
+//! sent again: the second action on a patched tree sends its Directory messages and what
+//! differs, not the tree. The answer is input from outside like any remote answer: every output
+//! is checked against its digest and written without following a symlink.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use prost::Message;
+
+use super::reapi::{self, Blob, TreeEntry};
+use super::transport;
+use super::{Remote, RemoteError, digest, layout};
+use crate::cache::{OutputEntry, OutputManifest};
+
+/// A command to run remotely, as REAPI's `Command` and `Action` carry it.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteCommand {
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Relative to the input root.
+    pub working_directory: String,
+    /// Files or directories the command makes, relative to its working directory.
+    pub outputs: Vec<String>,
+    /// `container-image`, `OSFamily`, `ISA` …
+    pub platform: BTreeMap<String, String>,
+    /// How long the command may run on the worker.
+    pub timeout: Duration,
+}
+
+/// What one remote execution cost and gave.
+#[derive(Debug)]
+pub struct Executed {
+    pub result: re::ActionResult,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The server answered from its action cache.
+    pub cached: bool,
+    /// Bytes and blobs this execution uploaded, and the calls it made.
+    pub sent_bytes: u64,
+    pub sent_blobs: u64,
+}
+
+/// Why a remote execution gave no result: the build itself never fails here (a nonzero exit
+/// code is a result), only the cluster or the connection.
+pub type ExecuteError = RemoteError;
+
+impl RemoteCommand {
+    fn messages(&self, function: super::Function, root: &re::Digest) -> (Blob, Blob) {
+        let mut platform: Vec<re::platform::Property> = self
+            .platform
+            .iter()
+            .map(|(name, value)| re::platform::Property {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        platform.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
+        let mut outputs = self.outputs.clone();
+        outputs.sort();
+        outputs.dedup();
+        let command = re::Command {
+            arguments: self.args.clone(),
+            environment_variables: self
+                .env
+                .iter()
+                .map(|(name, value)| re::command::EnvironmentVariable {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            output_paths: outputs,
+            working_directory: self.working_directory.clone(),
+            ..Default::default()
+        };
+        let command = Blob::of(function, &command);
+        let action = re::Action {
+            command_digest: Some(command.digest.clone()),
+            input_root_digest: Some(root.clone()),
+            timeout: Some(bazel_remote_apis::google::protobuf::Duration {
+                seconds: self.timeout.as_secs() as i64,
+                nanos: 0,
+            }),
+            platform: Some(re::Platform {
+                properties: platform,
+            }),
+            ..Default::default()
+        };
+        (command, Blob::of(function, &action))
+    }
+}
+
+impl Remote {
+    /// Runs `command` remotely on the input root `inputs` (whose files the local cache holds)
+    /// and gives its result with stdout and stderr. The action's digest is the action-cache
+    /// key: the server answers a repeated action from its cache, and merges identical ones.
+    pub fn execute(
+        &self,
+        command: &RemoteCommand,
+        inputs: &OutputManifest,
+        cancel: &AtomicBool,
+    ) -> Result<Executed, ExecuteError> {
+        if !self.is_usable() {
+            return Err(RemoteError::Unreachable(
+                "the remote is off for this run".into(),
+            ));
+        }
+        let files: Vec<&OutputEntry> = inputs
+            .entries
+            .iter()
+            .filter(|e| e.symlink.is_none())
+            .collect();
+        let digests: Vec<re::Digest> = files
+            .iter()
+            .map(|e| self.remote_digest(e))
+            .collect::<Result<_, _>>()?;
+        let by_entry: BTreeMap<(crate::digest::Digest, bool), &re::Digest> = files
+            .iter()
+            .zip(&digests)
+            .map(|(e, d)| ((e.digest, e.executable), d))
+            .collect();
+        let tree = reapi::tree(self.function, inputs, |e| {
+            by_entry
+                .get(&(e.digest, e.executable))
+                .map_or_else(re::Digest::default, |d| (*d).clone())
+        });
+        let root = Blob::of(
+            self.function,
+            tree.root.as_ref().expect("a tree has a root"),
+        );
+        let mut small: Vec<Blob> = tree
+            .children
+            .iter()
+            .map(|d| Blob::of(self.function, d))
+            .collect();
+        let (command_blob, action) = command.messages(self.function, &root.digest);
+        small.extend([root, command_blob, action.clone()]);
+        let sent = self.send_inputs(&files, &digests, &small)?;
+        let wait = command.timeout + Duration::from_secs(120);
+        let response = self
+            .transport
+            .execute(self.function, &action.digest, wait, cancel)?;
+        if let Some(status) = response.status.filter(|s| s.code != 0) {
+            return Err(RemoteError::Unreachable(format!(
+                "the cluster ran no result: code {} ({})",
+                status.code, status.message
+            )));
+        }
+        let result = response
+            .result
+            .ok_or_else(|| RemoteError::Invalid("an ExecuteResponse without a result".into()))?;
+        let log = |d: &Option<re::Digest>| match d {
+            Some(d) if d.size_bytes > 0 => self.read_small(d),
+            _ => Ok(Vec::new()),
+        };
+        Ok(Executed {
+            stdout: log(&result.stdout_digest)?,
+            stderr: log(&result.stderr_digest)?,
+            result,
+            cached: response.cached_result,
+            sent_bytes: sent.0,
+            sent_blobs: sent.1,
+        })
+    }
+
+    /// Uploads the blobs of an input root and its messages that the server lacks; the bytes
+    /// and blobs sent.
+    fn send_inputs(
+        &self,
+        files: &[&OutputEntry],
+        digests: &[re::Digest],
+        small: &[Blob],
+    ) -> Result<(u64, u64), RemoteError> {
+        let mut wanted: Vec<re::Digest> = small.iter().map(|b| b.digest.clone()).collect();
+        wanted.extend(digests.iter().cloned());
+        wanted.sort_by(|a, b| a.hash.cmp(&b.hash));
+        wanted.dedup();
+        let missing = self.missing(wanted)?;
+        let up_before = self.stats.up.load(Ordering::Relaxed);
+        let paths: Vec<std::path::PathBuf> = files
+            .iter()
+            .map(|e| self.cache.blobs.path(e.digest, e.executable))
+            .collect();
+        let small: Vec<&Blob> = small.iter().collect();
+        self.send_missing(
+            &missing,
+            digests.iter().zip(paths.iter().map(|p| p.as_path())),
+            &small,
+        )?;
+        Ok((
+            self.stats.up.load(Ordering::Relaxed) - up_before,
+            missing.len() as u64,
+        ))
+    }
+
+    /// Writes the outputs of a remote result into `dest` (which must not exist), each file
+    /// checked against its digest; directories come from their `Tree`s, checked as a cache hit's
+    /// tree is (names, no file used as a directory, no symlink leading out).
+    pub fn fetch_outputs(&self, result: &re::ActionResult, dest: &Path) -> Result<(), RemoteError> {
+        let paths = (result.output_files.iter().map(|f| &f.path))
+            .chain(result.output_symlinks.iter().map(|l| &l.path))
+            .chain(result.output_directories.iter().map(|d| &d.path));
+        for path in paths {
+            if path.starts_with('/')
+                || path
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'))
+            {
+                return Err(RemoteError::Invalid(format!(
+                    "the remote result names an output `{path}`"
+                )));
+            }
+        }
+        layout::create_root(dest).map_err(transport::io_error("creating the output directory"))?;
+        let mut entries = Vec::new();
+        for file in &result.output_files {
+            entries.push(TreeEntry::File {
+                path: file.path.clone(),
+                digest: file.digest.clone().unwrap_or_default(),
+                executable: file.is_executable,
+            });
+        }
+        for link in &result.output_symlinks {
+            entries.push(TreeEntry::Symlink {
+                path: link.path.clone(),
+                target: link.target.clone(),
+            });
+        }
+        for dir in &result.output_directories {
+            let digest = dir.tree_digest.as_ref().ok_or_else(|| {
+                RemoteError::Invalid(format!("the output `{}` has no tree", dir.path))
+            })?;
+            let tree = re::Tree::decode(self.read_small(digest)?.as_slice())
+                .map_err(|e| RemoteError::Invalid(format!("the tree of `{}`: {e}", dir.path)))?;
+            let inner = reapi::entries(self.function, &tree)
+                .map_err(|e| RemoteError::Invalid(format!("the tree of `{}`: {e}", dir.path)))?;
+            for entry in inner {
+                entries.push(match entry {
+                    TreeEntry::File {
+                        path,
+                        digest,
+                        executable,
+                    } => TreeEntry::File {
+                        path: format!("{}/{path}", dir.path),
+                        digest,
+                        executable,
+                    },
+                    TreeEntry::Symlink { path, target } => TreeEntry::Symlink {
+                        path: format!("{}/{path}", dir.path),
+                        target,
+                    },
+                });
+            }
+        }
+        let layout = layout::check_shape(&entries)
+            .map_err(|e| RemoteError::Invalid(format!("the remote outputs: {e}")))?;
+        for (path, digest, executable) in layout.files {
+            self.fetch_file(dest, path, digest, executable)?;
+        }
+        layout::make_links(dest, &layout.links)
+            .map_err(transport::io_error("making an output symlink"))
+    }
+
+    /// One output file, streamed into place and checked against its digest.
+    fn fetch_file(
+        &self,
+        dest: &Path,
+        path: &str,
+        digest: &re::Digest,
+        executable: bool,
+    ) -> Result<(), RemoteError> {
+        let (file, at) = self.create(dest, path)?;
+        let limit = u64::try_from(digest.size_bytes).unwrap_or(0);
+        let mut writer = layout::Limited::new(
+            digest::HashingWriter::new(self.function, std::io::BufWriter::new(file)),
+            limit,
+        );
+        let filled = self.timed(limit, || {
+            self.transport.read_blob(self.function, digest, &mut writer)
+        });
+        if writer.exceeded() {
+            return Err(RemoteError::Invalid(format!(
+                "the server sent more than the {limit} bytes of `{path}`"
+            )));
+        }
+        filled?;
+        let (got, _) = writer
+            .into_inner()
+            .finish()
+            .map_err(transport::io_error("writing an output"))?;
+        if got != *digest {
+            return Err(RemoteError::Invalid(format!(
+                "`{path}` does not match its digest {}",
+                digest::show(digest)
+            )));
+        }
+        self.stats.down.fetch_add(limit, Ordering::Relaxed);
+        if executable {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755))
+                .map_err(transport::io_error("making an output executable"))?;
+        }
+        Ok(())
+    }
+}
