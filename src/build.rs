@@ -33,6 +33,8 @@ pub struct Request<'a> {
     /// Refuse to pin unpinned sources in kernel.lock (`--locked`, for CI).
     pub locked: bool,
     pub remote: Option<Arc<Remote>>,
+    /// The remote-execution cluster misses may run on.
+    pub offload: Option<Arc<crate::engine::offload::Offload>>,
     pub report: Arc<dyn Reporter>,
     pub cancel: Cancel,
     /// The executor's name when it was the manifest's default rather than chosen for this
@@ -130,6 +132,7 @@ impl Request<'_> {
             locked: self.locked,
             records: false,
             remote: self.remote.clone(),
+            offload: self.offload.clone(),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum Ready<J> {
     Done(bool),
     /// Needs a worker to run this job.
     Run(J),
+    /// Runs on a remote-execution cluster: a worker of the remote pool (`--remote-jobs`) waits
+    /// for it, so a run keeps that many remote actions in flight whatever its `-j`.
+    RunRemote(J),
 }
 
 /// The scheduler-thread side of a run: decides, records and reports.
@@ -41,15 +44,22 @@ pub trait Worker: Sync {
 
 pub struct Options {
     pub jobs: usize,
+    /// Workers that wait for remote executions.
+    pub remote_jobs: usize,
     pub keep_going: bool,
 }
+
+/// The two pools: local work, and waiting for remote executions.
+const LOCAL: usize = 0;
+const REMOTE: usize = 1;
 
 /// The scheduler thread's bookkeeping.
 struct State<J> {
     waiting: Vec<usize>,
     blocked: Vec<bool>,
     ready: VecDeque<ActionId>,
-    queued: VecDeque<(ActionId, J)>,
+    /// For the local pool and the remote one.
+    queued: [VecDeque<(ActionId, J)>; 2],
     stopping: bool,
 }
 
@@ -61,7 +71,7 @@ impl<J> State<J> {
             blocked: vec![false; graph.len()],
             waiting,
             ready,
-            queued: VecDeque::new(),
+            queued: [VecDeque::new(), VecDeque::new()],
             stopping: false,
         }
     }
@@ -95,7 +105,11 @@ impl<J> State<J> {
                 match owner.ready(id) {
                     Ready::Done(ok) => ok,
                     Ready::Run(job) => {
-                        self.queued.push_back((id, job));
+                        self.queued[LOCAL].push_back((id, job));
+                        continue;
+                    }
+                    Ready::RunRemote(job) => {
+                        self.queued[REMOTE].push_back((id, job));
                         continue;
                     }
                 }
@@ -104,9 +118,11 @@ impl<J> State<J> {
             self.release(graph, id, ok);
         }
         if self.stopping {
-            while let Some((id, _)) = self.queued.pop_front() {
-                owner.skipped(id);
-                self.release(graph, id, false);
+            for pool in [LOCAL, REMOTE] {
+                while let Some((id, _)) = self.queued[pool].pop_front() {
+                    owner.skipped(id);
+                    self.release(graph, id, false);
+                }
             }
         }
     }
@@ -140,47 +156,63 @@ where
 {
     let mut st: State<W::Job> = State::new(graph);
     st.drain_ready(graph, opts, cancel, owner);
-    if st.queued.is_empty() && st.ready.is_empty() {
+    if st.queued.iter().all(VecDeque::is_empty) && st.ready.is_empty() {
         return;
     }
-    let jobs = opts.jobs.max(1);
-    let (work_tx, work_rx) = mpsc::channel::<(ActionId, W::Job)>();
-    let work_rx = Mutex::new(work_rx);
+    let sizes = [opts.jobs.max(1), opts.remote_jobs];
     let (tx, rx) = mpsc::channel::<Report<W::Result>>();
     std::thread::scope(|scope| {
-        for index in 0..jobs {
-            let (work_rx, tx) = (&work_rx, tx.clone());
-            std::thread::Builder::new()
-                .name(format!("kbuild-worker-{index}"))
-                .spawn_scoped(scope, move || {
-                    WORKER.with(|w| w.set(index));
-                    work_loop(worker, work_rx, &tx)
-                })
-                .expect("a worker thread");
+        let mut senders = Vec::new();
+        for (pool, size) in sizes.into_iter().enumerate() {
+            let (work_tx, work_rx) = mpsc::channel::<(ActionId, W::Job)>();
+            let work_rx = std::sync::Arc::new(Mutex::new(work_rx));
+            for index in 0..size {
+                let (work_rx, tx) = (work_rx.clone(), tx.clone());
+                // Remote waiters are numbered after the local workers.
+                let index = index + pool * sizes[LOCAL];
+                std::thread::Builder::new()
+                    .name(format!("kbuild-worker-{index}"))
+                    .spawn_scoped(scope, move || {
+                        WORKER.with(|w| w.set(index));
+                        work_loop(worker, &work_rx, &tx)
+                    })
+                    .expect("a worker thread");
+            }
+            senders.push(work_tx);
         }
-        let mut running = 0;
+        let mut running = [0usize; 2];
+        // Which pool each running action is in.
+        let mut pool_of = std::collections::HashMap::new();
         loop {
             st.drain_ready(graph, opts, cancel, owner);
-            while running < jobs {
-                let Some(next) = st.queued.pop_front() else {
-                    break;
-                };
-                running += 1;
-                work_tx.send(next).expect("workers take jobs");
+            for pool in [LOCAL, REMOTE] {
+                while running[pool] < sizes[pool] {
+                    let Some(next) = st.queued[pool].pop_front() else {
+                        break;
+                    };
+                    running[pool] += 1;
+                    pool_of.insert(next.0, pool);
+                    senders[pool].send(next).expect("workers take jobs");
+                }
             }
-            if running == 0 {
-                if st.ready.is_empty() && st.queued.is_empty() {
+            if running == [0, 0] {
+                if st.ready.is_empty() && st.queued.iter().all(VecDeque::is_empty) {
                     break;
                 }
+                // Remote work with no remote pool: nothing would ever take it.
+                assert!(
+                    st.queued[REMOTE].is_empty() || sizes[REMOTE] > 0,
+                    "remote jobs queued without a remote pool"
+                );
                 continue;
             }
             let (id, result) = rx.recv().expect("workers report back");
-            running -= 1;
+            running[pool_of.remove(&id).expect("a running action has a pool")] -= 1;
             let result = match result {
                 Ok(result) => result,
                 Err(panic) => {
                     // The others finish what they run; then the panic goes on up.
-                    drop(work_tx);
+                    drop(senders);
                     std::panic::resume_unwind(panic);
                 }
             };
@@ -189,7 +221,7 @@ where
             st.release(graph, id, ok);
         }
         // No more jobs: the workers' loops end.
-        drop(work_tx);
+        drop(senders);
     });
 }
 
@@ -285,6 +317,7 @@ mod tests {
         };
         let opts = Options {
             jobs: 3,
+            remote_jobs: 0,
             keep_going: false,
         };
         run(&graph, &opts, &Cancel::default(), &worker, &mut AllRun);
@@ -308,6 +341,7 @@ mod tests {
         let graph = independent(8);
         let opts = Options {
             jobs: 2,
+            remote_jobs: 0,
             keep_going: true,
         };
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -579,11 +579,11 @@ fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
         timeout: Duration::from_secs(60),
         ..Default::default()
     };
-    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let cancel = || false;
     let first = remote
         .execute(
             &command("mkdir -p out/x && ./run.sh > out/x/lines && ln -s x/lines out/l && echo hi"),
-            &inputs,
+            (&inputs, Duration::from_secs(60)),
             &cancel,
         )
         .unwrap();
@@ -612,7 +612,11 @@ fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
 
     // Another command on the same tree: its Command and Action go up, no file of the tree.
     let second = remote
-        .execute(&command("echo failing >&2; exit 2"), &inputs, &cancel)
+        .execute(
+            &command("echo failing >&2; exit 2"),
+            (&inputs, Duration::from_secs(60)),
+            &cancel,
+        )
         .unwrap();
     assert_eq!(second.result.exit_code, 2, "a failing command is a result");
     assert_eq!(second.stderr, b"failing\n");
@@ -627,7 +631,7 @@ fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
     let again = remote
         .execute(
             &command("mkdir -p out/x && ./run.sh > out/x/lines && ln -s x/lines out/l && echo hi"),
-            &inputs,
+            (&inputs, Duration::from_secs(60)),
             &cancel,
         )
         .unwrap();
@@ -636,4 +640,176 @@ fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
         again.result.output_directories,
         first.result.output_directories
     );
+}
+
+/// The fake workspace's whole matrix in the builder image: once with every action the cluster
+/// can run executed by two `kbuild worker`s, once here; out/ must be the same bytes, and a
+/// third workspace with an empty cache takes the executed results from the cluster's cache.
+#[test]
+#[ignore = "needs BuildGrid, PostgreSQL, dockerd and the builder image: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn the_fake_matrix_executed_remotely_equals_a_local_build() {
+    let image = "kbuild/builder:bookworm";
+    let mut cluster = Cluster::start();
+    cluster.worker(&["--executor", "docker", "--image", image, "--jobs", "2"]);
+    cluster.worker(&["--executor", "docker", "--image", image, "--jobs", "2"]);
+    let in_docker = |ws: &common::Ws| {
+        ws.edit(
+            "kernel.kdl",
+            "    builder \"linuxkit/alpine:1111111111111111111111111111111111111111\"",
+            &format!("    builder \"{image}\"\n    executor \"docker\""),
+        );
+    };
+    let remote = common::Ws::new();
+    in_docker(&remote);
+    let url = cluster.server.url.clone();
+    let flags = ["--remote-executor", url.as_str(), "--remote-exec", "always"];
+    let plan = remote.kbuild(&[&["plan"][..], &flags[..]].concat());
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("compile //6.6.x:amd64") && l.contains("run remotely")),
+        "{plan}"
+    );
+    let out = remote.kbuild(&[&["run", "--format", "json"][..], &flags[..]].concat());
+    let report = common::report(out, 0);
+    let executed = report.executed();
+    let compiles = executed
+        .iter()
+        .filter(|n| n.starts_with("compile "))
+        .count();
+    assert_eq!(compiles, 4, "{executed:?}");
+    let offloaded = executed
+        .iter()
+        .filter(|n| n.starts_with("compile ") || n.starts_with("headers "));
+    for name in offloaded {
+        let (kind, label) = name.split_once(' ').unwrap();
+        let log = remote.kbuild(&["log", label, "--action", kind]);
+        let text = String::from_utf8_lossy(&log.stdout);
+        assert!(text.contains("ran remotely on"), "{name}: {text}");
+    }
+    let local = common::Ws::new();
+    in_docker(&local);
+    local.run(&[], 0);
+    assert_eq!(
+        common::contents(&remote.path().join("out")),
+        common::contents(&local.path().join("out")),
+        "out/ of the remote build and the local one"
+    );
+
+    // Where a kept build directory would only update the build, `auto` keeps it here.
+    local.set_amd64_cpus(4);
+    let why = local.kbuild(&["why", "//6.6.x:amd64", "--remote-executor", url.as_str()]);
+    let why = String::from_utf8_lossy(&why.stdout);
+    assert!(
+        why.lines()
+            .any(|l| l.contains("compile //6.6.x:amd64") && l.contains("run locally: incremental")),
+        "{why}"
+    );
+
+    // A fresh workspace and cache: every executed result is a hit in the cluster's cache.
+    let fresh = common::Ws::new();
+    in_docker(&fresh);
+    let out = fresh.kbuild(&["run", "--format", "json", "--remote-cache", url.as_str()]);
+    let report = common::report(out, 0);
+    assert!(
+        !report.executed().iter().any(|n| n.starts_with("compile ")),
+        "{:?}",
+        report.executed()
+    );
+}
+
+/// What the cluster's faults do to a run: a compile error is the run's failure, with its log;
+/// a platform no worker offers times out into a local run with one warning naming it; a server
+/// killed mid-run leaves the run to finish here, with one warning.
+#[test]
+#[ignore = "needs BuildGrid, PostgreSQL, dockerd and the builder image: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn remote_faults_fail_the_build_or_fall_back_with_one_warning() {
+    let image = "kbuild/builder:bookworm";
+    let mut cluster = Cluster::start();
+    let in_docker = |ws: &common::Ws| {
+        ws.edit(
+            "kernel.kdl",
+            "    builder \"linuxkit/alpine:1111111111111111111111111111111111111111\"",
+            &format!("    builder \"{image}\"\n    executor \"docker\""),
+        );
+    };
+    let url = cluster.server.url.clone();
+    let remote = |ws: &common::Ws, args: &[&str]| {
+        let mut all = vec!["run", "--format", "json", "//6.6.x:amd64"];
+        all.extend(["--remote-executor", url.as_str(), "--remote-exec", "always"]);
+        all.extend(args);
+        ws.kbuild(&all)
+    };
+
+    // No worker offers the builder image: queued, timed out, built here.
+    cluster.worker(&["--executor", "docker"]);
+    let ws = common::Ws::new();
+    in_docker(&ws);
+    let report = common::report(remote(&ws, &["--remote-queue-timeout", "3"]), 0);
+    let warnings: Vec<&str> = (report.stderr.lines())
+        .filter(|l| l.contains("warning: remote execution failed"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", report.stderr);
+    assert!(warnings[0].contains("no worker took it"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("container-image=docker://"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        report
+            .executed()
+            .contains(&"compile //6.6.x:amd64".to_string())
+    );
+
+    // A compile error on the cluster: the run fails with the remote log, nothing falls back.
+    cluster.worker(&["--executor", "docker", "--image", image]);
+    let failing = common::Ws::new();
+    in_docker(&failing);
+    failing.edit(
+        "kernel/6.6.x/config-x86_64",
+        "# CONFIG_FAKE_FAIL is not set",
+        "CONFIG_FAKE_FAIL=y",
+    );
+    let report = common::report(remote(&failing, &[]), 1);
+    assert_eq!(report.failed(), ["compile //6.6.x:amd64".to_string()]);
+    assert!(
+        report.stderr.contains("CONFIG_FAKE_FAIL is set"),
+        "{}",
+        report.stderr
+    );
+    assert!(report.stderr.contains("remotely, on"), "{}", report.stderr);
+    assert!(
+        !report.stderr.contains("warning: remote execution failed"),
+        "{}",
+        report.stderr
+    );
+
+    // The server dies while the compile runs on a worker: the run finishes here.
+    let slow = common::Ws::new();
+    in_docker(&slow);
+    slow.edit(
+        "kernel/6.6.x/config-x86_64",
+        "# CONFIG_FAKE_PACE is not set",
+        "CONFIG_FAKE_PACE=y",
+    );
+    let worker_dir = cluster.worker_dir(1);
+    let _ = std::fs::remove_dir_all(worker_dir.join("leases"));
+    std::fs::create_dir_all(worker_dir.join("leases")).unwrap();
+    let report = std::thread::scope(|scope| {
+        let run = scope.spawn(|| remote(&slow, &[]));
+        wait_for_lease(&worker_dir);
+        cluster.server.kill();
+        common::report(run.join().unwrap(), 0)
+    });
+    let warnings = (report.stderr.lines())
+        .filter(|l| l.contains("warning: remote"))
+        .count();
+    assert_eq!(warnings, 1, "{}", report.stderr);
+    // (The compile counts as cached in the report's last round: the dependencies the dead
+    // server held were built again here in further rounds.)
+    let log = slow.kbuild(&["log", "//6.6.x:amd64", "--action", "compile"]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("(remotely)"), "{log}");
+    assert!(log.contains("$ make O="), "built here after: {log}");
 }

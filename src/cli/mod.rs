@@ -100,6 +100,50 @@ struct RemoteArgs {
     /// other result is a miss.
     #[arg(long, global = true, env = "KBUILD_REMOTE_TRUST", value_name = "FILE")]
     remote_trust: Option<PathBuf>,
+    /// Run misses on a remote-execution cluster: grpc:// or grpcs:// (REAPI v2 Execution,
+    /// BuildGrid, Buildbarn, BuildBuddy, NativeLink); its action cache serves as the remote
+    /// cache when no other is given (doc/remote-execution.md).
+    #[arg(
+        long,
+        global = true,
+        env = "KBUILD_REMOTE_EXECUTOR",
+        value_name = "URL"
+    )]
+    remote_executor: Option<String>,
+    /// Remote executions in flight at once, whatever -j says.
+    #[arg(long, global = true, env = "KBUILD_REMOTE_JOBS", default_value_t = 16)]
+    remote_jobs: usize,
+    /// Which actions run remotely: `auto` all it can but those a kept build directory here
+    /// would only update, `always` all it can, `never` none.
+    #[arg(long, global = true, value_enum, env = "KBUILD_REMOTE_EXEC", default_value_t = RemoteExecArg::Auto)]
+    remote_exec: RemoteExecArg,
+    /// When the cluster gives no result (down, a worker lost, a timeout): run the action here
+    /// with one warning, or fail it.
+    #[arg(long, global = true, value_enum, env = "KBUILD_REMOTE_FALLBACK", default_value_t = FallbackArg::Local)]
+    remote_fallback: FallbackArg,
+    /// Seconds a remote action may wait for a worker to take it (a platform no worker
+    /// offers) before it counts as failed.
+    #[arg(
+        long,
+        global = true,
+        env = "KBUILD_REMOTE_QUEUE_TIMEOUT",
+        default_value_t = 600,
+        value_name = "SECS"
+    )]
+    remote_queue_timeout: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum RemoteExecArg {
+    Always,
+    Auto,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum FallbackArg {
+    Local,
+    Fail,
 }
 
 impl RemoteArgs {
@@ -110,7 +154,9 @@ impl RemoteArgs {
             Some(_) => None,
             None => crate::manifest::machine::remote_default(root)?,
         };
-        let url = (self.remote_cache.clone()).or_else(|| machine.as_ref().map(|m| m.url.clone()));
+        let url = (self.remote_cache.clone())
+            .or_else(|| machine.as_ref().map(|m| m.url.clone()))
+            .or_else(|| self.remote_executor.clone());
         let Some(url) = url.filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
@@ -549,6 +595,86 @@ impl Workspace {
         })
     }
 
+    /// Where each action would run, when a remote executor is given (for `plan` and `why`;
+    /// the cluster is not asked): `run remotely`, or `run locally: WHY`.
+    pub(crate) fn placements(
+        &self,
+        cache: &Cache,
+        executor: &str,
+        graph: &crate::graph::Graph,
+    ) -> Vec<Option<String>> {
+        use crate::recipe::remote::{Placement, placement};
+        let args = &self.remote;
+        if args.remote_executor.as_deref().is_none_or(str::is_empty) {
+            return Vec::new();
+        }
+        let build_root = crate::cache::build_root(cache, &self.root);
+        let auto = args.remote_exec == RemoteExecArg::Auto;
+        graph
+            .ids()
+            .map(|id| {
+                let action = graph.action(id);
+                let in_image = executor == "docker" && action.builder.is_some();
+                Some(
+                    match placement(&action.recipe, in_image, &build_root, auto) {
+                        _ if args.remote_exec == RemoteExecArg::Never => {
+                            "run locally: --remote-exec never".to_string()
+                        }
+                        Placement::Remote => "run remotely".to_string(),
+                        Placement::HereOnly => return None,
+                        Placement::Local(why) => format!("run locally: {why}"),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The remote-execution cluster this command runs misses on, connected, if one is given.
+    /// `cache` is the run's remote cache: the same connection when it is the same server, so
+    /// that one server gone is one warning and one switch-off.
+    pub(crate) fn offload(
+        &self,
+        cache: &Cache,
+        report: std::sync::Arc<dyn crate::report::Reporter>,
+        remote_cache: Option<&std::sync::Arc<crate::remote::Remote>>,
+    ) -> miette::Result<Option<std::sync::Arc<crate::engine::offload::Offload>>> {
+        use crate::engine::offload::{ExecMode, Offload};
+        let args = &self.remote;
+        let Some(url) = args.remote_executor.clone().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        if !url.starts_with("grpc://") && !url.starts_with("grpcs://") {
+            return Err(miette::miette!(
+                help = "remote execution speaks REAPI v2 over gRPC: give grpc://HOST:PORT or grpcs://HOST:PORT",
+                "`{url}` is no remote executor URL"
+            ));
+        }
+        let mut settings = match args.settings(&self.root)? {
+            Some(settings) => settings,
+            None => unreachable!("an executor is a remote"),
+        };
+        let remote = match remote_cache.filter(|r| r.url() == url) {
+            Some(same) => same.clone(),
+            None => {
+                settings.url = url;
+                crate::remote::Remote::connect(&settings, cache, report)
+                    .map_err(|e| miette::miette!("{e}"))?
+            }
+        };
+        let mode = match args.remote_exec {
+            RemoteExecArg::Always => ExecMode::Always,
+            RemoteExecArg::Auto => ExecMode::Auto,
+            RemoteExecArg::Never => ExecMode::Never,
+        };
+        let fallback = args.remote_fallback == FallbackArg::Local;
+        Ok(Some(std::sync::Arc::new(Offload::new(
+            remote,
+            (mode, fallback),
+            args.remote_jobs,
+            std::time::Duration::from_secs(args.remote_queue_timeout.max(1)),
+        ))))
+    }
+
     /// The remote cache this command uses, connected, if one is configured.
     pub(crate) fn remote(
         &self,
@@ -592,6 +718,8 @@ impl Workspace {
         (jobs, keep_going, locked): (usize, bool, bool),
         report: std::sync::Arc<dyn crate::report::Reporter>,
     ) -> miette::Result<build::Request<'a>> {
+        let remote = self.remote(cache, report.clone())?;
+        let offload = self.offload(cache, report.clone(), remote.as_ref())?;
         Ok(build::Request {
             root: &self.root,
             model: self.model()?,
@@ -602,7 +730,8 @@ impl Workspace {
             jobs,
             keep_going,
             locked,
-            remote: self.remote(cache, report.clone())?,
+            remote,
+            offload,
             report,
             cancel: Cancel::default(),
             default_executor: self
@@ -860,6 +989,7 @@ pub(crate) fn engine<'a>(
         locked: false,
         records: false,
         remote: None,
+        offload: None,
     }
 }
 
@@ -904,7 +1034,8 @@ fn plan(ws: &Workspace, labels: &[String], format: PlanFormat, goal: Goal) -> mi
     match format {
         PlanFormat::Text => {
             print!("{}", render::replacements(ws.model()?));
-            print!("{}", render::plan_text(&graph, &report.status));
+            let placed = ws.placements(&cache, exec.name(), &graph);
+            print!("{}", render::plan_text(&graph, &report.status, &placed));
         }
         PlanFormat::Json => println!(
             "{}",
@@ -1102,9 +1233,10 @@ fn why(ws: &Workspace, labels: &[String], key: bool, goal: Goal) -> miette::Resu
         );
     } else {
         let origin = |key| cache.origin(key);
+        let placed = ws.placements(&cache, exec.name(), &graph);
         print!(
             "{}",
-            render::why_text(&graph, &report.status, &report.last, origin)
+            render::why_text(&graph, (&report.status, &placed), &report.last, origin)
         );
     }
     Ok(0)

@@ -55,13 +55,16 @@ fn state_word(status: &Status) -> &'static str {
     }
 }
 
-pub fn plan_text(graph: &Graph, status: &[Status]) -> String {
+/// `placed` says where an action that will run goes, when a remote executor is given.
+pub fn plan_text(graph: &Graph, status: &[Status], placed: &[Option<String>]) -> String {
     let mut out = String::new();
     let mut cached = 0;
     for id in graph.ids() {
         match &status[id.index()] {
             Status::WillRun { reason, .. } => {
-                let _ = writeln!(out, "run     {}  ({reason})", graph.action(id).name);
+                let place = placed.get(id.index()).cloned().flatten();
+                let place = place.map(|p| format!("; {p}")).unwrap_or_default();
+                let _ = writeln!(out, "run     {}  ({reason}{place})", graph.action(id).name);
             }
             Status::Remote { reason, .. } => {
                 let _ = writeln!(
@@ -297,7 +300,7 @@ pub fn run_text(
 /// `origin` tells where a cached entry came from when another machine built it.
 pub fn why_text(
     graph: &Graph,
-    status: &[Status],
+    (status, placed): (&[Status], &[Option<String>]),
     last: &LastRun,
     origin: impl Fn(crate::key::ActionKey) -> Option<crate::cache::Origin>,
 ) -> String {
@@ -305,7 +308,10 @@ pub fn why_text(
     for id in graph.ids() {
         let name = &graph.action(id).name;
         let line = match &status[id.index()] {
-            Status::WillRun { reason, .. } => format!("will run: {reason}"),
+            Status::WillRun { reason, .. } => match placed.get(id.index()).cloned().flatten() {
+                Some(place) => format!("will run: {reason}; {place}"),
+                None => format!("will run: {reason}"),
+            },
             Status::Remote { reason, .. } => {
                 format!("from the remote cache (not local: {reason})")
             }

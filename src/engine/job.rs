@@ -24,6 +24,8 @@ pub struct Job {
     pub(super) remote_deps: Vec<(ActionId, ActionKey, Hit)>,
     /// How the last execution of this action went, for progress estimates.
     pub(super) expected: Option<Expected>,
+    /// It runs on the remote-execution cluster.
+    pub(super) remote: bool,
 }
 
 pub enum JobResult {

@@ -5,6 +5,7 @@
 mod decide;
 pub mod heal;
 mod job;
+pub mod offload;
 mod owner;
 mod runner;
 mod status;
@@ -48,6 +49,8 @@ pub struct Engine<'a> {
     pub records: bool,
     /// Where a local miss is looked up before it runs, and what ran is uploaded to.
     pub remote: Option<Arc<Remote>>,
+    /// The remote-execution cluster misses may run on (`--remote-executor`).
+    pub offload: Option<Arc<offload::Offload>>,
 }
 
 /// The result of a plan or run: a status per action.
@@ -127,10 +130,12 @@ impl Engine<'_> {
             build_root: build_root(self.cache, self.workspace),
             fetches: Default::default(),
             watch: Watch::new(self.report.clone()),
+            local: runner::Slots::new(self.jobs),
         };
         std::fs::create_dir_all(&runner.logs).map_err(crate::cache::io_err(&runner.logs))?;
         let opts = schedule::Options {
             jobs: self.jobs,
+            remote_jobs: self.offload.as_ref().map_or(0, |o| o.jobs),
             keep_going: self.keep_going,
         };
         let mut rounds = 0;

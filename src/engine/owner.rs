@@ -201,7 +201,14 @@ impl Owner for RunOwner<'_> {
         self.decided(id, Decision::Run, expected);
         self.queued_at.insert(id, Instant::now());
         self.estimate();
-        Ready::Run(Job {
+        let engine = self.keys.engine;
+        let remote = engine.offload.as_ref().is_some_and(|offload| {
+            let build_root = crate::cache::build_root(engine.cache, engine.workspace);
+            let recipe = &self.keys.graph.action(id).recipe;
+            offload.placement(recipe, &record.executor, &build_root)
+                == crate::recipe::remote::Placement::Remote
+        });
+        let job = Job {
             key,
             reason,
             deps,
@@ -209,7 +216,13 @@ impl Owner for RunOwner<'_> {
             own,
             remote_deps,
             expected,
-        })
+            remote,
+        };
+        if remote {
+            Ready::RunRemote(job)
+        } else {
+            Ready::Run(job)
+        }
     }
 
     fn done(&mut self, id: ActionId, result: JobResult) -> bool {

@@ -29,6 +29,43 @@ pub(super) struct Runner<'a> {
         std::sync::Mutex<HashMap<ActionKey, Arc<std::sync::OnceLock<Option<OutputManifest>>>>>,
     /// Counts the lines of running actions' logs for the reporter.
     pub(super) watch: Watch,
+    /// `-j`: what runs here holds a slot, so an action that falls back from the cluster to a
+    /// local run waits for one rather than run beside `-j` others.
+    pub(super) local: Slots,
+}
+
+/// A counting semaphore of local slots.
+pub(super) struct Slots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    pub(super) fn new(n: usize) -> Slots {
+        Slots {
+            free: std::sync::Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+/// A held local slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// Stops watching an action's log however its execution ends.
@@ -87,8 +124,11 @@ impl Runner<'_> {
         let log = std::fs::File::create(&log_path).map_err(crate::cache::io_err(&log_path))?;
         let _ = writeln!(
             &log,
-            "# {} (key {})\n# why: {}",
-            action.name, job.key, job.reason
+            "# {} (key {})\n# why: {}{}",
+            action.name,
+            job.key,
+            job.reason,
+            if job.remote { "\n# run remotely" } else { "" }
         );
         self.watch.begin(&action.name, &log_path);
         let _watching = Watching(&self.watch, &action.name);
@@ -109,12 +149,9 @@ impl Runner<'_> {
             report: &*self.engine.report,
             ledger: self.engine.cache.ledger(),
         };
-        let result = if action.kind().is_background() {
-            crate::exec::in_background(|| recipe::execute(&ctx))
-        } else {
-            recipe::execute(&ctx)
-        };
-        let result = result.and_then(|found| self.record_found(found, &log));
+        let result = self
+            .run_recipe(&ctx, job.remote)
+            .and_then(|found| self.record_found(found, &log));
         if let Err(e) = result {
             let _ = writeln!(&log, "kbuild: {e}");
             let hint = e.hint().map(str::to_string);
@@ -134,6 +171,23 @@ impl Runner<'_> {
             remote.upload(action.kind(), job.key, &manifest, &log_path);
         }
         Ok(JobResult::Executed { manifest, seconds })
+    }
+
+    /// Runs the action's recipe: on the remote-execution cluster when it was placed there
+    /// (and the cluster gives a result), else here in a local slot.
+    fn run_recipe(&self, ctx: &Ctx, remote: bool) -> Result<Found, RecipeError> {
+        let offloaded = (self.engine.offload.as_ref())
+            .filter(|_| remote)
+            .and_then(|offload| offload.run(ctx));
+        if let Some(done) = offloaded {
+            return done.map(|()| Found::default());
+        }
+        let _slot = self.local.take();
+        if ctx.action.kind().is_background() {
+            crate::exec::in_background(|| recipe::execute(ctx))
+        } else {
+            recipe::execute(ctx)
+        }
     }
 
     /// Writes down what the recipe found outside its outputs: a first pin goes to kernel.lock.

@@ -3,11 +3,18 @@
 use super::{PLAIN, Traits};
 
 /// Shared with the headers and the install, which run make in the same directories.
-pub const CODE: &[&str] = &["recipe/compile.rs", "recipe/build_dir.rs", "archive.rs"];
+/// recipe/remote.rs is how they run on a remote-execution cluster.
+pub const CODE: &[&str] = &[
+    "recipe/compile.rs",
+    "recipe/build_dir.rs",
+    "archive.rs",
+    "recipe/remote.rs",
+];
 
 pub const TRAITS: Traits = Traits {
     name: "compile",
     code: CODE,
     toolchain: true,
+    remote: true,
     ..PLAIN
 };

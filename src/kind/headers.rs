@@ -7,5 +7,6 @@ pub const TRAITS: Traits = Traits {
     code: super::compile::CODE,
     toolchain: true,
     background: true,
+    remote: true,
     ..PLAIN
 };

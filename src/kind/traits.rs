@@ -34,6 +34,9 @@ pub struct Traits {
     /// left out of the tag hash, which names what makes the image, so a machine's builder id
     /// or a change in how kbuild writes an SBOM renames no image.
     pub describes: bool,
+    /// Its commands can run on a remote-execution cluster (`--remote-executor`), as one REAPI
+    /// command that src/recipe/remote.rs makes of the recipe.
+    pub remote: bool,
 }
 
 /// Where `out/` shows an action's result, for each target.
@@ -70,4 +73,5 @@ pub const PLAIN: Traits = Traits {
     upload: Upload::Files,
     tagged: false,
     describes: false,
+    remote: false,
 };

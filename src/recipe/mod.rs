@@ -11,6 +11,7 @@ mod install;
 mod library;
 mod package;
 mod patch;
+pub mod remote;
 mod attest;
 mod sbom;
 pub mod test;

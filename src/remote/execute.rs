@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
@@ -102,11 +102,12 @@ impl Remote {
     /// Runs `command` remotely on the input root `inputs` (whose files the local cache holds)
     /// and gives its result with stdout and stderr. The action's digest is the action-cache
     /// key: the server answers a repeated action from its cache, and merges identical ones.
+    /// `queue` bounds the time the action may wait for a worker (a platform nobody offers).
     pub fn execute(
         &self,
         command: &RemoteCommand,
-        inputs: &OutputManifest,
-        cancel: &AtomicBool,
+        (inputs, queue): (&OutputManifest, Duration),
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<Executed, ExecuteError> {
         if !self.is_usable() {
             return Err(RemoteError::Unreachable(
@@ -144,10 +145,22 @@ impl Remote {
         let (command_blob, action) = command.messages(self.function, &root.digest);
         small.extend([root, command_blob, action.clone()]);
         let sent = self.send_inputs(&files, &digests, &small)?;
-        let wait = command.timeout + Duration::from_secs(120);
+        let wait = (command.timeout + Duration::from_secs(120), queue);
         let response = self
             .transport
-            .execute(self.function, &action.digest, wait, cancel)?;
+            .execute(self.function, &action.digest, wait, cancel)
+            .map_err(|e| match e {
+                RemoteError::Unreachable(m) if m.contains("no worker took it") => {
+                    let platform: Vec<String> = (command.platform.iter())
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    RemoteError::Unreachable(format!(
+                        "{m}: does any worker offer the platform {}?",
+                        platform.join(", ")
+                    ))
+                }
+                e => e,
+            })?;
         if let Some(status) = response.status.filter(|s| s.code != 0) {
             return Err(RemoteError::Unreachable(format!(
                 "the cluster ran no result: code {} ({})",

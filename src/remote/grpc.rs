@@ -315,8 +315,8 @@ impl Transport for Grpc {
         &self,
         function: Function,
         action: &re::Digest,
-        wait: Duration,
-        cancel: &std::sync::atomic::AtomicBool,
+        wait: (Duration, Duration),
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<re::ExecuteResponse, RemoteError> {
         self.execute_action(function, action, wait, cancel)
     }
@@ -549,9 +549,10 @@ impl Grpc {
         function: Function,
         action: &re::Digest,
         name: &mut Option<String>,
-        wait: Duration,
+        (wait, queue): (Duration, Duration),
     ) -> Result<re::ExecuteResponse, tonic::Status> {
         use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
+        use prost::Message as _;
         let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE);
         let mut stream = match name.clone() {
@@ -572,8 +573,37 @@ impl Grpc {
                 client.wait_execution(request).await?.into_inner()
             }
         };
-        while let Some(op) = stream.message().await? {
+        // Until a worker takes the action, each wait for news is bounded by `queue`: a
+        // platform no worker offers would otherwise wait for ever.
+        let mut queued_since: Option<std::time::Instant> = None;
+        loop {
+            let next = match queued_since {
+                Some(since) => {
+                    let left = queue.saturating_sub(since.elapsed());
+                    match tokio::time::timeout(left, stream.message()).await {
+                        Ok(next) => next?,
+                        Err(_) => {
+                            return Err(tonic::Status::deadline_exceeded(format!(
+                                "queued for {} s and no worker took it",
+                                queue.as_secs()
+                            )));
+                        }
+                    }
+                }
+                None => stream.message().await?,
+            };
+            let Some(op) = next else { break };
             *name = Some(op.name.clone());
+            let stage = op
+                .metadata
+                .as_ref()
+                .and_then(|m| re::ExecuteOperationMetadata::decode(&m.value[..]).ok())
+                .map_or(0, |m| m.stage);
+            if stage == re::execution_stage::Value::Queued as i32 {
+                queued_since.get_or_insert_with(std::time::Instant::now);
+            } else {
+                queued_since = None;
+            }
             if !op.done {
                 continue;
             }
@@ -623,15 +653,15 @@ impl Grpc {
         &self,
         function: Function,
         action: &re::Digest,
-        wait: Duration,
-        cancel: &std::sync::atomic::AtomicBool,
+        (wait, queue): (Duration, Duration),
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<re::ExecuteResponse, RemoteError> {
         let mut name = None;
         let mut broke = 0;
         loop {
             let outcome = self.runtime.block_on(async {
                 tokio::select! {
-                    outcome = self.follow(function, action, &mut name, wait) => Some(outcome),
+                    outcome = self.follow(function, action, &mut name, (wait, queue)) => Some(outcome),
                     _ = cancelled(cancel) => None,
                 }
             });
@@ -652,14 +682,20 @@ impl Grpc {
                     broke += 1;
                     std::thread::sleep(Duration::from_millis(200 << broke));
                 }
+                Some(Err(s)) if s.code() == tonic::Code::DeadlineExceeded && name.is_some() => {
+                    if let Some(name) = &name {
+                        self.cancel_operation(name);
+                    }
+                    return Err(status("Execute")(s));
+                }
                 Some(Err(s)) => return Err(status("Execute")(s)),
             }
         }
     }
 }
 
-async fn cancelled(flag: &std::sync::atomic::AtomicBool) {
-    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+async fn cancelled(cancel: &(dyn Fn() -> bool + Sync)) {
+    while !cancel() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

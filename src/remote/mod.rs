@@ -231,6 +231,16 @@ impl Remote {
         }
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops all calls to the server for the rest of the run without a warning of its own:
+    /// remote execution found it gone and said so already.
+    pub fn switch_off(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
     /// The server cannot be reached: one warning, and no more calls this run.
     fn give_up(&self, error: &RemoteError) {
         if !self.broken.swap(true, Ordering::Relaxed) {

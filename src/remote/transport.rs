@@ -90,13 +90,14 @@ pub trait Transport: Send + Sync {
 
     /// Runs the action `action` names through the server's Execution service and gives its
     /// response, following the operation to its end (again by name if the stream breaks) and
-    /// cancelling it when `cancel` is set. Only REAPI has one.
+    /// cancelling it when `cancel` is set. `wait` bounds the whole execution, and the time it
+    /// may stay queued with no worker taking it. Only REAPI has one.
     fn execute(
         &self,
         function: Function,
         action: &re::Digest,
-        wait: std::time::Duration,
-        cancel: &std::sync::atomic::AtomicBool,
+        wait: (std::time::Duration, std::time::Duration),
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<re::ExecuteResponse, RemoteError> {
         let _ = (function, action, wait, cancel);
         Err(RemoteError::Invalid(

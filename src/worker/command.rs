@@ -69,14 +69,16 @@ pub fn working_directory(root: &Path, command: &re::Command) -> Result<PathBuf, 
     Ok(at)
 }
 
-/// The command's environment: the worker's `PATH` unless the command gives its own (REAPI
-/// lets a worker provide defaults), and exactly the variables the command names.
-fn environment(command: &re::Command) -> BTreeMap<String, String> {
+/// The command's environment: exactly the variables the command names, over the worker's
+/// `PATH` on the host (REAPI lets a worker provide defaults) or the image's own in a container.
+fn environment(command: &re::Command, executor: Executor) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    env.insert(
-        "PATH".to_string(),
-        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-    );
+    if executor == Executor::Host {
+        env.insert(
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        );
+    }
     for v in &command.environment_variables {
         env.insert(v.name.clone(), v.value.clone());
     }
@@ -90,7 +92,7 @@ pub fn run(executor: Executor, run: &Run<'_>) -> Result<Ended, String> {
         .split_first()
         .ok_or("the command has no arguments")?;
     let cwd = working_directory(run.root, run.command)?;
-    let env = environment(run.command);
+    let env = environment(run.command, executor);
     let stdout = std::fs::File::create(run.stdout).map_err(|e| format!("stdout: {e}"))?;
     let stderr = std::fs::File::create(run.stderr).map_err(|e| format!("stderr: {e}"))?;
     let mut cmd = match executor {

@@ -1,0 +1,179 @@
+//! Recipes as one REAPI command, for a remote-execution cluster (`--remote-executor`): the
+//! kernel's own make and the shell's `cp`, run in the series' builder image on an input root of
+//! the dependencies' outputs, laid out as the kept build directories are here (`src/`,
+//! `<target>/obj/`), so `-ffile-prefix-map` strips the same prefix and the outputs are the
+//! same bytes as a local build's. What needs kbuild's own code (a tarball) is done here after,
+//! on the outputs the cluster sent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Ctx, RecipeError, io};
+use crate::action::{Recipe, Role};
+use crate::archive::write_tar;
+use crate::cache::{OutputEntry, OutputManifest};
+use crate::exec::Identity;
+use crate::remote::RemoteCommand;
+
+/// The longest a remote compile may run: two hours, a full-size debug kernel on a small
+/// worker, and BuildGrid's default bound (a longer timeout is refused).
+const TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
+/// Where an action runs when a remote executor is configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Remote,
+    /// Runs here, and why (`incremental`, `no builder image` …).
+    Local(&'static str),
+    /// Its kind never runs remotely (kbuild's own code, a fetch, a boot test).
+    HereOnly,
+}
+
+/// Where `recipe` runs: remotely when its kind can and its commands run in a builder image
+/// (`in_builder_image`: a host toolchain is this machine's, which no worker has); locally when
+/// it cannot, or (`prefer_incremental`) when a kept build directory here holds a finished
+/// build that make would only update.
+pub fn placement(
+    recipe: &Recipe,
+    in_builder_image: bool,
+    build_root: &Path,
+    prefer_incremental: bool,
+) -> Placement {
+    if !recipe.kind().traits().remote {
+        return Placement::HereOnly;
+    }
+    let kept = match recipe {
+        Recipe::Compile { dirs, .. } => build_root.join(&dirs.obj).join("stamp").exists(),
+        _ => false,
+    };
+    if !in_builder_image {
+        return Placement::Local("no builder image");
+    }
+    if kept && prefer_incremental {
+        return Placement::Local("incremental");
+    }
+    Placement::Remote
+}
+
+/// The remote command of `ctx`'s action and its input root; `None` for a recipe that runs
+/// here only.
+pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), RecipeError>> {
+    let Identity::Docker { image, id } = ctx.toolchain else {
+        return None;
+    };
+    let (script, inputs) = match &ctx.action.recipe {
+        Recipe::Compile {
+            arch,
+            dirs,
+            extra_outputs,
+        } => {
+            let obj = leaf(&dirs.obj);
+            let mut copies = vec![
+                format!("cp \"$o/System.map\" out/System.map"),
+                format!("cp \"$o/include/config/kernel.release\" out/kernel.release"),
+            ];
+            for name in extra_outputs {
+                copies.push(format!("cp \"$o/{name}\" out/{name}"));
+            }
+            let images: Vec<String> = arch
+                .boot_images()
+                .iter()
+                .map(|p| format!("\"$o/{p}\""))
+                .collect();
+            let script = format!(
+                "set -e; r=$(pwd); o=$r/{obj}/obj; mkdir -p \"$o\" out; cp config/config \"$o/.config\"; \
+                 export EXTRA_CFLAGS=\"-ffile-prefix-map=$r/=\"; \
+                 (cd {src} && make O=\"$o\" -j$(nproc) KCFLAGS=\"$EXTRA_CFLAGS\" HOSTCFLAGS=\"$EXTRA_CFLAGS\" all); \
+                 for i in {images}; do if [ -e \"$i\" ]; then cp \"$i\" out/kernel; break; fi; done; \
+                 [ -e out/kernel ]; {copies}",
+                src = leaf(&dirs.src),
+                images = images.join(" "),
+                copies = copies.join("; "),
+            );
+            let inputs = (ctx.dep_output(Role::Tree).manifest.entries.iter())
+                .filter_map(|e| Some(moved(e, e.path.strip_prefix("tree/")?, leaf(&dirs.src))))
+                .chain(within(ctx, Role::Config, "config"));
+            (script, inputs.collect::<Vec<_>>())
+        }
+        Recipe::Headers { .. } => {
+            let script = "set -e; r=$(pwd); mkdir -p obj out; \
+                          (cd src && make O=\"$r/obj\" -j$(nproc) INSTALL_HDR_PATH=\"$r/out/usr\" headers_install)"
+                .to_string();
+            let inputs = (ctx.dep_output(Role::Tree).manifest.entries.iter())
+                .filter_map(|e| Some(moved(e, e.path.strip_prefix("tree/")?, "src")));
+            (script, inputs.collect())
+        }
+        _ => return None,
+    };
+    Some(environment(ctx).map(|env| {
+        let mut inputs = inputs;
+        inputs.sort_by(|a, b| a.path.cmp(&b.path));
+        let command = RemoteCommand {
+            args: vec!["/bin/sh".into(), "-c".into(), script],
+            env,
+            working_directory: String::new(),
+            outputs: vec!["out".into()],
+            platform: BTreeMap::from([
+                ("OSFamily".to_string(), "Linux".to_string()),
+                (
+                    "container-image".to_string(),
+                    format!("docker://{image}@{id}"),
+                ),
+            ]),
+            timeout: TIMEOUT,
+        };
+        (command, OutputManifest { entries: inputs })
+    }))
+}
+
+/// The last name of a build directory (`6.1.x/amd64` gives `amd64`): the remote input root
+/// stands for the series' directory, as the local prefix does.
+fn leaf(dir: &str) -> &str {
+    dir.rsplit('/').next().unwrap_or(dir)
+}
+
+fn moved(entry: &OutputEntry, rest: &str, under: &str) -> OutputEntry {
+    OutputEntry {
+        path: format!("{under}/{rest}"),
+        ..entry.clone()
+    }
+}
+
+/// Every output of the dependency in `role`, under `under/`.
+fn within<'a>(ctx: &'a Ctx, role: Role, under: &'a str) -> impl Iterator<Item = OutputEntry> + 'a {
+    (ctx.dep_output(role).manifest.entries.iter()).map(move |e| moved(e, &e.path, under))
+}
+
+/// The action's environment and the reproducible timestamps a local make gets.
+fn environment(ctx: &Ctx) -> Result<BTreeMap<String, String>, RecipeError> {
+    let mut env = (*ctx.action.env).clone();
+    if !env.contains_key("KBUILD_BUILD_TIMESTAMP") {
+        let date = ctx.source_date()?;
+        env.insert("KBUILD_BUILD_TIMESTAMP".into(), format!("@{date}"));
+        env.insert("SOURCE_DATE_EPOCH".into(), date.to_string());
+    }
+    Ok(env)
+}
+
+/// Turns what the cluster sent (`outputs/out/…`) into the action's outputs in `ctx.out`.
+pub fn finish(ctx: &Ctx, outputs: &Path) -> Result<(), RecipeError> {
+    let sent = outputs.join("out");
+    match &ctx.action.recipe {
+        Recipe::Headers { .. } => write_tar(
+            &sent,
+            &ctx.out.join("kernel-headers.tar"),
+            "",
+            ctx.source_date()?,
+        )
+        .map_err(io("writing kernel-headers.tar")),
+        _ => {
+            for entry in std::fs::read_dir(&sent).map_err(io("reading the remote outputs"))? {
+                let entry = entry.map_err(io("reading the remote outputs"))?;
+                std::fs::rename(entry.path(), ctx.out.join(entry.file_name()))
+                    .map_err(io("moving the remote outputs"))?;
+            }
+            Ok(())
+        }
+    }
+}
