@@ -936,3 +936,70 @@ fn rt_on_6_12_boots_preempt_rt_and_builds_a_module() {
         "{stderr}"
     );
 }
+
+/// examples/tiny's amd64 kernel with its compile and install executed by a `kbuild worker` in
+/// the builder container, through BuildGrid on PostgreSQL, from an empty cache: the kernel, its
+/// modules and kernel-dev.tar are the same bytes as the host build's, and the install, which
+/// sends the same patched tree as the compile, sends under 1 MB (the tree went up once).
+#[test]
+#[ignore = "real kernel build on a remote-execution cluster (minutes); run with --include-ignored"]
+fn x86_64_compiled_by_a_remote_worker_equals_the_host_build() {
+    let _serial = one_at_a_time();
+    let ws = Tiny::new(shared_cache());
+    ws.run("//6.1.x:amd64", 0);
+    let files = ["kernel", "kernel.tar", "kernel-dev.tar", "System.map"];
+    let host: Vec<Vec<u8>> = files.iter().map(|f| ws.image("amd64", f)).collect();
+
+    let postgres = common::servers::Server::postgres();
+    let server = common::servers::Server::buildgrid_execution(&postgres);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_kbuild"))
+        .args(["worker", "--server", &server.url, "--executor", "docker"])
+        .args(["--image", "kbuild/builder:bookworm", "--dir"])
+        .arg(scratch.path().join("worker"))
+        .stderr(std::fs::File::create(scratch.path().join("worker.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let remote = Tiny::new(&scratch.path().join("cache"));
+    let out = remote.kbuild(&[
+        "--executor",
+        "docker",
+        "--remote-executor",
+        &server.url,
+        "--remote-exec",
+        "always",
+        "run",
+        "--format",
+        "json",
+        "//6.1.x:amd64",
+    ]);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    for (kind, limit) in [("compile", u64::MAX), ("install", 1 << 20)] {
+        let log = remote.kbuild(&[
+            "--executor",
+            "docker",
+            "log",
+            "//6.1.x:amd64",
+            "--action",
+            kind,
+        ]);
+        let log = String::from_utf8_lossy(&log.stdout);
+        let sent = log
+            .lines()
+            .find_map(|l| l.split("; sent ").nth(1))
+            .unwrap_or_else(|| panic!("{kind} ran remotely: {log}"));
+        let bytes: u64 = sent.split(' ').next().unwrap().parse().unwrap();
+        eprintln!("{kind}: sent {sent}");
+        assert!(bytes < limit, "{kind} sent {bytes} bytes");
+    }
+    for (file, host) in files.iter().zip(host) {
+        assert!(
+            remote.image("amd64", file) == host,
+            "{file} differs from the host build"
+        );
+    }
+}

@@ -6,5 +6,6 @@ pub const TRAITS: Traits = Traits {
     name: "install",
     code: super::compile::CODE,
     toolchain: true,
+    remote: true,
     ..PLAIN
 };

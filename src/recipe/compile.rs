@@ -109,12 +109,24 @@ pub fn install(ctx: &Ctx, arch: Arch, dirs: &BuildDirs) -> Result<(), RecipeErro
                 .arg("dtbs_install"),
         )?;
     }
-    drop_build_links(&mods);
+    package_install(ctx, arch, &mods, (&bd.src(), &bd.obj()))
+}
+
+/// Writes an install's outputs: `kernel.tar` from the installed modules `mods`, and
+/// `kernel-dev.tar` from the source tree `src` and the object tree `obj` (a kept build
+/// directory's, or the parts of one a remote install sent).
+pub(super) fn package_install(
+    ctx: &Ctx,
+    arch: Arch,
+    mods: &Path,
+    (src, obj): (&Path, &Path),
+) -> Result<(), RecipeError> {
+    drop_build_links(mods);
     let epoch = ctx.source_date()?;
-    write_tar(&mods, &ctx.out.join("kernel.tar"), "", epoch).map_err(io("writing kernel.tar"))?;
-    let release = std::fs::read_to_string(bd.obj().join("include/config/kernel.release"))
+    write_tar(mods, &ctx.out.join("kernel.tar"), "", epoch).map_err(io("writing kernel.tar"))?;
+    let release = std::fs::read_to_string(obj.join("include/config/kernel.release"))
         .map_err(io("reading kernel.release"))?;
-    let dev = dev_tree(&bd, arch).map_err(io("collecting the kernel-dev tree"))?;
+    let dev = dev_tree(src, obj, arch).map_err(io("collecting the kernel-dev tree"))?;
     let prefix = format!("usr/src/linux-headers-{}", release.trim());
     write_tar_of(&dev, &ctx.out.join("kernel-dev.tar"), &prefix, epoch)
         .map_err(io("writing kernel-dev.tar"))
@@ -141,7 +153,7 @@ fn drop_build_links(mods: &Path) {
 
 /// What an out-of-tree module build needs, merged from the source and object trees into one
 /// in-tree-looking listing (the object tree's files win), read in place rather than copied.
-fn dev_tree(bd: &BuildDir, arch: Arch) -> std::io::Result<BTreeMap<PathBuf, Source>> {
+fn dev_tree(src: &Path, obj: &Path, arch: Arch) -> std::io::Result<BTreeMap<PathBuf, Source>> {
     let a = arch.src_arch();
     let from_src = [
         "Makefile",
@@ -151,7 +163,20 @@ fn dev_tree(bd: &BuildDir, arch: Arch) -> std::io::Result<BTreeMap<PathBuf, Sour
         &format!("arch/{a}/Makefile"),
     ]
     .map(String::from);
-    let from_obj = [
+    let from_obj = dev_obj_parts(arch);
+    let mut tree = BTreeMap::new();
+    for (root, parts) in [(src, &from_src[..]), (obj, &from_obj[..])] {
+        for part in parts {
+            gather(&root.join(part), Path::new(part), &mut tree)?;
+        }
+    }
+    Ok(tree)
+}
+
+/// What the kernel-dev tree takes from the object tree.
+pub(super) fn dev_obj_parts(arch: Arch) -> [String; 8] {
+    let a = arch.src_arch();
+    [
         ".config",
         "Module.symvers",
         "include",
@@ -162,14 +187,7 @@ fn dev_tree(bd: &BuildDir, arch: Arch) -> std::io::Result<BTreeMap<PathBuf, Sour
         "tools/objtool/objtool",
         "tools/bpf/resolve_btfids/resolve_btfids",
     ]
-    .map(String::from);
-    let mut tree = BTreeMap::new();
-    for (root, parts) in [(bd.src(), &from_src[..]), (bd.obj(), &from_obj[..])] {
-        for part in parts {
-            gather(&root.join(part), Path::new(part), &mut tree)?;
-        }
-    }
-    Ok(tree)
+    .map(String::from)
 }
 
 /// Build by-products that module builds never read and that record the build directory's

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{Ctx, RecipeError, io};
-use crate::action::{Recipe, Role};
+use crate::action::{BuildDirs, Recipe, Role};
+use crate::arch::Arch;
 use crate::archive::write_tar;
 use crate::cache::{OutputEntry, OutputManifest};
 use crate::exec::Identity;
@@ -44,7 +45,9 @@ pub fn placement(
         return Placement::HereOnly;
     }
     let kept = match recipe {
-        Recipe::Compile { dirs, .. } => build_root.join(&dirs.obj).join("stamp").exists(),
+        Recipe::Compile { dirs, .. } | Recipe::Install { dirs, .. } => {
+            build_root.join(&dirs.obj).join("stamp").exists()
+        }
         _ => false,
     };
     if !in_builder_image {
@@ -62,69 +65,110 @@ pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), Reci
     let Identity::Docker { image, id } = ctx.toolchain else {
         return None;
     };
-    let (script, inputs) = match &ctx.action.recipe {
+    let tree = |under: &str| -> Vec<OutputEntry> {
+        (ctx.dep_output(Role::Tree).manifest.entries.iter())
+            .filter_map(|e| Some(moved(e, e.path.strip_prefix("tree/")?, under)))
+            .collect()
+    };
+    let (script, mut inputs) = match &ctx.action.recipe {
         Recipe::Compile {
             arch,
             dirs,
             extra_outputs,
         } => {
-            let obj = leaf(&dirs.obj);
-            let mut copies = vec![
-                format!("cp \"$o/System.map\" out/System.map"),
-                format!("cp \"$o/include/config/kernel.release\" out/kernel.release"),
-            ];
-            for name in extra_outputs {
-                copies.push(format!("cp \"$o/{name}\" out/{name}"));
-            }
-            let images: Vec<String> = arch
-                .boot_images()
-                .iter()
-                .map(|p| format!("\"$o/{p}\""))
-                .collect();
-            let script = format!(
-                "set -e; r=$(pwd); o=$r/{obj}/obj; mkdir -p \"$o\" out; cp config/config \"$o/.config\"; \
-                 export EXTRA_CFLAGS=\"-ffile-prefix-map=$r/=\"; \
-                 (cd {src} && make O=\"$o\" -j$(nproc) KCFLAGS=\"$EXTRA_CFLAGS\" HOSTCFLAGS=\"$EXTRA_CFLAGS\" all); \
-                 for i in {images}; do if [ -e \"$i\" ]; then cp \"$i\" out/kernel; break; fi; done; \
-                 [ -e out/kernel ]; {copies}",
-                src = leaf(&dirs.src),
-                images = images.join(" "),
-                copies = copies.join("; "),
-            );
-            let inputs = (ctx.dep_output(Role::Tree).manifest.entries.iter())
-                .filter_map(|e| Some(moved(e, e.path.strip_prefix("tree/")?, leaf(&dirs.src))))
-                .chain(within(ctx, Role::Config, "config"));
-            (script, inputs.collect::<Vec<_>>())
+            let script = compile_script(*arch, dirs, extra_outputs);
+            let mut inputs = tree(leaf(&dirs.src));
+            inputs.extend(within(ctx, Role::Config, "config"));
+            (script, inputs)
+        }
+        Recipe::Install { arch, dirs } => {
+            let script = install_script(*arch, dirs);
+            let mut inputs = tree(leaf(&dirs.src));
+            inputs.extend(within(ctx, Role::Config, "config"));
+            (script, inputs)
         }
         Recipe::Headers { .. } => {
-            let script = "set -e; r=$(pwd); mkdir -p obj out; \
-                          (cd src && make O=\"$r/obj\" -j$(nproc) INSTALL_HDR_PATH=\"$r/out/usr\" headers_install)"
+            let script = "set -e; r=$(pwd); mkdir -p obj out; (cd src && make O=\"$r/obj\" \
+                          -j$(nproc) INSTALL_HDR_PATH=\"$r/out/usr\" headers_install)"
                 .to_string();
-            let inputs = (ctx.dep_output(Role::Tree).manifest.entries.iter())
-                .filter_map(|e| Some(moved(e, e.path.strip_prefix("tree/")?, "src")));
-            (script, inputs.collect())
+            (script, tree("src"))
         }
         _ => return None,
     };
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    let platform = BTreeMap::from([
+        ("OSFamily".to_string(), "Linux".to_string()),
+        (
+            "container-image".to_string(),
+            format!("docker://{image}@{id}"),
+        ),
+    ]);
     Some(environment(ctx).map(|env| {
-        let mut inputs = inputs;
-        inputs.sort_by(|a, b| a.path.cmp(&b.path));
         let command = RemoteCommand {
             args: vec!["/bin/sh".into(), "-c".into(), script],
             env,
             working_directory: String::new(),
             outputs: vec!["out".into()],
-            platform: BTreeMap::from([
-                ("OSFamily".to_string(), "Linux".to_string()),
-                (
-                    "container-image".to_string(),
-                    format!("docker://{image}@{id}"),
-                ),
-            ]),
+            platform,
             timeout: TIMEOUT,
         };
         (command, OutputManifest { entries: inputs })
     }))
+}
+
+/// Builds the kernel and copies the image, System.map, kernel.release and `extra` to `out/`.
+fn compile_script(arch: Arch, dirs: &BuildDirs, extra: &[String]) -> String {
+    let mut copies = vec![
+        "cp \"$o/System.map\" out/System.map".to_string(),
+        "cp \"$o/include/config/kernel.release\" out/kernel.release".to_string(),
+    ];
+    for name in extra {
+        copies.push(format!("cp \"$o/{name}\" out/{name}"));
+    }
+    let images: Vec<String> = (arch.boot_images().iter())
+        .map(|p| format!("\"$o/{p}\""))
+        .collect();
+    format!(
+        "{}; for i in {}; do if [ -e \"$i\" ]; then cp \"$i\" out/kernel; break; fi; done; \
+         [ -e out/kernel ]; {}",
+        make_all(dirs, &[]),
+        images.join(" "),
+        copies.join("; "),
+    )
+}
+
+/// Builds and installs the modules (and arm64's device trees) into `out/modules`, and copies
+/// the parts of the object tree kernel-dev.tar takes to `out/obj`. The links to this worker's
+/// build and source directories go, as here.
+fn install_script(arch: Arch, dirs: &BuildDirs) -> String {
+    let mut targets = vec!["INSTALL_MOD_PATH=\"$r/out/modules\" modules_install"];
+    if arch == Arch::Aarch64 {
+        targets.push("INSTALL_DTBS_PATH=\"$r/out/modules/boot/dtb\" dtbs_install");
+    }
+    let parts = super::compile::dev_obj_parts(arch).join(" ");
+    format!(
+        "{}; rm -f out/modules/lib/modules/*/build out/modules/lib/modules/*/source; \
+         for p in {parts}; do if [ -e \"$o/$p\" ]; then mkdir -p \"out/obj/$(dirname \"$p\")\"; \
+         cp -a \"$o/$p\" \"out/obj/$p\"; fi; done",
+        make_all(dirs, &targets),
+    )
+}
+
+/// The shell that puts the config in a fresh object tree and runs the kernel's make `all`,
+/// then each of `then` (make targets with their variables), with the flags a local build
+/// gets: `-ffile-prefix-map` of the input root, which stands for the series' build directory.
+/// Leaves `$r` (the input root) and `$o` (the object tree) set.
+fn make_all(dirs: &BuildDirs, then: &[&str]) -> String {
+    let make = "make O=\"$o\" -j$(nproc) KCFLAGS=\"$EXTRA_CFLAGS\" HOSTCFLAGS=\"$EXTRA_CFLAGS\"";
+    let mut steps = vec![format!("{make} all")];
+    steps.extend(then.iter().map(|t| format!("{make} {t}")));
+    format!(
+        "set -e; r=$(pwd); o=$r/{obj}/obj; mkdir -p \"$o\" out; cp config/config \"$o/.config\"; \
+         export EXTRA_CFLAGS=\"-ffile-prefix-map=$r/=\"; (cd {src} && {steps})",
+        obj = leaf(&dirs.obj),
+        src = leaf(&dirs.src),
+        steps = steps.join(" && "),
+    )
 }
 
 /// The last name of a build directory (`6.1.x/amd64` gives `amd64`): the remote input root
@@ -160,6 +204,12 @@ fn environment(ctx: &Ctx) -> Result<BTreeMap<String, String>, RecipeError> {
 pub fn finish(ctx: &Ctx, outputs: &Path) -> Result<(), RecipeError> {
     let sent = outputs.join("out");
     match &ctx.action.recipe {
+        Recipe::Install { arch, .. } => {
+            let mods = sent.join("modules");
+            std::fs::create_dir_all(&mods).map_err(io("creating the modules directory"))?;
+            let src = ctx.dep(Role::Tree).join("tree");
+            super::compile::package_install(ctx, *arch, &mods, (&src, &sent.join("obj")))
+        }
         Recipe::Headers { .. } => write_tar(
             &sent,
             &ctx.out.join("kernel-headers.tar"),

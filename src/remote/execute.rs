@@ -98,6 +98,25 @@ impl RemoteCommand {
     }
 }
 
+impl RemoteCommand {
+    /// An action no worker took is most often a platform no worker offers: the error says
+    /// which platform it asked for.
+    fn naming_platform(&self, e: RemoteError) -> RemoteError {
+        match e {
+            RemoteError::Unreachable(m) if m.contains("no worker took it") => {
+                let platform: Vec<String> = (self.platform.iter())
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                RemoteError::Unreachable(format!(
+                    "{m}: does any worker offer the platform {}?",
+                    platform.join(", ")
+                ))
+            }
+            e => e,
+        }
+    }
+}
+
 impl Remote {
     /// Runs `command` remotely on the input root `inputs` (whose files the local cache holds)
     /// and gives its result with stdout and stderr. The action's digest is the action-cache
@@ -119,10 +138,17 @@ impl Remote {
             .iter()
             .filter(|e| e.symlink.is_none())
             .collect();
-        let digests: Vec<re::Digest> = files
-            .iter()
-            .map(|e| self.remote_digest(e))
-            .collect::<Result<_, _>>()?;
+        // A patched tree is 80,000 files: hashed (once a run) in parallel, at the run's
+        // priority (the remote action waits for it).
+        let digests: Vec<re::Digest> = {
+            use rayon::prelude::*;
+            self.transfers.install(|| {
+                files
+                    .par_iter()
+                    .map(|e| self.remote_digest(e))
+                    .collect::<Result<_, _>>()
+            })?
+        };
         let by_entry: BTreeMap<(crate::digest::Digest, bool), &re::Digest> = files
             .iter()
             .zip(&digests)
@@ -149,18 +175,7 @@ impl Remote {
         let response = self
             .transport
             .execute(self.function, &action.digest, wait, cancel)
-            .map_err(|e| match e {
-                RemoteError::Unreachable(m) if m.contains("no worker took it") => {
-                    let platform: Vec<String> = (command.platform.iter())
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    RemoteError::Unreachable(format!(
-                        "{m}: does any worker offer the platform {}?",
-                        platform.join(", ")
-                    ))
-                }
-                e => e,
-            })?;
+            .map_err(|e| command.naming_platform(e))?;
         if let Some(status) = response.status.filter(|s| s.code != 0) {
             return Err(RemoteError::Unreachable(format!(
                 "the cluster ran no result: code {} ({})",
