@@ -31,13 +31,21 @@ fn kernel_make(ctx: &Ctx, bd: &BuildDir) -> Result<Invocation, RecipeError> {
         .arg(format!("KCFLAGS={map}"))
         .arg(format!("HOSTCFLAGS={map}"));
     inv.env.insert("EXTRA_CFLAGS".into(), map);
-    if !ctx.action.env.contains_key("KBUILD_BUILD_TIMESTAMP") {
-        let date = ctx.source_date()?;
-        inv.env
-            .insert("KBUILD_BUILD_TIMESTAMP".into(), format!("@{date}"));
-        inv.env.insert("SOURCE_DATE_EPOCH".into(), date.to_string());
-    }
+    inv.env.extend(timestamps(ctx)?);
     Ok(inv)
+}
+
+/// The reproducible timestamps every kernel make gets, from the source date, unless the
+/// action's environment sets its own.
+pub(super) fn timestamps(ctx: &Ctx) -> Result<Vec<(String, String)>, RecipeError> {
+    if ctx.action.env.contains_key("KBUILD_BUILD_TIMESTAMP") {
+        return Ok(Vec::new());
+    }
+    let date = ctx.source_date()?;
+    Ok(vec![
+        ("KBUILD_BUILD_TIMESTAMP".into(), format!("@{date}")),
+        ("SOURCE_DATE_EPOCH".into(), date.to_string()),
+    ])
 }
 
 /// Brings the build dir to this action's tree and config and runs `make all` there.

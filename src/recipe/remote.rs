@@ -189,14 +189,11 @@ fn within<'a>(ctx: &'a Ctx, role: Role, under: &'a str) -> impl Iterator<Item = 
     (ctx.dep_output(role).manifest.entries.iter()).map(move |e| moved(e, &e.path, under))
 }
 
-/// The action's environment and the reproducible timestamps a local make gets.
+/// The action's environment and the reproducible timestamps a local make gets (the make's
+/// own `EXTRA_CFLAGS` is set by the script: it names the worker's input root).
 fn environment(ctx: &Ctx) -> Result<BTreeMap<String, String>, RecipeError> {
     let mut env = (*ctx.action.env).clone();
-    if !env.contains_key("KBUILD_BUILD_TIMESTAMP") {
-        let date = ctx.source_date()?;
-        env.insert("KBUILD_BUILD_TIMESTAMP".into(), format!("@{date}"));
-        env.insert("SOURCE_DATE_EPOCH".into(), date.to_string());
-    }
+    env.extend(super::compile::timestamps(ctx)?);
     Ok(env)
 }
 

@@ -305,25 +305,10 @@ impl Remote {
         digest: &re::Digest,
         executable: bool,
     ) -> Result<(), RemoteError> {
-        let (file, at) = self.create(dest, path)?;
         let limit = u64::try_from(digest.size_bytes).unwrap_or(0);
-        let mut writer = layout::Limited::new(
-            digest::HashingWriter::new(self.function, std::io::BufWriter::new(file)),
-            limit,
-        );
-        let filled = self.timed(limit, || {
-            self.transport.read_blob(self.function, digest, &mut writer)
-        });
-        if writer.exceeded() {
-            return Err(RemoteError::Invalid(format!(
-                "the server sent more than the {limit} bytes of `{path}`"
-            )));
-        }
-        filled?;
-        let (got, _) = writer
-            .into_inner()
-            .finish()
-            .map_err(transport::io_error("writing an output"))?;
+        let (at, (got, _)) = self.write_bounded((dest, path), digest, "", |w| {
+            self.timed(limit, || self.transport.read_blob(self.function, digest, w))
+        })?;
         if got != *digest {
             return Err(RemoteError::Invalid(format!(
                 "`{path}` does not match its digest {}",

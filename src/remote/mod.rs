@@ -525,6 +525,20 @@ impl Remote {
         key: ActionKey,
         fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), RemoteError>,
     ) -> Result<(), RemoteError> {
+        let (at, got) = self.write_bounded((dest, path), digest, &format!(" of {key}"), fill)?;
+        self.verified(&at, path, digest, want, key, got)
+    }
+
+    /// Writes a new file `dest/path` from `fill`, refusing more bytes than `digest` names and
+    /// hashing on the way; gives where it is and its remote and blake3 digests, for the caller
+    /// to check. `of` ends the message about a server that sends too much.
+    fn write_bounded(
+        &self,
+        (dest, path): (&Path, &str),
+        digest: &re::Digest,
+        of: &str,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), RemoteError>,
+    ) -> Result<(PathBuf, (re::Digest, crate::digest::Digest)), RemoteError> {
         let (file, at) = self.create(dest, path)?;
         let limit = u64::try_from(digest.size_bytes).unwrap_or(0);
         let mut writer = Limited::new(
@@ -534,7 +548,7 @@ impl Remote {
         let filled = fill(&mut writer);
         if writer.exceeded() {
             return Err(RemoteError::Invalid(format!(
-                "the server sent more than the {limit} bytes of `{path}` of {key}"
+                "the server sent more than the {limit} bytes of `{path}`{of}"
             )));
         }
         filled?;
@@ -542,7 +556,7 @@ impl Remote {
             .into_inner()
             .finish()
             .map_err(transport::io_error("writing a download"))?;
-        self.verified(&at, path, digest, want, key, got)
+        Ok((at, got))
     }
 
     /// A new file at `dest/path`, never written through a symlink (see [`layout`]).

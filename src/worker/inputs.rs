@@ -190,7 +190,7 @@ pub fn fetch_tree(
 }
 
 /// Lays the input root out at `dest` (which must not exist): directories, files linked from
-/// the store, then symlinks. Gives the directories, for the empty ones a command may need.
+/// the store, the empty directories a command may need, then symlinks.
 pub fn lay_out(
     cas: &dyn Transport,
     function: Function,

@@ -166,6 +166,26 @@ pub fn bgd() -> String {
     std::env::var("KBUILD_BGD").unwrap_or_else(|_| "/opt/kbuild-buildgrid/bin/bgd".to_string())
 }
 
+/// Starts `bgd server` on the config `conf`, written to `dir/bgd.yml`, logging to
+/// `dir/bgd.log`, in a process group of its own.
+fn start_bgd(dir: &std::path::Path, conf: &str) -> Child {
+    std::fs::write(dir.join("bgd.yml"), conf).unwrap();
+    let log = std::fs::File::create(dir.join("bgd.log")).unwrap();
+    Command::new(bgd())
+        .args(["server", "start"])
+        .arg(dir.join("bgd.yml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (KBUILD_SETUP_REAL=1 bash .ci/setup installs BuildGrid)",
+                bgd()
+            )
+        })
+}
+
 /// A server process of the test, killed with its process group when dropped.
 pub struct Server {
     child: Child,
@@ -212,7 +232,6 @@ impl Server {
 
     /// BuildGrid with a disk CAS and an action cache: REAPI over gRPC, SHA-256.
     pub fn buildgrid() -> Server {
-        let bgd = bgd();
         let dir = tempfile::tempdir().unwrap();
         let cas = dir.path().join("cas");
         std::fs::create_dir_all(&cas).unwrap();
@@ -225,18 +244,7 @@ impl Server {
                  instances:\n  - name: \"\"\n    services:\n      - !action-cache\n        cache: *main-action\n      - !cas\n        storage: *main-storage\n      - !bytestream\n        storage: *main-storage\n",
                 cas.display()
             );
-            std::fs::write(dir.path().join("bgd.yml"), conf).unwrap();
-            let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
-            Command::new(&bgd)
-                .args(["server", "start"])
-                .arg(dir.path().join("bgd.yml"))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("{bgd}: {e} (KBUILD_SETUP_REAL=1 bash .ci/setup installs BuildGrid)")
-                })
+            start_bgd(dir.path(), &conf)
         });
         Server {
             child,
@@ -348,16 +356,7 @@ impl Server {
                 postgres.url,
                 cas.display()
             );
-            std::fs::write(dir.path().join("bgd.yml"), &conf).unwrap();
-            let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
-            Command::new(bgd())
-                .args(["server", "start"])
-                .arg(dir.path().join("bgd.yml"))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .unwrap()
+            start_bgd(dir.path(), &conf)
         });
         Server {
             child,
