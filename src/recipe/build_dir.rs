@@ -161,8 +161,18 @@ impl SrcDir {
         self.lock
             .lock_shared()
             .map_err(io("locking the source tree"))?;
-        if !self.holds(tree) {
-            // Upgrading is unlock then lock: another process may sync in between, so look again.
+        // Upgrading is unlock then lock, so between this sync and the shared lock taken again
+        // the tree may change: another run syncs it, or a sync of another source tree linked
+        // to the same cache tree moves its stamp (see `restamp`). A sync that finds every file
+        // in place links nothing and moves nothing, so looking again settles it.
+        for tried in 0..=SYNC_TRIES {
+            if self.holds(tree) {
+                return std::fs::read_to_string(self.generation_path())
+                    .map_err(io("reading the generation"));
+            }
+            if tried == SYNC_TRIES {
+                break;
+            }
             let _ = self.lock.unlock();
             self.lock.lock().map_err(io("locking the source tree"))?;
             if !self.holds(tree) {
@@ -172,17 +182,14 @@ impl SrcDir {
             self.lock
                 .lock_shared()
                 .map_err(io("locking the source tree"))?;
-            if !self.holds(tree) {
-                return Err(RecipeError::failed(
-                    format!(
-                        "another kbuild run changed {} while this one waited for it",
-                        self.path.display()
-                    ),
-                    "run again once the other build has finished",
-                ));
-            }
         }
-        std::fs::read_to_string(self.generation_path()).map_err(io("reading the generation"))
+        Err(RecipeError::failed(
+            format!(
+                "another kbuild run kept changing {} while this one waited for it",
+                self.path.display()
+            ),
+            "run again once the other build has finished",
+        ))
     }
 
     fn sync(&self, tree: &DepOutput) -> Result<(), RecipeError> {
@@ -247,6 +254,10 @@ impl SrcDir {
     }
 }
 
+/// How many times a source tree is synced before a run gives way to another that keeps
+/// changing it.
+const SYNC_TRIES: usize = 5;
+
 type Index = BTreeMap<String, Placed>;
 
 /// A file of the source tree: its content and, when it is a hard link into the cache, the inode.
@@ -268,11 +279,22 @@ fn restamp(tree: &DepOutput) {
         .and_then(|f| f.set_modified(std::time::SystemTime::now()));
 }
 
-/// The tree's digest and the identity (inode, mtime) of the cache's stamp for its making.
+/// The tree's digest and the identity of the cache's stamp for its making: inode and birth
+/// time, which a making anew changes (a new file) and [`restamp`] does not, so a sync of one
+/// source tree does not unsettle another linked to the same cache tree. Where the filesystem
+/// keeps no birth time the mtime stands in, and `bring_to` syncs again when it moved.
 fn made_identity(tree: &DepOutput) -> String {
     use std::os::unix::fs::MetadataExt;
     let made = std::fs::metadata(crate::cache::made_stamp(&tree.dir)).map_or((0, 0), |m| {
-        (m.ino(), m.mtime_nsec() + m.mtime() * 1_000_000_000)
+        let born = m
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64);
+        (
+            m.ino(),
+            born.unwrap_or(m.mtime_nsec() + m.mtime() * 1_000_000_000),
+        )
     });
     format!("{}\n{}.{}", tree.digest(), made.0, made.1)
 }
@@ -318,4 +340,60 @@ fn place(from: &Path, dest: &Path, entry: &OutputEntry, how: Place) -> Result<bo
         std::fs::copy(from, dest).map(|_| false)
     };
     run().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::OutputManifest;
+
+    /// A cache tree of a few files with its made stamp, as the cache leaves one.
+    fn cache_tree(root: &Path) -> DepOutput {
+        let dir = root.join("trees").join("t");
+        let mut entries = Vec::new();
+        for i in 0..20 {
+            let rel = format!("tree/f{i}.c");
+            let body = format!("int f{i};\n");
+            std::fs::create_dir_all(dir.join("tree")).unwrap();
+            std::fs::write(dir.join(&rel), &body).unwrap();
+            entries.push(OutputEntry {
+                path: rel,
+                digest: Digest::of_bytes(body.as_bytes()),
+                size: body.len() as u64,
+                executable: false,
+                symlink: None,
+            });
+        }
+        std::fs::write(crate::cache::made_stamp(&dir), "").unwrap();
+        DepOutput {
+            dir,
+            manifest: std::sync::Arc::new(OutputManifest { entries }),
+        }
+    }
+
+    /// Source trees linked to one cache tree (`src` and `src-rt` when the rt patches change
+    /// nothing) move its stamp whenever one of them is filled afresh; a run filling one while
+    /// another fills the other must not take that for another run's change.
+    #[test]
+    fn source_trees_of_one_cache_tree_filled_at_once_all_settle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = cache_tree(tmp.path());
+        let build = tmp.path().join("build");
+        std::thread::scope(|s| {
+            for n in 0..4 {
+                let (tree, build) = (&tree, &build);
+                s.spawn(move || {
+                    let path = build.join(format!("src-{n}"));
+                    for round in 0..40 {
+                        // Gone with its index: the next sync links afresh and restamps.
+                        let _ = std::fs::remove_dir_all(&path);
+                        let _ = std::fs::remove_file(sibling(&path, "index"));
+                        let src = SrcDir::open(&path).unwrap();
+                        let generation = src.bring_to(tree);
+                        assert!(generation.is_ok(), "src-{n} round {round}: {generation:?}");
+                    }
+                });
+            }
+        });
+    }
 }
