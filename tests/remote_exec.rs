@@ -77,6 +77,29 @@ impl Cluster {
     fn client(&self) -> Client {
         Client::connect(&self.server.url)
     }
+
+    /// kbuild's own client of the cluster (`Remote`), on `cache`.
+    fn kbuild_client(
+        &self,
+        cache: &kbuild::cache::Cache,
+    ) -> std::sync::Arc<kbuild::remote::Remote> {
+        let settings = kbuild::remote::Settings {
+            url: self.server.url.clone(),
+            instance: String::new(),
+            headers: Vec::new(),
+            upload: true,
+            timeout: Duration::from_secs(60),
+            transfers: 4,
+            sign_key: None,
+            trust: None,
+        };
+        kbuild::remote::Remote::connect(
+            &settings,
+            cache,
+            std::sync::Arc::new(kbuild::report::Silent),
+        )
+        .unwrap()
+    }
 }
 
 /// A REAPI client written from the protos: uploads the messages and blobs of an action, calls
@@ -532,7 +555,7 @@ fn a_docker_worker_runs_the_action_in_its_container_image() {
 #[test]
 #[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
 fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
-    use kbuild::remote::{Remote, RemoteCommand, Settings};
+    use kbuild::remote::RemoteCommand;
     let mut cluster = Cluster::start();
     cluster.worker(&["--executor", "host", "--jobs", "2"]);
     let cache = kbuild::cache::Cache::open(&cluster.dir.path().join("cache")).unwrap();
@@ -555,22 +578,7 @@ fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
     )
     .unwrap();
     let inputs = kbuild::cache::OutputManifest::ingest(&tree, &cache.blobs).unwrap();
-    let settings = Settings {
-        url: cluster.server.url.clone(),
-        instance: String::new(),
-        headers: Vec::new(),
-        upload: true,
-        timeout: Duration::from_secs(60),
-        transfers: 4,
-        sign_key: None,
-        trust: None,
-    };
-    let remote = Remote::connect(
-        &settings,
-        &cache,
-        std::sync::Arc::new(kbuild::report::Silent),
-    )
-    .unwrap();
+    let remote = cluster.kbuild_client(&cache);
     let command = |script: &str| RemoteCommand {
         args: vec!["/bin/sh".into(), "-c".into(), script.into()],
         working_directory: "src".into(),
@@ -814,4 +822,264 @@ fn remote_faults_fail_the_build_or_fall_back_with_one_warning() {
     let log = String::from_utf8_lossy(&log.stdout);
     assert!(log.contains("(remotely)"), "{log}");
     assert!(log.contains("$ make O="), "built here after: {log}");
+}
+
+/// A hostile bot on the cluster: it takes every lease and, running nothing, completes it with
+/// the ActionResult the test put in `next` (its blobs already in the CAS), as a compromised
+/// worker could.
+struct HostileBot {
+    next: std::sync::Arc<std::sync::Mutex<Option<re::ActionResult>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HostileBot {
+    fn start(url: &str) -> HostileBot {
+        use kbuild::worker::proto::{self, BotSession, BotStatus, LeaseState, Property};
+        use std::sync::atomic::Ordering;
+        let next = std::sync::Arc::new(std::sync::Mutex::new(None::<re::ActionResult>));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let endpoint = format!("http://{}", url.strip_prefix("grpc://").unwrap());
+        let (answers, stopped) = (next.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let channel = tonic::transport::Endpoint::from_shared(endpoint)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                let mut bots = proto::bots::bots_client::BotsClient::new(channel);
+                let worker = proto::Worker {
+                    devices: vec![proto::Device {
+                        handle: "hostile".into(),
+                        properties: vec![Property::new("OSFamily", "Linux")],
+                    }],
+                    properties: Vec::new(),
+                    configs: vec![Property::new("capacity", "1")],
+                };
+                let mut session = loop {
+                    let create = proto::CreateBotSessionRequest {
+                        parent: String::new(),
+                        bot_session: Some(BotSession {
+                            bot_id: "hostile".into(),
+                            status: BotStatus::Ok as i32,
+                            worker: Some(worker.clone()),
+                            ..Default::default()
+                        }),
+                    };
+                    if let Ok(session) = bots.create_bot_session(poll(create)).await {
+                        break session.into_inner();
+                    }
+                };
+                while !stopped.load(Ordering::Relaxed) {
+                    for lease in &mut session.leases {
+                        let open = [LeaseState::Pending as i32, LeaseState::Active as i32];
+                        if !open.contains(&lease.state) {
+                            continue;
+                        }
+                        let Some(result) = answers.lock().unwrap().take() else {
+                            continue;
+                        };
+                        lease.state = LeaseState::Completed as i32;
+                        lease.status = Some(Default::default());
+                        lease.result = Some(prost_types::Any {
+                            type_url:
+                                "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult"
+                                    .into(),
+                            value: result.encode_to_vec(),
+                        });
+                    }
+                    let update = proto::UpdateBotSessionRequest {
+                        name: session.name.clone(),
+                        bot_session: Some(session.clone()),
+                        update_mask: None,
+                    };
+                    if let Ok(answer) = bots.update_bot_session(poll(update)).await {
+                        session = answer.into_inner();
+                    }
+                }
+            });
+        });
+        HostileBot {
+            next,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// A bot's call, long-polling at most two seconds.
+fn poll<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(Duration::from_secs(2));
+    request
+}
+
+impl Drop for HostileBot {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What a compromised worker can answer, through a real BuildGrid, to kbuild's own client:
+/// outputs that climb out of the output directory, a symlink out with a file written through
+/// it (as a result and inside an output tree), a blob the CAS does not have, a tree that is not
+/// one. Every answer is refused with what was wrong, and nothing is written outside the
+/// directory the outputs go to; a refused result leaves no partial output behind.
+#[test]
+#[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
+    use kbuild::remote::RemoteCommand;
+    let cluster = Cluster::start();
+    let bot = HostileBot::start(&cluster.server.url);
+    let client = cluster.client();
+    let cache = kbuild::cache::Cache::open(&cluster.dir.path().join("cache")).unwrap();
+    let tree = cluster.dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("src")).unwrap();
+    std::fs::write(tree.join("src/main.c"), "int main;\n").unwrap();
+    let inputs = kbuild::cache::OutputManifest::ingest(&tree, &cache.blobs).unwrap();
+    let remote = cluster.kbuild_client(&cache);
+    let outside = cluster.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+
+    let payload = b"owned\n".to_vec();
+    let file = |path: &str, digest: re::Digest| re::OutputFile {
+        path: path.into(),
+        digest: Some(digest),
+        ..Default::default()
+    };
+    // An output tree whose root has `link` -> the outside directory and a directory `link`
+    // holding `evil`.
+    let child = re::Directory {
+        files: vec![re::FileNode {
+            name: "evil".into(),
+            digest: Some(sha256(&payload)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let tree_out = re::Tree {
+        root: Some(re::Directory {
+            symlinks: vec![re::SymlinkNode {
+                name: "link".into(),
+                target: outside.display().to_string(),
+                ..Default::default()
+            }],
+            directories: vec![re::DirectoryNode {
+                name: "link".into(),
+                digest: Some(sha256(&child.encode_to_vec())),
+            }],
+            ..Default::default()
+        }),
+        children: vec![child.clone()],
+    }
+    .encode_to_vec();
+    let garbage = b"\xff\xff\xff not a tree".to_vec();
+    client.upload(vec![
+        payload.clone(),
+        child.encode_to_vec(),
+        tree_out.clone(),
+        garbage.clone(),
+    ]);
+    let absent = sha256(b"a blob nobody uploaded");
+    let cases: Vec<(&str, re::ActionResult)> = vec![
+        (
+            "names an output `../escape`",
+            re::ActionResult {
+                output_files: vec![file("../escape", sha256(&payload))],
+                ..Default::default()
+            },
+        ),
+        (
+            "names an output `/",
+            re::ActionResult {
+                output_files: vec![file(
+                    &outside.join("abs").display().to_string(),
+                    sha256(&payload),
+                )],
+                ..Default::default()
+            },
+        ),
+        (
+            "link",
+            re::ActionResult {
+                output_symlinks: vec![re::OutputSymlink {
+                    path: "out/link".into(),
+                    target: outside.display().to_string(),
+                    ..Default::default()
+                }],
+                output_files: vec![file("out/link/evil", sha256(&payload))],
+                ..Default::default()
+            },
+        ),
+        (
+            "link",
+            re::ActionResult {
+                output_directories: vec![re::OutputDirectory {
+                    path: "out".into(),
+                    tree_digest: Some(sha256(&tree_out)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ),
+        (
+            "the tree of `out`",
+            re::ActionResult {
+                output_directories: vec![re::OutputDirectory {
+                    path: "out".into(),
+                    tree_digest: Some(sha256(&garbage)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ),
+        (
+            "kernel",
+            re::ActionResult {
+                output_files: vec![file("out/kernel", absent)],
+                ..Default::default()
+            },
+        ),
+    ];
+    for (n, (needle, result)) in cases.into_iter().enumerate() {
+        *bot.next.lock().unwrap() = Some(result);
+        let command = RemoteCommand {
+            args: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo {n} # {}", salt()),
+            ],
+            working_directory: "src".into(),
+            outputs: vec!["out".into()],
+            platform: [("OSFamily".to_string(), "Linux".to_string())].into(),
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let executed = remote
+            .execute(&command, (&inputs, Duration::from_secs(60)), &|| false)
+            .unwrap_or_else(|e| panic!("case {n}: the hostile bot's answer never came: {e}"));
+        let dest = cluster.dir.path().join(format!("outputs-{n}"));
+        let refused = remote
+            .fetch_outputs(&executed.result, &dest)
+            .expect_err(&format!("case {n} is refused"));
+        assert!(
+            refused.to_string().contains(needle),
+            "case {n}: {refused} (wanted `{needle}`)"
+        );
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "case {n} wrote outside"
+        );
+        assert!(!cluster.dir.path().join("escape").exists(), "case {n}");
+        assert!(
+            !dest.exists(),
+            "case {n}: a refused result leaves its outputs behind"
+        );
+    }
 }

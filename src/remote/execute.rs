@@ -231,8 +231,21 @@ impl Remote {
 
     /// Writes the outputs of a remote result into `dest` (which must not exist), each file
     /// checked against its digest; directories come from their `Tree`s, checked as a cache hit's
-    /// tree is (names, no file used as a directory, no symlink leading out).
+    /// tree is (names, no file used as a directory, no symlink leading out). A result refused
+    /// part way leaves no `dest`: nothing half written is there for anyone to take.
     pub fn fetch_outputs(&self, result: &re::ActionResult, dest: &Path) -> Result<(), RemoteError> {
+        let fetched = self.fetch_outputs_into(result, dest);
+        if fetched.is_err() {
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        fetched
+    }
+
+    fn fetch_outputs_into(
+        &self,
+        result: &re::ActionResult,
+        dest: &Path,
+    ) -> Result<(), RemoteError> {
         let paths = (result.output_files.iter().map(|f| &f.path))
             .chain(result.output_symlinks.iter().map(|l| &l.path))
             .chain(result.output_directories.iter().map(|d| &d.path));
@@ -306,9 +319,14 @@ impl Remote {
         executable: bool,
     ) -> Result<(), RemoteError> {
         let limit = u64::try_from(digest.size_bytes).unwrap_or(0);
-        let (at, (got, _)) = self.write_bounded((dest, path), digest, "", |w| {
-            self.timed(limit, || self.transport.read_blob(self.function, digest, w))
-        })?;
+        let (at, (got, _)) = self
+            .write_bounded((dest, path), digest, "", |w| {
+                self.timed(limit, || self.transport.read_blob(self.function, digest, w))
+            })
+            .map_err(|e| match e {
+                RemoteError::Unreachable(m) => RemoteError::Unreachable(format!("`{path}`: {m}")),
+                RemoteError::Invalid(m) => RemoteError::Invalid(format!("`{path}`: {m}")),
+            })?;
         if got != *digest {
             return Err(RemoteError::Invalid(format!(
                 "`{path}` does not match its digest {}",
