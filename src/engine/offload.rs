@@ -115,11 +115,8 @@ impl Offload {
         }
         // A server gone is gone for the rest of the run (remote cache included, when it is
         // the same): one warning, and no action waits for it again.
-        if matches!(e, RemoteError::Unreachable(_)) && !ctx.cancel.is_cancelled() {
-            let gone = e.to_string();
-            if gone.contains("unavailable") || gone.contains("connect") {
-                self.remote.switch_off();
-            }
+        if matches!(e, RemoteError::Down(_)) && !ctx.cancel.is_cancelled() {
+            self.remote.switch_off();
         }
         if !self.warned.swap(true, Ordering::Relaxed) {
             ctx.report.say(&format!(

@@ -103,11 +103,11 @@ impl RemoteCommand {
     /// which platform it asked for.
     fn naming_platform(&self, e: RemoteError) -> RemoteError {
         match e {
-            RemoteError::Unreachable(m) if m.contains("no worker took it") => {
+            RemoteError::Unclaimed(m) => {
                 let platform: Vec<String> = (self.platform.iter())
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                RemoteError::Unreachable(format!(
+                RemoteError::Unclaimed(format!(
                     "{m}: does any worker offer the platform {}?",
                     platform.join(", ")
                 ))
@@ -323,10 +323,7 @@ impl Remote {
             .write_bounded((dest, path), digest, "", |w| {
                 self.timed(limit, || self.transport.read_blob(self.function, digest, w))
             })
-            .map_err(|e| match e {
-                RemoteError::Unreachable(m) => RemoteError::Unreachable(format!("`{path}`: {m}")),
-                RemoteError::Invalid(m) => RemoteError::Invalid(format!("`{path}`: {m}")),
-            })?;
+            .map_err(|e| e.within(|m| format!("`{path}`: {m}")))?;
         if got != *digest {
             return Err(RemoteError::Invalid(format!(
                 "`{path}` does not match its digest {}",

@@ -34,7 +34,14 @@ pub struct Grpc {
 }
 
 fn status(what: &str) -> impl FnOnce(tonic::Status) -> RemoteError + '_ {
-    move |s| RemoteError::Unreachable(format!("{what}: {} ({})", s.code(), s.message()))
+    move |s| {
+        let message = format!("{what}: {} ({})", s.code(), s.message());
+        match s.code() {
+            // tonic's own answer when no connection could be made, and a server's "go away".
+            tonic::Code::Unavailable => RemoteError::Down(message),
+            _ => RemoteError::Unreachable(message),
+        }
+    }
 }
 
 /// How often a call is tried when the server says to come back: `RESOURCE_EXHAUSTED` (a
@@ -550,7 +557,7 @@ impl Grpc {
         action: &re::Digest,
         name: &mut Option<String>,
         (wait, queue): (Duration, Duration),
-    ) -> Result<re::ExecuteResponse, tonic::Status> {
+    ) -> Result<Followed, tonic::Status> {
         use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
         use prost::Message as _;
         let mut client = re::execution_client::ExecutionClient::new(self.channel.clone())
@@ -582,12 +589,7 @@ impl Grpc {
                     let left = queue.saturating_sub(since.elapsed());
                     match tokio::time::timeout(left, stream.message()).await {
                         Ok(next) => next?,
-                        Err(_) => {
-                            return Err(tonic::Status::deadline_exceeded(format!(
-                                "queued for {} s and no worker took it",
-                                queue.as_secs()
-                            )));
-                        }
+                        Err(_) => return Ok(Followed::Unclaimed),
                     }
                 }
                 None => stream.message().await?,
@@ -608,13 +610,13 @@ impl Grpc {
                 continue;
             }
             return match op.result {
-                Some(Outcome::Response(any)) => {
-                    prost::Message::decode(&any.value[..]).map_err(|e| {
+                Some(Outcome::Response(any)) => prost::Message::decode(&any.value[..])
+                    .map(|r| Followed::Done(Box::new(r)))
+                    .map_err(|e| {
                         tonic::Status::data_loss(format!(
                             "the ExecuteResponse does not decode: {e}"
                         ))
-                    })
-                }
+                    }),
                 Some(Outcome::Error(status)) => Err(tonic::Status::new(
                     tonic::Code::from_i32(status.code),
                     status.message,
@@ -642,6 +644,13 @@ impl Grpc {
             .runtime
             .block_on(OperationsClient::new(self.channel.clone()).cancel_operation(request));
     }
+}
+
+/// How following an operation ended.
+enum Followed {
+    Done(Box<re::ExecuteResponse>),
+    /// It waited its queue timeout and no worker took it.
+    Unclaimed,
 }
 
 /// How often a broken operation stream is taken up again by name before the execution counts
@@ -672,7 +681,16 @@ impl Grpc {
                     }
                     return Err(RemoteError::Unreachable("interrupted".into()));
                 }
-                Some(Ok(response)) => return Ok(response),
+                Some(Ok(Followed::Done(response))) => return Ok(*response),
+                Some(Ok(Followed::Unclaimed)) => {
+                    if let Some(name) = &name {
+                        self.cancel_operation(name);
+                    }
+                    return Err(RemoteError::Unclaimed(format!(
+                        "queued for {} s and no worker took it",
+                        queue.as_secs()
+                    )));
+                }
                 // The stream broke (a proxy, a restart): follow the same operation by name.
                 Some(Err(s))
                     if s.code() == tonic::Code::Unavailable
@@ -703,6 +721,30 @@ async fn cancelled(cancel: &(dyn Fn() -> bool + Sync)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server nobody reaches is told apart by its status, not by words of its message: the
+    /// engine switches such a server off for the run.
+    #[test]
+    fn unavailable_is_a_server_down_and_other_statuses_are_not() {
+        let down = status("Execute")(tonic::Status::unavailable("tcp connect error"));
+        assert!(matches!(down, RemoteError::Down(_)), "{down:?}");
+        assert!(down.is_servers());
+        for other in [
+            tonic::Status::deadline_exceeded("slow"),
+            tonic::Status::internal("connect"),
+            tonic::Status::resource_exhausted("unavailable"),
+        ] {
+            let e = status("Execute")(other);
+            assert!(matches!(e, RemoteError::Unreachable(_)), "{e:?}");
+        }
+    }
+
+    /// An action no worker took is its own failure, and it keeps its kind through context.
+    #[test]
+    fn an_unclaimed_action_keeps_its_kind_with_context() {
+        let e = RemoteError::Unclaimed("queued for 2 s".into()).within(|m| format!("`out`: {m}"));
+        assert!(matches!(&e, RemoteError::Unclaimed(m) if m == "`out`: queued for 2 s"));
+    }
 
     #[test]
     fn resource_names_follow_the_bytestream_rules() {

@@ -671,7 +671,7 @@ impl Remote {
                         if let Err(e) = me.try_upload(&job) {
                             me.stats.failed_uploads.fetch_add(1, Ordering::Relaxed);
                             me.warn(&format!("uploading {} {}: {e}", job.kind, job.key));
-                            if matches!(e, RemoteError::Unreachable(_)) {
+                            if e.is_servers() {
                                 me.give_up(&e);
                             }
                         }

@@ -12,12 +12,37 @@ use super::layout::Limited;
 /// Why a call to the server failed. Every failure makes the remote a miss, never a failed run.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    /// The server could not be reached or answered an error (down, slow, HTTP 5xx, gRPC status).
+    /// The server could not serve the call (slow, HTTP 5xx, a gRPC status).
     #[error("{0}")]
     Unreachable(String),
+    /// Nobody answers at the address (refused, reset, gRPC `UNAVAILABLE` after its retries): a
+    /// server gone is gone for the rest of the run.
+    #[error("{0}")]
+    Down(String),
+    /// An action waited its queue timeout and no worker took it: most often a platform that no
+    /// worker offers.
+    #[error("{0}")]
+    Unclaimed(String),
     /// The server answered something kbuild cannot use (garbage, a digest that does not match).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl RemoteError {
+    /// The same failure, its message put in `context`.
+    pub fn within(self, context: impl FnOnce(String) -> String) -> RemoteError {
+        match self {
+            RemoteError::Unreachable(m) => RemoteError::Unreachable(context(m)),
+            RemoteError::Down(m) => RemoteError::Down(context(m)),
+            RemoteError::Unclaimed(m) => RemoteError::Unclaimed(context(m)),
+            RemoteError::Invalid(m) => RemoteError::Invalid(context(m)),
+        }
+    }
+
+    /// Whether the server itself is at fault (down, failing, slow), not what it sent.
+    pub fn is_servers(&self) -> bool {
+        !matches!(self, RemoteError::Invalid(_))
+    }
 }
 
 /// What the server offers.
