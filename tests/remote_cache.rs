@@ -452,6 +452,49 @@ fn kernel_local_kdl_names_this_machines_remote_cache_and_the_flag_wins() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("`remote-cache` is given twice"));
 }
 
+/// kernel.local.kdl's `remote-executor` is the machine's cluster: `plan` says where each action
+/// would run; an empty KBUILD_REMOTE_EXECUTOR turns it off; a wrong node is an error naming it.
+#[test]
+fn kernel_local_kdl_names_this_machines_remote_executor() {
+    let ws = Ws::new();
+    let plan = |env: &[(&str, &str)]| {
+        let mut command = ws.command(&["plan"]);
+        command.env_remove("KBUILD_REMOTE_EXECUTOR");
+        command.envs(env.iter().copied());
+        command.output().unwrap()
+    };
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text(&plan(&[])).contains("run locally"));
+    ws.write(
+        "kernel.local.kdl",
+        "remote-executor \"grpc://127.0.0.1:1\"\n",
+    );
+    let out = plan(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The host executor has no builder image to name as the workers' platform.
+    assert!(
+        text(&out).contains("run locally: no builder image"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&plan(&[("KBUILD_REMOTE_EXECUTOR", "")])).contains("run locally"));
+    ws.write(
+        "kernel.local.kdl",
+        "remote-executor \"grpc://127.0.0.1:1\" jobs=4\n",
+    );
+    let out = plan(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kernel.local.kdl") && stderr.contains("jobs"),
+        "{stderr}"
+    );
+}
+
 #[test]
 #[ignore = "needs nginx (KBUILD_SETUP_REAL=1 bash .ci/setup); run with --include-ignored"]
 fn a_server_that_dies_mid_run_is_one_warning_and_a_local_build() {

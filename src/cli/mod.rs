@@ -147,6 +147,15 @@ enum FallbackArg {
 }
 
 impl RemoteArgs {
+    /// The remote-execution cluster: `--remote-executor` or `KBUILD_REMOTE_EXECUTOR` (empty:
+    /// none), else the machine's `remote-executor` in kernel.local.kdl.
+    fn executor(&self, root: &std::path::Path) -> miette::Result<Option<String>> {
+        match &self.remote_executor {
+            Some(url) => Ok(Some(url.clone()).filter(|u| !u.is_empty())),
+            None => crate::manifest::machine::executor_default(root),
+        }
+    }
+
     /// The remote cache settings: the flags and `KBUILD_REMOTE_*` first, then the machine's
     /// `remote-cache` in kernel.local.kdl.
     fn settings(&self, root: &std::path::Path) -> miette::Result<Option<crate::remote::Settings>> {
@@ -154,9 +163,11 @@ impl RemoteArgs {
             Some(_) => None,
             None => crate::manifest::machine::remote_default(root)?,
         };
-        let url = (self.remote_cache.clone())
-            .or_else(|| machine.as_ref().map(|m| m.url.clone()))
-            .or_else(|| self.remote_executor.clone());
+        let url = (self.remote_cache.clone()).or_else(|| machine.as_ref().map(|m| m.url.clone()));
+        let url = match url {
+            Some(url) => Some(url),
+            None => self.executor(root)?,
+        };
         let Some(url) = url.filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
@@ -602,15 +613,15 @@ impl Workspace {
         cache: &Cache,
         executor: &str,
         graph: &crate::graph::Graph,
-    ) -> Vec<Option<String>> {
+    ) -> miette::Result<Vec<Option<String>>> {
         use crate::recipe::remote::{Placement, placement};
         let args = &self.remote;
-        if args.remote_executor.as_deref().is_none_or(str::is_empty) {
-            return Vec::new();
+        if args.executor(&self.root)?.is_none() {
+            return Ok(Vec::new());
         }
         let build_root = crate::cache::build_root(cache, &self.root);
         let auto = args.remote_exec == RemoteExecArg::Auto;
-        graph
+        Ok(graph
             .ids()
             .map(|id| {
                 let action = graph.action(id);
@@ -626,7 +637,7 @@ impl Workspace {
                     },
                 )
             })
-            .collect()
+            .collect())
     }
 
     /// The remote-execution cluster this command runs misses on, connected, if one is given.
@@ -640,7 +651,7 @@ impl Workspace {
     ) -> miette::Result<Option<std::sync::Arc<crate::engine::offload::Offload>>> {
         use crate::engine::offload::{ExecMode, Offload};
         let args = &self.remote;
-        let Some(url) = args.remote_executor.clone().filter(|u| !u.is_empty()) else {
+        let Some(url) = args.executor(&self.root)? else {
             return Ok(None);
         };
         if !url.starts_with("grpc://") && !url.starts_with("grpcs://") {
@@ -1034,7 +1045,7 @@ fn plan(ws: &Workspace, labels: &[String], format: PlanFormat, goal: Goal) -> mi
     match format {
         PlanFormat::Text => {
             print!("{}", render::replacements(ws.model()?));
-            let placed = ws.placements(&cache, exec.name(), &graph);
+            let placed = ws.placements(&cache, exec.name(), &graph)?;
             print!("{}", render::plan_text(&graph, &report.status, &placed));
         }
         PlanFormat::Json => println!(
@@ -1233,7 +1244,7 @@ fn why(ws: &Workspace, labels: &[String], key: bool, goal: Goal) -> miette::Resu
         );
     } else {
         let origin = |key| cache.origin(key);
-        let placed = ws.placements(&cache, exec.name(), &graph);
+        let placed = ws.placements(&cache, exec.name(), &graph)?;
         print!(
             "{}",
             render::why_text(&graph, (&report.status, &placed), &report.last, origin)

@@ -14,3 +14,6 @@ pub const LOCAL_LOCK_FILE: &str = "kernel.local.lock";
 
 /// The node of kernel.local.kdl that names this machine's remote cache.
 pub const REMOTE_CACHE_NODE: &str = "remote-cache";
+
+/// The node of kernel.local.kdl that names this machine's remote-execution cluster.
+pub const REMOTE_EXECUTOR_NODE: &str = "remote-executor";

@@ -1,7 +1,8 @@
 //! What `kernel.local.kdl` says about this machine besides source replacements: the remote
 //! cache it uses by default, `remote-cache "grpcs://cache.example" instance="kernels"
-//! upload=#false`. It is this machine's choice, so it lives beside the replacements and never
-//! in kernel.kdl; like every remote setting it enters no key.
+//! upload=#false`, and the cluster its misses run on, `remote-executor "grpcs://rbe.example"`.
+//! They are this machine's choice, so they live beside the replacements and never in
+//! kernel.kdl; like every remote setting they enter no key.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use super::files::LOCAL_FILE;
 use super::nodes::{self, name};
 
 pub use super::files::REMOTE_CACHE_NODE as NODE;
+pub use super::files::REMOTE_EXECUTOR_NODE as EXECUTOR_NODE;
 
 /// The remote cache `kernel.local.kdl` names.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +31,29 @@ pub struct RemoteDefault {
 /// The `remote-cache` node of `root`'s kernel.local.kdl, if the file names one. Only a file
 /// that is absent is no setting; one that cannot be read or parsed is an error.
 pub fn remote_default(root: &Path) -> Result<Option<RemoteDefault>, miette::Report> {
+    find(root, NODE, read)
+}
+
+/// The `remote-executor "URL"` of `root`'s kernel.local.kdl, if the file names one.
+pub fn executor_default(root: &Path) -> Result<Option<String>, miette::Report> {
+    find(root, EXECUTOR_NODE, |node| {
+        let mut problems = Vec::new();
+        nodes::check_props(node, &[], &mut problems);
+        let url = nodes::string(node).map_err(|p| vec![p])?;
+        if problems.is_empty() {
+            Ok(url.value)
+        } else {
+            Err(problems)
+        }
+    })
+}
+
+/// The one node called `node` of kernel.local.kdl, read by `read`.
+fn find<T>(
+    root: &Path,
+    node: &str,
+    read: impl Fn(&kdl::KdlNode) -> Result<T, Vec<Problem>>,
+) -> Result<Option<T>, miette::Report> {
     let path = root.join(LOCAL_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -45,16 +70,16 @@ pub fn remote_default(root: &Path) -> Result<Option<RemoteDefault>, miette::Repo
     let doc = super::parse_kdl(&text).map_err(|p| ManifestError::new(source(), p))?;
     let mut found = None;
     let mut problems = Vec::new();
-    for node in doc.nodes().iter().filter(|n| name(n) == NODE) {
+    for at in doc.nodes().iter().filter(|n| name(n) == node) {
         if found.is_some() {
             problems.push(Problem::new(
-                format!("`{NODE}` is given twice"),
-                node.span(),
+                format!("`{node}` is given twice"),
+                at.span(),
                 "second one",
             ));
             continue;
         }
-        match read(node) {
+        match read(at) {
             Ok(setting) => found = Some(setting),
             Err(mut more) => problems.append(&mut more),
         }
@@ -128,5 +153,29 @@ mod tests {
         assert!(remote_default(dir.path()).is_err());
         std::fs::write(&file, "remote-cache \"a\" uplaod=#false\n").unwrap();
         assert!(remote_default(dir.path()).is_err());
+    }
+
+    #[test]
+    fn reads_the_executor_beside_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(executor_default(dir.path()).unwrap(), None);
+        let file = dir.path().join(LOCAL_FILE);
+        std::fs::write(
+            &file,
+            "remote-cache \"grpc://c:1\"\nremote-executor \"grpc://e:2\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            executor_default(dir.path()).unwrap().as_deref(),
+            Some("grpc://e:2")
+        );
+        assert_eq!(
+            remote_default(dir.path()).unwrap().unwrap().url,
+            "grpc://c:1"
+        );
+        std::fs::write(&file, "remote-executor \"a\" jobs=4\n").unwrap();
+        assert!(executor_default(dir.path()).is_err());
+        std::fs::write(&file, "remote-executor \"a\"\nremote-executor \"b\"\n").unwrap();
+        assert!(executor_default(dir.path()).is_err());
     }
 }

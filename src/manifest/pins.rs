@@ -60,8 +60,9 @@ pub fn read_local(text: &str, model: &Model) -> Result<Local, Vec<Problem>> {
     let mut problems = Vec::new();
     for node in doc.nodes() {
         match name(node) {
-            // The remote cache is this machine's too; `machine` reads it.
-            n if n == super::files::REMOTE_CACHE_NODE => {}
+            // The remote cache and executor are this machine's too; `machine` reads them.
+            n if n == super::files::REMOTE_CACHE_NODE
+                || n == super::files::REMOTE_EXECUTOR_NODE => {}
             BUILDER_ID_NODE => match read_builder_id(node) {
                 Ok(id) => local.builder_id = Some(id),
                 Err(problem) => problems.push(problem),
@@ -73,7 +74,12 @@ pub fn read_local(text: &str, model: &Model) -> Result<Local, Vec<Problem>> {
             _ => problems.push(nodes::unknown_node(
                 node,
                 LOCAL_FILE,
-                &["replace", BUILDER_ID_NODE, super::files::REMOTE_CACHE_NODE],
+                &[
+                    "replace",
+                    BUILDER_ID_NODE,
+                    super::files::REMOTE_CACHE_NODE,
+                    super::files::REMOTE_EXECUTOR_NODE,
+                ],
             )),
         }
     }
