@@ -78,6 +78,21 @@ impl Cluster {
         Client::connect(&self.server.url)
     }
 
+    /// kbuild's own client on a cache of its own, and an input root of one source file in it.
+    fn kbuild_client_with_one_file(
+        &self,
+    ) -> (
+        std::sync::Arc<kbuild::remote::Remote>,
+        kbuild::cache::OutputManifest,
+    ) {
+        let cache = kbuild::cache::Cache::open(&self.dir.path().join("cache")).unwrap();
+        let tree = self.dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("src")).unwrap();
+        std::fs::write(tree.join("src/main.c"), "int main;\n").unwrap();
+        let inputs = kbuild::cache::OutputManifest::ingest(&tree, &cache.blobs).unwrap();
+        (self.kbuild_client(&cache), inputs)
+    }
+
     /// kbuild's own client of the cluster (`Remote`), on `cache`.
     fn kbuild_client(
         &self,
@@ -937,12 +952,7 @@ fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
     let cluster = Cluster::start();
     let bot = HostileBot::start(&cluster.server.url);
     let client = cluster.client();
-    let cache = kbuild::cache::Cache::open(&cluster.dir.path().join("cache")).unwrap();
-    let tree = cluster.dir.path().join("tree");
-    std::fs::create_dir_all(tree.join("src")).unwrap();
-    std::fs::write(tree.join("src/main.c"), "int main;\n").unwrap();
-    let inputs = kbuild::cache::OutputManifest::ingest(&tree, &cache.blobs).unwrap();
-    let remote = cluster.kbuild_client(&cache);
+    let (remote, inputs) = cluster.kbuild_client_with_one_file();
     let outside = cluster.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
 
@@ -1082,4 +1092,79 @@ fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
             "case {n}: a refused result leaves its outputs behind"
         );
     }
+}
+
+/// Ctrl-C in the middle of a remote action: kbuild's client gives up at once and cancels the
+/// operation it started (CancelOperation); BuildGrid cancels the lease, and the worker kills
+/// the command, which never finishes.
+#[test]
+#[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn ctrl_c_cancels_the_remote_operation_and_the_worker_kills_its_command() {
+    use kbuild::remote::RemoteCommand;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cluster = Cluster::start();
+    let worker = cluster.worker(&["--executor", "host"]);
+    let (remote, inputs) = cluster.kbuild_client_with_one_file();
+    let finished = cluster.dir.path().join("finished");
+    // A duration nobody else sleeps, to find the process by.
+    let pause = format!("300.{}", std::process::id());
+    let command = RemoteCommand {
+        args: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("sleep {pause}; touch {}", finished.display()),
+        ],
+        working_directory: "src".into(),
+        outputs: vec!["out".into()],
+        platform: [("OSFamily".to_string(), "Linux".to_string())].into(),
+        timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let sleeping = || {
+        Command::new("pgrep")
+            .args(["-f", &format!("sleep {pause}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let interrupted = AtomicBool::new(false);
+    let (outcome, cancelled_at) = std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            remote.execute(&command, (&inputs, Duration::from_secs(60)), &|| {
+                interrupted.load(Ordering::Relaxed)
+            })
+        });
+        wait_for_lease(&cluster.worker_dir(worker));
+        common::wait_until(
+            Instant::now() + Duration::from_secs(30),
+            Duration::from_millis(100),
+            sleeping,
+            || "the command never ran".into(),
+        );
+        interrupted.store(true, Ordering::Relaxed);
+        let at = Instant::now();
+        (running.join().unwrap(), at)
+    });
+    assert!(outcome.is_err(), "an interrupted execution gives no result");
+    // Not a timing figure: an interrupted run must not wait out a 300 s command.
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(30),
+        "the client gave up after {:?}",
+        cancelled_at.elapsed()
+    );
+    common::wait_until(
+        Instant::now() + Duration::from_secs(60),
+        Duration::from_millis(200),
+        || !sleeping(),
+        || {
+            format!(
+                "the worker never killed the command: {}",
+                cluster.worker_log(worker)
+            )
+        },
+    );
+    let log = cluster.worker_log(worker);
+    assert!(log.contains("cancelled by the server"), "{log}");
+    assert!(!finished.exists(), "the command ran to its end");
 }

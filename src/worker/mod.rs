@@ -303,6 +303,11 @@ impl<'a> Session<'a> {
                 .is_some_and(|l| l.state != LeaseState::Cancelled as i32);
             if !keep {
                 h.cancel.store(true, Ordering::Relaxed);
+                if h.lease.state != LeaseState::Completed as i32 {
+                    eprintln!(
+                        "kbuild worker: lease {id}: cancelled by the server, command stopped"
+                    );
+                }
             }
             keep
         });
