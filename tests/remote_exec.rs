@@ -277,6 +277,18 @@ impl Client {
     }
 }
 
+/// kbuild's form of a remote action: `/bin/sh -c SCRIPT` in `src/`, one output directory `out`.
+fn shell(script: &str) -> kbuild::remote::RemoteCommand {
+    kbuild::remote::RemoteCommand {
+        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        working_directory: "src".into(),
+        outputs: vec!["out".into()],
+        platform: [("OSFamily".to_string(), "Linux".to_string())].into(),
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
 fn salt() -> String {
     format!("{:?}", Instant::now())
 }
@@ -570,7 +582,6 @@ fn a_docker_worker_runs_the_action_in_its_container_image() {
 #[test]
 #[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
 fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
-    use kbuild::remote::RemoteCommand;
     let mut cluster = Cluster::start();
     cluster.worker(&["--executor", "host", "--jobs", "2"]);
     let cache = kbuild::cache::Cache::open(&cluster.dir.path().join("cache")).unwrap();
@@ -594,14 +605,7 @@ fn kbuilds_client_executes_on_the_cluster_and_sends_a_tree_once() {
     .unwrap();
     let inputs = kbuild::cache::OutputManifest::ingest(&tree, &cache.blobs).unwrap();
     let remote = cluster.kbuild_client(&cache);
-    let command = |script: &str| RemoteCommand {
-        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        working_directory: "src".into(),
-        outputs: vec!["out".into()],
-        platform: [("OSFamily".to_string(), "Linux".to_string())].into(),
-        timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
+    let command = shell;
     let cancel = || false;
     let first = remote
         .execute(
@@ -948,7 +952,6 @@ impl Drop for HostileBot {
 #[test]
 #[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
 fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
-    use kbuild::remote::RemoteCommand;
     let cluster = Cluster::start();
     let bot = HostileBot::start(&cluster.server.url);
     let client = cluster.client();
@@ -1058,18 +1061,7 @@ fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
     ];
     for (n, (needle, result)) in cases.into_iter().enumerate() {
         *bot.next.lock().unwrap() = Some(result);
-        let command = RemoteCommand {
-            args: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                format!("echo {n} # {}", salt()),
-            ],
-            working_directory: "src".into(),
-            outputs: vec!["out".into()],
-            platform: [("OSFamily".to_string(), "Linux".to_string())].into(),
-            timeout: Duration::from_secs(60),
-            ..Default::default()
-        };
+        let command = shell(&format!("echo {n} # {}", salt()));
         let executed = remote
             .execute(&command, (&inputs, Duration::from_secs(60)), &|| false)
             .unwrap_or_else(|e| panic!("case {n}: the hostile bot's answer never came: {e}"));
@@ -1109,16 +1101,8 @@ fn ctrl_c_cancels_the_remote_operation_and_the_worker_kills_its_command() {
     // A duration nobody else sleeps, to find the process by.
     let pause = format!("300.{}", std::process::id());
     let command = RemoteCommand {
-        args: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            format!("sleep {pause}; touch {}", finished.display()),
-        ],
-        working_directory: "src".into(),
-        outputs: vec!["out".into()],
-        platform: [("OSFamily".to_string(), "Linux".to_string())].into(),
         timeout: Duration::from_secs(600),
-        ..Default::default()
+        ..shell(&format!("sleep {pause}; touch {}", finished.display()))
     };
     let sleeping = || {
         Command::new("pgrep")
@@ -1167,4 +1151,53 @@ fn ctrl_c_cancels_the_remote_operation_and_the_worker_kills_its_command() {
     let log = cluster.worker_log(worker);
     assert!(log.contains("cancelled by the server"), "{log}");
     assert!(!finished.exists(), "the command ran to its end");
+}
+
+/// Two actions on one new tree submitted at once (a target's headers and compile): both find
+/// the tree missing, and its files go up once, the second action waiting for the first's send.
+#[test]
+#[ignore = "needs BuildGrid and PostgreSQL: KBUILD_SETUP_REAL=1 bash .ci/setup"]
+fn two_actions_at_once_send_their_shared_tree_once() {
+    let mut cluster = Cluster::start();
+    cluster.worker(&["--executor", "host", "--jobs", "2"]);
+    let cache = kbuild::cache::Cache::open(&cluster.dir.path().join("cache")).unwrap();
+    let tree = cluster.dir.path().join("tree");
+    const FILES: u64 = 400;
+    for i in 0..FILES {
+        let dir = tree.join(format!("src/d{}", i % 5));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}.c")),
+            format!("int g{i};\n").repeat(400),
+        )
+        .unwrap();
+    }
+    let inputs = kbuild::cache::OutputManifest::ingest(&tree, &cache.blobs).unwrap();
+    let remote = cluster.kbuild_client(&cache);
+    let command = shell;
+    let (headers, compile) = (
+        command("ls d0 > /dev/null"),
+        command("cat d1/* > /dev/null"),
+    );
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| remote.execute(&headers, (&inputs, Duration::from_secs(60)), &|| false));
+        let b = s.spawn(|| remote.execute(&compile, (&inputs, Duration::from_secs(60)), &|| false));
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert_eq!((a.result.exit_code, b.result.exit_code), (0, 0));
+    let blobs = a.sent_blobs + b.sent_blobs;
+    // The files once, the directories, and each action's Command and Action.
+    assert!(
+        (FILES..FILES + 20).contains(&blobs),
+        "sent {} + {} blobs for a tree of {FILES} files",
+        a.sent_blobs,
+        b.sent_blobs
+    );
+    let tree_bytes: u64 = inputs.entries.iter().map(|e| e.size).sum();
+    assert!(
+        a.sent_bytes + b.sent_bytes < tree_bytes + 50_000,
+        "sent {} + {} bytes for a tree of {tree_bytes}",
+        a.sent_bytes,
+        b.sent_bytes
+    );
 }

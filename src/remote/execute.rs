@@ -212,7 +212,6 @@ impl Remote {
         wanted.sort_by(|a, b| a.hash.cmp(&b.hash));
         wanted.dedup();
         let missing = self.missing(wanted)?;
-        let up_before = self.stats.up.load(Ordering::Relaxed);
         let paths: Vec<std::path::PathBuf> = files
             .iter()
             .map(|e| self.cache.blobs.path(e.digest, e.executable))
@@ -222,11 +221,7 @@ impl Remote {
             &missing,
             digests.iter().zip(paths.iter().map(|p| p.as_path())),
             &small,
-        )?;
-        Ok((
-            self.stats.up.load(Ordering::Relaxed) - up_before,
-            missing.len() as u64,
-        ))
+        )
     }
 
     /// Writes the outputs of a remote result into `dest` (which must not exist), each file

@@ -15,6 +15,7 @@
 mod budget;
 pub mod digest;
 mod execute;
+mod inflight;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
@@ -100,6 +101,8 @@ pub struct Remote {
     /// Remote hashes the server is known to hold this run (uploaded, found or downloaded):
     /// never asked for or sent again, so a tree made from another tree costs its changes only.
     present: Mutex<HashSet<String>>,
+    /// Blobs some thread of this run is sending now: sent once, waited for by the others.
+    inflight: inflight::InFlight,
     /// Downloads: on the critical path, at the run's priority.
     transfers: rayon::ThreadPool,
     /// Uploads and their hashing: background work at the lowest CPU priority, so the build
@@ -194,6 +197,7 @@ impl Remote {
             uploads: Mutex::new(None),
             uploader: Mutex::new(None),
             present: Mutex::default(),
+            inflight: Default::default(),
             transfers,
             uploading,
             signer,
@@ -795,14 +799,13 @@ impl Remote {
     }
 
     /// Sends each blob the server lacks once (files, then the small blobs of the result), in
-    /// batches on the upload pool.
+    /// batches on the upload pool; the bytes and blobs this call sent.
     fn send_missing<'a>(
         &self,
         missing: &HashSet<String>,
         files: impl Iterator<Item = (&'a re::Digest, &'a Path)>,
         small: &[&'a reapi::Blob],
-    ) -> Result<(), RemoteError> {
-        use rayon::prelude::*;
+    ) -> Result<(u64, u64), RemoteError> {
         let mut uploads: Vec<(re::Digest, Source<'a>)> = Vec::new();
         let mut seen = HashSet::new();
         for (digest, path) in files {
@@ -815,6 +818,34 @@ impl Remote {
                 uploads.push((blob.digest.clone(), Source::Bytes(&blob.data)));
             }
         }
+        // What another action of this run is sending is waited for, then sent here only if
+        // that send failed.
+        let mut sent = (0, 0);
+        while !uploads.is_empty() {
+            let (mine, theirs) = self
+                .inflight
+                .claim(uploads.iter().map(|(d, _)| d.hash.clone()));
+            let claimed: HashSet<&str> = mine.iter().map(String::as_str).collect();
+            let (now, later): (Vec<_>, Vec<_>) = uploads
+                .into_iter()
+                .partition(|(d, _)| claimed.contains(d.hash.as_str()));
+            let done = self.send_claimed(&now);
+            self.inflight.release(&mine);
+            sent.0 += done?;
+            sent.1 += now.len() as u64;
+            self.inflight.wait(&theirs);
+            let present = self.present.lock().unwrap_or_else(|e| e.into_inner());
+            uploads = later
+                .into_iter()
+                .filter(|(d, _)| !present.contains(&d.hash))
+                .collect();
+        }
+        Ok(sent)
+    }
+
+    /// Sends blobs this thread has claimed, in batches on the upload pool; the bytes sent.
+    fn send_claimed(&self, uploads: &[(re::Digest, Source<'_>)]) -> Result<u64, RemoteError> {
+        use rayon::prelude::*;
         let bytes: u64 = uploads.iter().map(|(d, _)| d.size_bytes as u64).sum();
         let chunks: Vec<&[(re::Digest, Source<'_>)]> = uploads.chunks(64).collect();
         self.uploading.install(|| {
@@ -825,7 +856,7 @@ impl Remote {
         })?;
         self.stats.up.fetch_add(bytes, Ordering::Relaxed);
         self.known_present(uploads.iter().map(|(d, _)| d.hash.clone()));
-        Ok(())
+        Ok(bytes)
     }
 
     /// The REAPI `Tree` of a manifest's files, whose remote digests are `digests`.
