@@ -715,6 +715,10 @@ fn the_fake_matrix_executed_remotely_equals_a_local_build() {
         let log = remote.kbuild(&["log", label, "--action", kind]);
         let text = String::from_utf8_lossy(&log.stdout);
         assert!(text.contains("ran remotely on"), "{name}: {text}");
+        // An install is its compile's remote action: an action-cache hit, nothing built again.
+        if kind == "install" {
+            assert!(text.contains("(cached); sent 0 bytes"), "{name}: {text}");
+        }
     }
     let local = common::Ws::new();
     in_docker(&local);

@@ -154,7 +154,8 @@ impl Offload {
         }
         let fetched = ctx.work.join("remote");
         let _ = std::fs::remove_dir_all(&fetched);
-        self.remote.fetch_outputs(&executed.result, &fetched)?;
+        let part = remote::part(&ctx.action.recipe);
+        (self.remote).fetch_outputs(&crate::remote::part_of(&executed.result, part), &fetched)?;
         Ok(remote::finish(ctx, &fetched))
     }
 }

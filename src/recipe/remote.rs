@@ -70,23 +70,22 @@ pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), Reci
             .filter_map(|e| Some(moved(e, e.path.strip_prefix("tree/")?, under)))
             .collect()
     };
+    // A kernel's compile and install are one remote action: the same command on the same
+    // inputs, so the install finds the compile's result in the cluster's action cache (or
+    // joins its execution) and takes its part of the outputs, where a separate install
+    // would build the whole kernel again on a worker that kept no build directory.
+    let kernel = |arch: Arch, dirs: &BuildDirs, extra: &[String]| {
+        let mut inputs = tree(leaf(&dirs.src));
+        inputs.extend(within(ctx, Role::Config, "config"));
+        (kernel_script(arch, dirs, extra), inputs)
+    };
     let (script, mut inputs) = match &ctx.action.recipe {
         Recipe::Compile {
             arch,
             dirs,
             extra_outputs,
-        } => {
-            let script = compile_script(*arch, dirs, extra_outputs);
-            let mut inputs = tree(leaf(&dirs.src));
-            inputs.extend(within(ctx, Role::Config, "config"));
-            (script, inputs)
-        }
-        Recipe::Install { arch, dirs } => {
-            let script = install_script(*arch, dirs);
-            let mut inputs = tree(leaf(&dirs.src));
-            inputs.extend(within(ctx, Role::Config, "config"));
-            (script, inputs)
-        }
+        } => kernel(*arch, dirs, extra_outputs),
+        Recipe::Install { arch, dirs } => kernel(*arch, dirs, &compiled_extras(ctx)),
         Recipe::Headers { .. } => {
             let script = "set -e; r=$(pwd); mkdir -p obj out; (cd src && make O=\"$r/obj\" \
                           -j$(nproc) INSTALL_HDR_PATH=\"$r/out/usr\" headers_install)"
@@ -96,6 +95,10 @@ pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), Reci
         _ => return None,
     };
     inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    let outputs = match &ctx.action.recipe {
+        Recipe::Headers { .. } => vec!["out".to_string()],
+        _ => vec![INSTALLED.to_string(), "out".to_string()],
+    };
     let platform = BTreeMap::from([
         ("OSFamily".to_string(), "Linux".to_string()),
         (
@@ -108,7 +111,7 @@ pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), Reci
             args: vec!["/bin/sh".into(), "-c".into(), script],
             env,
             working_directory: String::new(),
-            outputs: vec!["out".into()],
+            outputs,
             platform,
             timeout: TIMEOUT,
         };
@@ -116,8 +119,33 @@ pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), Reci
     }))
 }
 
-/// Builds the kernel and copies the image, System.map, kernel.release and `extra` to `out/`.
-fn compile_script(arch: Arch, dirs: &BuildDirs, extra: &[String]) -> String {
+/// The output directory of the install's part of a kernel's remote action; `out` is the
+/// compile's (and the headers').
+const INSTALLED: &str = "install";
+
+/// The part of its remote action's outputs an action takes.
+pub fn part(recipe: &Recipe) -> &'static str {
+    match recipe {
+        Recipe::Install { .. } => INSTALLED,
+        _ => "out",
+    }
+}
+
+/// The compile's extra outputs (`vmlinux` …), as the install's dependency on it shows them:
+/// the install's remote command must be the compile's to the byte.
+fn compiled_extras(ctx: &Ctx) -> Vec<String> {
+    let plain = ["kernel", "System.map", "kernel.release"];
+    (ctx.dep_output(Role::Kernel).manifest.entries.iter())
+        .map(|e| e.path.clone())
+        .filter(|p| !plain.contains(&p.as_str()))
+        .collect()
+}
+
+/// Builds the kernel and copies the image, System.map, kernel.release and `extra` to `out/`;
+/// installs the modules (and arm64's device trees) into `install/modules` and copies the parts
+/// of the object tree kernel-dev.tar takes to `install/obj`. The links to this worker's build
+/// and source directories go, as here.
+fn kernel_script(arch: Arch, dirs: &BuildDirs, extra: &[String]) -> String {
     let mut copies = vec![
         "cp \"$o/System.map\" out/System.map".to_string(),
         "cp \"$o/include/config/kernel.release\" out/kernel.release".to_string(),
@@ -128,29 +156,20 @@ fn compile_script(arch: Arch, dirs: &BuildDirs, extra: &[String]) -> String {
     let images: Vec<String> = (arch.boot_images().iter())
         .map(|p| format!("\"$o/{p}\""))
         .collect();
-    format!(
-        "{}; for i in {}; do if [ -e \"$i\" ]; then cp \"$i\" out/kernel; break; fi; done; \
-         [ -e out/kernel ]; {}",
-        make_all(dirs, &[]),
-        images.join(" "),
-        copies.join("; "),
-    )
-}
-
-/// Builds and installs the modules (and arm64's device trees) into `out/modules`, and copies
-/// the parts of the object tree kernel-dev.tar takes to `out/obj`. The links to this worker's
-/// build and source directories go, as here.
-fn install_script(arch: Arch, dirs: &BuildDirs) -> String {
-    let mut targets = vec!["INSTALL_MOD_PATH=\"$r/out/modules\" modules_install"];
+    let mut targets = vec!["INSTALL_MOD_PATH=\"$r/install/modules\" modules_install"];
     if arch == Arch::Aarch64 {
-        targets.push("INSTALL_DTBS_PATH=\"$r/out/modules/boot/dtb\" dtbs_install");
+        targets.push("INSTALL_DTBS_PATH=\"$r/install/modules/boot/dtb\" dtbs_install");
     }
     let parts = super::compile::dev_obj_parts(arch).join(" ");
     format!(
-        "{}; rm -f out/modules/lib/modules/*/build out/modules/lib/modules/*/source; \
-         for p in {parts}; do if [ -e \"$o/$p\" ]; then mkdir -p \"out/obj/$(dirname \"$p\")\"; \
-         cp -a \"$o/$p\" \"out/obj/$p\"; fi; done",
+        "{}; for i in {}; do if [ -e \"$i\" ]; then cp \"$i\" out/kernel; break; fi; done; \
+         [ -e out/kernel ]; {}; \
+         rm -f install/modules/lib/modules/*/build install/modules/lib/modules/*/source; \
+         for p in {parts}; do if [ -e \"$o/$p\" ]; then mkdir -p \"install/obj/$(dirname \"$p\")\"; \
+         cp -a \"$o/$p\" \"install/obj/$p\"; fi; done",
         make_all(dirs, &targets),
+        images.join(" "),
+        copies.join("; "),
     )
 }
 
@@ -163,7 +182,7 @@ fn make_all(dirs: &BuildDirs, then: &[&str]) -> String {
     let mut steps = vec![format!("{make} all")];
     steps.extend(then.iter().map(|t| format!("{make} {t}")));
     format!(
-        "set -e; r=$(pwd); o=$r/{obj}/obj; mkdir -p \"$o\" out; cp config/config \"$o/.config\"; \
+        "set -e; r=$(pwd); o=$r/{obj}/obj; mkdir -p \"$o\" out {INSTALLED}; cp config/config \"$o/.config\"; \
          export EXTRA_CFLAGS=\"-ffile-prefix-map=$r/=\"; (cd {src} && {steps})",
         obj = leaf(&dirs.obj),
         src = leaf(&dirs.src),
@@ -197,9 +216,10 @@ fn environment(ctx: &Ctx) -> Result<BTreeMap<String, String>, RecipeError> {
     Ok(env)
 }
 
-/// Turns what the cluster sent (`outputs/out/…`) into the action's outputs in `ctx.out`.
+/// Turns what the cluster sent (`outputs/<part>/…`, see [`part`]) into the action's outputs
+/// in `ctx.out`.
 pub fn finish(ctx: &Ctx, outputs: &Path) -> Result<(), RecipeError> {
-    let sent = outputs.join("out");
+    let sent = outputs.join(part(&ctx.action.recipe));
     match &ctx.action.recipe {
         Recipe::Install { arch, .. } => {
             let mods = sent.join("modules");

@@ -98,6 +98,18 @@ impl RemoteCommand {
     }
 }
 
+/// The outputs of `result` under the output directory `dir` (an action that shares its remote
+/// action with another takes its own part only).
+pub fn part_of(result: &re::ActionResult, dir: &str) -> re::ActionResult {
+    let within =
+        |path: &str| path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
+    let mut part = result.clone();
+    part.output_files.retain(|f| within(&f.path));
+    part.output_symlinks.retain(|l| within(&l.path));
+    part.output_directories.retain(|d| within(&d.path));
+    part
+}
+
 impl RemoteCommand {
     /// An action no worker took is most often a platform no worker offers: the error says
     /// which platform it asked for.

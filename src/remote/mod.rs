@@ -36,7 +36,7 @@ use prost::Message;
 
 pub use budget::Budget;
 pub use digest::Function;
-pub use execute::{Executed, RemoteCommand};
+pub use execute::{Executed, RemoteCommand, part_of};
 pub use grpc::Grpc;
 pub use settings::Settings;
 pub use transport::{RemoteError, Source, Transport};
