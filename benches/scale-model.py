@@ -15,8 +15,10 @@ says how many durations were measured and how many derived.
 
 The model: the local machine runs `-j` (2) actions at once, as kbuild does; compile, install and
 headers go to the workers (as `--remote-exec always` sends them), one lease per worker, each
-worker as fast as the machine the durations came from; a remote install compiles again (workers
-keep no build directories), so it costs its compile plus itself; `--overhead` (default 1.15,
+worker as fast as the machine the durations came from; a target's compile and install are one
+remote action (the install's make runs in the compile's, the install then fetches its part and
+packages it), so the remote compile costs the compile plus the install's local time and the
+remote install the install's local time again (its packaging here); `--overhead` (default 1.15,
 the goal measured on examples/tiny) multiplies every remote action. Ready actions start in the
 order kbuild's scheduler takes them (graph order). Printed: the critical path, and the wall time
 with 0 (all local), 1, 4, 16 and 64 workers.
@@ -167,18 +169,18 @@ def main():
     assumed = {k: float(v) for k, v in (f.split("=") for f in args.assume)}
     measured = durations_of(args.durations)
     secs, (exact, derived, guessed) = estimate(actions, measured, factors, assumed)
-    by_label = {}
+    installs = {}
     for a in actions:
         p = parts(a["name"])
-        if p and p[0] == "compile":
-            by_label[(p[1], p[2], p[3])] = secs[a["name"]]
+        if p and p[0] == "install":
+            installs[(p[1], p[2], p[3])] = secs[a["name"]]
     cost, remote_ok = {}, {}
     for a in actions:
         local = secs[a["name"]]
         remote = local
-        if a["kind"] == "install":
+        if a["kind"] == "compile":
             p = parts(a["name"])
-            remote = local + by_label.get((p[1], p[2], p[3]), 0.0)
+            remote = local + installs.get((p[1], p[2], p[3]), 0.0)
         cost[a["id"]] = {"local": local, "remote": remote * args.overhead}
         remote_ok[a["id"]] = a["kind"] in REMOTE
     print(f"{len(actions)} actions: {exact} durations measured, {derived} derived, {guessed} assumed "
