@@ -776,6 +776,98 @@ fn a_fragment_change_rebuilds_incrementally_to_what_a_clean_build_makes() {
     }
 }
 
+/// The stable release before the installed linux-source-6.1, which .ci/setup takes from
+/// Debian's archive (`apt-get download linux-source-6.1=VERSION`).
+const PREVIOUS_61: &str = "/var/cache/kbuild-ci/linux-source-6.1-previous.tar.xz";
+
+/// The release a kernel.tar's modules are installed for (`lib/modules/<release>/`).
+fn modules_release(kernel_tar: &[u8]) -> String {
+    let mut archive = tar::Archive::new(kernel_tar);
+    let entries = archive.entries().unwrap();
+    entries
+        .filter_map(|e| {
+            let path = e.ok()?.path().ok()?.into_owned();
+            let path = path.strip_prefix(".").unwrap_or(&path);
+            let rest = path.strip_prefix("lib/modules").ok()?;
+            Some(rest.iter().next()?.to_string_lossy().into_owned())
+        })
+        .next()
+        .unwrap_or_default()
+}
+
+/// The objects make compiled, from a compile's log (`  CC      kernel/fork.o`, `  CC [M] …`).
+fn objects_compiled(ws: &Tiny, label: &str) -> usize {
+    let out = ws.kbuild(&["log", label, "--action", "compile"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("CC ") && l.starts_with(' '))
+        .count()
+}
+
+/// LinuxKit's most frequent maintenance, a stable bump: examples/tiny's amd64 kernel built
+/// from the previous stable release, then the series moved to the installed one. The rebuild
+/// happens in the kept build directory (fetch, patch and compile again, make recompiling what
+/// the release changed) and gives, byte for byte, what a clean build of the new release makes.
+#[test]
+#[ignore = "real kernel builds (minutes); run with --include-ignored"]
+fn a_stable_bump_rebuilds_incrementally_to_what_a_clean_build_makes() {
+    let _serial = one_at_a_time();
+    let previous = Path::new(PREVIOUS_61);
+    assert!(
+        previous.exists(),
+        "{PREVIOUS_61} is missing: KBUILD_SETUP_REAL=1 bash .ci/setup downloads it"
+    );
+    let sha = sh(Command::new("sha256sum").arg(previous));
+    let sha = sha.split_whitespace().next().unwrap();
+    // A cache of its own: the shared one may hold the new release's compile already.
+    let cache = tempfile::tempdir().unwrap();
+    let ws = Tiny::new(cache.path());
+    ws.write(
+        "kernel.local.kdl",
+        &format!("replace \"6.1.x\" \"file://{PREVIOUS_61}\" sha256=\"{sha}\"\n"),
+    );
+    ws.run("//6.1.x:amd64", 0);
+    let old_release = modules_release(&ws.image("amd64", "kernel.tar"));
+
+    let started = std::time::Instant::now();
+    std::fs::remove_file(ws.path().join("kernel.local.kdl")).unwrap();
+    let (executed, _) = ws.run("//6.1.x:amd64", 0);
+    let bump = started.elapsed();
+    for kind in ["fetch", "patch", "compile", "install"] {
+        assert!(
+            executed.iter().any(|n| n.starts_with(&format!("{kind} "))),
+            "{kind} runs again after the bump: {executed:?}"
+        );
+    }
+    let bumped = objects_compiled(&ws, "//6.1.x:amd64");
+
+    let clean = Tiny::new(shared_cache());
+    clean.run("//6.1.x:amd64", 0);
+    let cleanly = objects_compiled(&clean, "//6.1.x:amd64");
+    eprintln!(
+        "stable bump {old_release} -> {}: {bumped} objects compiled (a clean build: \
+         {cleanly}), the rebuild took {:.1} s",
+        modules_release(&ws.image("amd64", "kernel.tar")),
+        bump.as_secs_f64()
+    );
+    assert!(
+        bumped > 0 && bumped <= cleanly,
+        "{bumped} against {cleanly}"
+    );
+    for file in [
+        "kernel",
+        "System.map",
+        "kernel.tar",
+        "kernel-headers.tar",
+        "kernel-dev.tar",
+    ] {
+        assert!(
+            ws.image("amd64", file) == clean.image("amd64", file),
+            "{file}: the bumped build differs from a clean one"
+        );
+    }
+}
+
 #[test]
 #[ignore = "real kernel build (minutes); run with --include-ignored"]
 fn real_failures_name_their_cause() {

@@ -81,6 +81,21 @@ impl BuildDir {
         let _ = std::fs::remove_file(self.root.join("stamp"));
     }
 
+    /// Drops what the kernel's make would keep from a build of another date: the outputs whose
+    /// rules read `KBUILD_BUILD_TIMESTAMP` from the environment without recording it, so make
+    /// does not remake them when only the date moves (a stable bump moves it with the tree).
+    pub fn date(&self, source_date: u64) -> Result<(), RecipeError> {
+        let path = self.root.join("source-date");
+        let date = source_date.to_string();
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(date.as_str()) {
+            for dated in DATED {
+                let _ = std::fs::remove_file(self.obj().join(dated));
+            }
+            std::fs::write(&path, date).map_err(io("writing the build's source date"))?;
+        }
+        Ok(())
+    }
+
     /// Brings `src` to the content of `tree` and `obj/.config` to `config`, touching only what
     /// differs, and leaves the source tree locked shared until this `BuildDir` is dropped.
     pub fn prepare(
@@ -108,6 +123,17 @@ impl BuildDir {
         Ok(())
     }
 }
+
+/// Outputs of the kernel's own build dated by `KBUILD_BUILD_TIMESTAMP` in rules that do not
+/// record it: the built-in initramfs (usr/gen_initramfs.sh sets its entries' mtimes) and the
+/// in-kernel headers archive (kernel/gen_kheaders.sh, remade when its md5 of inputs changes).
+/// Found by an incremental build after a stable bump that differed from a clean one.
+const DATED: &[&str] = &[
+    "usr/initramfs_data.cpio",
+    "usr/initramfs_inc_data",
+    "kernel/kheaders_data.tar.xz",
+    "kernel/kheaders.md5",
+];
 
 /// A shared source tree and its bookkeeping files beside it (`<name>.lock`, `.index`,
 /// `.generation`), outside the tree so the kernel never sees them.
@@ -369,6 +395,40 @@ mod tests {
             dir,
             manifest: std::sync::Arc::new(OutputManifest { entries }),
         }
+    }
+
+    /// A build of another date loses the outputs make would not remake for the date alone;
+    /// a build of the same date keeps them.
+    #[test]
+    fn a_new_source_date_drops_the_dated_outputs_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("6.1.x/amd64");
+        let cpio = root.join("obj/usr/initramfs_data.cpio");
+        let other = root.join("obj/usr/initramfs_data.o");
+        std::fs::create_dir_all(cpio.parent().unwrap()).unwrap();
+        let bd = BuildDir {
+            src: SrcDir::open(&tmp.path().join("6.1.x/src")).unwrap(),
+            _lock: File::create(tmp.path().join("lock")).unwrap(),
+            root,
+        };
+        let place = || {
+            std::fs::write(&cpio, "cpio").unwrap();
+            std::fs::write(&other, "o").unwrap();
+        };
+        place();
+        bd.date(1_700_000_000).unwrap();
+        assert!(
+            !cpio.exists(),
+            "no date recorded: the first build remakes it"
+        );
+        place();
+        bd.date(1_700_000_000).unwrap();
+        assert!(cpio.exists(), "the same date keeps it");
+        bd.date(1_800_000_000).unwrap();
+        assert!(
+            !cpio.exists() && other.exists(),
+            "a new date drops it, and only it"
+        );
     }
 
     /// Source trees linked to one cache tree (`src` and `src-rt` when the rt patches change

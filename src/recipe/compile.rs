@@ -55,6 +55,7 @@ fn build(ctx: &Ctx, bd: &BuildDir) -> Result<(), RecipeError> {
         &ctx.dep(Role::Config).join("config"),
         ctx.toolchain,
     )?;
+    bd.date(ctx.source_date()?)?;
     ctx.run(kernel_make(ctx, bd)?.arg("all"))?;
     bd.set_stamp(&stamp_of(ctx))
 }
