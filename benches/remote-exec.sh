@@ -5,10 +5,12 @@
 # on an empty server: its CAS and action cache are new, the worker keeps its blob store):
 #   local    kbuild --executor docker run //6.1.x:amd64, empty cache
 #   remote   the same with --remote-executor (compile, install, headers on the worker)
-# Printed: each side's compile and install seconds (from the run's JSON report) and wall time,
-# their medians over KBUILD_BENCH_REPEAT alternating pairs (default 3), the ratios, and what
-# each remote action sent. Goal (issue 33): the remote compile at most 1.15x the local one; the
-# install, the second action on the same tree, sends under 1 MB. About 25 minutes.
+# Each round builds //6.1.x:amd64 (the first target of the tree: the tree goes up) and then
+# //6.1.x:dbg-amd64 (a second target of the same tree: another cold compile, the tree already
+# on the server) on each side. Printed: each side's compile and install seconds (from the run's
+# JSON report) and wall time, their medians over KBUILD_BENCH_REPEAT alternating pairs (default
+# 3), the ratios, and what each remote action sent. Goal (issue 33): the remote compile at most
+# 1.15x the local one; an action on a tree already sent sends under 1 MB. About 40 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/common.sh
@@ -86,12 +88,12 @@ fresh_cluster() { # an empty CAS and action cache for each round, and the worker
 }
 
 workspace() { rm -rf "$work/$1" "$work/cache-$1"; mkdir -p "$work/$1" && cp -r examples/tiny/kernel examples/tiny/kernel.kdl "$work/$1/"; }
-run() { # run NAME [FLAGS…]: a cold docker build of //6.1.x:amd64; prints wall compile install
-    local name=$1 t0 t1
-    shift
+run() { # run NAME LABEL [FLAGS…]: a docker build of LABEL; prints wall compile install
+    local name=$1 label=$2 t0 t1
+    shift 2
     t0=$(now)
     KBUILD_CACHE="$work/cache-$name" "$kbuild" -C "$work/$name" --executor docker "$@" \
-        run -j2 --format json //6.1.x:amd64 >"$work/$name.json" 2>"$work/$name.log"
+        run -j2 --format json "$label" >"$work/$name.json" 2>"$work/$name.log"
     t1=$(now)
     python3 - "$work/$name.json" "$(secs "$t0" "$t1")" <<'PY'
 import json, sys
@@ -102,30 +104,40 @@ PY
 }
 
 repeat=${KBUILD_BENCH_REPEAT:-3}
-locals=(); remotes=()
+locals=(); remotes=(); locals2=(); remotes2=()
+exec_flags=(--remote-executor "$url" --remote-exec always)
 for i in $(seq "$repeat"); do
     workspace local; workspace remote
     fresh_cluster
-    if ((i % 2)); then
-        locals+=("$(run local)")
-        remotes+=("$(run remote --remote-executor "$url" --remote-exec always)")
-    else
-        remotes+=("$(run remote --remote-executor "$url" --remote-exec always)")
-        locals+=("$(run local)")
-    fi
-    for kind in compile install headers; do
-        sent=$(KBUILD_CACHE="$work/cache-remote" "$kbuild" -C "$work/remote" --executor docker \
-            log //6.1.x:amd64 --action "$kind" 2>/dev/null | grep -o 'sent [0-9]* bytes in [0-9]* blobs' || true)
-        echo "round $i: remote $kind: ${sent:-ran here}"
+    # The first target of a tree (the tree goes up), then a second target of the same tree
+    # (dbg: another config, so another cold compile; the tree is on the server already).
+    for label in //6.1.x:amd64 //6.1.x:dbg-amd64; do
+        if ((i % 2)); then
+            l=$(run local "$label"); r=$(run remote "$label" "${exec_flags[@]}")
+        else
+            r=$(run remote "$label" "${exec_flags[@]}"); l=$(run local "$label")
+        fi
+        if [[ $label == //6.1.x:amd64 ]]; then locals+=("$l"); remotes+=("$r"); else locals2+=("$l"); remotes2+=("$r"); fi
+        for kind in compile install headers; do
+            sent=$(KBUILD_CACHE="$work/cache-remote" "$kbuild" -C "$work/remote" --executor docker \
+                log "$label" --action "$kind" 2>/dev/null | grep -o 'ran remotely.*blobs' || true)
+            echo "round $i: $label: remote $kind: ${sent:-ran here or cached}"
+        done
     done
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 column() { local n=$1; shift; for r in "$@"; do echo "$r" | cut -d' ' -f"$n"; done; }
-echo "rounds (wall compile install, seconds): local: ${locals[*]/%/;}"
-echo "                                       remote: ${remotes[*]/%/;}"
-for n in 1 2 3; do
-    name=$(echo "wall compile install" | cut -d' ' -f"$n")
-    l=$(median $(column "$n" "${locals[@]}"))
-    r=$(median $(column "$n" "${remotes[@]}"))
-    echo "$name: local median $l s, remote median $r s: $(ratio "$r" "$l")x"
-done
+report() { # report WHAT LOCALS… -- REMOTES…
+    local what=$1; shift
+    local ls=() rs=(); while [[ $1 != -- ]]; do ls+=("$1"); shift; done; shift; rs=("$@")
+    echo "$what: rounds (wall compile install, seconds): local: ${ls[*]/%/;}"
+    echo "$what:                                        remote: ${rs[*]/%/;}"
+    for n in 1 2 3; do
+        name=$(echo "wall compile install" | cut -d' ' -f"$n")
+        l=$(median $(column "$n" "${ls[@]}"))
+        r=$(median $(column "$n" "${rs[@]}"))
+        echo "$what: $name: local median $l s, remote median $r s: $(ratio "$r" "$l")x"
+    done
+}
+report "first target of the tree (amd64)" "${locals[@]}" -- "${remotes[@]}"
+report "second target of the tree (dbg-amd64)" "${locals2[@]}" -- "${remotes2[@]}"
