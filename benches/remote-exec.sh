@@ -27,7 +27,10 @@ pg_port=$(free_port)
 as_pg "$pg/postgres" -D "$work/pg/data" -p "$pg_port" -k "$work/pg" \
     -c listen_addresses=127.0.0.1 -c fsync=off >"$work/pg.log" 2>&1 &
 pids=($!)
-trap 'kill "${pids[@]}" 2>/dev/null; sleep 1; rm -rf "$work"' EXIT
+# The worker's, BuildGrid's and each side's logs outlive the scratch directory, to explain a
+# round far from the others.
+logs=${KBUILD_BENCH_LOGS:-/tmp/kbuild-remote-exec-logs}
+trap 'kill "${pids[@]}" 2>/dev/null; sleep 1; mkdir -p "$logs"; cp "$work"/*.log "$logs"/ 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do as_pg "$pg/pg_isready" -h 127.0.0.1 -p "$pg_port" -q && break; sleep 0.2; done
 as_pg "$pg/createdb" -h 127.0.0.1 -p "$pg_port" -U bgd bgd
 "$bgd" migrate apply "postgresql://bgd@127.0.0.1:$pg_port/bgd" >/dev/null
