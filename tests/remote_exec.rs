@@ -1135,20 +1135,22 @@ fn ctrl_c_cancels_the_remote_operation_and_the_worker_kills_its_command() {
         (running.join().unwrap(), at)
     });
     assert!(outcome.is_err(), "an interrupted execution gives no result");
-    // Not a timing figure: an interrupted run must not wait out a 300 s command.
+    // Not a timing figure: an interrupted run must not wait out a 300 s command (the cancel
+    // is asked up to 3 times, 10 s each, of a busy server).
     assert!(
-        cancelled_at.elapsed() < Duration::from_secs(30),
+        cancelled_at.elapsed() < Duration::from_secs(60),
         "the client gave up after {:?}",
         cancelled_at.elapsed()
     );
     common::wait_until(
-        Instant::now() + Duration::from_secs(60),
+        Instant::now() + Duration::from_secs(120),
         Duration::from_millis(200),
         || !sleeping(),
         || {
             format!(
-                "the worker never killed the command: {}",
-                cluster.worker_log(worker)
+                "the worker never killed the command: {}\nBuildGrid:\n{}",
+                cluster.worker_log(worker),
+                cluster.server.log()
             )
         },
     );

@@ -634,15 +634,31 @@ impl Grpc {
     /// Asks the server to cancel the operation `name` (Ctrl-C), not waiting long for it.
     fn cancel_operation(&self, name: &str) {
         use bazel_remote_apis::google::longrunning::operations_client::OperationsClient;
-        let mut request = self.request(
-            bazel_remote_apis::google::longrunning::CancelOperationRequest {
-                name: name.to_string(),
-            },
-        );
-        request.set_timeout(Duration::from_secs(5));
-        let _ = self
-            .runtime
-            .block_on(OperationsClient::new(self.channel.clone()).cancel_operation(request));
+        // A busy server may take seconds to answer; a cancel lost leaves the command running
+        // on its worker to the end, so it is asked up to three times.
+        for _ in 0..3 {
+            let mut request = self.request(
+                bazel_remote_apis::google::longrunning::CancelOperationRequest {
+                    name: name.to_string(),
+                },
+            );
+            request.set_timeout(Duration::from_secs(10));
+            let answer = self
+                .runtime
+                .block_on(OperationsClient::new(self.channel.clone()).cancel_operation(request));
+            match answer {
+                Ok(_) => return,
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::NotFound | tonic::Code::InvalidArgument
+                    ) =>
+                {
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 }
 
