@@ -54,9 +54,11 @@ rounds=${VS_BUMP_ROUNDS:-3}
 kb=(); mk=()
 kb+=("$(kbuild_round)")   # the first round also gives make its config
 mk+=("$(make_round)")
+echo "round 0 (seconds objects): kbuild ${kb[0]}, make ${mk[0]}" >&2
 for ((i = 1; i < rounds; i++)); do
     if ((i % 2)); then mk+=("$(make_round)"); kb+=("$(kbuild_round)")
     else kb+=("$(kbuild_round)"); mk+=("$(make_round)"); fi
+    echo "round $i (seconds objects): kbuild ${kb[$i]}, make ${mk[$i]}" >&2
 done
 for i in "${!kb[@]}"; do
     echo "round $i: kbuild ${kb[$i]% *} s (${kb[$i]#* } objects), make ${mk[$i]% *} s (${mk[$i]#* } objects)"
