@@ -44,7 +44,9 @@ make_round() { # prints: seconds objects (needs $work/config from a kbuild round
     make -C "$src" O="$obj" olddefconfig >/dev/null
     make -C "$src" O="$obj" -j2 all >/dev/null 2>&1
     t0=$(now)
-    rsync -a --checksum --delete "$work/new/" "$src/"
+    # Without -t: a changed file gets the time of its update, as a checkout gives it; with
+    # the tarball's own (older) mtimes make would take it for older than its object.
+    rsync -rlpD --checksum --delete "$work/new/" "$src/"
     make -C "$src" O="$obj" -j2 all >"$work/make-bump.log" 2>&1
     t1=$(now)
     echo "$(secs "$t0" "$t1") $(cc_lines "$work/make-bump.log")"
