@@ -969,6 +969,15 @@ fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
         digest: Some(digest),
         ..Default::default()
     };
+    // A result of one output directory `out`, its Tree at `tree`.
+    let dir = |tree: re::Digest| re::ActionResult {
+        output_directories: vec![re::OutputDirectory {
+            path: "out".into(),
+            tree_digest: Some(tree),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
     // An output tree whose root has `link` -> the outside directory and a directory `link`
     // holding `evil`.
     let child = re::Directory {
@@ -1033,28 +1042,8 @@ fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
                 ..Default::default()
             },
         ),
-        (
-            "link",
-            re::ActionResult {
-                output_directories: vec![re::OutputDirectory {
-                    path: "out".into(),
-                    tree_digest: Some(sha256(&tree_out)),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        ),
-        (
-            "the tree of `out`",
-            re::ActionResult {
-                output_directories: vec![re::OutputDirectory {
-                    path: "out".into(),
-                    tree_digest: Some(sha256(&garbage)),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        ),
+        ("link", dir(sha256(&tree_out))),
+        ("the tree of `out`", dir(sha256(&garbage))),
         (
             "kernel",
             re::ActionResult {
