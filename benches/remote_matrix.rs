@@ -72,8 +72,9 @@ fn workspace() -> Ws {
     ws
 }
 
-/// `kbuild run -j2` of the whole matrix; its wall seconds and how many actions ran remotely.
-fn build(ws: &Ws, extra: &[&str]) -> (f64, usize) {
+/// `kbuild run -j2` of the whole matrix; its wall seconds and the log line of each action that
+/// ran remotely (where its time went).
+fn build(ws: &Ws, extra: &[&str]) -> (f64, Vec<String>) {
     let started = Instant::now();
     let out = ws
         .command(&[&["run", "-j2"][..], extra].concat())
@@ -86,12 +87,14 @@ fn build(ws: &Ws, extra: &[&str]) -> (f64, usize) {
     let remote = std::fs::read_dir(ws.cache.join("logs/keys"))
         .map(|logs| {
             logs.flatten()
-                .filter(|f| {
-                    std::fs::read_to_string(f.path()).is_ok_and(|t| t.contains("ran remotely on"))
+                .filter_map(|f| {
+                    let log = std::fs::read_to_string(f.path()).ok()?;
+                    let line = log.lines().find(|l| l.contains("ran remotely on"))?;
+                    Some(line.trim_start_matches("kbuild: ").to_string())
                 })
-                .count()
+                .collect()
         })
-        .unwrap_or(0);
+        .unwrap_or_default();
     (took, remote)
 }
 
@@ -135,10 +138,14 @@ fn main() {
             let r = build(&there, &flags);
             (build(&here, &[]).0, r)
         };
-        assert!(offloaded > 0, "nothing ran remotely");
+        assert!(!offloaded.is_empty(), "nothing ran remotely");
         println!(
-            "round {round}: local -j2 {l:.2} s, 2 workers {r:.2} s ({offloaded} actions remote)"
+            "round {round}: local -j2 {l:.2} s, 2 workers {r:.2} s ({} actions remote)",
+            offloaded.len()
         );
+        for line in offloaded {
+            println!("  {line}");
+        }
         local.push(l);
         remote.push(r);
     }

@@ -139,10 +139,11 @@ impl Offload {
             .to_string();
         let _ = writeln!(
             &*ctx.log,
-            "kbuild: ran remotely on {worker}{}; sent {} bytes in {} blobs",
+            "kbuild: ran remotely on {worker}{}; sent {} bytes in {} blobs; {}",
             if executed.cached { " (cached)" } else { "" },
             executed.sent_bytes,
-            executed.sent_blobs
+            executed.sent_blobs,
+            executed.phases()
         );
         let code = executed.result.exit_code;
         if code != 0 {

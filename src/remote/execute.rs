@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::protobuf::Timestamp;
 use prost::Message;
 
 use super::reapi::{self, Blob, TreeEntry};
@@ -47,6 +48,74 @@ pub struct Executed {
     /// Bytes and blobs this execution uploaded, and the calls it made.
     pub sent_bytes: u64,
     pub sent_blobs: u64,
+    /// This side's time: hashing and sending the inputs, then waiting for the answer.
+    pub sending: Duration,
+    pub waiting: Duration,
+}
+
+impl Executed {
+    /// Where the time went, for the action's log: this side's sending and waiting, and within
+    /// the wait the worker's own phases (REAPI's metadata timestamps); the rest of the wait is
+    /// the cluster's (queue, scheduling, polling). A cached answer has only this side's.
+    pub fn phases(&self) -> String {
+        let mut said = format!(
+            "inputs sent in {:.2} s, answer after {:.2} s",
+            self.sending.as_secs_f64(),
+            self.waiting.as_secs_f64()
+        );
+        let Some(m) = self
+            .result
+            .execution_metadata
+            .as_ref()
+            .filter(|_| !self.cached)
+        else {
+            return said;
+        };
+        let span = |a: &Option<Timestamp>, b: &Option<Timestamp>| {
+            Some(seconds(b.as_ref()?) - seconds(a.as_ref()?)).filter(|s| *s >= 0.0)
+        };
+        let worker = [
+            (
+                "inputs",
+                span(
+                    &m.input_fetch_start_timestamp,
+                    &m.input_fetch_completed_timestamp,
+                ),
+            ),
+            (
+                "command",
+                span(
+                    &m.execution_start_timestamp,
+                    &m.execution_completed_timestamp,
+                ),
+            ),
+            (
+                "outputs",
+                span(
+                    &m.output_upload_start_timestamp,
+                    &m.output_upload_completed_timestamp,
+                ),
+            ),
+        ];
+        let phases: Vec<String> = worker
+            .iter()
+            .filter_map(|(name, s)| Some(format!("{name} {:.2} s", (*s)?)))
+            .collect();
+        if !phases.is_empty() {
+            said.push_str(&format!(" (worker: {}", phases.join(", ")));
+            if let Some(on_worker) = span(&m.worker_start_timestamp, &m.worker_completed_timestamp)
+            {
+                let cluster = self.waiting.as_secs_f64() - on_worker;
+                said.push_str(&format!("; cluster {:.2} s", cluster.max(0.0)));
+            }
+            said.push(')');
+        }
+        said
+    }
+}
+
+fn seconds(t: &Timestamp) -> f64 {
+    t.seconds as f64 + f64::from(t.nanos) / 1e9
 }
 
 /// Why a remote execution gave no result: the build itself never fails here (a nonzero exit
@@ -145,6 +214,7 @@ impl Remote {
                 "the remote is off for this run".into(),
             ));
         }
+        let started = std::time::Instant::now();
         let files: Vec<&OutputEntry> = inputs
             .entries
             .iter()
@@ -183,11 +253,13 @@ impl Remote {
         let (command_blob, action) = command.messages(self.function, &root.digest);
         small.extend([root, command_blob, action.clone()]);
         let sent = self.send_inputs(&files, &digests, &small)?;
+        let sending = started.elapsed();
         let wait = (command.timeout + Duration::from_secs(120), queue);
         let response = self
             .transport
             .execute(self.function, &action.digest, wait, cancel)
             .map_err(|e| command.naming_platform(e))?;
+        let waiting = started.elapsed() - sending;
         if let Some(status) = response.status.filter(|s| s.code != 0) {
             return Err(RemoteError::Unreachable(format!(
                 "the cluster ran no result: code {} ({})",
@@ -208,6 +280,8 @@ impl Remote {
             cached: response.cached_result,
             sent_bytes: sent.0,
             sent_blobs: sent.1,
+            sending,
+            waiting,
         })
     }
 
