@@ -472,7 +472,14 @@ fn a_worker_refuses_actions_that_reach_outside_their_directory() {
 /// Waits until a lease's directory appears under the worker's `leases/`.
 fn wait_for_lease(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(dir.join("leases")).map_or(0, |d| d.count()) == 0 {
+    let leases = || {
+        std::fs::read_dir(dir.join("leases")).map_or(0, |slots| {
+            (slots.flatten())
+                .filter(|slot| slot.path().join("lease").exists())
+                .count()
+        })
+    };
+    while leases() == 0 {
         assert!(
             Instant::now() < deadline,
             "no lease reached {}",
@@ -541,12 +548,15 @@ fn a_killed_worker_s_action_completes_on_another_and_sigterm_finishes_first() {
     assert!(status.success(), "{}", cluster.worker_log(second));
 }
 
+/// The Docker executor keeps one container per slot and image: a second lease runs in the same
+/// container (the same hostname) but sees nothing the first wrote outside its input root (the
+/// image is read-only, its scratch emptied), and a worker killed by SIGKILL leaves no container.
 #[test]
 #[ignore = "needs BuildGrid, PostgreSQL, dockerd and the builder image: KBUILD_SETUP_REAL=1 bash .ci/setup"]
 fn a_docker_worker_runs_the_action_in_its_container_image() {
     let mut cluster = Cluster::start();
     let image = "kbuild/builder:bookworm";
-    cluster.worker(&["--executor", "docker", "--image", image]);
+    let worker = cluster.worker(&["--executor", "docker", "--image", image]);
     let id = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", image])
         .stderr(Stdio::inherit())
@@ -554,25 +564,78 @@ fn a_docker_worker_runs_the_action_in_its_container_image() {
         .unwrap();
     let id = String::from_utf8(id.stdout).unwrap().trim().to_string();
     let client = cluster.client();
-    let response = client
-        .execute(&Spec {
-            args: vec![
-                "/bin/sh",
-                "-c",
-                "test -f /.dockerenv && cat in > out && id -u",
-            ],
-            inputs: vec![("in", b"data", false)],
-            outputs: vec!["out"],
-            platform: vec![("container-image", format!("docker://{image}@{id}"))],
-            salt: salt(),
-            ..Default::default()
-        })
-        .unwrap();
-    let result = response.result.unwrap();
-    assert_eq!(result.exit_code, 0, "{}", cluster.worker_log(0));
+    let run = |script: &'static str| {
+        let response = client
+            .execute(&Spec {
+                args: vec!["/bin/sh", "-c", script],
+                inputs: vec![("in", b"data", false)],
+                outputs: vec!["out"],
+                platform: vec![("container-image", format!("docker://{image}@{id}"))],
+                salt: salt(),
+                ..Default::default()
+            })
+            .unwrap();
+        let result = response.result.unwrap();
+        assert_eq!(result.exit_code, 0, "{}", cluster.worker_log(worker));
+        String::from_utf8(client.read(result.output_files[0].digest.as_ref().unwrap())).unwrap()
+    };
+    let first = run(
+        "test -f /.dockerenv && cat in > out && hostname >> out && touch /tmp/left /dev/shm/left \
+         && ! touch /left 2>/dev/null",
+    );
+    let mut host = first.strip_prefix("data").unwrap().trim().to_string();
+    let second = run("hostname > out; ls -A /tmp /var/tmp /dev/shm >> out");
     assert_eq!(
-        client.read(result.output_files[0].digest.as_ref().unwrap()),
-        b"data"
+        second.lines().next(),
+        Some(host.as_str()),
+        "the second lease ran in another container: {second}"
+    );
+    assert!(
+        !second.contains("left"),
+        "the first lease's scratch stayed: {second}"
+    );
+    let containers = |host: &str| {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter", "label=org.kbuild.worker"])
+            .args(["--filter", &format!("id={host}")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert!(!containers(&host).is_empty(), "no worker container found");
+    // A lease past its timeout: the worker removes its container, and the command with it.
+    let pause = format!("300.{}", std::process::id());
+    let (remote, inputs) = cluster.kbuild_client_with_one_file();
+    let mut command = shell(&format!("sleep {pause}"));
+    command.timeout = Duration::from_secs(3);
+    (command.platform).insert("container-image".into(), format!("docker://{image}@{id}"));
+    let outcome = remote.execute(&command, (&inputs, Duration::from_secs(60)), &|| false);
+    assert!(outcome.is_err(), "a command past its timeout gave a result");
+    let log = cluster.worker_log(worker);
+    assert!(log.contains("ran past its timeout"), "{log}");
+    let sleeping = Command::new("pgrep")
+        .args(["-f", &format!("sleep {pause}")])
+        .status()
+        .unwrap();
+    assert!(!sleeping.success(), "the command outlived its lease");
+    assert_eq!(
+        containers(&host),
+        "",
+        "the timed-out lease's container stayed"
+    );
+    // The next lease starts a new container; a worker killed by SIGKILL takes it along.
+    let third = run("hostname > out");
+    host = third.trim().to_string();
+    assert!(!containers(&host).is_empty(), "no worker container found");
+    cluster.signal(worker, libc::SIGKILL);
+    let until = Instant::now() + Duration::from_secs(30);
+    while !containers(&host).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        containers(&host),
+        "",
+        "the killed worker's container stayed"
     );
 }
 

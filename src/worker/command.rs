@@ -1,6 +1,5 @@
 //! Running one REAPI `Command` in its laid-out input root: on the host, or in the container
-//! image its platform names, through Docker. Either way the command sees the input root at the
-//! same absolute path, so a command line that names its directories runs the same in both.
+//! image its platform names, through Docker (see [`super::container`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+
+use super::container::Containers;
 
 /// Where a worker runs commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +44,10 @@ pub struct Run<'a> {
     pub stderr: &'a Path,
     pub timeout: Option<Duration>,
     pub cancel: &'a Arc<AtomicBool>,
-    /// Names the container, so it can be killed.
-    pub name: String,
+    /// The lease's slot, whose container (Docker executor) runs the command, and the slot's
+    /// directory, which holds `root` and is all the container sees of the worker.
+    pub slot: (usize, &'a Path),
+    pub containers: &'a Containers,
 }
 
 /// The working directory inside the input root: relative, without `..`.
@@ -106,18 +109,9 @@ pub fn run(executor: Executor, run: &Run<'_>) -> Result<Ended, String> {
                 .image
                 .as_deref()
                 .ok_or(format!("the action names no `{CONTAINER_IMAGE}` to run in"))?;
-            let mut cmd = Command::new("docker");
-            let root = run.root.display();
-            // SAFETY: getuid and getgid only read the process's credentials.
-            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-            cmd.args(["run", "--rm", "--init", "--name", &run.name])
-                .args(["--network", "none", "--user", &format!("{uid}:{gid}")])
-                .args(["-v", &format!("{root}:{root}"), "-w"])
-                .arg(&cwd);
-            for (k, v) in &env {
-                cmd.arg("-e").arg(format!("{k}={v}"));
-            }
-            cmd.arg(image).arg(program).args(rest);
+            let (slot, mount) = run.slot;
+            let mut cmd = run.containers.exec((slot, image, mount), &cwd, &env)?;
+            cmd.arg(program).args(rest);
             cmd
         }
     };
@@ -148,12 +142,8 @@ fn wait(executor: Executor, mut child: Child, run: &Run<'_>) -> Result<Ended, St
         }
         let timed_out = run.timeout.is_some_and(|t| started.elapsed() > t);
         if timed_out || run.cancel.load(Ordering::Relaxed) {
-            if executor == Executor::Docker {
-                let _ = Command::new("docker")
-                    .args(["kill", &run.name])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+            if let (Executor::Docker, Some(image)) = (executor, &run.image) {
+                run.containers.discard(run.slot.0, image);
             }
             // SAFETY: a plain kill of the command's own process group.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
@@ -175,10 +165,13 @@ pub fn image_of(platform: Option<&re::Platform>) -> Option<String> {
     let value = platform?
         .properties
         .iter()
-        .find(|p| p.name == CONTAINER_IMAGE)?
-        .value
-        .strip_prefix("docker://")?
-        .to_string();
+        .find(|p| p.name == CONTAINER_IMAGE)?;
+    resolve(&value.value)
+}
+
+/// The image a `container-image` value names, as [`image_of`] gives it.
+pub fn resolve(value: &str) -> Option<String> {
+    let value = value.strip_prefix("docker://")?.to_string();
     let (_, digest) = value.rsplit_once('@')?;
     let known = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", digest])

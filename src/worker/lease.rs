@@ -13,6 +13,7 @@ use prost::Message;
 use prost_types::Any;
 
 use super::command::{self, Ended, Executor, Run};
+use super::container::Containers;
 use super::inputs::{self, Store};
 use super::outputs::{self, Uploads};
 use crate::remote::{Function, Source, Transport};
@@ -38,6 +39,7 @@ pub struct Context<'a> {
     /// Where leases get their directories.
     pub work: &'a Path,
     pub bot_id: &'a str,
+    pub containers: &'a Containers,
 }
 
 fn status(code: i32, message: impl Into<String>) -> Status {
@@ -48,35 +50,30 @@ fn status(code: i32, message: impl Into<String>) -> Status {
     }
 }
 
-/// Runs the lease and gives its result, or the status that ends it without one.
+/// The directory of lease slot `slot` in the worker's `work`.
+pub fn slot_dir(work: &Path, slot: usize) -> std::path::PathBuf {
+    work.join(format!("slot-{slot}"))
+}
+
+/// Runs the lease in `slot` (one lease at a time per slot) and gives its result, or the status
+/// that ends it without one.
 pub fn execute(
     ctx: &Context<'_>,
-    id: &str,
+    slot: usize,
     payload: Option<&Any>,
     cancel: &Arc<AtomicBool>,
 ) -> Result<re::ActionResult, Status> {
     let action = action_of(ctx, payload)?;
     let command: re::Command = message(ctx, action.command_digest.as_ref(), "command")?;
-    let dir = ctx.work.join(sanitize(id));
+    // The slot's directory stays (its container mounts it); the lease's inside it goes.
+    let slot_dir = slot_dir(ctx.work, slot);
+    let dir = slot_dir.join("lease");
     let _ = std::fs::remove_dir_all(&dir);
     let root = dir.join("root");
     std::fs::create_dir_all(&dir).map_err(|e| status(INTERNAL, format!("{e}")))?;
-    let ran = run_in(ctx, &action, &command, &dir, &root, cancel);
+    let ran = run_in(ctx, &action, &command, (slot, &slot_dir), &root, cancel);
     let _ = std::fs::remove_dir_all(&dir);
     ran
-}
-
-/// A lease id as a directory name.
-fn sanitize(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn action_of(ctx: &Context<'_>, payload: Option<&Any>) -> Result<re::Action, Status> {
@@ -152,10 +149,11 @@ fn run_in(
     ctx: &Context<'_>,
     action: &re::Action,
     command: &re::Command,
-    dir: &Path,
+    slot: (usize, &Path),
     root: &Path,
     cancel: &Arc<AtomicBool>,
 ) -> Result<re::ActionResult, Status> {
+    let dir = root.parent().expect("the root is in the lease's directory");
     let started = std::time::SystemTime::now();
     let input_root = action.input_root_digest.as_ref();
     let input_root = input_root.ok_or_else(|| status(INVALID_ARGUMENT, "no input root"))?;
@@ -167,6 +165,7 @@ fn run_in(
         };
         status(code, e.message)
     })?;
+    let laid_out = std::time::SystemTime::now();
     let outputs = output_paths(command)?;
     let wd = command::working_directory(root, command).map_err(|e| status(INVALID_ARGUMENT, e))?;
     for path in &outputs {
@@ -190,11 +189,10 @@ fn run_in(
         stderr: &stderr,
         timeout: timeout.filter(|t| !t.is_zero()),
         cancel,
-        name: format!(
-            "kbuild-worker-{}",
-            dir.file_name().unwrap_or_default().to_string_lossy()
-        ),
+        slot,
+        containers: ctx.containers,
     };
+    let executing = std::time::SystemTime::now();
     let exit_code = match command::run(ctx.executor, &run) {
         Ok(Ended::Exited(code)) => code,
         Ok(Ended::TimedOut) => {
@@ -203,17 +201,34 @@ fn run_in(
         Ok(Ended::Cancelled) => return Err(status(ABORTED, "the lease was cancelled")),
         Err(e) => return Err(status(INVALID_ARGUMENT, e)),
     };
+    let executed = std::time::SystemTime::now();
     let mut result = re::ActionResult {
         exit_code,
-        execution_metadata: Some(re::ExecutedActionMetadata {
-            worker: ctx.bot_id.to_string(),
-            worker_start_timestamp: Some(timestamp(started)),
-            worker_completed_timestamp: Some(timestamp(std::time::SystemTime::now())),
-            ..Default::default()
-        }),
         ..Default::default()
     };
-    upload(ctx, &wd, &outputs, [&stdout, &stderr], &mut result)?;
+    // The container's scratch is emptied for the slot's next lease while this one's outputs
+    // go up.
+    std::thread::scope(|scope| {
+        if let (Executor::Docker, Some(image)) = (ctx.executor, &run.image) {
+            scope.spawn(|| ctx.containers.clean(slot.0, image));
+        }
+        upload(ctx, &wd, &outputs, [&stdout, &stderr], &mut result)
+    })?;
+    // Every phase's times, as REAPI defines them: the client says where a remote action's
+    // time went (queue, inputs, command, outputs) from them.
+    let now = std::time::SystemTime::now();
+    result.execution_metadata = Some(re::ExecutedActionMetadata {
+        worker: ctx.bot_id.to_string(),
+        worker_start_timestamp: Some(timestamp(started)),
+        input_fetch_start_timestamp: Some(timestamp(started)),
+        input_fetch_completed_timestamp: Some(timestamp(laid_out)),
+        execution_start_timestamp: Some(timestamp(executing)),
+        execution_completed_timestamp: Some(timestamp(executed)),
+        output_upload_start_timestamp: Some(timestamp(executed)),
+        output_upload_completed_timestamp: Some(timestamp(now)),
+        worker_completed_timestamp: Some(timestamp(now)),
+        ..Default::default()
+    });
     Ok(result)
 }
 

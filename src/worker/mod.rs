@@ -12,6 +12,7 @@
 //! when this session expires.
 
 pub mod command;
+mod container;
 mod inputs;
 mod lease;
 mod outputs;
@@ -19,8 +20,8 @@ pub mod proto;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message;
@@ -105,6 +106,10 @@ pub fn serve(options: &Options, stop: Arc<AtomicUsize>) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let bot_id = format!("{}-{}", host.trim(), std::process::id());
+    if options.executor == Executor::Docker {
+        container::sweep();
+    }
+    let containers = container::Containers::new(&bot_id);
     let session = Session {
         options,
         cas: &cas,
@@ -113,8 +118,24 @@ pub fn serve(options: &Options, stop: Arc<AtomicUsize>) -> Result<(), String> {
         work,
         bot_id,
         stop,
+        containers: &containers,
+        busy: Mutex::new(Vec::new()),
     };
-    std::thread::scope(|scope| session.run(scope))
+    let mounts: Vec<PathBuf> = (0..options.jobs)
+        .map(|slot| lease::slot_dir(&session.work, slot))
+        .collect();
+    std::thread::scope(|scope| {
+        if options.executor == Executor::Docker {
+            let offered = (options.properties.iter())
+                .filter(|p| p.key == command::CONTAINER_IMAGE)
+                .filter_map(|p| command::resolve(&p.value));
+            for image in offered {
+                let (containers, mounts) = (&containers, &mounts);
+                scope.spawn(move || containers.warm(&image, mounts));
+            }
+        }
+        session.run(scope)
+    })
 }
 
 struct Session<'a> {
@@ -125,6 +146,9 @@ struct Session<'a> {
     work: PathBuf,
     bot_id: String,
     stop: Arc<AtomicUsize>,
+    containers: &'a container::Containers,
+    /// Which lease slots run a lease: each slot has its directory, and its container per image.
+    busy: Mutex<Vec<bool>>,
 }
 
 impl<'a> Session<'a> {
@@ -329,6 +353,7 @@ impl<'a> Session<'a> {
                 },
             );
             let (id, payload, done) = (lease.id.clone(), lease.payload.clone(), done.clone());
+            let slot = self.claim();
             scope.spawn(move || {
                 let ctx = lease::Context {
                     cas: self.cas,
@@ -337,11 +362,31 @@ impl<'a> Session<'a> {
                     executor: self.options.executor,
                     work: &self.work,
                     bot_id: &self.bot_id,
+                    containers: self.containers,
                 };
-                let result = lease::execute(&ctx, &id, payload.as_ref(), &cancel);
+                let result = lease::execute(&ctx, slot, payload.as_ref(), &cancel);
+                self.release(slot);
                 let _ = done.send((id, result));
             });
         }
+    }
+}
+
+impl Session<'_> {
+    /// The first free lease slot (the server gives at most `--jobs` leases, so slots stay
+    /// that many unless it gives more).
+    fn claim(&self) -> usize {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = busy.iter().position(|b| !b).unwrap_or(busy.len());
+        if slot == busy.len() {
+            busy.push(true);
+        }
+        busy[slot] = true;
+        slot
+    }
+
+    fn release(&self, slot: usize) {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())[slot] = false;
     }
 }
 

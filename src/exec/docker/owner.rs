@@ -39,6 +39,11 @@ impl Owner {
         })
     }
 
+    /// The boot of the machine the process ran on.
+    pub fn boot(&self) -> &str {
+        &self.boot
+    }
+
     pub fn label(&self) -> String {
         format!("{}/{}/{}", self.boot, self.pid, self.start)
     }
