@@ -61,6 +61,10 @@ schedulers:
     action-cache: *cache
     poll-interval: 0.1
     bot-poll-interval: 0.1
+    assigners:
+      - !priority-age-assigner
+        interval: 0.05
+        jitter-factor: 0.05
     property-set: !dynamic-property-set
       match-property-keys: ["OSFamily", "ISA", "container-image"]
 instances:

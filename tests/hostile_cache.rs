@@ -194,24 +194,30 @@ fn symlink_trick(
         children: vec![sub],
     };
     let tree = tree.encode_to_vec();
-    let result = re::ActionResult {
-        output_files: vec![re::OutputFile {
-            path: "kbuild-manifest.json".into(),
-            digest: Some(sha256(&manifest)),
-            ..Default::default()
-        }],
-        output_directories: vec![re::OutputDirectory {
-            path: "out".into(),
-            tree_digest: Some(sha256(&tree)),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let result = hit(&manifest, &tree);
     let blobs = [manifest, tree, payload]
         .into_iter()
         .map(|b| (sha256(&b).hash, b))
         .collect();
-    (result.encode_to_vec(), blobs)
+    (result, blobs)
+}
+
+/// A kbuild action's result as the action cache holds it: its manifest and its `out` tree.
+fn hit(manifest: &[u8], tree: &[u8]) -> Vec<u8> {
+    re::ActionResult {
+        output_files: vec![re::OutputFile {
+            path: "kbuild-manifest.json".into(),
+            digest: Some(sha256(manifest)),
+            ..Default::default()
+        }],
+        output_directories: vec![re::OutputDirectory {
+            path: "out".into(),
+            tree_digest: Some(sha256(tree)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 /// Runs the fake workspace against `url` and checks it ended as a clean local build with one
@@ -440,4 +446,54 @@ fn the_symlink_trick_through_a_real_grpc_server_writes_nothing_outside() {
         "precious\n"
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+}
+
+/// A hit whose tree and manifest agree on a file of an exabyte: refused before a byte is
+/// written (its size against the cache filesystem's free space), so a server cannot fill the
+/// disk under the other builds here; the build goes on locally.
+#[test]
+fn a_hit_declaring_more_than_the_disk_holds_is_refused() {
+    let size: u64 = 1 << 60;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "entries": [{"path": "vmlinux", "digest": blake3_hex(b"huge"), "size": size}]
+    }))
+    .unwrap();
+    let tree = re::Tree {
+        root: Some(re::Directory {
+            files: vec![re::FileNode {
+                name: "vmlinux".into(),
+                digest: Some(re::Digest {
+                    size_bytes: size as i64,
+                    ..sha256(b"huge")
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        children: Vec::new(),
+    }
+    .encode_to_vec();
+    let result = hit(&manifest, &tree);
+    let blobs: HashMap<String, Vec<u8>> = [manifest, tree]
+        .into_iter()
+        .map(|b| (sha256(&b).hash, b))
+        .collect();
+    let (url, seen) = serve(Arc::new(move |s: &Seen| {
+        if s.method != "GET" {
+            return Answer::Bytes(201, vec![], vec![]);
+        }
+        if s.path.starts_with("/ac/") {
+            return Answer::Bytes(200, vec![], result.clone());
+        }
+        match blobs.get(s.path.trim_start_matches("/cas/")) {
+            Some(b) => Answer::Bytes(200, vec![], b.clone()),
+            None => Answer::Bytes(404, vec![], vec![]),
+        }
+    }));
+    builds_clean_despite(&url, &[], "bytes free on the cache's filesystem");
+    let huge = sha256(b"huge").hash;
+    let asked = (seen.lock().unwrap().iter())
+        .filter(|s| s.path.ends_with(&huge))
+        .count();
+    assert_eq!(asked, 0, "the exabyte was asked for");
 }

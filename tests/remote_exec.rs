@@ -1114,6 +1114,19 @@ fn a_hostile_worker_s_results_are_refused_and_write_nothing_outside() {
                 ..Default::default()
             },
         ),
+        (
+            "bytes free",
+            re::ActionResult {
+                output_files: vec![file(
+                    "out/vmlinux",
+                    re::Digest {
+                        size_bytes: 1 << 60,
+                        ..sha256(b"an exabyte")
+                    },
+                )],
+                ..Default::default()
+            },
+        ),
     ];
     for (n, (needle, result)) in cases.into_iter().enumerate() {
         *bot.next.lock().unwrap() = Some(result);

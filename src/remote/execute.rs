@@ -383,6 +383,10 @@ impl Remote {
             }
         }
         let layout = layout::check_shape(&entries)
+            .and_then(|layout| {
+                let total = layout::declared_bytes(layout.files.iter().map(|f| f.1));
+                layout::check_room(dest, total).map(|()| layout)
+            })
             .map_err(|e| RemoteError::Invalid(format!("the remote outputs: {e}")))?;
         for (path, digest, executable) in layout.files {
             self.fetch_file(dest, path, digest, executable)?;

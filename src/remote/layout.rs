@@ -132,6 +132,43 @@ pub fn check_shape(entries: &[TreeEntry]) -> Result<Shape<'_>, String> {
     Ok(shape)
 }
 
+/// Space a remote result never takes on the cache's filesystem.
+const RESERVE: u64 = 1 << 30;
+
+/// The bytes the files of a checked tree declare (a negative size counts as none: its digest
+/// check refuses it).
+pub fn declared_bytes<'a>(digests: impl Iterator<Item = &'a re::Digest>) -> u64 {
+    digests.fold(0u64, |total, d| {
+        total.saturating_add(u64::try_from(d.size_bytes).unwrap_or(0))
+    })
+}
+
+/// Refuses outputs of `total` bytes that would leave less than [`RESERVE`] free on the
+/// filesystem of `dir`. Each file is bounded by its declared size as it streams, but a hostile
+/// or broken server could declare files without end: they would fill the disk under every other
+/// build here before the last digest check refused them.
+pub fn check_room(dir: &Path, total: u64) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: statvfs writes into the zeroed struct it is given and reads a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(format!(
+            "cannot read the free space of {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if total.saturating_add(RESERVE) > free {
+        return Err(format!(
+            "its files declare {total} bytes, more than the {free} bytes free on the cache's \
+             filesystem (less 1 GiB kept free)"
+        ));
+    }
+    Ok(())
+}
+
 /// `a/b/c` gives `a/b`, then `a`.
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     let mut rest = path;

@@ -409,6 +409,9 @@ impl Remote {
         let layout = layout::check(&hit.manifest, &entries)
             .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
         layout::create_root(dest).map_err(transport::io_error("creating a download directory"))?;
+        let total = layout::declared_bytes(layout.files.iter().map(|f| f.digest));
+        layout::check_room(dest, total)
+            .map_err(|e| RemoteError::Invalid(format!("the output tree of {key}: {e}")))?;
         self.download_files(&layout.files, key, dest)?;
         layout::make_links(dest, &layout.links)
             .map_err(transport::io_error("making a downloaded symlink"))?;
