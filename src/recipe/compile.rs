@@ -69,6 +69,16 @@ pub(super) fn copy(from: &Path, to: &Path) -> Result<(), RecipeError> {
     })
 }
 
+/// The compile's output of the boot image: the first of the arch's images that make left.
+pub const IMAGE: &str = "kernel";
+
+/// The compile's other standard outputs, each with where make leaves it in the object tree.
+/// The remote form of the compile copies the same (recipe/remote.rs).
+pub const COPIED: [(&str, &str); 2] = [
+    ("System.map", "System.map"),
+    ("kernel.release", "include/config/kernel.release"),
+];
+
 pub fn compile(
     ctx: &Ctx,
     arch: Arch,
@@ -85,12 +95,10 @@ pub fn compile(
         .find(|p| p.exists());
     let image = image
         .unwrap_or_else(|| obj.join(arch.boot_images().last().expect("every arch has an image")));
-    copy(&image, &ctx.out.join("kernel"))?;
-    copy(&obj.join("System.map"), &ctx.out.join("System.map"))?;
-    copy(
-        &obj.join("include/config/kernel.release"),
-        &ctx.out.join("kernel.release"),
-    )?;
+    copy(&image, &ctx.out.join(IMAGE))?;
+    for (name, at) in COPIED {
+        copy(&obj.join(at), &ctx.out.join(name))?;
+    }
     for name in extra {
         copy(&obj.join(name), &ctx.out.join(name))?;
     }

@@ -134,10 +134,10 @@ pub fn part(recipe: &Recipe) -> &'static str {
 /// The compile's extra outputs (`vmlinux` …), as the install's dependency on it shows them:
 /// the install's remote command must be the compile's to the byte.
 fn compiled_extras(ctx: &Ctx) -> Vec<String> {
-    let plain = ["kernel", "System.map", "kernel.release"];
+    use super::compile::{COPIED, IMAGE};
     (ctx.dep_output(Role::Kernel).manifest.entries.iter())
         .map(|e| e.path.clone())
-        .filter(|p| !plain.contains(&p.as_str()))
+        .filter(|p| p != IMAGE && !COPIED.iter().any(|(name, _)| name == p))
         .collect()
 }
 
@@ -146,10 +146,9 @@ fn compiled_extras(ctx: &Ctx) -> Vec<String> {
 /// of the object tree kernel-dev.tar takes to `install/obj`. The links to this worker's build
 /// and source directories go, as here.
 fn kernel_script(arch: Arch, dirs: &BuildDirs, extra: &[String]) -> String {
-    let mut copies = vec![
-        "cp \"$o/System.map\" out/System.map".to_string(),
-        "cp \"$o/include/config/kernel.release\" out/kernel.release".to_string(),
-    ];
+    let mut copies: Vec<String> = (super::compile::COPIED.iter())
+        .map(|(name, at)| format!("cp \"$o/{at}\" out/{name}"))
+        .collect();
     for name in extra {
         copies.push(format!("cp \"$o/{name}\" out/{name}"));
     }
@@ -162,14 +161,15 @@ fn kernel_script(arch: Arch, dirs: &BuildDirs, extra: &[String]) -> String {
     }
     let parts = super::compile::dev_obj_parts(arch).join(" ");
     format!(
-        "{}; for i in {}; do if [ -e \"$i\" ]; then cp \"$i\" out/kernel; break; fi; done; \
-         [ -e out/kernel ]; {}; \
+        "{}; for i in {}; do if [ -e \"$i\" ]; then cp \"$i\" out/{image}; break; fi; done; \
+         [ -e out/{image} ]; {}; \
          rm -f install/modules/lib/modules/*/build install/modules/lib/modules/*/source; \
          for p in {parts}; do if [ -e \"$o/$p\" ]; then mkdir -p \"install/obj/$(dirname \"$p\")\"; \
          cp -a \"$o/$p\" \"install/obj/$p\"; fi; done",
         make_all(dirs, &targets),
         images.join(" "),
         copies.join("; "),
+        image = super::compile::IMAGE,
     )
 }
 
