@@ -5,8 +5,9 @@
 //! action, same input files, stamp outputs) and builds that once; then times, in the same run,
 //! `kbuild plan` (load + plan), `kbuild run` with everything cached, `ninja` with nothing to
 //! do, and `kbuild plan` after one config file changed (a new edit before each timed plan,
-//! against ninja's null build timed in the same rounds). Also times the null build of a workspace
-//! shaped like the shipped kernel.kdl.
+//! against ninja's null build timed in the same rounds), and `kbuild plan` after kernel.kdl
+//! itself changed (one series' version bumped, the same way). Also times the null build of a
+//! workspace shaped like the shipped kernel.kdl.
 //!
 //! Run: `cargo bench --bench null_build` (needs `ninja` from Debian's ninja-build).
 //! Options via env: KBUILD_BENCH_SERIES (default 50), KBUILD_BENCH_RUNS (default 15),
@@ -253,6 +254,31 @@ fn main() {
     let (changed_plan, changed_ninja) = (median(plans), median(ninjas));
     std::fs::write(&changed, &original).unwrap();
 
+    // Planning after an edit of kernel.kdl that touches one series: before each round
+    // 7.0.x's version moves (a stable bump), so the manifest differs from every kept one;
+    // ninja's null build in the same rounds (its edges read kernel.kdl: it first catches up).
+    let kdl = big.path().join("kernel.kdl");
+    let manifest = std::fs::read_to_string(&kdl).unwrap();
+    assert!(manifest.contains("version \"7.0.1\""));
+    let (mut kdl_plans, mut kdl_ninjas) = (Vec::new(), Vec::new());
+    for round in 1..=runs {
+        let bumped = manifest.replace(
+            "version \"7.0.1\"",
+            &format!("version \"7.0.{}\"", round + 1),
+        );
+        std::fs::write(&kdl, bumped).unwrap();
+        let t = Instant::now();
+        drop(kbuild(big.path(), &["plan"]));
+        kdl_plans.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(run_ninja());
+        let t = Instant::now();
+        let out = run_ninja();
+        kdl_ninjas.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("no work to do"));
+    }
+    let (kdl_plan, kdl_ninja) = (median(kdl_plans), median(kdl_ninjas));
+    std::fs::write(&kdl, &manifest).unwrap();
+
     let small = tempfile::tempdir().unwrap();
     generate(
         small.path(),
@@ -292,6 +318,12 @@ fn main() {
     println!(
         "  ratio one-file plan / ninja null:{:8.2}  (goal <= 1.5)",
         changed_plan / changed_ninja
+    );
+    println!("  kbuild plan, kernel.kdl edited:  {kdl_plan:8.1} ms  (one series' version bumped)");
+    println!("  ninja null build, same rounds:   {kdl_ninja:8.1} ms");
+    println!(
+        "  ratio kdl-edit plan / ninja null:{:8.2}  (goal <= 2)",
+        kdl_plan / kdl_ninja
     );
     println!(
         "shipped-matrix-sized workspace: 2 series x 3 arches x 2 variants + perf = {small_actions} actions"

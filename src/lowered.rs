@@ -337,6 +337,7 @@ struct KeptAction {
 }
 
 #[derive(Serialize, Deserialize)]
+/// `lowering` comes first: [`lower`] reads it alone to tell whether the rest is worth decoding.
 struct Kept {
     lowering: Digest,
     labels: Vec<Label>,
@@ -368,9 +369,12 @@ pub fn lower(
         workspace: &model.root,
         patterns,
     };
-    let kept: Option<Kept> = crate::saved::load(cache_root, state)?;
-    if let Some(digest) = digest
-        && let Some(kept) = kept.filter(|k| k.lowering == digest)
+    // The kept graph of another manifest is not even decoded (its digest comes first).
+    let kept: Option<Kept> = match digest {
+        Some(digest) => crate::saved::load_when(cache_root, state, |d: &Digest| *d == digest)?,
+        None => None,
+    };
+    if let Some(kept) = kept
         && let Some(graph) = restore(kept, model, stat)?
     {
         return Ok(graph);

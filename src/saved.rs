@@ -116,6 +116,11 @@ pub fn decode<T: DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
 ) -> Result<Option<T>, NewerState> {
+    Ok(payload(state, path, bytes)?.and_then(|p| postcard::from_bytes(p).ok()))
+}
+
+/// The postcard bytes of `bytes`, if they are `state` in the layout this kbuild writes.
+fn payload<'b>(state: State, path: &Path, bytes: &'b [u8]) -> Result<Option<&'b [u8]>, NewerState> {
     let (kind, known) = state.format();
     let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
         return Ok(None);
@@ -141,7 +146,7 @@ pub fn decode<T: DeserializeOwned>(
             known,
         });
     }
-    Ok(postcard::from_bytes(&rest[end + 1..]).ok())
+    Ok(Some(&rest[end + 1..]))
 }
 
 /// Reads `state` under the cache at `cache_root`: `Ok(None)` when there is nothing usable.
@@ -150,6 +155,26 @@ pub fn load<T: DeserializeOwned>(cache_root: &Path, state: State) -> Result<Opti
     match std::fs::read(&path) {
         Ok(bytes) => decode(state, &path, &bytes),
         Err(_) => Ok(None),
+    }
+}
+
+/// [`load`], when the value's first field (of type `H`) is `wanted`: a large state whose head
+/// says it is stale (the kept graph of another manifest) is not decoded at all.
+pub fn load_when<H: DeserializeOwned, T: DeserializeOwned>(
+    cache_root: &Path,
+    state: State,
+    wanted: impl FnOnce(&H) -> bool,
+) -> Result<Option<T>, NewerState> {
+    let path = state.path(cache_root);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let Some(payload) = payload(state, &path, &bytes)? else {
+        return Ok(None);
+    };
+    match postcard::take_from_bytes::<H>(payload) {
+        Ok((head, _)) if wanted(&head) => Ok(postcard::from_bytes(payload).ok()),
+        _ => Ok(None),
     }
 }
 
@@ -200,6 +225,20 @@ mod tests {
         let err = decode::<Vec<(String, u32)>>(State::Stat, &path, &newer).unwrap_err();
         assert_eq!((err.found, err.known), (9, 1));
         assert!(err.to_string().contains("newer kbuild"), "{err}");
+    }
+
+    #[test]
+    fn a_state_is_decoded_only_when_its_head_is_wanted() {
+        let cache = tempfile::tempdir().unwrap();
+        let value = (Digest::of_bytes(b"manifest"), vec!["action".to_string()]);
+        save(cache.path(), State::Stat, &value).unwrap();
+        let head = value.0;
+        let load = |want: Digest| {
+            load_when::<Digest, (Digest, Vec<String>)>(cache.path(), State::Stat, |d| *d == want)
+                .unwrap()
+        };
+        assert_eq!(load(head), Some(value.clone()));
+        assert_eq!(load(Digest::of_bytes(b"another manifest")), None);
     }
 
     #[test]
