@@ -157,15 +157,40 @@ impl WsDir {
 }
 
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[runs / 2]
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `runs` rounds of: `edit(round)`, then `kbuild plan` timed, then ninja's null build timed
+/// (after a first ninja catches up with the edit: its edges read the edited files). The medians
+/// of both, in milliseconds.
+fn plan_after_edits(root: &Path, runs: usize, edit: impl Fn(usize)) -> (f64, f64) {
+    let ninja = || Command::new("ninja").arg("-C").arg(root).output().unwrap();
+    let (mut plans, mut ninjas) = (Vec::new(), Vec::new());
+    for round in 1..=runs {
+        edit(round);
+        let t = Instant::now();
+        drop(kbuild(root, &["plan"]));
+        plans.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(ninja());
+        let t = Instant::now();
+        let out = ninja();
+        ninjas.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("no work to do"));
+    }
+    (median(plans), median(ninjas))
 }
 
 fn main() {
@@ -219,13 +244,6 @@ fn main() {
         edited.extend_from_slice(format!("# one-file change {round}\n").as_bytes());
         std::fs::write(&changed, &edited).unwrap();
     };
-    let run_ninja = || {
-        Command::new("ninja")
-            .arg("-C")
-            .arg(big.path())
-            .output()
-            .unwrap()
-    };
     edit(0);
     let plan_out = kbuild(big.path(), &["plan"]);
     let to_run = String::from_utf8_lossy(&plan_out.stdout)
@@ -233,25 +251,7 @@ fn main() {
         .filter(|l| l.starts_with("run "))
         .count();
     assert!(to_run > 0, "the change makes some actions run");
-    let (mut plans, mut ninjas) = (Vec::new(), Vec::new());
-    for round in 1..=runs {
-        edit(round);
-        let t = Instant::now();
-        drop(kbuild(big.path(), &["plan"]));
-        plans.push(t.elapsed().as_secs_f64() * 1000.0);
-        // ninja first catches up with the edit (its edges read the config), then builds
-        // nothing: that null build is the one timed.
-        drop(run_ninja());
-        let t = Instant::now();
-        let out = run_ninja();
-        ninjas.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("no work to do"));
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (changed_plan, changed_ninja) = (median(plans), median(ninjas));
+    let (changed_plan, changed_ninja) = plan_after_edits(big.path(), runs, edit);
     std::fs::write(&changed, &original).unwrap();
 
     // Planning after an edit of kernel.kdl that touches one series: before each round
@@ -260,23 +260,13 @@ fn main() {
     let kdl = big.path().join("kernel.kdl");
     let manifest = std::fs::read_to_string(&kdl).unwrap();
     assert!(manifest.contains("version \"7.0.1\""));
-    let (mut kdl_plans, mut kdl_ninjas) = (Vec::new(), Vec::new());
-    for round in 1..=runs {
+    let (kdl_plan, kdl_ninja) = plan_after_edits(big.path(), runs, |round| {
         let bumped = manifest.replace(
             "version \"7.0.1\"",
             &format!("version \"7.0.{}\"", round + 1),
         );
         std::fs::write(&kdl, bumped).unwrap();
-        let t = Instant::now();
-        drop(kbuild(big.path(), &["plan"]));
-        kdl_plans.push(t.elapsed().as_secs_f64() * 1000.0);
-        drop(run_ninja());
-        let t = Instant::now();
-        let out = run_ninja();
-        kdl_ninjas.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("no work to do"));
-    }
-    let (kdl_plan, kdl_ninja) = (median(kdl_plans), median(kdl_ninjas));
+    });
     std::fs::write(&kdl, &manifest).unwrap();
 
     let small = tempfile::tempdir().unwrap();
