@@ -39,7 +39,7 @@ pub use digest::Function;
 pub use execute::{Executed, RemoteCommand, part_of};
 pub use grpc::Grpc;
 pub use settings::Settings;
-pub use transport::{RemoteError, Source, Transport};
+pub use transport::{Capabilities, RemoteError, Source, Transport};
 
 use crate::cache::{Cache, OutputEntry, OutputManifest};
 use crate::key::ActionKey;

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
@@ -44,15 +45,94 @@ impl InputError {
 
 /// The worker's blob store: `blobs/<hash>` (read-only) and `blobs/<hash>.x` (executable), each
 /// verified when it was fetched. Files of an input root are hard links to these.
+///
+/// Leases run at once share it, and each blob crosses the network once even then: two leases
+/// of one kernel tree (its headers and its compile) arrive together, and each fetched the
+/// whole 1.3 GB tree while neither had stored it.
 pub struct Store {
     dir: PathBuf,
+    /// The blobs a lease is fetching now; another lease that wants one waits for it.
+    fetching: Mutex<HashSet<BlobKey>>,
+    fetched: Condvar,
+}
+
+/// A blob as the store holds it: its hash, and whether it is stored executable.
+type BlobKey = (String, bool);
+
+/// Blobs one lease fetches, and blobs it waits for.
+type Split<'a> = (Vec<&'a (re::Digest, bool)>, Vec<&'a (re::Digest, bool)>);
+
+/// The blobs one lease claimed to fetch: released when it is done with them, whether it
+/// stored them or failed, so that no other lease waits for a fetch that ended.
+struct Claimed<'a> {
+    store: &'a Store,
+    keys: Vec<BlobKey>,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        let mut fetching = self.store.lock();
+        for key in &self.keys {
+            fetching.remove(key);
+        }
+        self.store.fetched.notify_all();
+    }
 }
 
 impl Store {
     pub fn open(dir: &Path) -> std::io::Result<Store> {
         let dir = dir.join("blobs");
         std::fs::create_dir_all(&dir)?;
-        Ok(Store { dir })
+        Ok(Store {
+            dir,
+            fetching: Mutex::new(HashSet::new()),
+            fetched: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<BlobKey>> {
+        // A lease that panicked while holding the lock left the set as it was: still usable.
+        self.fetching.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Splits `lacking` into the blobs this lease fetches (claimed, and given again as a
+    /// list) and those another lease is fetching now.
+    fn claim<'a>(&'a self, lacking: Vec<&'a (re::Digest, bool)>) -> (Claimed<'a>, Split<'a>) {
+        let mut fetching = self.lock();
+        let mut claimed = Claimed {
+            store: self,
+            keys: Vec::new(),
+        };
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for item in lacking {
+            let key = (item.0.hash.clone(), item.1);
+            if fetching.insert(key.clone()) {
+                claimed.keys.push(key);
+                mine.push(item);
+            } else {
+                theirs.push(item);
+            }
+        }
+        (claimed, (mine, theirs))
+    }
+
+    /// Waits until no lease is fetching any of `items`; gives those still not stored (the
+    /// lease that fetched them failed).
+    fn wait_for<'a>(&self, items: Vec<&'a (re::Digest, bool)>) -> Vec<&'a (re::Digest, bool)> {
+        let mut fetching = self.lock();
+        while items
+            .iter()
+            .any(|(d, x)| fetching.contains(&(d.hash.clone(), *x)))
+        {
+            fetching = self
+                .fetched
+                .wait(fetching)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        drop(fetching);
+        (items.into_iter())
+            .filter(|(d, x)| !self.path(d, *x).exists())
+            .collect()
     }
 
     fn path(&self, digest: &re::Digest, executable: bool) -> PathBuf {
@@ -72,6 +152,23 @@ impl Store {
             .iter()
             .filter(|(d, x)| seen.insert((d.hash.clone(), *x)) && !self.path(d, *x).exists())
             .collect();
+        let (claimed, (mine, theirs)) = self.claim(lacking);
+        self.fetch_batches(cas, function, &mine)?;
+        // Released before waiting: a lease never waits while others wait for it.
+        drop(claimed);
+        // What another lease failed to store is fetched here; two leases may then fetch
+        // the same blob, which `put` makes harmless.
+        let left = self.wait_for(theirs);
+        self.fetch_batches(cas, function, &left)
+    }
+
+    /// Fetches `lacking` in batches of about [`FETCH_BYTES`].
+    fn fetch_batches(
+        &self,
+        cas: &dyn Transport,
+        function: Function,
+        lacking: &[&(re::Digest, bool)],
+    ) -> Result<(), InputError> {
         let mut batch = Vec::new();
         let mut bytes = 0u64;
         for (i, item) in lacking.iter().enumerate() {
@@ -256,4 +353,151 @@ fn empty_directories(tree: &re::Tree, function: Function) -> Vec<String> {
     }
     out.retain(|p| !p.is_empty());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::remote::{Capabilities, RemoteError, Source};
+
+    /// A CAS that counts the blobs it sends. Its first read tells `entered` and then waits for
+    /// `go`: a lease caught in the middle of a fetch. With `garble_first`, that read answers
+    /// other bytes.
+    struct HeldCas {
+        sent: AtomicUsize,
+        entered: Mutex<Option<mpsc::Sender<()>>>,
+        go: Mutex<mpsc::Receiver<()>>,
+        garble_first: bool,
+        blobs: Vec<Vec<u8>>,
+    }
+
+    impl Transport for HeldCas {
+        fn capabilities(&self) -> Result<Capabilities, RemoteError> {
+            unreachable!("the store never asks")
+        }
+        fn get_action_result(
+            &self,
+            _: Function,
+            _: &re::Digest,
+        ) -> Result<Option<re::ActionResult>, RemoteError> {
+            unreachable!("the store never asks")
+        }
+        fn update_action_result(
+            &self,
+            _: Function,
+            _: &re::Digest,
+            _: &re::ActionResult,
+        ) -> Result<(), RemoteError> {
+            unreachable!("the store never asks")
+        }
+        fn find_missing(
+            &self,
+            _: Function,
+            _: &[re::Digest],
+        ) -> Result<Vec<re::Digest>, RemoteError> {
+            Ok(Vec::new())
+        }
+        fn read_blob(
+            &self,
+            _: Function,
+            _: &re::Digest,
+            _: &mut dyn Write,
+        ) -> Result<(), RemoteError> {
+            unreachable!("the store reads in batches")
+        }
+        fn read_blobs(
+            &self,
+            function: Function,
+            digests: &[re::Digest],
+        ) -> Result<Vec<(re::Digest, Vec<u8>)>, RemoteError> {
+            self.sent.fetch_add(digests.len(), Ordering::SeqCst);
+            let first = self.entered.lock().unwrap().take();
+            if let Some(entered) = &first {
+                entered.send(()).unwrap();
+                self.go.lock().unwrap().recv().unwrap();
+            }
+            let garble = first.is_some() && self.garble_first;
+            Ok((self.blobs.iter())
+                .map(|b| (function.of_bytes(b), b.clone()))
+                .filter(|(d, _)| digests.contains(d))
+                .map(|(d, b)| {
+                    if garble {
+                        (d, b"other".to_vec())
+                    } else {
+                        (d, b)
+                    }
+                })
+                .collect())
+        }
+        fn write_blobs(
+            &self,
+            _: Function,
+            _: &[(re::Digest, Source<'_>)],
+        ) -> Result<(), RemoteError> {
+            unreachable!("the store never uploads")
+        }
+    }
+
+    /// Two leases ask for the same 40 blobs while the first is fetching them; gives what
+    /// each `ensure` returned and how many blobs the server sent.
+    fn two_leases_at_once(garble_first: bool) -> (Vec<Result<(), String>>, usize, Store) {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let store = Store::open(&dir).unwrap();
+        let function = Function::Sha256;
+        let blobs: Vec<Vec<u8>> = (0..40).map(|i| format!("blob {i}").into_bytes()).collect();
+        let wanted: Vec<(re::Digest, bool)> = (blobs.iter())
+            .map(|b| (function.of_bytes(b), false))
+            .collect();
+        let (entered, entered_rx) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let cas = HeldCas {
+            sent: AtomicUsize::new(0),
+            entered: Mutex::new(Some(entered)),
+            go: Mutex::new(go_rx),
+            garble_first,
+            blobs,
+        };
+        let results = std::thread::scope(|s| {
+            let ensure = || store.ensure(&cas, function, &wanted).map_err(|e| e.message);
+            let first = s.spawn(ensure);
+            entered_rx.recv().unwrap();
+            let second = s.spawn(ensure);
+            // Time for the second lease to ask the server too, were it to.
+            std::thread::sleep(Duration::from_millis(300));
+            go.send(()).unwrap();
+            vec![first.join().unwrap(), second.join().unwrap()]
+        });
+        for (digest, x) in &wanted {
+            assert!(
+                store.path(digest, *x).exists(),
+                "{} not stored",
+                digest.hash
+            );
+        }
+        (results, cas.sent.load(Ordering::SeqCst), store)
+    }
+
+    #[test]
+    fn leases_that_want_the_same_blobs_at_once_fetch_them_once() {
+        let (results, sent, store) = two_leases_at_once(false);
+        assert_eq!(results, vec![Ok(()), Ok(())]);
+        assert_eq!(sent, 40, "each blob crosses the network once");
+        assert!(store.lock().is_empty());
+        std::fs::remove_dir_all(store.dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_lease_whose_fetch_fails_leaves_its_blobs_to_the_lease_that_waited() {
+        let (results, sent, store) = two_leases_at_once(true);
+        let error = results[0].as_ref().unwrap_err();
+        assert!(error.contains("other bytes"), "{error}");
+        assert_eq!(results[1], Ok(()), "the waiting lease fetches them itself");
+        assert_eq!(sent, 80);
+        assert!(store.lock().is_empty());
+        std::fs::remove_dir_all(store.dir.parent().unwrap()).unwrap();
+    }
 }
