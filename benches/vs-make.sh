@@ -4,9 +4,11 @@
 #   nothing changed  kbuild run            vs  make -j2 with nothing to do
 #   one option       kbuild after a config edit  vs  the same edit, olddefconfig && make -j2 &&
 #                    modules_install (kept O=), VS_MAKE_ROUNDS rounds (default 5), alternating
-# and the cold build once more with `source-snapshot #false` (images without /linux.tar.xz),
+# the cold build with `source-snapshot #false` (images without /linux.tar.xz) against make's
+# cold build, VS_MAKE_COLD_ROUNDS rounds (default 3, alternating; the medians are the figures),
 # and against LinuxKit's own sequence (unpack, patch, tar cJf, build, install, tarballs).
-# Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs. Takes about 17 minutes on 2 cores, 9 of them the LinuxKit sequence.
+# Needs what `KBUILD_SETUP_REAL=1 bash .ci/setup` installs. Takes about 22 minutes on 2 cores, 9 of them the LinuxKit sequence
+# (VS_MAKE_LINUXKIT=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/common.sh
@@ -32,21 +34,33 @@ prepare_make_config() {
 sync
 t0=$(now); "$kbuild" -C "$work/ws" run -j2 //6.1.x:amd64 2>"$work/cold.log"; t1=$(now)
 kb_cold=$(secs "$t0" "$t1")
-prepare_make_config
-sync
-t0=$(now)
-mk olddefconfig && mk -j2 && mk INSTALL_MOD_PATH="$work/mods" modules_install && mk INSTALL_HDR_PATH="$work/hdr" headers_install
-t1=$(now); make_cold=$(secs "$t0" "$t1")
 
-# The same cold build without the source snapshot: a workspace and a cache of its own.
+# The cold build without the snapshot against make's cold build, VS_MAKE_COLD_ROUNDS rounds
+# (default 3), the two sides in alternating order: a fresh O= for make, a workspace and a cache
+# of its own for kbuild each round. make's last round leaves its O= for the one-option rounds.
 mkdir -p "$work/ws-nosnap" && cp -r examples/tiny/kernel examples/tiny/kernel.kdl "$work/ws-nosnap/"
 sed -i 's/^defaults {$/defaults {\n    source-snapshot #false/' "$work/ws-nosnap/kernel.kdl"
-sync
-t0=$(now)
-KBUILD_CACHE=$work/cache-nosnap "$kbuild" -C "$work/ws-nosnap" run -j2 //6.1.x:amd64 2>"$work/nosnap.log"
-t1=$(now); kb_nosnap=$(secs "$t0" "$t1")
-rm -rf "$work/cache-nosnap"
-sync
+make_cold_round() {
+    rm -rf "$work/obj" "$work/mods" "$work/hdr"
+    prepare_make_config
+    sync
+    local t0 t1; t0=$(now)
+    mk olddefconfig && mk -j2 && mk INSTALL_MOD_PATH="$work/mods" modules_install && mk INSTALL_HDR_PATH="$work/hdr" headers_install
+    t1=$(now); make_colds+=("$(secs "$t0" "$t1")")
+}
+nosnap_round() {
+    local t0 t1; t0=$(now)
+    KBUILD_CACHE=$work/cache-nosnap "$kbuild" -C "$work/ws-nosnap" run -j2 //6.1.x:amd64 2>"$work/nosnap-$1.log"
+    t1=$(now); kb_nosnaps+=("$(secs "$t0" "$t1")")
+    rm -rf "$work/cache-nosnap"
+    sync
+}
+cold_rounds=${VS_MAKE_COLD_ROUNDS:-3}
+make_colds=(); kb_nosnaps=()
+for ((i = 0; i < cold_rounds; i++)); do
+    if ((i % 2 == 0)); then nosnap_round "$i"; make_cold_round
+    else make_cold_round; nosnap_round "$i"; fi
+done
 
 # What LinuxKit runs for the same image contents, one step after another, in the tree itself:
 # unpack, patch (the series' patches; the tiny example has none), snapshot the patched source
@@ -121,12 +135,13 @@ for ((i = 0; i < rounds; i++)); do
     else make_round "$shift_value"; kb_round "$shift_value" "$i"; fi
 done
 kb_one=$(median "${kb_ones[@]}"); make_one=$(median "${make_ones[@]}")
+kb_nosnap=$(median "${kb_nosnaps[@]}"); make_cold=$(median "${make_colds[@]}")
 
 printf 'x86_64 tiny example (linux-source-6.1), 2 cores\n'
 printf '  cold build:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.05)\n' "$kb_cold" "$make_cold" "$(ratio "$kb_cold" "$make_cold")"
 printf '  nothing changed: kbuild %7.3f s   make %7.3f s   make/kbuild %s (goal >= 30)\n' "$kb_null" "$make_null" "$(ratio "$make_null" "$kb_null")"
 printf '  one option:      kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.10; medians of %d rounds, kbuild %s s, make %s s)\n' "$kb_one" "$make_one" "$(ratio "$kb_one" "$make_one")" "$rounds" "$(spread "${kb_ones[@]}")" "$(spread "${make_ones[@]}")"
-printf '  cold build, source-snapshot #false: kbuild %7.1f s   ratio %s\n' "$kb_nosnap" "$(ratio "$kb_nosnap" "$make_cold")"
+printf '  cold build, source-snapshot #false: kbuild %7.1f s   make %7.1f s   ratio %s (goal <= 1.05; medians of %d rounds, kbuild %s s, make %s s)\n' "$kb_nosnap" "$make_cold" "$(ratio "$kb_nosnap" "$make_cold")" "$cold_rounds" "$(spread "${kb_nosnaps[@]}")" "$(spread "${make_colds[@]}")"
 if [[ -n ${lk_cold:-} ]]; then
     printf '  cold build against LinuxKit'"'"'s sequence: kbuild %7.1f s   LinuxKit %7.1f s   ratio %s (goal <= 0.85)\n' "$kb_cold" "$lk_cold" "$(ratio "$kb_cold" "$lk_cold")"
     printf '    LinuxKit: unpack, patch and xz snapshot %.1f s, configure and build %.1f s, install and tarballs %.1f s\n' "$lk_snap" "$lk_build" "$lk_pack"
@@ -135,8 +150,9 @@ make_untar=$(echo "$make_cold + $untar" | bc)
 printf '  cold, counting the unpack on both sides: kbuild %7.1f s   tar xf + make %7.1f s   ratio %s\n' "$kb_cold" "$make_untar" "$(ratio "$kb_cold" "$make_untar")"
 printf 'kbuild, per action (seconds; actions overlap):\n'
 actions() { sed -n 's/^\[[0-9/]*\] executed \([a-z-]*\) .*(\([0-9.]*\)s)$/\1 \2/p' "$1" | tr '\n' ',' | sed 's/,$//; s/,/, /g'; }
-for run in cold nosnap; do
-    printf '  %s: %s\n' "$run" "$(actions "$work/$run.log")"
+printf '  cold: %s\n' "$(actions "$work/cold.log")"
+for ((i = 0; i < cold_rounds; i++)); do
+    printf '  cold without the snapshot, round %d: kbuild %s s (make %s s): %s\n' "$i" "${kb_nosnaps[$i]}" "${make_colds[$i]}" "$(actions "$work/nosnap-$i.log")"
 done
 for ((i = 0; i < rounds; i++)); do
     printf '  one option, round %d: kbuild %s s: %s\n' "$i" "${kb_ones[$i]}" "$(actions "$work/one-$i.log")"
