@@ -214,6 +214,20 @@ fn by_product(path: &Path) -> bool {
     [".cmd", ".o", ".s"].iter().any(|ext| name.ends_with(ext))
 }
 
+/// Kconfig's dependency stamps, `include/config/<SYMBOL>`: empty files that syncconfig creates
+/// for each symbol whose value changed, so make knows what to recompile, and never removes. A
+/// build directory that once had an option on keeps its stamp after the option is turned off,
+/// where a clean build has none: a kernel-dev.tar with them would depend on the directory's
+/// history. Module builds only test them for existence, to rebuild after a config change.
+fn symbol_stamp(rel: &Path) -> bool {
+    let name = rel.file_name().unwrap_or_default().to_string_lossy();
+    rel.parent() == Some(Path::new("include/config"))
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Adds `from` (if it exists) as `rel`, with its parent directories, and everything below it.
 /// An empty file does not replace one already listed.
 fn gather(from: &Path, rel: &Path, tree: &mut BTreeMap<PathBuf, Source>) -> std::io::Result<()> {
@@ -221,7 +235,7 @@ fn gather(from: &Path, rel: &Path, tree: &mut BTreeMap<PathBuf, Source>) -> std:
         return Ok(());
     };
     let is_dir = matches!(source, Source::Dir);
-    if !is_dir && by_product(from) {
+    if !is_dir && (by_product(from) || symbol_stamp(rel)) {
         return Ok(());
     }
     // Its size is read only when it would replace a listed file.
@@ -263,4 +277,26 @@ pub fn headers(ctx: &Ctx, _arch: Arch) -> Result<(), RecipeError> {
         ctx.source_date()?,
     )
     .map_err(io("writing kernel-headers.tar"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_kconfig_s_symbol_stamps_are_left_out_of_kernel_dev() {
+        for stamp in ["include/config/PRINTK_TIME", "include/config/64BIT"] {
+            assert!(symbol_stamp(Path::new(stamp)), "{stamp}");
+        }
+        for kept in [
+            "include/config/auto.conf",
+            "include/config/auto.conf.cmd",
+            "include/config/kernel.release",
+            "include/generated/PRINTK_TIME",
+            "include/config",
+            "PRINTK_TIME",
+        ] {
+            assert!(!symbol_stamp(Path::new(kept)), "{kept}");
+        }
+    }
 }
