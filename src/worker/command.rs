@@ -1,11 +1,11 @@
 //! Running one REAPI `Command` in its laid-out input root: on the host, or in the container
 //! image its platform names, through Docker (see [`super::container`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
@@ -170,16 +170,29 @@ pub fn image_of(platform: Option<&re::Platform>) -> Option<String> {
 }
 
 /// The image a `container-image` value names, as [`image_of`] gives it.
+///
+/// Every lease asks, so an image the engine knew by its digest is remembered for the worker's
+/// life: an ID names content, which cannot change under it, and asking the engine again cost
+/// each lease a `docker image inspect`. An image it did not know is asked about again next
+/// time: a pull may have brought it since.
 pub fn resolve(value: &str) -> Option<String> {
+    static KNOWN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let value = value.strip_prefix("docker://")?.to_string();
     let (_, digest) = value.rsplit_once('@')?;
-    let known = Command::new("docker")
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if known.contains(digest) {
+        return Some(digest.to_string());
+    }
+    let inspected = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", digest])
         .output()
         .ok()
         .filter(|o| o.status.success())
         .is_some();
-    Some(if known { digest.to_string() } else { value })
+    if inspected {
+        known.insert(digest.to_string());
+    }
+    Some(if inspected { digest.to_string() } else { value })
 }
 
 /// The `container-image` value a worker offers for the local image `image`: its name with its
