@@ -32,6 +32,34 @@ use crate::remote::{Budget, Function, Grpc, Transport};
 use proto::bots::bots_client::BotsClient;
 use proto::{BotSession, BotStatus, Device, Lease, LeaseState, Property, Worker};
 
+/// A line of the worker's log on stderr, with the UTC time of day to the millisecond: a worker
+/// runs for days, and telling how long a lease waited, ran or took to report needs the when.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("kbuild worker: {} {}", $crate::worker::time_of_day(), format_args!($($arg)*))
+    };
+}
+
+/// `HH:MM:SS.mmm`, UTC, of now.
+fn time_of_day() -> String {
+    time_of_day_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// `HH:MM:SS.mmm`, UTC, of `since_epoch`.
+fn time_of_day_at(since_epoch: Duration) -> String {
+    let (secs, ms) = (since_epoch.as_secs() % 86_400, since_epoch.subsec_millis());
+    format!(
+        "{:02}:{:02}:{:02}.{ms:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 pub use command::Executor;
 
 /// How long one session call may wait for work: BuildGrid holds an update open until a lease
@@ -175,9 +203,11 @@ impl<'a> Session<'a> {
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         let mut session = self.create(&mut client)?;
-        eprintln!(
-            "kbuild worker: bot {} serving {} (session {})",
-            self.bot_id, self.options.server, session.name
+        say!(
+            "bot {} serving {} (session {})",
+            self.bot_id,
+            self.options.server,
+            session.name
         );
         let mut held: BTreeMap<String, Held> = BTreeMap::new();
         // The creation itself long-polls, and may come back with leases.
@@ -254,11 +284,7 @@ impl<'a> Session<'a> {
         session: &mut BotSession,
         client: &mut BotsClient<tonic::transport::Channel>,
     ) -> Result<bool, String> {
-        eprintln!(
-            "kbuild worker: UpdateBotSession: {} ({})",
-            status.code(),
-            status.message()
-        );
+        say!("UpdateBotSession: {} ({})", status.code(), status.message());
         if matches!(
             status.code(),
             tonic::Code::NotFound | tonic::Code::InvalidArgument
@@ -299,8 +325,8 @@ impl<'a> Session<'a> {
                     if self.stop.load(Ordering::Relaxed) > 0 {
                         return Err(format!("stopped before a session opened: {status}"));
                     }
-                    eprintln!(
-                        "kbuild worker: CreateBotSession: {} ({}); trying again",
+                    say!(
+                        "CreateBotSession: {} ({}); trying again",
                         status.code(),
                         status.message()
                     );
@@ -328,9 +354,7 @@ impl<'a> Session<'a> {
             if !keep {
                 h.cancel.store(true, Ordering::Relaxed);
                 if h.lease.state != LeaseState::Completed as i32 {
-                    eprintln!(
-                        "kbuild worker: lease {id}: cancelled by the server, command stopped"
-                    );
+                    say!("lease {id}: cancelled by the server, command stopped");
                 }
             }
             keep
@@ -341,7 +365,7 @@ impl<'a> Session<'a> {
             if !fresh || held.contains_key(&lease.id) {
                 continue;
             }
-            eprintln!("kbuild worker: lease {}: running", lease.id);
+            say!("lease {}: running", lease.id);
             let cancel = Arc::new(AtomicBool::new(false));
             let mut accepted = lease.clone();
             accepted.state = LeaseState::Active as i32;
@@ -402,11 +426,11 @@ fn complete(held: &mut BTreeMap<String, Held>, (id, result): Finished) {
                 type_url: lease::RESULT_TYPE.into(),
                 value: result.encode_to_vec(),
             });
-            eprintln!("kbuild worker: lease {id}: exit code {}", result.exit_code);
+            say!("lease {id}: exit code {}", result.exit_code);
             h.lease.status = Some(Default::default());
         }
         Err(status) => {
-            eprintln!("kbuild worker: lease {id}: {}", status.message);
+            say!("lease {id}: {}", status.message);
             h.lease.result = None;
             h.lease.status = Some(status);
         }
@@ -423,4 +447,17 @@ async fn signalled(stop: &AtomicUsize, seen: usize) {
 /// 0.5 s, 1 s, 2 s … up to 30 s between tries at a server that is away.
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(500u64 << failures.min(6).saturating_sub(1)).min(POLL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_carry_the_utc_time_of_day_to_the_millisecond() {
+        // 1_700_000_000 s is 2023-11-14 22:13:20 UTC.
+        let at = Duration::from_millis(1_700_000_000_123);
+        assert_eq!(time_of_day_at(at), "22:13:20.123");
+        assert_eq!(time_of_day_at(Duration::from_millis(5)), "00:00:00.005");
+    }
 }
