@@ -32,32 +32,29 @@ use crate::remote::{Budget, Function, Grpc, Transport};
 use proto::bots::bots_client::BotsClient;
 use proto::{BotSession, BotStatus, Device, Lease, LeaseState, Property, Worker};
 
-/// A line of the worker's log on stderr, with the UTC time of day to the millisecond: a worker
-/// runs for days, and telling how long a lease waited, ran or took to report needs the when.
+/// A line of the worker's log on stderr, stamped with the UTC date and time to the millisecond:
+/// a worker runs for days, and telling how long a lease waited, ran or took to report needs
+/// the when.
 macro_rules! say {
     ($($arg:tt)*) => {
-        eprintln!("kbuild worker: {} {}", $crate::worker::time_of_day(), format_args!($($arg)*))
+        eprintln!("kbuild worker: {} {}", $crate::worker::stamp(), format_args!($($arg)*))
     };
 }
 
-/// `HH:MM:SS.mmm`, UTC, of now.
-fn time_of_day() -> String {
-    time_of_day_at(
+/// `2023-11-14T22:13:20.123Z` of now.
+fn stamp() -> String {
+    stamp_at(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default(),
     )
 }
 
-/// `HH:MM:SS.mmm`, UTC, of `since_epoch`.
-fn time_of_day_at(since_epoch: Duration) -> String {
-    let (secs, ms) = (since_epoch.as_secs() % 86_400, since_epoch.subsec_millis());
-    format!(
-        "{:02}:{:02}:{:02}.{ms:03}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+/// [`crate::oci::rfc3339`] of `since_epoch`, with its milliseconds.
+fn stamp_at(since_epoch: Duration) -> String {
+    let seconds = crate::oci::rfc3339(since_epoch.as_secs());
+    let whole = seconds.strip_suffix('Z').unwrap_or(&seconds);
+    format!("{whole}.{:03}Z", since_epoch.subsec_millis())
 }
 
 pub use command::Executor;
@@ -454,10 +451,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_lines_carry_the_utc_time_of_day_to_the_millisecond() {
-        // 1_700_000_000 s is 2023-11-14 22:13:20 UTC.
+    fn log_lines_carry_the_utc_date_and_time_to_the_millisecond() {
         let at = Duration::from_millis(1_700_000_000_123);
-        assert_eq!(time_of_day_at(at), "22:13:20.123");
-        assert_eq!(time_of_day_at(Duration::from_millis(5)), "00:00:00.005");
+        assert_eq!(stamp_at(at), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            stamp_at(Duration::from_millis(5)),
+            "1970-01-01T00:00:00.005Z"
+        );
     }
 }
