@@ -131,7 +131,13 @@ impl Tiny {
 
     /// `kbuild run --format json LABEL`, asserting the exit code; returns executed names and stderr.
     fn run(&self, label: &str, code: i32) -> (Vec<String>, String) {
-        let out = self.kbuild(&["run", "--format", "json", label]);
+        self.json("run", label, code)
+    }
+
+    /// `kbuild COMMAND --format json LABEL` (`run`, `test`), asserting the exit code; returns
+    /// the executed actions' names and stderr.
+    fn json(&self, command: &str, label: &str, code: i32) -> (Vec<String>, String) {
+        let out = self.kbuild(&[command, "--format", "json", label]);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "{stderr}");
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -845,14 +851,25 @@ fn test_failures_say_what_failed(ws: &Tiny) {
             "# CONFIG_SERIAL_8250_CONSOLE is not set",
         ),
     );
-    let out = ws.kbuild(&["test", "//6.1.x:amd64"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (executed, stderr) = ws.json("test", "//6.1.x:amd64", 1);
     assert!(
         stderr.contains(
             "cannot be boot-tested without CONFIG_SERIAL_8250_CONSOLE (for a console on ttyS0)"
         ),
         "{stderr}"
+    );
+    // A config change alone: the kernel is configured and compiled again, the tree is not.
+    for kind in ["configure", "check-config", "compile"] {
+        assert!(
+            executed.contains(&format!("{kind} //6.1.x:amd64")),
+            "{kind} runs again after the change: {executed:?} {stderr}"
+        );
+    }
+    assert!(
+        !executed
+            .iter()
+            .any(|n| n.starts_with("fetch ") || n.starts_with("patch ")),
+        "fetch and patch stay cached: {executed:?}"
     );
 
     // A built-in command line naming an init that is not there: no root to fall back to, so
@@ -1045,12 +1062,14 @@ fn x86_64_compiled_by_a_remote_worker_equals_the_host_build() {
         .unwrap();
     assert_eq!(configure["outcome"], "executed", "{configure}");
     let log_of = |kind: &str| {
-        let log = remote.kbuild(
-            &["--executor", "docker", "log", "//6.1.x:amd64", "--action"]
-                .into_iter()
-                .chain([kind])
-                .collect::<Vec<_>>(),
-        );
+        let log = remote.kbuild(&[
+            "--executor",
+            "docker",
+            "log",
+            "//6.1.x:amd64",
+            "--action",
+            kind,
+        ]);
         String::from_utf8_lossy(&log.stdout).into_owned()
     };
     let log = log_of("configure");
