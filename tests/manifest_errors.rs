@@ -146,3 +146,12 @@ fn test_settings_and_requirement_files() {
         )
     )));
 }
+
+#[test]
+fn a_property_where_a_child_belongs_is_an_error_not_dropped() {
+    // `deprecated` is a child of a series; as a property it would retire nothing.
+    insta::assert_snapshot!(check(&format!(
+        "{}variant \"dbg\" localversion=\"-dbg\" {{\n}}\n",
+        GOOD_SERIES.replace("series \"6.6.x\" {", "series \"6.6.x\" deprecated=#true {")
+    )));
+}

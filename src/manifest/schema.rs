@@ -53,9 +53,23 @@ const SERIES: &[&str] = &[
 ];
 
 /// Reads the whole document, collecting every problem rather than stopping at the first.
-pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut model = Model {
+/// The nodes whose readers take properties (`sha256=`, `package=`, `arch=`) and check them.
+const READ_WITH_PROPERTIES: &[&str] = &["source", "builder", "test-timeout", "args"];
+
+/// Every other node of kernel.kdl takes none: one written there (`series "6.1.x"
+/// deprecated=#true`, for the child `deprecated #true`) would otherwise be dropped unread.
+fn check_no_props(nodes: &[KdlNode], problems: &mut Vec<Problem>) {
+    for node in nodes {
+        if !READ_WITH_PROPERTIES.contains(&name(node)) {
+            nodes::check_props(node, &[], problems);
+        }
+        check_no_props(nodes::children(node), problems);
+    }
+}
+
+/// The model of an empty kernel.kdl: LinuxKit's conventions.
+fn conventions(root: &Path) -> Model {
+    Model {
         root: root.to_path_buf(),
         defaults: Defaults {
             org: "linuxkit".into(),
@@ -79,7 +93,13 @@ pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
         endpoints: BTreeMap::new(),
         native_builds: false,
         builder_id: None,
-    };
+    }
+}
+
+pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut model = conventions(root);
+    check_no_props(doc.nodes(), &mut problems);
     // Defaults first: series inherit from them wherever they appear in the file.
     for (i, node) in doc
         .nodes()
