@@ -67,7 +67,7 @@ pub fn lower(
     let warn = &mut |e: crate::fsutil::SaveError| report.say(&e.to_string());
     let patterns = goal.patterns(labels);
     let kept = (cache_root, patterns.as_slice());
-    let graph = crate::lowered::lower(model, (&targets, &patch_dirs, goal), kept, stat, warn)?;
+    let (graph, _) = crate::lowered::lower(model, (&targets, &patch_dirs, goal), kept, stat, warn)?;
     Ok((targets, graph))
 }
 

@@ -20,6 +20,15 @@ pub struct CycleError {
     pub path: Vec<String>,
 }
 
+/// What [`Graph::absorb`] did with a segment.
+#[derive(Debug)]
+pub struct Absorbed {
+    /// Each segment action's id in the graph.
+    pub ids: Vec<ActionId>,
+    /// Whether an action the graph held already differs from the segment's own lowering of it.
+    pub differs: bool,
+}
+
 #[derive(Default, Debug)]
 pub struct Graph {
     actions: Vec<Action>,
@@ -62,6 +71,49 @@ impl Graph {
         self.dependents = OnceLock::new();
         self.own.push(OnceLock::new());
         id
+    }
+
+    /// Merges in a segment: the actions of one series, lowered on their own, each after its
+    /// dependencies, which are given as indexes into `segment`. An action whose name is here
+    /// already (a fetch that series share) is that one, with the segment's labels added, and
+    /// no label of them is there yet (another series'). Gives each segment action's id here,
+    /// and whether one such shared action differs from the segment's own lowering of it: then
+    /// the graph holds what another series lowered, not what this segment did.
+    pub fn absorb(&mut self, segment: Vec<Action>) -> Absorbed {
+        let mut ids: Vec<ActionId> = Vec::with_capacity(segment.len());
+        let mut differs = false;
+        for mut action in segment {
+            for dep in &mut action.deps {
+                dep.id = ids[dep.id.index()];
+            }
+            let Some(id) = self.find(&action.name) else {
+                ids.push(self.add(action));
+                continue;
+            };
+            let here = &self.actions[id.index()];
+            let same = |a: &Action, b: &Action| {
+                a.arch == b.arch
+                    && a.builder == b.builder
+                    && (a.deps.iter().map(|d| (d.role, d.id)))
+                        .eq(b.deps.iter().map(|d| (d.role, d.id)))
+                    && crate::key::own_part(a) == crate::key::own_part(b)
+            };
+            differs |= !same(here, &action);
+            let index = Self::index_mut(&mut self.by_target, &self.restored_targets);
+            for label in &action.labels {
+                index
+                    .entry((action.recipe.kind(), label.clone()))
+                    .or_insert(id);
+            }
+            self.actions[id.index()].labels.append(&mut action.labels);
+            ids.push(id);
+        }
+        Absorbed { ids, differs }
+    }
+
+    /// The actions, in order, for [`Graph::absorb`] into another graph.
+    pub fn into_actions(self) -> Vec<Action> {
+        self.actions
     }
 
     fn names(&self) -> &HashMap<String, ActionId> {

@@ -41,8 +41,34 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, PlanError> {
     lower_for(model, targets, Goal::Build)
 }
 
-/// [`lower`], with a boot test of each kernel target when the goal is testing.
+/// [`lower`], with a boot test of each kernel target when the goal is testing. Each series is
+/// lowered on its own ([`lower_segment`]) and the segments are merged in the order their series
+/// first appear: after an edit of one series, a kept graph splices the others back in and gets
+/// exactly this graph (see `lowered.rs`).
 pub fn lower_for(model: &Model, targets: &[Label], goal: Goal) -> Result<Graph, PlanError> {
+    let mut graph = Graph::default();
+    for (_, labels) in segments(targets) {
+        graph.absorb(lower_segment(model, &labels, goal)?.into_actions());
+    }
+    Ok(graph)
+}
+
+/// The targets by series, each series in the order it first appears, its targets in theirs.
+pub fn segments(targets: &[Label]) -> Vec<(&str, Vec<Label>)> {
+    let mut segments: Vec<(&str, Vec<Label>)> = Vec::new();
+    for label in targets {
+        match segments.iter_mut().find(|(s, _)| *s == label.series) {
+            Some((_, labels)) => labels.push(label.clone()),
+            None => segments.push((&label.series, vec![label.clone()])),
+        }
+    }
+    segments
+}
+
+/// Lowers `targets`, all of one series, into a graph of their own. What it reads of the model
+/// is what [`crate::lowered`]'s segment digest covers: the series, the variants and tools its
+/// targets name (and the libraries those use), the defaults, builders and builder id.
+pub fn lower_segment(model: &Model, targets: &[Label], goal: Goal) -> Result<Graph, PlanError> {
     let mut lowerer = Lowerer::new(model);
     for label in targets {
         lowerer.target(label);

@@ -49,7 +49,7 @@ impl State<'_> {
         match self {
             State::LastRun { .. } => ("last-run", 1),
             State::Fingerprint { .. } => ("fingerprint", 2),
-            State::Lowered { .. } => ("lowered", 2),
+            State::Lowered { .. } => ("lowered", 3),
             State::Manifest { .. } => ("manifest", 1),
             State::Stat => ("stat", 1),
             State::Links => ("links", 1),

@@ -170,3 +170,179 @@ fn a_damaged_kept_graph_is_lowered_again() {
     assert_eq!(plan(&ws, &[]), good);
     assert_eq!(kept_inode(&ws), before, "restored");
 }
+
+/// Three series on one tarball (one fetch, shared), 6.12.x alone with kasan and perf.
+fn three_series() -> Ws {
+    let ws = Ws::new();
+    let source = ws.source_line();
+    for series in ["6.1.x", "6.12.x"] {
+        for arch in ["x86_64", "aarch64"] {
+            let config = ws.read(&format!("kernel/6.6.x/config-{arch}"));
+            ws.write(&format!("kernel/{series}/config-{arch}"), &config);
+        }
+    }
+    ws.write("kernel/common/config-kasan", "CONFIG_KASAN=y\n");
+    let kdl = ws.read("kernel.kdl")
+        + &format!(
+            "variant \"kasan\" {{\n    fragment \"kernel/common/config-kasan\"\n    localversion \"-kasan\"\n}}\n\
+             series \"6.1.x\" {{\n    version \"6.1.71\"\n{source}\n    variants \"dbg\"\n}}\n\
+             series \"6.12.x\" {{\n    version \"6.12.71\"\n{source}\n    variants \"dbg\" \"kasan\"\n    tools \"perf\"\n}}\n"
+        );
+    ws.write("kernel.kdl", &kdl);
+    ws
+}
+
+/// The graph of every target of the workspace, through the kept graph in `cache`, and how
+/// it was come by.
+fn lower_in(ws: &Ws, cache: &std::path::Path) -> (kbuild::graph::Graph, kbuild::lowered::Lowering) {
+    let model = kbuild::manifest::load(ws.path()).unwrap();
+    let targets = kbuild::label::resolve(&model, &[]).unwrap();
+    let dirs = kbuild::plan::read_patch_dirs(&model, &targets).unwrap();
+    let mut stat = kbuild::statcache::StatCache::open(cache).unwrap();
+    let goal = kbuild::plan::Goal::Build;
+    let patterns: Vec<String> = Vec::new();
+    kbuild::lowered::lower(
+        &model,
+        (&targets, &dirs, goal),
+        (cache, &patterns),
+        &mut stat,
+        &mut |e| panic!("{e}"),
+    )
+    .unwrap()
+}
+
+/// Every action as a line: name, labels, dependencies by role and name, arch, builder and its
+/// own part of the key (kind, recipe with the tag hash, environment).
+fn describe(graph: &kbuild::graph::Graph) -> Vec<String> {
+    (graph.ids())
+        .map(|id| {
+            let a = graph.action(id);
+            let labels: Vec<String> = a.labels.iter().map(ToString::to_string).collect();
+            let deps: Vec<String> = (a.deps.iter())
+                .map(|d| format!("{}={}", d.role.as_str(), graph.action(d.id).name))
+                .collect();
+            format!(
+                "{} {labels:?} {deps:?} {:?} {:?} {}",
+                a.name,
+                a.arch,
+                a.builder,
+                graph.own_part(id)
+            )
+        })
+        .collect()
+}
+
+/// Lowers through the kept graph and from nothing (another cache), checks both graphs are the
+/// same action for action, and says which series the kept graph's lowering lowered again
+/// (`None`: it restored the graph whole).
+fn lowered_again(ws: &Ws) -> Option<Vec<String>> {
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let (fresh, _) = lower_in(ws, fresh_cache.path());
+    let (graph, how) = lower_in(ws, &ws.cache);
+    assert_eq!(describe(&graph), describe(&fresh), "{how:?}");
+    match how {
+        kbuild::lowered::Lowering::Restored => None,
+        kbuild::lowered::Lowering::Spliced { lowered, .. } => Some(lowered),
+    }
+}
+
+#[test]
+fn a_manifest_edit_lowers_again_only_the_series_it_reaches_and_the_graph_is_a_full_lowerings() {
+    let ws = three_series();
+    let all = || Some(vec!["6.6.x".to_string(), "6.1.x".into(), "6.12.x".into()]);
+    let only = |s: &str| Some(vec![s.to_string()]);
+    assert_eq!(lowered_again(&ws), all(), "nothing kept yet");
+    assert_eq!(lowered_again(&ws), None, "nothing changed");
+
+    // A stable bump of one series.
+    ws.edit("kernel.kdl", "version \"6.1.71\"", "version \"6.1.72\"");
+    assert_eq!(lowered_again(&ws), only("6.1.x"));
+    assert_eq!(lowered_again(&ws), None);
+
+    // A variant only one series builds, and a tool only one series has.
+    ws.edit(
+        "kernel.kdl",
+        "localversion \"-kasan\"",
+        "localversion \"-kasan2\"",
+    );
+    assert_eq!(lowered_again(&ws), only("6.12.x"));
+    ws.edit(
+        "kernel.kdl",
+        "binary \"perf\"",
+        "binary \"perf\"\n    args \"V=1\"",
+    );
+    assert_eq!(
+        lowered_again(&ws),
+        Some(vec!["6.6.x".into(), "6.12.x".into()])
+    );
+
+    // A new patch in one series' directory; a new series; a series gone.
+    ws.write("kernel/6.12.x/patches/0001-empty.patch", "");
+    assert_eq!(lowered_again(&ws), only("6.12.x"));
+    let source = ws.source_line();
+    for arch in ["x86_64", "aarch64"] {
+        let config = ws.read(&format!("kernel/6.6.x/config-{arch}"));
+        ws.write(&format!("kernel/6.18.x/config-{arch}"), &config);
+    }
+    let grown = ws.read("kernel.kdl")
+        + &format!("series \"6.18.x\" {{\n    version \"6.18.1\"\n{source}\n}}\n");
+    ws.write("kernel.kdl", &grown);
+    assert_eq!(lowered_again(&ws), only("6.18.x"));
+    ws.edit(
+        "kernel.kdl",
+        "series \"6.1.x\" {",
+        "series \"6.1.x\" {\n    deprecated #true",
+    );
+    assert_eq!(
+        lowered_again(&ws),
+        Some(vec![]),
+        "what is left is taken whole"
+    );
+
+    // A declaration every series reads: all of them.
+    ws.edit("kernel.kdl", "org \"linuxkit\"", "org \"example\"");
+    assert_eq!(
+        lowered_again(&ws),
+        Some(vec!["6.6.x".into(), "6.12.x".into(), "6.18.x".into()])
+    );
+
+    // The kept graph answers the CLI's plan too, as a fresh lowering would.
+    ws.edit("kernel.kdl", "version \"6.12.71\"", "version \"6.12.72\"");
+    assert!(!plan_both(&ws), "lowered again, spliced");
+}
+
+#[test]
+fn a_series_whose_shared_fetch_another_lowered_otherwise_is_not_spliced() {
+    // Two series name the same tarball and pin with other mirrors: one fetch, the first
+    // series' (its URLs). The second's own lowering of it differs, so the graph does not hold
+    // its segment as lowered, and it is lowered again whenever the graph is put together.
+    let ws = three_series();
+    let source = ws.source_line();
+    let url = source.split('"').nth(1).unwrap().to_string();
+    let mirrored = source.replace(
+        &format!("\"{url}\""),
+        &format!("\"{url}\" \"{url}?mirror\""),
+    );
+    let text = ws.read("kernel.kdl");
+    let at = text.find("series \"6.1.x\"").unwrap();
+    let (head, tail) = text.split_at(at);
+    ws.write(
+        "kernel.kdl",
+        &(head.to_string() + &tail.replacen(&source, &mirrored, 1)),
+    );
+    assert_eq!(lowered_again(&ws).map(|l| l.len()), Some(3));
+    ws.edit("kernel.kdl", "version \"6.12.71\"", "version \"6.12.72\"");
+    assert_eq!(
+        lowered_again(&ws),
+        Some(vec!["6.1.x".to_string(), "6.12.x".into()]),
+        "6.1.x is never taken from the kept graph"
+    );
+    // With the first series gone, 6.1.x's fetch is its own: taking its segment as kept (with
+    // 6.6.x's fetch) would plan other URLs than a full lowering (checked inside).
+    ws.edit(
+        "kernel.kdl",
+        "series \"6.6.x\" {",
+        "series \"6.6.x\" {\n    deprecated #true",
+    );
+    assert_eq!(lowered_again(&ws), Some(vec!["6.1.x".to_string()]));
+}
