@@ -1,6 +1,6 @@
 //! The action graph: actions by typed id, their edges, order and cycle detection (petgraph inside).
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdMap;
 use std::sync::OnceLock;
 
 use petgraph::algo::tarjan_scc;
@@ -10,6 +10,10 @@ use crate::action::{Action, ActionId};
 use crate::digest::Digest;
 use crate::kind::ActionKind;
 use crate::label::Label;
+
+/// The graph's indexes: their keys are the workspace's own action names and labels (no peer
+/// sends them), so a fast hash will do; std's SipHash made them a tenth of a plan's time.
+type HashMap<K, V> = StdMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("the action graph has a cycle: {}", path.join(" -> "))]
@@ -82,6 +86,9 @@ impl Graph {
     pub fn absorb(&mut self, segment: Vec<Action>) -> Absorbed {
         let mut ids: Vec<ActionId> = Vec::with_capacity(segment.len());
         let mut differs = false;
+        self.names_mut().reserve(segment.len());
+        let labels = segment.iter().map(|a| a.labels.len()).sum();
+        Self::index_mut(&mut self.by_target, &self.restored_targets).reserve(labels);
         for mut action in segment {
             for dep in &mut action.deps {
                 dep.id = ids[dep.id.index()];
@@ -205,7 +212,7 @@ impl Graph {
     pub fn spread_labels(&mut self) {
         // Labels as numbers and each action's as a bit set: the fetch of a shared source serves
         // every target, and a linear `contains` per label and edge made this quadratic.
-        let mut numbers: HashMap<&Label, u32> = HashMap::new();
+        let mut numbers: HashMap<&Label, u32> = HashMap::default();
         let mut lists: Vec<Vec<u32>> = Vec::with_capacity(self.actions.len());
         for action in &self.actions {
             let mut list = Vec::with_capacity(action.labels.len());
