@@ -136,7 +136,7 @@ impl Graph {
         self.by_name.get_mut().expect("made just now")
     }
 
-    /// A graph kept across runs (see `lowered.rs`), from its actions in their order and its
+    /// A graph kept across runs (see `src/lowered/`), from its actions in their order and its
     /// target index; `None` when they do not make a graph (a dependency that is not an earlier
     /// action).
     pub fn restore(

@@ -44,7 +44,7 @@ pub fn lower(model: &Model, targets: &[Label]) -> Result<Graph, PlanError> {
 /// [`lower`], with a boot test of each kernel target when the goal is testing. Each series is
 /// lowered on its own ([`lower_segment`]) and the segments are merged in the order their series
 /// first appear: after an edit of one series, a kept graph splices the others back in and gets
-/// exactly this graph (see `lowered.rs`).
+/// exactly this graph (see `src/lowered/`).
 pub fn lower_for(model: &Model, targets: &[Label], goal: Goal) -> Result<Graph, PlanError> {
     let mut graph = Graph::default();
     for (_, labels) in segments(targets) {

@@ -66,7 +66,7 @@ fn group_targets(model: &Model, label: &Label) -> Vec<Label> {
 }
 
 /// A group's hash and the input files it was made of, with their digests then: while they hold,
-/// the same graph gives the same hash (see `lowered.rs`).
+/// the same graph gives the same hash (see `src/lowered/`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GroupHash {
     pub series: String,

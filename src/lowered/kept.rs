@@ -19,7 +19,8 @@ use crate::model::BuildSystem;
 use crate::tags::GroupHash;
 
 /// [`Recipe`] as kept: externally tagged, as a binary format needs (the key's internally tagged
-/// form can only be read from a self-describing one, through a buffer of every field). Both conversions are exhaustive, so a new recipe or field cannot be left out.
+/// form can only be read from a self-describing one, through a buffer of every field). Both
+/// conversions are exhaustive, so a new recipe or field cannot be left out.
 #[derive(Serialize, Deserialize)]
 enum KeptRecipe {
     Fetch {
