@@ -6,8 +6,9 @@
 //! `kbuild plan` (load + plan), `kbuild run` with everything cached, `ninja` with nothing to
 //! do, and `kbuild plan` after one config file changed (a new edit before each timed plan,
 //! against ninja's null build timed in the same rounds), and `kbuild plan` after kernel.kdl
-//! itself changed (one series' version bumped, the same way). Also times the null build of a
-//! workspace shaped like the shipped kernel.kdl.
+//! itself changed (one series' version bumped, the same way; then a variant one series alone
+//! builds, edited the same way). Also times the null build of a workspace shaped like the
+//! shipped kernel.kdl.
 //!
 //! Run: `cargo bench --bench null_build` (needs `ninja` from Debian's ninja-build).
 //! Options via env: KBUILD_BENCH_SERIES (default 50), KBUILD_BENCH_RUNS (default 15),
@@ -269,6 +270,25 @@ fn main() {
     });
     std::fs::write(&kdl, &manifest).unwrap();
 
+    // Planning after an edit of a declaration that one series alone reads: a variant only
+    // 7.0.x builds gets a new localversion before each round. Its first plan, untimed, keeps
+    // the graph of the manifest with the variant.
+    let with_variant = manifest
+        .replacen(
+            "tool \"perf\"\n",
+            "variant \"one\" {\n    fragment \"kernel/common/config-dbg\"\n    localversion \"-one0\"\n}\ntool \"perf\"\n",
+            1,
+        )
+        .replacen("variants \"dbg\" \"kasan\"\n", "variants \"dbg\" \"kasan\" \"one\"\n", 1);
+    assert_ne!(with_variant, manifest);
+    std::fs::write(&kdl, &with_variant).unwrap();
+    drop(kbuild(big.path(), &["plan"]));
+    let (decl_plan, decl_ninja) = plan_after_edits(big.path(), runs, |round| {
+        let edited = with_variant.replace("\"-one0\"", &format!("\"-one{round}\""));
+        std::fs::write(&kdl, edited).unwrap();
+    });
+    std::fs::write(&kdl, &manifest).unwrap();
+
     let small = tempfile::tempdir().unwrap();
     generate(
         small.path(),
@@ -314,6 +334,14 @@ fn main() {
     println!(
         "  ratio kdl-edit plan / ninja null:{:8.2}  (goal <= 2)",
         kdl_plan / kdl_ninja
+    );
+    println!(
+        "  kbuild plan, a declaration edited:{decl_plan:7.1} ms  (a variant one series builds)"
+    );
+    println!("  ninja null build, same rounds:   {decl_ninja:8.1} ms");
+    println!(
+        "  ratio declaration plan / ninja:  {:8.2}  (goal <= 2)",
+        decl_plan / decl_ninja
     );
     println!(
         "shipped-matrix-sized workspace: 2 series x 3 arches x 2 variants + perf = {small_actions} actions"
