@@ -52,7 +52,6 @@ const SERIES: &[&str] = &[
     "requires",
 ];
 
-/// Reads the whole document, collecting every problem rather than stopping at the first.
 /// The nodes whose readers take properties (`sha256=`, `package=`, `arch=`) and check them.
 const READ_WITH_PROPERTIES: &[&str] = &["source", "builder", "test-timeout", "args"];
 
@@ -96,6 +95,7 @@ fn conventions(root: &Path) -> Model {
     }
 }
 
+/// Reads the whole document, collecting every problem rather than stopping at the first.
 pub fn read(root: &Path, doc: &KdlDocument) -> Result<Model, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut model = conventions(root);
