@@ -53,39 +53,52 @@ fn hash_kbuild(h: &mut blake3::Hasher) -> Option<()> {
     Some(())
 }
 
-/// Hashes kbuild's own executable and the manifest as the fingerprint and the kept graph both
-/// depend on it: the texts of [`crate::manifest::FILES`] and the stamps of the package tarballs
-/// `kernel.lock` pins. `None` when the executable cannot be found.
-pub fn hash_kbuild_and_manifest(h: &mut blake3::Hasher, root: &Path) -> Option<()> {
-    hash_kbuild(h)?;
+/// Hashes the texts of [`crate::manifest::FILES`].
+fn hash_manifest_texts(h: &mut blake3::Hasher, root: &Path) {
     for file in crate::manifest::FILES {
         let text = std::fs::read(root.join(file)).unwrap_or_default();
         h.update(format!("{file} {}\n", text.len()).as_bytes());
         h.update(&text);
     }
+}
+
+/// Hashes kbuild's own executable and the manifest as the fingerprint depends on it: the texts
+/// of [`crate::manifest::FILES`] and the stamps of the package tarballs `kernel.lock` pins.
+/// `None` when the executable cannot be found.
+pub fn hash_kbuild_and_manifest(h: &mut blake3::Hasher, root: &Path) -> Option<()> {
+    hash_kbuild(h)?;
+    hash_manifest_texts(h, root);
     // A package update replaces a pinned tarball without touching any file above.
     h.update(crate::manifest::packages::stamps(root).as_bytes());
     Some(())
 }
 
-/// What every lowering of `goal` in `model`'s workspace reads besides the model's declarations:
-/// the head a segment's digest goes with.
-fn hash_setting(h: &mut blake3::Hasher, model: &Model, goal: crate::plan::Goal) {
+/// The digest of what every segment's lowering reads outside the model: kbuild's executable,
+/// the goal, the workspace, whether builds run natively, and the package stamps (a package's
+/// tarball gives its version, and a package update touches no manifest text). `None` when the
+/// executable cannot be found.
+fn base_digest(model: &Model, goal: crate::plan::Goal) -> Option<Digest> {
+    let mut h = blake3::Hasher::new();
+    hash_kbuild(&mut h)?;
     h.update(format!("goal {goal:?}\n").as_bytes());
     h.update(format!("root {}\n", model.root.display()).as_bytes());
     h.update(format!("native {}\n", model.native_builds).as_bytes());
+    h.update(crate::manifest::packages::stamps(&model.root).as_bytes());
+    Some(Digest::from_bytes(*h.finalize().as_bytes()))
 }
 
-/// The digest of everything lowering `targets` of `model` reads: `patch_dirs` are their
-/// patch directories with their listings.
+/// The digest of everything lowering `targets` of `model` reads: `base` (see [`base_digest`]),
+/// the manifest texts, the targets, and `patch_dirs`, their patch directories with their
+/// listings.
 fn lowering_digest(
+    base: Digest,
     model: &Model,
-    (targets, goal): (&[Label], crate::plan::Goal),
+    targets: &[Label],
     patch_dirs: &[(String, Vec<String>)],
-) -> Option<Digest> {
+) -> Digest {
     let mut h = blake3::Hasher::new();
-    hash_kbuild_and_manifest(&mut h, &model.root)?;
-    hash_setting(&mut h, model, goal);
+    h.update(base.as_bytes());
+    hash_manifest_texts(&mut h, &model.root);
     for target in targets {
         h.update(format!("target {target}\n").as_bytes());
     }
@@ -95,17 +108,7 @@ fn lowering_digest(
             h.update(format!("{file}\n").as_bytes());
         }
     }
-    Some(Digest::from_bytes(*h.finalize().as_bytes()))
-}
-
-/// The digest of what every segment's lowering reads outside the model: kbuild's executable,
-/// the goal, the workspace, and the package stamps (a package's tarball gives its version).
-fn base_digest(model: &Model, goal: crate::plan::Goal) -> Option<Digest> {
-    let mut h = blake3::Hasher::new();
-    hash_kbuild(&mut h)?;
-    hash_setting(&mut h, model, goal);
-    h.update(crate::manifest::packages::stamps(&model.root).as_bytes());
-    Some(Digest::from_bytes(*h.finalize().as_bytes()))
+    Digest::from_bytes(*h.finalize().as_bytes())
 }
 
 /// What lowering one series' targets reads of the model and the workspace, borrowed for
@@ -144,16 +147,16 @@ fn segment_digest(
             TargetKind::Kernel(_) => None,
         })
         .collect();
-    // The libraries the tools use, and theirs: the planner lowers each for its tool.
+    // The libraries the tools use, and theirs: the planner lowers each for its tool. Each name
+    // once, so `uses` that loop (the manifest rejects them) still end.
     let mut next = 0;
-    while next < tools.len() {
-        if let Some(tool) = model.tool(tools[next]) {
-            tools.extend(tool.uses.iter().map(String::as_str));
+    while let Some(name) = tools.get(next) {
+        for library in model.tool(name).into_iter().flat_map(|t| &t.uses) {
+            if !tools.contains(&library.as_str()) {
+                tools.push(library);
+            }
         }
         next += 1;
-        if tools.len() > 4 * model.tools.len() + 16 {
-            break; // `uses` that loop: the manifest rejects them, lowering never gets here.
-        }
     }
     tools.sort_unstable();
     tools.dedup();
@@ -203,13 +206,10 @@ pub fn lower(
     stat: &mut crate::statcache::StatCache,
     warn: &mut dyn FnMut(crate::fsutil::SaveError),
 ) -> miette::Result<(Graph, Lowering)> {
-    let head = match (
-        lowering_digest(model, (targets, goal), patch_dirs),
-        base_digest(model, goal),
-    ) {
-        (Some(lowering), Some(base)) => Some(Head { lowering, base }),
-        _ => None,
-    };
+    let head = base_digest(model, goal).map(|base| Head {
+        lowering: lowering_digest(base, model, targets, patch_dirs),
+        base,
+    });
     let state = State::Lowered {
         workspace: &model.root,
         patterns,
