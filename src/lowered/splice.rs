@@ -29,8 +29,6 @@ use super::{Lowering, PatchDir, segment_digest};
 struct Taken {
     actions: Vec<Action>,
     own: Vec<Digest>,
-    /// Each action's id in the kept graph.
-    old: Vec<u32>,
 }
 
 /// The kept graph, as segments to take from.
@@ -85,17 +83,19 @@ impl Old {
         let mut taken = Taken {
             actions: Vec::with_capacity(segment.ids.len()),
             own: Vec::with_capacity(segment.ids.len()),
-            old: segment.ids,
         };
-        for (i, &id) in taken.old.iter().enumerate() {
+        for (i, &id) in segment.ids.iter().enumerate() {
             let g = id as usize;
             let holders = self.holders.get_mut(g)?;
             *holders = holders.saturating_sub(1);
             let mut action = match *holders {
-                0 => self.actions[g].take()?,
+                0 => {
+                    let mut action = self.actions[g].take()?;
+                    action.labels.retain(|l| l.series == series);
+                    action
+                }
                 _ => copy_for(self.actions[g].as_ref()?, series),
             };
-            action.labels.retain(|l| l.series == series);
             for dep in &mut action.deps {
                 let d = dep.id.index();
                 // A dependency outside the segment: not a segment lowering made.
@@ -113,8 +113,8 @@ impl Old {
     }
 
     /// The kept groups of `series`, their actions renumbered into the new graph (`ids`: each
-    /// action of the segment just taken, by its index in it); `None` for a group that names an
-    /// action outside the segment (its hash is made again).
+    /// action of the segment just taken, by its index in it). A group that names an action
+    /// outside the segment is left out: its hash is made again.
     fn groups_of(&self, series: &str, ids: &[ActionId]) -> Vec<GroupHash> {
         let renumber = |old: &ActionId| {
             let g = old.index();
@@ -178,7 +178,6 @@ pub(super) fn splice(
             Some(Taken {
                 actions,
                 own: kept_own,
-                ..
             }) => {
                 taken_series.push(series.to_string());
                 let absorbed = graph.absorb(actions);
