@@ -1264,7 +1264,7 @@ fn two_actions_at_once_send_their_shared_tree_once() {
         a.sent_blobs,
         b.sent_blobs
     );
-    let tree_bytes: u64 = inputs.entries.iter().map(|e| e.size).sum();
+    let tree_bytes: u64 = inputs.entries().iter().map(|e| e.size).sum();
     assert!(
         a.sent_bytes + b.sent_bytes < tree_bytes + 50_000,
         "sent {} + {} bytes for a tree of {tree_bytes}",

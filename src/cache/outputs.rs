@@ -23,11 +23,23 @@ pub struct OutputEntry {
     pub symlink: Option<String>,
 }
 
-/// Everything an action produced, sorted by path.
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+/// Everything an action produced, sorted by path. Immutable once made: its digest is computed
+/// once and kept, because a source tree's manifest (80,000 entries, 11 MB as JSON) is asked
+/// for its digest by every action that reads the tree, several times each.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct OutputManifest {
-    pub entries: Vec<OutputEntry>,
+    entries: Vec<OutputEntry>,
+    #[serde(skip)]
+    digest: std::sync::OnceLock<Digest>,
 }
+
+impl PartialEq for OutputManifest {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for OutputManifest {}
 
 /// A blob that did not hold what its manifest promised.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -43,7 +55,21 @@ pub struct Corrupt {
 impl OutputManifest {
     /// The digest dependents see: it changes exactly when some output's path, mode or content does.
     pub fn digest(&self) -> Digest {
-        Digest::of_bytes(&serde_json::to_vec(self).expect("manifests serialise"))
+        *(self.digest).get_or_init(|| {
+            Digest::of_bytes(&serde_json::to_vec(self).expect("manifests serialise"))
+        })
+    }
+
+    /// The manifest of `entries`, which must be sorted by path.
+    pub fn new(entries: Vec<OutputEntry>) -> OutputManifest {
+        OutputManifest {
+            entries,
+            digest: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn entries(&self) -> &[OutputEntry] {
+        &self.entries
     }
 
     pub fn get(&self, path: &str) -> Option<&OutputEntry> {
@@ -73,7 +99,7 @@ impl OutputManifest {
             .map(|(rel, meta)| one(rel, meta))
             .collect::<Result<Vec<_>, _>>()?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(OutputManifest { entries })
+        Ok(OutputManifest::new(entries))
     }
 
     /// Links every output into `dest` (which must not exist), verifying each blob as it is read.

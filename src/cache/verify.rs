@@ -117,7 +117,7 @@ impl Cache {
                 );
                 continue;
             };
-            let missing = manifest.entries.iter().find(|e| {
+            let missing = manifest.entries().iter().find(|e| {
                 e.symlink.is_none()
                     && !std::fs::symlink_metadata(self.blobs.path(e.digest, e.executable))
                         .is_ok_and(|m| m.is_file())
@@ -186,7 +186,7 @@ impl Cache {
     fn bad_tree_file(&self, manifest: &OutputManifest, tree: &Path) -> Option<String> {
         use rayon::prelude::*;
         manifest
-            .entries
+            .entries()
             .par_iter()
             .find_any(|e| {
                 let file = tree.join(&e.path);

@@ -15,7 +15,7 @@ use crate::key::ActionKey;
 /// verified when they are materialised.
 fn present(cache: &Cache, key: ActionKey) -> bool {
     cache.lookup(key).is_some_and(|manifest| {
-        manifest.entries.iter().all(|e| {
+        manifest.entries().iter().all(|e| {
             e.symlink.is_some()
                 || std::fs::symlink_metadata(cache.blobs.path(e.digest, e.executable))
                     .is_ok_and(|m| m.is_file())

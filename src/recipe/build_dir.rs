@@ -242,7 +242,7 @@ impl SrcDir {
         }
         let wanted: BTreeMap<&str, &OutputEntry> = tree
             .manifest
-            .entries
+            .entries()
             .iter()
             .filter_map(|e| e.path.strip_prefix("tree/").map(|rel| (rel, e)))
             .collect();
@@ -393,7 +393,7 @@ mod tests {
         std::fs::write(crate::cache::made_stamp(&dir), "").unwrap();
         DepOutput {
             dir,
-            manifest: std::sync::Arc::new(OutputManifest { entries }),
+            manifest: std::sync::Arc::new(OutputManifest::new(entries)),
         }
     }
 

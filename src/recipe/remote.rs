@@ -66,7 +66,7 @@ pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), Reci
         return None;
     };
     let tree = |under: &str| -> Vec<OutputEntry> {
-        (ctx.dep_output(Role::Tree).manifest.entries.iter())
+        (ctx.dep_output(Role::Tree).manifest.entries().iter())
             .filter_map(|e| Some(moved(e, e.path.strip_prefix("tree/")?, under)))
             .collect()
     };
@@ -115,7 +115,7 @@ pub fn command(ctx: &Ctx) -> Option<Result<(RemoteCommand, OutputManifest), Reci
             platform,
             timeout: TIMEOUT,
         };
-        (command, OutputManifest { entries: inputs })
+        (command, OutputManifest::new(inputs))
     }))
 }
 
@@ -135,7 +135,7 @@ pub fn part(recipe: &Recipe) -> &'static str {
 /// the install's remote command must be the compile's to the byte.
 fn compiled_extras(ctx: &Ctx) -> Vec<String> {
     use super::compile::{COPIED, IMAGE};
-    (ctx.dep_output(Role::Kernel).manifest.entries.iter())
+    (ctx.dep_output(Role::Kernel).manifest.entries().iter())
         .map(|e| e.path.clone())
         .filter(|p| p != IMAGE && !COPIED.iter().any(|(name, _)| name == p))
         .collect()
@@ -205,7 +205,7 @@ fn moved(entry: &OutputEntry, rest: &str, under: &str) -> OutputEntry {
 
 /// Every output of the dependency in `role`, under `under/`.
 fn within<'a>(ctx: &'a Ctx, role: Role, under: &'a str) -> impl Iterator<Item = OutputEntry> + 'a {
-    (ctx.dep_output(role).manifest.entries.iter()).map(move |e| moved(e, &e.path, under))
+    (ctx.dep_output(role).manifest.entries().iter()).map(move |e| moved(e, &e.path, under))
 }
 
 /// The action's environment and the reproducible timestamps a local make gets (the make's

@@ -216,7 +216,7 @@ impl Remote {
         }
         let started = std::time::Instant::now();
         let files: Vec<&OutputEntry> = inputs
-            .entries
+            .entries()
             .iter()
             .filter(|e| e.symlink.is_none())
             .collect();

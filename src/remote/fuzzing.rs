@@ -25,9 +25,7 @@ pub fn read_answer(bytes: &[u8], dest: &Path) {
     };
     // A manifest that claims exactly what the tree holds, as a consistent hostile server's
     // would: the checks of the tree's own shape are what is left to pass.
-    let manifest = OutputManifest {
-        entries: entries.iter().map(claim).collect(),
-    };
+    let manifest = OutputManifest::new(entries.iter().map(claim).collect());
     let Ok(checked) = layout::check(&manifest, &entries) else {
         return;
     };

@@ -47,11 +47,11 @@ pub fn check<'a>(
     entries: &'a [TreeEntry],
 ) -> Result<Layout<'a>, String> {
     let claimed: HashMap<&str, &OutputEntry> = manifest
-        .entries
+        .entries()
         .iter()
         .map(|e| (e.path.as_str(), e))
         .collect();
-    if claimed.len() != manifest.entries.len() {
+    if claimed.len() != manifest.entries().len() {
         return Err("its manifest names one path twice".into());
     }
     if claimed.len() != entries.len() {
@@ -354,7 +354,7 @@ mod tests {
 
     fn checked(parts: Vec<(OutputEntry, TreeEntry)>) -> Result<(), String> {
         let (claimed, entries): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-        let manifest = OutputManifest { entries: claimed };
+        let manifest = OutputManifest::new(claimed);
         check(&manifest, &entries).map(|_| ())
     }
 

@@ -742,7 +742,7 @@ impl Remote {
         let with_files = job.kind.traits().upload == crate::kind::Upload::Files;
         let files: Vec<&OutputEntry> = job
             .manifest
-            .entries
+            .entries()
             .iter()
             .filter(|e| with_files && e.symlink.is_none())
             .collect();

@@ -147,7 +147,7 @@ pub fn tree(
     digest_of: impl Fn(&OutputEntry) -> re::Digest,
 ) -> re::Tree {
     let mut root = Node::default();
-    for entry in &manifest.entries {
+    for entry in manifest.entries() {
         root.insert(&entry.path, entry, &digest_of(entry));
     }
     let mut children = Vec::new();
@@ -307,14 +307,12 @@ mod tests {
 
     #[test]
     fn a_manifest_round_trips_through_a_tree() {
-        let manifest = OutputManifest {
-            entries: vec![
-                entry("kernel", false, None),
-                entry("lib/modules/6.1/modules.dep", false, None),
-                entry("lib/modules/6.1/source", false, Some("/usr/src/linux")),
-                entry("usr/bin/perf", true, None),
-            ],
-        };
+        let manifest = OutputManifest::new(vec![
+            entry("kernel", false, None),
+            entry("lib/modules/6.1/modules.dep", false, None),
+            entry("lib/modules/6.1/source", false, Some("/usr/src/linux")),
+            entry("usr/bin/perf", true, None),
+        ]);
         for function in [Function::Sha256, Function::Blake3] {
             let digest = |e: &OutputEntry| function.of_bytes(e.path.as_bytes());
             let tree = tree(function, &manifest, digest);
@@ -343,9 +341,7 @@ mod tests {
         let function = Function::Sha256;
         let mut tree = tree(
             function,
-            &OutputManifest {
-                entries: vec![entry("a/b", false, None)],
-            },
+            &OutputManifest::new(vec![entry("a/b", false, None)]),
             |e| function.of_bytes(e.path.as_bytes()),
         );
         tree.root.as_mut().unwrap().directories[0].name = "..".into();
