@@ -138,3 +138,70 @@ fn spdx_tools_validates_the_sbom_and_rejects_a_broken_one() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The SHA1 and SHA256 of an image's files are remembered by content (`cache/sums`): a rebuild
+/// of another config states the new kernel's sums, never those remembered for the old one, and
+/// `cache gc` drops the sums of the blobs it drops.
+#[test]
+fn remembered_sums_follow_the_content_and_go_with_their_blobs() {
+    use sha1::Digest as _;
+    let ws = Ws::new();
+    sbom(&ws, "//6.6.x:amd64");
+    let sums = ws.cache.join("sums");
+    let remembered = common::files_under(&sums).len();
+    assert!(remembered >= 3, "{remembered} sums remembered");
+
+    ws.set_amd64_cpus(32);
+    let doc: serde_json::Value = serde_json::from_str(&sbom(&ws, "//6.6.x:amd64")).unwrap();
+    let files = doc["files"].as_array().unwrap();
+    for name in ["kernel", "kernel.tar", "System.map"] {
+        let bytes = std::fs::read(ws.path().join("out/6.6.x/amd64").join(name)).unwrap();
+        let entry = (files.iter())
+            .find(|f| f["fileName"] == format!("./{name}"))
+            .unwrap();
+        let sum = |algorithm: &str| {
+            (entry["checksums"].as_array().unwrap().iter())
+                .find(|c| c["algorithm"] == algorithm)
+                .unwrap()["checksumValue"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(sum("SHA256"), sha256_hex(&bytes), "{name}");
+        assert_eq!(
+            sum("SHA1"),
+            hex::encode(sha1::Sha1::digest(&bytes)),
+            "{name}"
+        );
+    }
+    let before = common::files_under(&sums);
+    assert!(before.len() > remembered);
+
+    // gc keeps what the last run uses (the new kernel) and drops the old config's outputs: the
+    // sums left are those of blobs still stored, and the old kernel's went with it.
+    let out = ws.kbuild(&["cache", "gc", "--max-size", "0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let after = common::files_under(&sums);
+    assert!(
+        after.len() < before.len(),
+        "{} of {}",
+        after.len(),
+        before.len()
+    );
+    for kept in &after {
+        let shard = kept.parent().unwrap().file_name().unwrap();
+        let blob = ws
+            .cache
+            .join("blobs")
+            .join(shard)
+            .join(kept.file_name().unwrap());
+        let mut executable = blob.clone().into_os_string();
+        executable.push(".x");
+        assert!(
+            blob.exists() || std::path::Path::new(&executable).exists(),
+            "{} has no blob",
+            kept.display()
+        );
+    }
+}

@@ -131,7 +131,7 @@ impl Cache {
         for key in current {
             if let Some(manifest) = self.lookup(*key) {
                 usage.current_entries += 1;
-                for e in &manifest.entries {
+                for e in manifest.entries() {
                     if e.symlink.is_none() && blobs.insert(e.digest) {
                         usage.current_blob_bytes += e.size;
                     }
@@ -203,6 +203,7 @@ impl Cache {
             collect_build_dir(dir, &mut budget, &mut out);
         }
         self.remove_orphan_blobs(&refs.blobs);
+        self.remove_orphan_sums(&refs.blobs);
         Ok(out)
     }
 
@@ -291,6 +292,18 @@ impl Cache {
         bytes
     }
 
+    /// The remembered sums of blobs that are gone.
+    fn remove_orphan_sums(&self, refs: &HashMap<Digest, u32>) {
+        let Ok(sums) = self.sums() else {
+            return;
+        };
+        for (digest, path) in sums.kept() {
+            if refs.get(&digest).is_none_or(|n| *n == 0) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
     /// Blobs no entry names: left by entries removed earlier by hand or by `cache verify`.
     fn remove_orphan_blobs(&self, refs: &HashMap<Digest, u32>) {
         for (digest, path) in sharded(&self.dir("blobs"), ".x") {
@@ -303,7 +316,7 @@ impl Cache {
 
 /// The files of a directory sharded as `ab/cdef…[suffix]`, with the digests they are named by.
 /// A file whose name is no digest is not listed (and so never removed).
-fn sharded(dir: &Path, suffix: &str) -> Vec<(Digest, PathBuf)> {
+pub(super) fn sharded(dir: &Path, suffix: &str) -> Vec<(Digest, PathBuf)> {
     let mut out = Vec::new();
     for shard in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let prefix = shard.file_name().to_string_lossy().to_string();
@@ -349,7 +362,7 @@ fn release(refs: &mut HashMap<Digest, u32>, digest: Digest) -> bool {
 fn blobs_of(manifest: &OutputManifest) -> impl Iterator<Item = Digest> + '_ {
     let mut seen = HashSet::new();
     manifest
-        .entries
+        .entries()
         .iter()
         .filter(|e| e.symlink.is_none())
         .map(|e| e.digest)

@@ -10,6 +10,7 @@ mod gc;
 mod holds;
 mod outputs;
 mod state;
+mod sums;
 mod sweep;
 mod verify;
 mod workspaces;
@@ -22,6 +23,7 @@ pub use gc::{Area, Collected, Policy, Removed, Usage, parse_size};
 pub use holds::Publishing;
 pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
 pub use state::{EntryCheck, LastOutcome, LastRun, RunEntry};
+pub use sums::{FileSums, Sums};
 pub use verify::VerifyReport;
 pub use workspaces::{build_root, log_name, logs_dir};
 
@@ -94,7 +96,7 @@ pub struct Cache {
 impl Cache {
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
         for dir in [
-            "blobs", "ac", "keys", "trees", "state", "build", "logs", "tmp",
+            "blobs", "ac", "keys", "trees", "state", "build", "logs", "tmp", "sums",
         ] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_err(&path))?;

@@ -24,6 +24,7 @@ pub(super) struct Runner<'a> {
     pub(super) graph: &'a Graph,
     pub(super) logs: PathBuf,
     pub(super) build_root: PathBuf,
+    pub(super) sums: crate::cache::Sums,
     /// One fetch per remote hit, however many workers need it at once.
     pub(super) fetches:
         std::sync::Mutex<HashMap<ActionKey, Arc<std::sync::OnceLock<Option<OutputManifest>>>>>,
@@ -148,6 +149,7 @@ impl Runner<'_> {
             toolchain: &job.toolchain,
             report: &*self.engine.report,
             ledger: self.engine.cache.ledger(),
+            sums: &self.sums,
         };
         let result = self
             .run_recipe(&ctx, job.remote)

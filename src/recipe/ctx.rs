@@ -42,6 +42,8 @@ pub struct Ctx<'a> {
     pub toolchain: &'a Identity,
     /// Notes the links of stored files the recipe makes (see `ledger`).
     pub ledger: &'a crate::ledger::Ledger,
+    /// The SHA1 and SHA256 of cached files, remembered by their digest (see `cache::sums`).
+    pub sums: &'a crate::cache::Sums,
     /// Where messages for the user go (never the log's business: the log is the action's).
     pub report: &'a dyn Reporter,
 }

@@ -2,13 +2,14 @@
 //! sha256 and origin, the resolved config, the build environment as the key holds it, every
 //! file of the image with its SHA1 and SHA256) and writes it as SPDX 2.3 JSON (`crate::sbom`).
 
-use std::io::Read;
 use std::path::Path;
 
+use rayon::prelude::*;
 use sha1::Digest as _;
 
-use super::{Ctx, RecipeError, io};
+use super::{Ctx, DepOutput, RecipeError, io};
 use crate::action::{Role, SbomSpec, SourceSpec};
+use crate::cache::FileSums;
 use crate::exec::{Identity, Program};
 use crate::sbom::{Bill, Config, Environment, FileSum, KERNEL_LICENSE, Main, Patch, SourceFacts};
 
@@ -51,7 +52,7 @@ pub fn sbom(ctx: &Ctx, spec: &SbomSpec) -> Result<(), RecipeError> {
         config,
         libraries: libraries.map(facts).collect(),
         environment: environment(ctx.toolchain),
-        files: image_files(ctx.dep(Role::Package))?,
+        files: image_files(ctx, ctx.dep_output(Role::Package))?,
     };
     let text =
         serde_json::to_string_pretty(&crate::sbom::document(&bill)).expect("an SBOM serialises");
@@ -139,20 +140,29 @@ fn environment(identity: &Identity) -> Environment {
     }
 }
 
-/// Every regular file under `dir`, sorted by path, with its SHA1 and SHA256.
-fn image_files(dir: &Path) -> Result<Vec<FileSum>, RecipeError> {
+/// Every regular file of the package, sorted by path, with its SHA1 and SHA256: remembered by
+/// the file's digest in the package's manifest where the cache has them (most of an image's
+/// bytes, the source snapshot first, are the same in every rebuild of a tree), else read.
+fn image_files(ctx: &Ctx, package: &DepOutput) -> Result<Vec<FileSum>, RecipeError> {
+    let dir = &package.dir;
     let mut paths = Vec::new();
     walk(dir, dir, &mut paths).map_err(io(format!("listing {}", dir.display())))?;
     paths.sort();
     paths
-        .into_iter()
+        .into_par_iter()
         .map(|rel| {
             let path = dir.join(&rel);
-            let (sha1, sha256) = sums(&path).map_err(io(format!("hashing {}", path.display())))?;
+            // A symlink's digest names its target's text, not the content it leads to.
+            let stored = (package.manifest.get(&rel)).filter(|e| e.symlink.is_none());
+            let sums = match stored {
+                Some(entry) => ctx.sums.of(entry.digest, &path),
+                None => FileSums::of_file(&path),
+            }
+            .map_err(io(format!("hashing {}", path.display())))?;
             Ok(FileSum {
                 path: rel,
-                sha1,
-                sha256,
+                sha1: sums.sha1,
+                sha256: sums.sha256,
             })
         })
         .collect()
@@ -170,21 +180,4 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// SHA1 and SHA256 of one file, in one read.
-fn sums(path: &Path) -> std::io::Result<(String, String)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut sha1 = sha1::Sha1::new();
-    let mut sha256 = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        sha1.update(&buf[..n]);
-        sha256.update(&buf[..n]);
-    }
-    Ok((hex::encode(sha1.finalize()), hex::encode(sha256.finalize())))
 }
