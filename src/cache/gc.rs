@@ -88,7 +88,7 @@ struct BuildDir {
     last_used: SystemTime,
 }
 
-const AREAS: [(&str, &str); 8] = [
+const AREAS: [(&str, &str); 9] = [
     ("blobs", "blobs"),
     ("action entries", "ac"),
     ("key records", "keys"),
@@ -96,6 +96,7 @@ const AREAS: [(&str, &str); 8] = [
     ("build directories", "build"),
     ("logs", "logs"),
     ("state", "state"),
+    ("remembered sums", "sums"),
     ("tmp", "tmp"),
 ];
 
