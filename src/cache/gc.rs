@@ -295,10 +295,7 @@ impl Cache {
 
     /// The remembered sums of blobs that are gone.
     fn remove_orphan_sums(&self, refs: &HashMap<Digest, u32>) {
-        let Ok(sums) = self.sums() else {
-            return;
-        };
-        for (digest, path) in sums.kept() {
+        for (digest, path) in self.sums().kept() {
             if refs.get(&digest).is_none_or(|n| *n == 0) {
                 let _ = std::fs::remove_file(path);
             }

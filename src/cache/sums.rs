@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::Digest as _;
 
-use super::{Cache, CacheError};
+use super::Cache;
 use crate::digest::Digest;
 
 /// A file's SHA1 and SHA256, as lowercase hex.
@@ -108,14 +108,12 @@ impl Sums {
 }
 
 impl Cache {
-    /// This cache's remembered sums.
-    pub fn sums(&self) -> Result<Sums, CacheError> {
-        let dir = self.dir("sums");
-        std::fs::create_dir_all(&dir).map_err(super::io_err(&dir))?;
-        Ok(Sums {
-            dir: Some(dir),
+    /// This cache's remembered sums (`Cache::open` made their directory).
+    pub fn sums(&self) -> Sums {
+        Sums {
+            dir: Some(self.dir("sums")),
             tmp: self.dir("tmp"),
-        })
+        }
     }
 }
 
@@ -127,7 +125,7 @@ mod tests {
     fn sums_are_remembered_by_digest_and_a_damaged_record_is_computed_again() {
         let root = tempfile::tempdir().unwrap();
         let cache = Cache::open(root.path()).unwrap();
-        let sums = cache.sums().unwrap();
+        let sums = cache.sums();
         let file = root.path().join("f");
         std::fs::write(&file, b"abc").unwrap();
         let digest = Digest::of_bytes(b"abc");

@@ -128,7 +128,7 @@ impl Engine<'_> {
             graph,
             logs: logs_dir(self.cache, self.workspace),
             build_root: build_root(self.cache, self.workspace),
-            sums: self.cache.sums()?,
+            sums: self.cache.sums(),
             fetches: Default::default(),
             watch: Watch::new(self.report.clone()),
             local: runner::Slots::new(self.jobs),
