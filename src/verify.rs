@@ -129,8 +129,9 @@ fn one(
         locked: true,
         toolchain: &record.executor,
         ledger: cache.ledger(),
-        // The rebuild computes every sum again: nothing of the build it checks is taken.
+        // The rebuild computes every sum and compresses every piece again: nothing of the build it checks is taken.
         sums: &crate::cache::Sums::uncached(),
+        members: &crate::cache::Members::uncached(),
         report: &*request.report,
     };
     crate::recipe::execute(&ctx).map_err(|e| format!("the rebuild failed: {e}"))?;

@@ -88,7 +88,7 @@ struct BuildDir {
     last_used: SystemTime,
 }
 
-const AREAS: [(&str, &str); 9] = [
+const AREAS: [(&str, &str); 10] = [
     ("blobs", "blobs"),
     ("action entries", "ac"),
     ("key records", "keys"),
@@ -97,6 +97,7 @@ const AREAS: [(&str, &str); 9] = [
     ("logs", "logs"),
     ("state", "state"),
     ("remembered sums", "sums"),
+    ("compressed layer pieces", "members"),
     ("tmp", "tmp"),
 ];
 
@@ -205,6 +206,7 @@ impl Cache {
         }
         self.remove_orphan_blobs(&refs.blobs);
         self.remove_orphan_sums(&refs.blobs);
+        self.remove_members();
         Ok(out)
     }
 
@@ -299,6 +301,14 @@ impl Cache {
             if refs.get(&digest).is_none_or(|n| *n == 0) {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+
+    /// Every compressed layer piece: a memo that names no blob, which the next layer that
+    /// needs a piece fills again.
+    fn remove_members(&self) {
+        for (_, path) in self.members().kept() {
+            let _ = std::fs::remove_file(path);
         }
     }
 

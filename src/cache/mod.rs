@@ -3,11 +3,13 @@
 //! Layout under the cache root (see `doc/cache.md`):
 //! `blobs/` file contents by blake3, `ac/` action key to output manifest, `keys/` key records,
 //! `trees/` materialised outputs by output digest, `state/` the last run of each workspace,
-//! `build/` persistent kernel build directories, `logs/`, and `tmp/` for work in progress.
+//! `build/` persistent kernel build directories, `logs/`, `sums/` and `members/` (memos of
+//! sums and of compressed layer pieces), and `tmp/` for work in progress.
 
 mod blobs;
 mod gc;
 mod holds;
+mod members;
 mod outputs;
 mod state;
 mod sums;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub use blobs::BlobStore;
 pub use gc::{Area, Collected, Policy, Removed, Usage, parse_size};
 pub use holds::Publishing;
+pub use members::Members;
 pub use outputs::{Corrupt, OutputEntry, OutputManifest, made_stamp};
 pub use state::{EntryCheck, LastOutcome, LastRun, RunEntry};
 pub use sums::{FileSums, Sums};
@@ -96,7 +99,7 @@ pub struct Cache {
 impl Cache {
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
         for dir in [
-            "blobs", "ac", "keys", "trees", "state", "build", "logs", "tmp", "sums",
+            "blobs", "ac", "keys", "trees", "state", "build", "logs", "tmp", "sums", "members",
         ] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_err(&path))?;

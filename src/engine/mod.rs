@@ -129,6 +129,7 @@ impl Engine<'_> {
             logs: logs_dir(self.cache, self.workspace),
             build_root: build_root(self.cache, self.workspace),
             sums: self.cache.sums(),
+            members: self.cache.members(),
             fetches: Default::default(),
             watch: Watch::new(self.report.clone()),
             local: runner::Slots::new(self.jobs),

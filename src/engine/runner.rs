@@ -25,6 +25,7 @@ pub(super) struct Runner<'a> {
     pub(super) logs: PathBuf,
     pub(super) build_root: PathBuf,
     pub(super) sums: crate::cache::Sums,
+    pub(super) members: crate::cache::Members,
     /// One fetch per remote hit, however many workers need it at once.
     pub(super) fetches:
         std::sync::Mutex<HashMap<ActionKey, Arc<std::sync::OnceLock<Option<OutputManifest>>>>>,
@@ -150,6 +151,7 @@ impl Runner<'_> {
             report: &*self.engine.report,
             ledger: self.engine.cache.ledger(),
             sums: &self.sums,
+            members: &self.members,
         };
         let result = self
             .run_recipe(&ctx, job.remote)

@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     pub ledger: &'a crate::ledger::Ledger,
     /// The SHA1 and SHA256 of cached files, remembered by their digest (see `cache::sums`).
     pub sums: &'a crate::cache::Sums,
+    /// Compressed layer pieces, remembered by what they hold (see `cache::members`).
+    pub members: &'a crate::cache::Members,
     /// Where messages for the user go (never the log's business: the log is the action's).
     pub report: &'a dyn Reporter,
 }

@@ -58,11 +58,19 @@ pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
     let (blob, diff_id, media_type) = if spec.gzip {
         // Level 1: most of the bytes are tarballs; a higher level costs seconds on every rebuild
         // for little gain. On every core: the compile before it is done.
-        let gz = oci::gzip::ParallelGzip::new(blob, flate2::Compression::fast());
+        let gz = oci::gzip::ParallelGzip::new(blob, flate2::Compression::fast())
+            .remembering(ctx.members, compressor());
         let tar = crate::archive::tar_into(Hashing::new(gz), from, "", epoch, &spec.omit)
             .map_err(io("writing the layer"))?;
         let (gz, diff_id, _) = tar.finish();
-        let blob = gz.finish().map_err(io("compressing the layer"))?;
+        let (blob, pieces) = gz.finish().map_err(io("compressing the layer"))?;
+        // What the memo gave says why a layer was quick, or not.
+        let mut log = ctx.log;
+        let _ = writeln!(
+            log,
+            "layer: {} pieces, {} of them remembered compressed",
+            pieces.cut, pieces.recalled
+        );
         (blob, Some(diff_id), oci::MEDIA_LAYER)
     } else {
         let blob = crate::archive::tar_into(blob, from, "", epoch, &spec.omit)
@@ -86,6 +94,15 @@ pub fn layer(ctx: &Ctx, spec: &LayerSpec) -> Result<(), RecipeError> {
             annotations: BTreeMap::new(),
         },
     )
+}
+
+/// What names the layer's compressing code for the memo of compressed pieces: the layer kind's
+/// recipe code, which moves with the compressor (its code, or its version bumped by hand).
+fn compressor() -> crate::digest::Digest {
+    let code = crate::kind::code::of(crate::kind::ActionKind::Layer);
+    let mut named = code.version.to_le_bytes().to_vec();
+    named.extend_from_slice(code.code.as_bytes());
+    crate::digest::Digest::of_bytes(&named)
 }
 
 fn write_blob(out: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor, RecipeError> {
