@@ -266,14 +266,9 @@ pub fn sweep() {
     else {
         return;
     };
-    let boot = me.boot();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((id, label)) = line.split_once(' ') else {
-            continue;
-        };
-        if Owner::parse(label).is_some_and(|o| o.is_gone(boot)) {
-            let _ = quiet(Command::new("docker").args(["rm", "-f", id]));
-        }
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for id in owner::orphans(listed.lines().filter_map(|l| l.split_once(' ')), &me) {
+        let _ = quiet(Command::new("docker").args(["rm", "-f", id]));
     }
 }
 

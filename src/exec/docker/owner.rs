@@ -39,11 +39,6 @@ impl Owner {
         })
     }
 
-    /// The boot of the machine the process ran on.
-    pub fn boot(&self) -> &str {
-        &self.boot
-    }
-
     pub fn label(&self) -> String {
         format!("{}/{}/{}", self.boot, self.pid, self.start)
     }
@@ -79,6 +74,20 @@ fn start_time(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Of `containers` (each its ID and its owner label), the IDs of those whose owner on this
+/// machine has ended: what a sweep removes, whichever way it talks to the daemon (kbuild's
+/// runs through its API, `kbuild worker` through the docker CLI). A label that names no owner
+/// is never judged gone.
+pub fn orphans<'a>(
+    containers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    me: &Owner,
+) -> Vec<&'a str> {
+    (containers.into_iter())
+        .filter(|(_, label)| Owner::parse(label).is_some_and(|o| o.is_gone(&me.boot)))
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// Removes (by force) every kbuild container on this daemon whose owner on this machine has
 /// ended. Best effort: a container the daemon is already removing, or a daemon that refuses,
 /// costs nothing but a retry on the next run.
@@ -91,17 +100,15 @@ pub async fn sweep(client: &bollard::Docker, me: &Owner) {
     let Ok(containers) = client.list_containers(Some(options)).await else {
         return;
     };
-    for container in containers {
-        let gone = container
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(LABEL))
-            .and_then(|label| Owner::parse(label))
-            .is_some_and(|owner| owner.is_gone(&me.boot));
-        if let (true, Some(id)) = (gone, container.id) {
-            let options = RemoveContainerOptionsBuilder::default().force(true).build();
-            let _ = client.remove_container(&id, Some(options)).await;
-        }
+    let owned: Vec<(String, String)> = (containers.into_iter())
+        .filter_map(|c| Some((c.id?, c.labels?.remove(LABEL)?)))
+        .collect();
+    let pairs = owned
+        .iter()
+        .map(|(id, label)| (id.as_str(), label.as_str()));
+    for id in orphans(pairs, me) {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = client.remove_container(id, Some(options)).await;
     }
 }
 
@@ -136,6 +143,27 @@ mod tests {
         assert!(reused.is_gone(&me.boot));
         // Another machine's (or boot's) process cannot be judged from here.
         assert!(!owner.is_gone("another-boot"));
+    }
+
+    #[test]
+    fn orphans_are_the_containers_of_ended_owners_here() {
+        let me = Owner::current().unwrap();
+        let ended = Owner {
+            start: me.start + 1,
+            ..me.clone()
+        };
+        let elsewhere = Owner {
+            boot: "another-boot".into(),
+            ..ended.clone()
+        };
+        let (mine, gone, far) = (me.label(), ended.label(), elsewhere.label());
+        let containers = [
+            ("a", mine.as_str()),
+            ("b", gone.as_str()),
+            ("c", far.as_str()),
+            ("d", "not an owner"),
+        ];
+        assert_eq!(orphans(containers, &me), ["b"]);
     }
 
     #[test]
