@@ -198,6 +198,47 @@ fn leftovers_of_killed_runs_are_swept_when_no_run_is_alive() {
     assert!(!ws.cache.join("keys/ab/.tmpOld").exists());
 }
 
+/// Memos are believed by later runs without their bytes: remembered sums damaged into other
+/// valid hex, and a compressed piece damaged behind a digest made to match, are each found by
+/// `cache verify` and removed; the sound ones stay.
+#[test]
+fn cache_verify_removes_memos_that_lie() {
+    let (ws, clean) = built();
+    let sums = files_under(&ws.cache.join("sums"));
+    let members = files_under(&ws.cache.join("members"));
+    assert!(
+        sums.len() >= 2 && !members.is_empty(),
+        "{sums:?} {members:?}"
+    );
+    let lying_sums = &sums[0];
+    std::fs::write(
+        lying_sums,
+        format!("{} {}\n", "0".repeat(40), "0".repeat(64)),
+    )
+    .unwrap();
+    let lying_member = &members[0];
+    let mut record = std::fs::read(lying_member).unwrap();
+    // A byte amid the deflate data: the member inflates to other bytes, or not at all.
+    let amid = 32 + (record.len() - 32) / 2;
+    record[amid] ^= 0x55;
+    let digest = *blake3::hash(&record[32..]).as_bytes();
+    record[..32].copy_from_slice(&digest);
+    std::fs::write(lying_member, record).unwrap();
+
+    let verify = ws.kbuild(&["cache", "verify"]);
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(0), "{stdout}");
+    for what in [
+        "remembered sums are not those of their blob",
+        "compressed layer piece is damaged",
+    ] {
+        assert_eq!(stdout.matches(what).count(), 1, "{what}:\n{stdout}");
+    }
+    assert!(!lying_sums.exists() && !lying_member.exists());
+    assert!(sums[1].exists());
+    heals(&ws, &clean);
+}
+
 #[test]
 fn cache_verify_on_a_healthy_cache_finds_nothing_and_keeps_what_why_reads() {
     let (ws, _) = built();

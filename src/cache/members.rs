@@ -10,7 +10,7 @@
 //! piece compressed again, never believed. Only this machine's compressions write here.
 //! `cache gc` removes them all: they are a memo, and the next layer compresses once again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::Cache;
 use crate::digest::Digest;
@@ -41,6 +41,24 @@ impl Members {
     pub(super) fn kept(&self) -> Vec<(Digest, PathBuf)> {
         (self.dir.as_deref()).map_or_else(Vec::new, |dir| super::gc::sharded(dir, ""))
     }
+}
+
+/// Whether the record at `record` is whole (`cache verify`): its digest is its member's, and the
+/// member inflates to bytes whose CRC-32 and length are those its trailer states.
+pub(super) fn is_sound(record: &Path) -> bool {
+    use std::io::Read as _;
+    let Ok(bytes) = std::fs::read(record) else {
+        return false;
+    };
+    let Some((digest, member)) = bytes.split_first_chunk::<32>() else {
+        return false;
+    };
+    // The decoder checks the trailer against what it inflated.
+    let mut inflated = Vec::new();
+    Digest::of_bytes(member).as_bytes() == digest
+        && flate2::read::GzDecoder::new(member)
+            .read_to_end(&mut inflated)
+            .is_ok()
 }
 
 impl crate::oci::gzip::Remember for Members {

@@ -101,6 +101,17 @@ impl Sums {
         Ok(sums)
     }
 
+    /// Whether the record at `record` states the sums of `blob` (`cache verify`, which has
+    /// checked the blob against its digest: a record damaged into other valid hex is caught
+    /// only here).
+    pub(super) fn is_sound(record: &Path, blob: &Path) -> bool {
+        let kept = std::fs::read_to_string(record).ok();
+        let Some(kept) = kept.as_deref().and_then(FileSums::decode) else {
+            return false;
+        };
+        FileSums::of_file(blob).is_ok_and(|sums| sums == kept)
+    }
+
     /// The digests whose sums are kept, with their files.
     pub(super) fn kept(&self) -> Vec<(Digest, PathBuf)> {
         (self.dir.as_deref()).map_or_else(Vec::new, |dir| super::gc::sharded(dir, ""))

@@ -20,6 +20,8 @@ pub struct VerifyReport {
     /// Entries taken from a remote cache, and of those the ones a trusted key signed.
     pub remote: usize,
     pub signed: usize,
+    /// Remembered sums and compressed layer pieces found sound.
+    pub memos: usize,
     /// Each problem: the path, what was wrong, and whether removing it failed.
     pub problems: Vec<Problem>,
 }
@@ -65,7 +67,34 @@ impl Cache {
         let manifests = self.verify_entries(&mut report)?;
         self.verify_trees(&manifests, &mut report)?;
         self.verify_origins(&mut report)?;
+        self.verify_memos(&mut report);
         Ok(report)
+    }
+
+    /// Memos are believed by every later run, so they are checked like entries: remembered
+    /// sums against their (already verified) blob, compressed layer pieces against themselves.
+    /// A wrong one is removed, and computed again when next needed.
+    fn verify_memos(&self, report: &mut VerifyReport) {
+        for (digest, record) in self.sums().kept() {
+            let blob = [false, true]
+                .map(|executable| self.blobs.path(digest, executable))
+                .into_iter()
+                .find(|p| p.is_file());
+            match blob {
+                None => report.remove(&record, "remembered sums of a blob that is gone"),
+                Some(blob) if !super::Sums::is_sound(&record, &blob) => {
+                    report.remove(&record, "remembered sums are not those of their blob")
+                }
+                Some(_) => report.memos += 1,
+            }
+        }
+        for (_, record) in self.members().kept() {
+            if super::members::is_sound(&record) {
+                report.memos += 1;
+            } else {
+                report.remove(&record, "compressed layer piece is damaged");
+            }
+        }
     }
 
     /// Counts the entries another machine built; a note whose entry is gone is removed.

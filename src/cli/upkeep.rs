@@ -29,10 +29,12 @@ pub fn verify(ws: &Workspace) -> miette::Result<i32> {
         );
     }
     eprintln!(
-        "kbuild: {} blob(s), {} action cache entries and {} tree(s) checked; {} problem(s), {}",
+        "kbuild: {} blob(s), {} action cache entries, {} tree(s) and {} remembered sum(s) or \
+         compressed piece(s) checked; {} problem(s), {}",
         report.blobs,
         report.entries,
         report.trees,
+        report.memos,
         report.problems.len(),
         if report.repaired_all() {
             "all repaired: the next run rebuilds what was removed"
