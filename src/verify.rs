@@ -129,7 +129,8 @@ fn one(
         locked: true,
         toolchain: &record.executor,
         ledger: cache.ledger(),
-        // The rebuild computes every sum and compresses every piece again: nothing of the build it checks is taken.
+        // The rebuild computes every sum and compresses every piece again: nothing of the build
+        // it checks is taken.
         sums: &crate::cache::Sums::uncached(),
         members: &crate::cache::Members::uncached(),
         report: &*request.report,
