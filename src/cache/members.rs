@@ -13,60 +13,58 @@
 use std::path::{Path, PathBuf};
 
 use super::Cache;
+use super::shelf::Shelf;
 use crate::digest::Digest;
 
 /// Where the layer recipe finds and keeps compressed pieces.
 #[derive(Clone, Debug)]
 pub struct Members {
-    /// `None` remembers nothing (`kbuild verify`, whose rebuild must compress every piece).
-    dir: Option<PathBuf>,
-    tmp: PathBuf,
+    /// Remembers nothing for `kbuild verify`, whose rebuild must compress every piece.
+    shelf: Shelf,
 }
 
 impl Members {
     /// A memo that never remembers: every piece is compressed.
     pub fn uncached() -> Members {
         Members {
-            dir: None,
-            tmp: PathBuf::new(),
+            shelf: Shelf::none(),
         }
-    }
-
-    fn record(&self, key: &Digest) -> Option<PathBuf> {
-        let hex = key.to_hex();
-        Some(self.dir.as_ref()?.join(&hex[..2]).join(&hex[2..]))
     }
 
     /// Every record kept, for `cache gc`.
     pub(super) fn kept(&self) -> Vec<(Digest, PathBuf)> {
-        (self.dir.as_deref()).map_or_else(Vec::new, |dir| super::gc::sharded(dir, ""))
+        self.shelf.kept()
     }
 }
 
-/// Whether the record at `record` is whole (`cache verify`): its digest is its member's, and the
-/// member inflates to bytes whose CRC-32 and length are those its trailer states.
+/// The member a record holds, if the record is whole: its first 32 bytes are the member's
+/// BLAKE3.
+fn whole(record: &[u8]) -> Option<&[u8]> {
+    let (digest, member) = record.split_first_chunk::<32>()?;
+    (Digest::of_bytes(member).as_bytes() == digest).then_some(member)
+}
+
+/// Whether the record at `record` is whole (`cache verify`), and its member inflates to bytes
+/// whose CRC-32 and length are those its trailer states.
 pub(super) fn is_sound(record: &Path) -> bool {
     use std::io::Read as _;
     let Ok(bytes) = std::fs::read(record) else {
         return false;
     };
-    let Some((digest, member)) = bytes.split_first_chunk::<32>() else {
-        return false;
-    };
     // The decoder checks the trailer against what it inflated.
     let mut inflated = Vec::new();
-    Digest::of_bytes(member).as_bytes() == digest
-        && flate2::read::GzDecoder::new(member)
+    whole(&bytes).is_some_and(|member| {
+        flate2::read::GzDecoder::new(member)
             .read_to_end(&mut inflated)
             .is_ok()
+    })
 }
 
 impl crate::oci::gzip::Remember for Members {
     fn recall(&self, key: &Digest) -> Option<Vec<u8>> {
-        let path = self.record(key)?;
+        let path = self.shelf.record(*key)?;
         let mut bytes = std::fs::read(&path).ok()?;
-        let sound = bytes.len() >= 32 && Digest::of_bytes(&bytes[32..]).as_bytes() == &bytes[..32];
-        if !sound {
+        if whole(&bytes).is_none() {
             // Written once, so a damaged record would stay: it goes, and is written again.
             let _ = std::fs::remove_file(&path);
             return None;
@@ -76,14 +74,13 @@ impl crate::oci::gzip::Remember for Members {
     }
 
     fn keep(&self, key: &Digest, member: &[u8]) {
-        let Some(path) = self.record(key) else {
+        let Some(path) = self.shelf.record(*key) else {
             return;
         };
         let mut bytes = Vec::with_capacity(32 + member.len());
         bytes.extend_from_slice(Digest::of_bytes(member).as_bytes());
         bytes.extend_from_slice(member);
-        // Remembering is an optimisation: a failure to write only means compressing again.
-        let _ = super::write_once(&self.tmp, &path, &bytes);
+        self.shelf.keep(&path, &bytes);
     }
 }
 
@@ -91,8 +88,7 @@ impl Cache {
     /// This cache's compressed pieces (`Cache::open` made their directory).
     pub fn members(&self) -> Members {
         Members {
-            dir: Some(self.dir("members")),
-            tmp: self.dir("tmp"),
+            shelf: Shelf::of(self, "members"),
         }
     }
 }

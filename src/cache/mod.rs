@@ -11,6 +11,7 @@ mod gc;
 mod holds;
 mod members;
 mod outputs;
+mod shelf;
 mod state;
 mod sums;
 mod sweep;

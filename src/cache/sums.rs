@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use sha1::Digest as _;
 
 use super::Cache;
+use super::shelf::Shelf;
 use crate::digest::Digest;
 
 /// A file's SHA1 and SHA256, as lowercase hex.
@@ -66,28 +67,24 @@ impl FileSums {
 /// Where a recipe asks for the sums of its inputs' files.
 #[derive(Clone, Debug)]
 pub struct Sums {
-    /// `None` remembers nothing: every sum is computed from the bytes (`kbuild verify`, whose
-    /// rebuild must not take anything from the build it checks).
-    dir: Option<PathBuf>,
-    tmp: PathBuf,
+    /// Remembers nothing for `kbuild verify`, whose rebuild must not take anything from the
+    /// build it checks: every sum is computed from the bytes.
+    shelf: Shelf,
 }
 
 impl Sums {
     /// Sums that are always computed, never remembered.
     pub fn uncached() -> Sums {
         Sums {
-            dir: None,
-            tmp: PathBuf::new(),
+            shelf: Shelf::none(),
         }
     }
 
     /// The sums of `path`, a file of a cached tree whose content has the BLAKE3 `digest`.
     pub fn of(&self, digest: Digest, path: &Path) -> std::io::Result<FileSums> {
-        let Some(dir) = &self.dir else {
+        let Some(kept) = self.shelf.record(digest) else {
             return FileSums::of_file(path);
         };
-        let hex = digest.to_hex();
-        let kept = dir.join(&hex[..2]).join(&hex[2..]);
         if let Ok(text) = std::fs::read_to_string(&kept) {
             if let Some(sums) = FileSums::decode(&text) {
                 return Ok(sums);
@@ -96,8 +93,7 @@ impl Sums {
             let _ = std::fs::remove_file(&kept);
         }
         let sums = FileSums::of_file(path)?;
-        // Remembering is an optimisation: a failure to write only means computing again.
-        let _ = super::write_once(&self.tmp, &kept, sums.encode().as_bytes());
+        self.shelf.keep(&kept, sums.encode().as_bytes());
         Ok(sums)
     }
 
@@ -114,7 +110,7 @@ impl Sums {
 
     /// The digests whose sums are kept, with their files.
     pub(super) fn kept(&self) -> Vec<(Digest, PathBuf)> {
-        (self.dir.as_deref()).map_or_else(Vec::new, |dir| super::gc::sharded(dir, ""))
+        self.shelf.kept()
     }
 }
 
@@ -122,8 +118,7 @@ impl Cache {
     /// This cache's remembered sums (`Cache::open` made their directory).
     pub fn sums(&self) -> Sums {
         Sums {
-            dir: Some(self.dir("sums")),
-            tmp: self.dir("tmp"),
+            shelf: Shelf::of(self, "sums"),
         }
     }
 }
